@@ -11,7 +11,7 @@ from pathlib import Path
 SETTINGS = """\
 import os
 SECRET_KEY = "benchmark"
-DEBUG = True
+DEBUG = False  # as a deploy runs; with DEBUG, Django's SQLite backend re-queries each statement
 USE_TZ = True
 INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "migrator", "benchapp"]
 DATABASES = {{"default": {{"ENGINE": "django.db.backends.sqlite3",

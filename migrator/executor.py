@@ -8,10 +8,11 @@ with migrator's hash and run-step records, so that they commit or vanish togethe
 """
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations import Migration
 from django.db.migrations.executor import MigrationExecutor
@@ -54,8 +55,18 @@ class RecordingExecutor(MigrationExecutor):
         self.run = run
         self.record_hashes = record_hashes
         self._started: dict[Migration, float] = {}
-        self.pending_steps: list[RunStep] = []
+        self.pending_steps: list[list[Any]] = []  # INSERT_STEP rows
         self.fake = False
+
+    @contextmanager
+    def bootstrapping(self, progress_callback: DjangoProgress) -> Iterator[None]:
+        """Apply migrator's own migrations: no hash records yet, progress reported apart."""
+        saved = self.progress_callback, self.record_hashes
+        self.progress_callback, self.record_hashes = progress_callback, False
+        try:
+            yield
+        finally:
+            self.progress_callback, self.record_hashes = saved
 
     def apply_migration(
         self,
@@ -193,16 +204,7 @@ class RecordingExecutor(MigrationExecutor):
             self.record_hash(migration, duration)
         operations.forget_progress(self.connection, migration)  # a re-apply starts afresh
         if self.run is not None:
-            self.pending_steps.append(
-                RunStep(
-                    run=self.run,
-                    app_label=migration.app_label,
-                    name=migration.name,
-                    direction=RunStep.Direction.APPLY,
-                    fake=self.fake,
-                    duration=duration,
-                )
-            )
+            self.pending_steps.append(self._step_row(migration, RunStep.Direction.APPLY, duration))
 
     def record_hash(self, migration: Migration, duration: float | None = None) -> None:
         """Upsert the hash record of an applied migration, naming this executor's run."""
@@ -219,7 +221,7 @@ class RecordingExecutor(MigrationExecutor):
         )
 
     def save_steps(self) -> None:
-        """Write the run's apply steps in one statement, once the run stops applying.
+        """Write the run's apply steps in one transaction, once the run stops applying.
 
         The hash record written in each migration's transaction already names the run and
         the duration, so a run killed before this point loses nothing:
@@ -227,7 +229,13 @@ class RecordingExecutor(MigrationExecutor):
         row fewer per migration keeps each migration's commit as small as ``migrate``'s.
         """
         if self.pending_steps:
-            RunStep.objects.using(self.connection.alias).bulk_create(self.pending_steps)
+            with (
+                transaction.atomic(using=self.connection.alias),
+                self.connection.cursor() as cursor,
+            ):
+                cursor.executemany(
+                    INSERT_STEP.format(table=RunStep._meta.db_table), self.pending_steps
+                )
             self.pending_steps = []
 
     def check_replacements(self) -> None:
@@ -261,20 +269,23 @@ class RecordingExecutor(MigrationExecutor):
         return None if started is None else time.monotonic() - started
 
     def _record_step(self, migration: Migration, direction: str) -> None:
-        if self.run is None:
-            return
-        self._execute(
-            INSERT_STEP.format(table=RunStep._meta.db_table),
-            [
-                self.run.pk,
-                migration.app_label,
-                migration.name,
-                direction,
-                self.fake,
-                self._duration(migration),
-                self.connection.ops.adapt_datetimefield_value(timezone.now()),
-            ],
-        )
+        if self.run is not None:
+            self._execute(
+                INSERT_STEP.format(table=RunStep._meta.db_table),
+                self._step_row(migration, direction, self._duration(migration)),
+            )
+
+    def _step_row(self, migration: Migration, direction: str, duration: float | None) -> list[Any]:
+        """The parameters of INSERT_STEP for a migration this run applied or unapplied."""
+        return [
+            self.run.pk,
+            migration.app_label,
+            migration.name,
+            direction,
+            self.fake,
+            duration,
+            self.connection.ops.adapt_datetimefield_value(timezone.now()),
+        ]
 
     def _execute(self, sql: str, params: list[Any]) -> None:
         with self.connection.cursor() as cursor:

@@ -8,6 +8,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.exceptions import AmbiguityError, InconsistentMigrationHistory
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.loader import MigrationLoader
+from django.db.migrations.recorder import MigrationRecorder
 
 from migrator import risks
 from migrator.exceptions import IntegrityViolation, InvalidRequest, UnknownTarget
@@ -50,6 +51,27 @@ def resolve_targets(
         # A partially applied squash is not in the graph: aim at what it replaces.
         target = loader.replacements[target].replaces[-1]
     return [target]
+
+
+def refresh_applied(loader: MigrationLoader) -> None:
+    """Bring a loader's applied set up to date, e.g. under the lock after another run.
+
+    Rebuilding the graph reads every migration again; only a squash's place in the graph
+    depends on what is applied, so without one involved the applied set is just replaced.
+    """
+    applied = MigrationRecorder(loader.connection).applied_migrations()
+    changed = applied.keys() ^ loader.applied_migrations.keys()
+    if not changed:
+        return
+    squashing = {
+        key
+        for squash_key, squash in loader.replacements.items()
+        for key in (squash_key, *squash.replaces)
+    }
+    if changed & squashing:
+        loader.build_graph()
+    else:
+        loader.applied_migrations = applied
 
 
 def check_history(loader: MigrationLoader) -> None:

@@ -5,6 +5,7 @@ Everything a command does is callable from here, so a deploy script can import i
     report = runner.safemigrate(options=RunOptions(database="default", assume_yes=True))
 """
 
+import gc
 import signal
 import threading
 import time
@@ -15,7 +16,7 @@ from typing import Any
 
 from django.apps import apps as global_apps
 from django.core.management.sql import emit_post_migrate_signal, emit_pre_migrate_signal
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations import Migration
 from django.db.migrations.state import ModelState, ProjectState
@@ -229,12 +230,13 @@ def safemigrate(
         command="safemigrate",
         arguments=options.arguments,
     )
-    with locked(connection, options=options, progress=progress):
+    with locked(connection, options=options, progress=progress, executor=executor) as created:
         adapter = ProgressAdapter(progress)
-        executor = RecordingExecutor(connection, adapter)
-        confirmed = [planned.label for planned in report.plan]
+        executor.progress_callback = adapter
+        bootstrapped = set(planning.plan_labels(created))  # applied already, by locked()
+        report.plan = [planned for planned in report.plan if planned.label not in bootstrapped]
         plan = planning.forward_plan(executor, targets)  # re-plan: another run may have won
-        if planning.plan_labels(plan) != confirmed:
+        if planning.plan_labels(plan) != [planned.label for planned in report.plan]:
             report.plan = planning.describe_plan(
                 plan, connection=connection, loader=executor.loader
             )
@@ -248,7 +250,16 @@ def safemigrate(
         )
         report.run_id, executor.run = run.pk, run
         report.backup_id = backup_before(run, report, options=options, progress=progress)
-        execute_plan(executor, run, report, adapter, targets=targets, plan=plan, options=options)
+        execute_plan(
+            executor,
+            run,
+            report,
+            adapter,
+            targets=targets,
+            plan=plan,
+            options=options,
+            created_first=created,
+        )
     return report
 
 
@@ -311,30 +322,55 @@ def report_risks(
 
 @contextmanager
 def locked(
-    connection: BaseDatabaseWrapper, *, options: RunOptions, progress: ProgressCallback
-) -> Iterator[None]:
+    connection: BaseDatabaseWrapper,
+    *,
+    options: RunOptions,
+    progress: ProgressCallback,
+    executor: RecordingExecutor | None = None,
+) -> Iterator[MigrationPlan]:
     """Hold the run lock, with migrator's tables created and killed runs marked under it.
 
-    The one path into a changing run, shared by safemigrate and rollback.
+    The one path into a changing run, shared by safemigrate and rollback. An ``executor``
+    planned before the lock is brought up to date under it (another run may have won).
+    Yields the plan that created migrator's tables, empty when they were there already.
     """
     with locking.migration_lock(
         connection, timeout=options.run_lock_timeout, on_wait=_report_wait(progress)
     ):
-        bootstrap(connection, progress)
+        created = bootstrap(connection, progress, executor=executor)
         audit.mark_abandoned_runs(connection)
-        yield
+        yield created
 
 
-def bootstrap(connection: BaseDatabaseWrapper, progress: ProgressCallback) -> None:
-    """Create migrator's own tables first when they are missing (under the lock)."""
-    # Hashes afterwards: until migrator's last migration, its hash table may be older.
-    executor = RecordingExecutor(connection, ProgressAdapter(progress), record_hashes=False)
+def bootstrap(
+    connection: BaseDatabaseWrapper,
+    progress: ProgressCallback,
+    *,
+    executor: RecordingExecutor | None = None,
+) -> MigrationPlan:
+    """Create migrator's own tables first when they are missing (under the lock).
+
+    A given ``executor`` is reused rather than built again (a graph of hundreds of
+    migrations is a measurable part of a run), and left current with the database.
+    Returns the plan applied, empty when the tables were there already.
+    """
+    if executor is None:
+        executor = RecordingExecutor(connection)
+    else:
+        with integrity.graph_errors():
+            planning.refresh_applied(executor.loader)
     targets = [key for key in executor.loader.graph.leaf_nodes() if key[0] == MIGRATOR_APP]
     plan = executor.migration_plan(targets)
-    if plan:
+    if not plan:
+        return plan
+    # Hashes afterwards: until migrator's last migration, its hash table may be older.
+    with executor.bootstrapping(ProgressAdapter(progress)):
         executor.migrate(targets, plan=plan)
+    with transaction.atomic(using=connection.alias):  # one commit, not one per migration
         for migration, _ in plan:
             executor.record_hash(migration)
+    planning.refresh_applied(executor.loader)
+    return plan
 
 
 def execute_plan(
@@ -346,16 +382,30 @@ def execute_plan(
     targets: list[MigrationTarget],
     plan: MigrationPlan,
     options: RunOptions,
+    created_first: MigrationPlan = (),
 ) -> None:
-    """Apply or unapply a plan with migrate's signals; record the run's outcome, any outcome."""
+    """Apply or unapply a plan with migrate's signals; record the run's outcome, any outcome.
+
+    ``created_first``: migrator's own migrations, applied by this run before the plan.
+    """
     connection = executor.connection
     try:
-        with _sigterm_as_interrupt(), operations.reporting_progress(adapter.progress):
+        with (
+            _sigterm_as_interrupt(),
+            _long_lived_objects_frozen(),
+            operations.reporting_progress(adapter.progress),
+        ):
+            unseen = _unseen(created_first, plan, executor.loader.graph)
             pre_state = executor._create_project_state(with_applied_migrations=True)
+            if unseen:
+                for key in [key for key in pre_state.models if key[0] == MIGRATOR_APP]:
+                    pre_state.remove_model(*key)
             _emit(emit_pre_migrate_signal, connection, options, pre_state, plan)
             post_state = executor.migrate(
                 targets, plan=plan, state=pre_state.clone(), fake=options.fake
             )
+            for migration, _ in unseen:  # post_migrate sees all, as after migrate
+                post_state = migration.mutate_state(post_state, preserve=False)
             _emit(emit_post_migrate_signal, connection, options, _rendered(post_state), plan)
     except (KeyboardInterrupt, RunInterrupted) as exc:
         _fail(executor, run, report, adapter, "interrupted", "Interrupted")
@@ -377,6 +427,23 @@ def execute_plan(
     report.steps = adapter.steps
     report.outcome = Run.Outcome.SUCCEEDED
     audit.close_run(run, outcome=Run.Outcome.SUCCEEDED)
+
+
+def _unseen(created_first: MigrationPlan, plan: MigrationPlan, graph) -> MigrationPlan:
+    """migrator's migrations that the plan's migrations need not see, as ``migrate`` would not.
+
+    Run by ``migrate``, a fresh database gets migrator's tables in the plan's order, after
+    the apps before it in that order; safemigrate creates them first to record the run.
+    Its plan still sees the project state ``migrate`` would give it, without migrator's
+    models (which cost every re-render of the state), unless one of its migrations
+    depends on them.
+    """
+    needed = {(migration.app_label, migration.name) for migration, _ in created_first}
+    for migration, _ in plan:
+        node = graph.node_map[(migration.app_label, migration.name)]
+        if any(parent.key in needed for parent in node.parents):
+            return []
+    return created_first
 
 
 def _fail(
@@ -434,6 +501,21 @@ def _report_wait(progress: ProgressCallback):
         )
 
     return on_wait
+
+
+@contextmanager
+def _long_lived_objects_frozen() -> Iterator[None]:
+    """Keep the garbage collector off what lives through the whole run while it applies.
+
+    Applying migrations renders model classes by the thousand, which sets off full
+    collections; each would walk everything the process loaded (apps, the migration
+    graph, the plan). ``gc.freeze()`` sets those aside until the run is over.
+    """
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 @contextmanager

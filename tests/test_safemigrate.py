@@ -40,7 +40,23 @@ def test_records_the_run_hashes_content_types_and_permissions(db_alias):
             "ON p.content_type_id = c.id WHERE c.app_label = 'ledger'"
         )
         assert cursor.fetchone()[0] == 8
+        # migrator's own tables, created first on this fresh database, get theirs too
+        cursor.execute("SELECT model FROM django_content_type WHERE app_label = 'migrator'")
+        assert {row[0] for row in cursor.fetchall()} == {
+            "run",
+            "runstep",
+            "migrationhash",
+            "batchprogress",
+        }
     assert {step[1] for step in steps} >= {"0001_initial"}
+
+
+def test_a_plan_that_needs_migrators_models_sees_them_on_a_fresh_database(db_alias, scenario):
+    scenario("needs_migrator")
+    out, err, code = run_command("safemigrate", "scenarios", database=db_alias)
+    assert (code, err) == (0, "")
+    assert "Applying scenarios.0001_initial... OK" in out
+    assert "run_id" in table_columns(db_alias, "scenarios_runnote")
 
 
 def test_json_is_one_document_and_plan_changes_nothing(db_alias):
