@@ -9,6 +9,7 @@ undoing a ``RemoveField`` brings one back empty. Every finding has a stable code
 ``RISKS``, documented in docs/risks.md.
 """
 
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
@@ -25,11 +26,6 @@ from django.db.models.options import normalize_together
 
 from migrator import timeouts
 from migrator.types import MigrationKey, MigrationPlan
-
-try:  # importing django.contrib.postgres needs a PostgreSQL driver
-    from django.contrib.postgres import operations as pg_operations
-except ImportError:  # pragma: no cover - a project without psycopg
-    pg_operations = None
 
 EXACT_COUNT_LIMIT: Final = 10_000  # tables up to this many rows are counted exactly
 LARGE_TABLE_ROWS: Final = 1_000_000  # a lock or rewrite of a table this big is "danger"
@@ -690,7 +686,7 @@ class _Walker:
         for operation_class, handler in handlers:
             if isinstance(operation, operation_class):
                 return handler
-        if isinstance(operation, _HARMLESS):
+        if _harmless(operation):
             return _nothing
         return None
 
@@ -1190,28 +1186,33 @@ _HARMLESS: Final = (
     operations.AlterOrderWithRespectTo,
     operations.RenameIndex,
     operations.AlterModelTableComment,
-    *(
-        [
-            pg_operations.CreateExtension,
-            pg_operations.CollationOperation,
-            pg_operations.ValidateConstraint,
-        ]
-        if pg_operations is not None
-        else []
-    ),
 )
 
 
-def _concurrent(operation: Operation) -> bool:
-    if pg_operations is None:
-        return False
-    return isinstance(
-        operation, pg_operations.AddIndexConcurrently | pg_operations.RemoveIndexConcurrently
+def _harmless(operation: Operation) -> bool:
+    return isinstance(operation, _HARMLESS) or _postgres_operation(
+        operation, "CreateExtension", "CollationOperation", "ValidateConstraint"
     )
 
 
+def _postgres_operation(operation: Operation, *names: str) -> bool:
+    """Whether an operation is one of django.contrib.postgres.operations' named classes.
+
+    Looked up where the migrations that use it imported it: importing it here would load
+    a PostgreSQL driver into every run, SQLite's too, for nothing.
+    """
+    module = sys.modules.get("django.contrib.postgres.operations")
+    return module is not None and isinstance(
+        operation, tuple(getattr(module, name) for name in names)
+    )
+
+
+def _concurrent(operation: Operation) -> bool:
+    return _postgres_operation(operation, "AddIndexConcurrently", "RemoveIndexConcurrently")
+
+
 def _not_valid(operation: Operation) -> bool:
-    return pg_operations is not None and isinstance(operation, pg_operations.AddConstraintNotValid)
+    return _postgres_operation(operation, "AddConstraintNotValid")
 
 
 def _constant(expression: Any) -> bool:
