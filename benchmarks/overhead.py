@@ -2,8 +2,10 @@
 
 Runs both commands interleaved (alternating which goes first) as child processes of
 this one, each on a fresh database file, and prints the median of the per-pair ratios.
+The project runs with DEBUG off, as deploys do. Figures vary by a few percent from run to
+run on a shared machine: use more rounds on a quiet one.
 
-    python benchmarks/overhead.py [--migrations 300] [--rounds 7]
+    python -m benchmarks.overhead [--migrations 300] [--rounds 15]
 """
 
 import argparse
@@ -33,7 +35,7 @@ def timed_run(directory: Path, command: list[str], database: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--migrations", type=int, default=300)
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         directory = make_project(Path(scratch), args.migrations)

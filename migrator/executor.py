@@ -240,6 +240,8 @@ class RecordingExecutor(MigrationExecutor):
 
     def check_replacements(self) -> None:
         """Mark squashes applied as Django does, and record their hashes (integrity.verify)."""
+        if not self.loader.replacements:
+            return
         applied = self.recorder.applied_migrations()
         marked = [
             squash
