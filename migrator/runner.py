@@ -19,6 +19,7 @@ from django.core.management.sql import emit_post_migrate_signal, emit_pre_migrat
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations import Migration
+from django.db.migrations.graph import MigrationGraph
 from django.db.migrations.state import ModelState, ProjectState
 
 from migrator import audit, guard, integrity, locking, operations, planning, risks
@@ -382,7 +383,7 @@ def execute_plan(
     targets: list[MigrationTarget],
     plan: MigrationPlan,
     options: RunOptions,
-    created_first: MigrationPlan = (),
+    created_first: MigrationPlan | None = None,
 ) -> None:
     """Apply or unapply a plan with migrate's signals; record the run's outcome, any outcome.
 
@@ -395,7 +396,7 @@ def execute_plan(
             _long_lived_objects_frozen(),
             operations.reporting_progress(adapter.progress),
         ):
-            unseen = _unseen(created_first, plan, executor.loader.graph)
+            unseen = _unseen(created_first or [], plan, executor.loader.graph)
             pre_state = executor._create_project_state(with_applied_migrations=True)
             if unseen:
                 for key in [key for key in pre_state.models if key[0] == MIGRATOR_APP]:
@@ -429,14 +430,16 @@ def execute_plan(
     audit.close_run(run, outcome=Run.Outcome.SUCCEEDED)
 
 
-def _unseen(created_first: MigrationPlan, plan: MigrationPlan, graph) -> MigrationPlan:
-    """migrator's migrations that the plan's migrations need not see, as ``migrate`` would not.
+def _unseen(
+    created_first: MigrationPlan, plan: MigrationPlan, graph: MigrationGraph
+) -> MigrationPlan:
+    """migrator's own migrations, applied first by this run, that the plan need not see.
 
-    Run by ``migrate``, a fresh database gets migrator's tables in the plan's order, after
-    the apps before it in that order; safemigrate creates them first to record the run.
-    Its plan still sees the project state ``migrate`` would give it, without migrator's
-    models (which cost every re-render of the state), unless one of its migrations
-    depends on them.
+    ``migrate`` would create migrator's tables at their place in the plan, so on a fresh
+    database the migrations before them run without migrator's models in the project
+    state. safemigrate creates them first, to record the run; its plan still gets the
+    smaller state (each re-render of the state pays for every model in it) unless one of
+    its migrations depends on migrator's.
     """
     needed = {(migration.app_label, migration.name) for migration, _ in created_first}
     for migration, _ in plan:
