@@ -648,6 +648,7 @@ def _restore(
         safety_backup=options.backup is not False,
         assume_yes=True,  # confirmed above, once
         progress=progress,
+        lock_timeout=options.lock_timeout,
     )
     safety = report.backup_id = restored.safety_backup_id
     recorded = audit.open_run(

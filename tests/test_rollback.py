@@ -416,6 +416,28 @@ def test_last_restore_brings_back_what_an_irreversible_migration_changed(
     assert run.details["undoes_run"] == last.pk
 
 
+def test_last_restore_waits_for_the_lock_only_as_long_as_lock_timeout(db_alias, settings, tmp_path):
+    migrate(db_alias, "ledger", "0004")
+    add_ledger_rows(db_alias)
+    settings.MIGRATOR = {
+        **settings.MIGRATOR,
+        "BACKUP_BEFORE_MIGRATE": True,
+        "BACKUP_DIR": str(tmp_path / "backups"),
+    }
+    migrate(db_alias, "ledger")
+    with locking.migration_lock(connections[db_alias], timeout=0):
+        _, err, code = run_command(
+            "rollback", "--last", "--restore", "--lock-timeout", "0", *SCRIPTED, database=db_alias
+        )
+    assert code == 4
+    assert "pid" in err
+    assert applied(db_alias, "ledger")[-1] == "0005_normalise_account_names"
+    assert execute(db_alias, "SELECT name FROM ledger_account ORDER BY id") == [
+        ("alice",),
+        ("bob",),
+    ]
+
+
 def test_last_restore_plan_says_that_everything_since_the_backup_is_replaced(
     db_alias, settings, tmp_path
 ):

@@ -70,8 +70,12 @@ def restore_backup(
     assume_yes: bool = False,
     confirm: ConfirmCallback | None = None,
     progress: ProgressCallback = ignore_progress,
+    lock_timeout: float | None = None,
 ) -> RestoreReport:
-    """Replace a database's contents with a backup, all or nothing."""
+    """Replace a database's contents with a backup, all or nothing.
+
+    ``lock_timeout``: seconds to wait for another run's lock (None: the setting).
+    """
     from migrator.runner import RunOptions, locked  # runner imports this package
 
     started = time.monotonic()
@@ -101,7 +105,7 @@ def restore_backup(
         forced=bool(differences),
         differences=differences,
     )
-    options = RunOptions(database=database, assume_yes=assume_yes)
+    options = RunOptions(database=database, assume_yes=assume_yes, lock_timeout=lock_timeout)
     with locked(connection, options=options, progress=progress):
         run = audit.open_run(
             connection,
