@@ -5,6 +5,8 @@ import gzip
 import hashlib
 import json
 import stat
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -315,6 +317,46 @@ def test_files_are_private_and_the_manifest_describes_the_backup(db_alias, backu
     assert f"migrations:       {len(manifest.migrations)} applied\n" in out
     out, _, _ = run_command("backup", "--verbosity", "0", database=db_alias)
     assert out.strip() in {m.id for m in list_backups()}
+
+
+HOLD_A_PARTIAL = """
+import fcntl, sys
+with open(sys.argv[1], "wb") as handle:
+    handle.write(b"half a dump")
+    handle.flush()
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    print("HOLDING", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def test_a_killed_backups_partial_file_is_removed_by_the_next_backup(db_alias, backup_dir):
+    """A backup writes its payload as a hidden .partial file it holds an OS lock on."""
+    seed(db_alias)
+    backup_dir.mkdir(mode=0o700)
+    partial = backup_dir / ".20261123T000000-killed.sqlite3.partial"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", HOLD_A_PARTIAL, str(partial)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert writer.stdout.readline() == "HOLDING\n"
+        take_backup(db_alias)
+        assert partial.exists()  # its writer is alive: another backup in progress
+        writer.kill()  # kill -9: the kernel drops the lock with the process
+        writer.wait(timeout=60)
+        backup_id = take_backup(db_alias)
+        assert not partial.exists()
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+        writer.wait(timeout=60)
+        writer.stdin.close()
+        writer.stdout.close()
+    assert run_command("backup", "--verify", backup_id, database=db_alias)[1:] == ("", 0)
+    assert not [path for path in backup_dir.iterdir() if path.name.startswith(".")]
 
 
 def test_production_guard_applies_to_restore(db_alias, production):

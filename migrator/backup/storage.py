@@ -4,6 +4,9 @@ A backup is a payload file and a manifest ``<id>.json``. The payload is written 
 temporary name, synced and renamed first; the manifest, which carries the payload's
 checksum, follows the same way. A backup therefore exists (is listed, can be restored)
 only once both are complete: a killed backup leaves at most a hidden ``.partial`` file.
+Each one is held with an OS lock while it is written, which the kernel drops with a
+killed writer, so the next backup into the directory can tell leftovers from live ones
+and removes the leftovers.
 
 In a directory, files are created 0600 in a 0700 directory. Through a Django storage
 (object storage with django-storages, ...) the payload is staged in a private temporary
@@ -23,6 +26,11 @@ from typing import BinaryIO, Final
 
 from migrator.conf import get_settings
 from migrator.exceptions import BackupFailed
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: leftovers are kept, not told apart
+    fcntl = None
 
 MANIFEST_SUFFIX: Final = ".json"
 PARTIAL_SUFFIX: Final = ".partial"
@@ -82,10 +90,11 @@ class DirectoryStore(BackupStore):
     @contextmanager
     def staging(self, filename: str) -> Iterator[Path]:
         self._ensure_directory()
+        self._remove_leftovers()
         staged = self.directory / f".{filename}{PARTIAL_SUFFIX}"
-        os.close(os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         try:
-            yield staged
+            with _claimed(staged):
+                yield staged
         finally:
             with suppress(FileNotFoundError):
                 staged.unlink()
@@ -94,13 +103,19 @@ class DirectoryStore(BackupStore):
         _fsync(staged)
         os.replace(staged, self.directory / filename)
         manifest_path = self.directory / f".{backup_id}{MANIFEST_SUFFIX}{PARTIAL_SUFFIX}"
-        descriptor = os.open(manifest_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(manifest)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(manifest_path, self.directory / f"{backup_id}{MANIFEST_SUFFIX}")
+        with _claimed(manifest_path) as descriptor:
+            with open(descriptor, "wb", closefd=False) as handle:
+                handle.write(manifest)
+            os.fsync(descriptor)
+            os.replace(manifest_path, self.directory / f"{backup_id}{MANIFEST_SUFFIX}")
         _fsync_directory(self.directory)
+
+    def _remove_leftovers(self) -> None:
+        """Remove the ``.partial`` files of killed backups: those nobody holds any more."""
+        for path in self.directory.glob(f".*{PARTIAL_SUFFIX}"):
+            with suppress(FileNotFoundError), _unheld(path) as unheld:
+                if unheld:
+                    path.unlink()
 
     def backup_ids(self) -> list[str]:
         if not self.directory.is_dir():
@@ -217,6 +232,49 @@ def file_digest(handle: BinaryIO) -> tuple[int, str]:
         digest.update(chunk)
         size += len(chunk)
     return size, digest.hexdigest()
+
+
+@contextmanager
+def _claimed(path: Path) -> Iterator[int]:
+    """Create ``path`` (0600) and hold an OS lock on it until it is published or dropped."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        if fcntl is not None:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            if not _names(path, descriptor):  # taken for a leftover before it was locked
+                raise BackupFailed(f"{path.name} was removed as it was created; try again.")
+        yield descriptor
+    finally:
+        os.close(descriptor)
+
+
+@contextmanager
+def _unheld(path: Path) -> Iterator[bool]:
+    """Whether ``path`` is a leftover no live process holds (see ``_claimed``).
+
+    It is held meanwhile, so a leftover can be removed without a writer taking it back.
+    """
+    if fcntl is None:  # no OS lock to tell a leftover from a live file: keep them all
+        yield False
+        return
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield _names(path, descriptor)  # the lock is on this file, not on a newer one
+    finally:
+        os.close(descriptor)
+
+
+def _names(path: Path, descriptor: int) -> bool:
+    """Whether ``path`` still names the file open as ``descriptor``."""
+    try:
+        return os.stat(path).st_ino == os.fstat(descriptor).st_ino
+    except FileNotFoundError:
+        return False
 
 
 def _fsync(path: Path) -> None:
