@@ -15,6 +15,8 @@ BACKUP_BEFORE_MIGRATE    None                back up before ``safemigrate``; Non
 BACKUP_BEFORE_ROLLBACK   None                back up before ``rollback``; None: as above
 BACKUP_DIR               BASE_DIR/backups    where backups go (else ./backups)
 BACKUP_STORAGE           None                a ``STORAGES`` alias to use instead of BACKUP_DIR
+BACKUP_KEEP              10                  backups per database ``backup --prune`` keeps
+                                             when it is given no ``--keep``
 PG_BIN_DIR               None                directory of ``pg_dump``/``pg_restore``; else PATH
 PG_DUMP_COMPRESS         1                   ``pg_dump --compress`` level for native backups
 RUN_LOCK_TIMEOUT         600                 seconds a run waits for another run's lock
@@ -49,6 +51,7 @@ DEFAULTS: dict[str, Any] = {
     "BACKUP_BEFORE_ROLLBACK": None,
     "BACKUP_DIR": None,
     "BACKUP_STORAGE": None,
+    "BACKUP_KEEP": 10,
     "PG_BIN_DIR": None,
     "PG_DUMP_COMPRESS": 1,
     "RUN_LOCK_TIMEOUT": 600.0,
@@ -72,6 +75,7 @@ class MigratorSettings:
     backup_before_rollback: bool
     backup_dir: Path
     backup_storage: str | None
+    backup_keep: int
     pg_bin_dir: str | None
     pg_dump_compress: int
     run_lock_timeout: float
@@ -116,6 +120,7 @@ def get_settings() -> MigratorSettings:
         backup_before_rollback=_default(raw["BACKUP_BEFORE_ROLLBACK"], in_confirm_environment),
         backup_dir=Path(raw["BACKUP_DIR"] or _base_dir() / "backups"),
         backup_storage=raw["BACKUP_STORAGE"],
+        backup_keep=int(raw["BACKUP_KEEP"]),
         pg_bin_dir=raw["PG_BIN_DIR"],
         pg_dump_compress=int(raw["PG_DUMP_COMPRESS"]),
         run_lock_timeout=float(raw["RUN_LOCK_TIMEOUT"]),

@@ -406,10 +406,20 @@ def test_prune_keeps_the_newest_and_the_only_backup_of_the_current_state(db_alia
         "Pruned 1 backup(s); 1 kept.\n",
         0,
     )
-    assert run_command("backup", "--prune", database=db_alias)[1:] == (
-        "--prune needs --keep N (how many backups to keep).\n",
+    assert run_command("backup", "--prune", "--keep", "-1", database=db_alias)[1:] == (
+        "--keep must be 0 or more.\n",
         1,
     )
+
+
+def test_prune_without_keep_keeps_backup_keep_backups(db_alias, settings):
+    seed(db_alias)
+    settings.MIGRATOR = {**settings.MIGRATOR, "BACKUP_KEEP": 2}
+    oldest, *newer = [take_backup(db_alias) for _ in range(3)]
+    out, err, code = run_command("backup", "--prune", "--json", database=db_alias)
+    assert (code, err) == (0, "")
+    assert json.loads(out)["deleted"] == [oldest]
+    assert sorted(m.id for m in list_backups()) == sorted(newer)
 
 
 def test_pruning_in_production_needs_a_yes(db_alias, production):

@@ -181,17 +181,19 @@ class PruneReport:
 
 def prune_backups(
     *,
-    keep: int,
+    keep: int | None = None,
     database: str | None = None,
     assume_yes: bool = False,
     confirm: ConfirmCallback | None = None,
 ) -> PruneReport:
-    """Delete all but the newest ``keep`` backups of each database.
+    """Delete all but the newest ``keep`` backups of each database (None: BACKUP_KEEP).
 
     The newest backup of a database's current migration state is never deleted when it is
     the only one left of that state: it is what a restore would need. Pruning deletes, so
     the production guard applies.
     """
+    if keep is None:
+        keep = get_settings().backup_keep
     if keep < 0:
         raise InvalidRequest("--keep must be 0 or more.")
     report = PruneReport()

@@ -39,7 +39,12 @@ class Command(MigratorCommand):
             help="Delete all but the newest --keep backups of --database (never the only "
             "backup of its current migration state).",
         )
-        parser.add_argument("--keep", type=int, metavar="N", help="How many backups --prune keeps.")
+        parser.add_argument(
+            "--keep",
+            type=int,
+            metavar="N",
+            help="How many backups --prune keeps (default: MIGRATOR['BACKUP_KEEP'], 10).",
+        )
 
     def run(self, **options: Any) -> None:
         database = options["database"]
@@ -52,8 +57,6 @@ class Command(MigratorCommand):
         elif options["verify"]:
             self.render_verified(backup.verify_backup(options["verify"]))
         elif options["prune"]:
-            if options["keep"] is None:
-                raise CommandError("--prune needs --keep N (how many backups to keep).")
             self.render_pruned(
                 backup.prune_backups(
                     keep=options["keep"],
