@@ -92,17 +92,22 @@ def close_run(
     failed_migration: str = "",
     **details: Any,
 ) -> None:
-    """Record how a run ended; never masks the run's own error if the audit write fails."""
-    refused_already = run.outcome == Run.Outcome.REFUSED  # open_run reported that refusal
+    """Record how a run ended; never masks the run's own error if the audit write fails.
+
+    A run is reported closed once: a second call (a fuller error message) only updates it.
+    """
+    reported_already = run.finished_at is not None or (
+        run.outcome == Run.Outcome.REFUSED == outcome  # open_run reported that refusal
+    )
     run.outcome = outcome
     run.error = mask_secrets(error)
     run.failed_migration = failed_migration
-    run.finished_at = timezone.now()
+    run.finished_at = run.finished_at or timezone.now()
     run.details = {**run.details, **mask_secrets(details)}
     # If the database went away mid-run, the next run marks this one interrupted.
     with suppress(DatabaseError):
         run.save(update_fields=["outcome", "error", "failed_migration", "finished_at", "details"])
-    if not (refused_already and outcome == Run.Outcome.REFUSED):
+    if not reported_already:
         signals.run_closed(run)
 
 

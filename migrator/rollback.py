@@ -602,7 +602,8 @@ def _failure(exc: MigrationFailed, report: RollbackReport, run: Run) -> Migratio
         f"{what} while unapplying {failed} ({type(cause).__name__}: {cause}); {rolled_back}. "
         f"Unapplied: {', '.join(report.unapplied) or 'none'}. "
         f"Still applied: {', '.join(report.remaining)}. "
-        f"Fix the cause and run 'rollback {report.target}' again to continue{restore}."
+        f"{'Run' if what == 'Interrupted' else 'Fix the cause and run'} "
+        f"'rollback {report.target}' again to continue{restore}."
     )
     error = error_class(message)
     error.report = report  # type: ignore[attr-defined]

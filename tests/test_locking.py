@@ -7,10 +7,18 @@ from django.db import connections
 
 from migrator import locking
 from migrator.models import Run
-from tests.utils import applied, run_child, run_command, start_child, wait_for_line
+from tests.utils import (
+    applied,
+    run_child,
+    run_command,
+    start_child,
+    table_columns,
+    wait_for_line,
+)
 
 BASIC = {"MIGRATOR_TEST_SCENARIO": "tests.scenarios.migration_sets.basic"}
 PAUSED_IN_SLOW_STEP = {**BASIC, "PAUSE_AT": "scenarios.0003_slow_step"}
+ROLLBACK_FLAGS = ("--noinput", "--yes", "--allow-data-loss")
 
 
 def slow_step_runs(alias: str) -> int:
@@ -95,6 +103,56 @@ def test_interrupt_rolls_back_and_records_the_run(db_alias, paused_run, signum):
     assert (run.outcome, run.failed_migration) == ("interrupted", "scenarios.0003_slow_step")
     assert run_command("safemigrate", "scenarios", database=db_alias)[2] == 0
     assert slow_step_runs(db_alias) == 1
+
+
+@pytest.mark.parametrize("stop", ["kill-9", "sigterm"])
+def test_a_rollback_stopped_mid_migration_leaves_it_applied_and_can_run_again(
+    db_alias, scenario, stop
+):
+    scenario("basic")
+    assert run_command("safemigrate", "scenarios", database=db_alias)[2] == 0
+    child = start_child(
+        db_alias,
+        "rollback",
+        "scenarios",
+        "0002",
+        *ROLLBACK_FLAGS,
+        **BASIC,
+        PAUSE_AT="scenarios.0003_slow_step:reverse",
+    )
+    try:
+        wait_for_line(child, "PAUSED")  # 0004 is unapplied; 0003's column is dropped
+        if stop == "kill-9":
+            child.kill()
+            child.wait(timeout=60)
+        else:
+            child.send_signal(signal.SIGTERM)
+            assert child.wait(timeout=60) == 5
+            assert (
+                "Interrupted while unapplying scenarios.0003_slow_step (RunInterrupted: Stopped "
+                "by SIGTERM.); its transaction was rolled back. Unapplied: "
+                "scenarios.0004_widget_weight. Still applied: scenarios.0003_slow_step. Run "
+                "'rollback scenarios 0002' again to continue."
+            ) in child.stderr.read()
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.wait(timeout=60)
+        for stream in (child.stdin, child.stdout, child.stderr):
+            stream.close()
+    # 0003's transaction was rolled back whole: still applied, its column still there.
+    assert applied(db_alias, "scenarios") == ["0001_initial", "0002_widget_size", "0003_slow_step"]
+    assert "colour" in table_columns(db_alias, "scenarios_widget")
+    assert locking.current_holder(connections[db_alias]) is None
+    rerun = run_child(db_alias, "rollback", "scenarios", "0002", *ROLLBACK_FLAGS, **BASIC)
+    assert rerun.returncode == 0, rerun.stderr
+    assert applied(db_alias, "scenarios") == ["0001_initial", "0002_widget_size"]
+    assert "colour" not in table_columns(db_alias, "scenarios_widget")
+    stopped, finished = Run.objects.using(db_alias).filter(command="rollback").order_by("id")
+    assert (stopped.outcome, finished.outcome) == ("interrupted", "succeeded")
+    assert list(stopped.steps.values_list("name", "direction")) == [
+        ("0004_widget_weight", "unapply")
+    ]
 
 
 def test_nothing_to_do_does_not_wait_for_the_lock(db_alias, scenario):

@@ -165,6 +165,27 @@ def test_signals_in_order_for_a_failed_run_and_the_webhook_gets_the_summary(
     assert failed.failed_migration == "scenarios.0002_breaks"
 
 
+def test_a_failed_rollback_is_reported_failed_once(db_alias, scenario, heard):
+    scenario("rollback_failing")
+    assert run_command("safemigrate", "scenarios", database=db_alias)[2] == 0
+    _, err, code = run_command(
+        "rollback",
+        "scenarios",
+        "0001",
+        "--noinput",
+        "--yes",
+        "--allow-data-loss",
+        database=db_alias,
+    )
+    assert code == 5, err
+    rollback_id = Run.objects.using(db_alias).get(command="rollback").pk
+    closing = [event for event, run_id, _ in heard if run_id == rollback_id]
+    assert closing == ["started", "unapplied", "failed"]
+    assert "Still applied: scenarios.0003_reverse_fails" in (
+        Run.objects.using(db_alias).get(pk=rollback_id).error
+    )
+
+
 def test_signals_for_a_refused_run(db_alias, scenario, heard, settings):
     scenario("failing")
     assert run_command("safemigrate", "scenarios", "0001", database=db_alias)[2] == 0
