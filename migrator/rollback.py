@@ -236,7 +236,9 @@ def rollback(
         options=options,
         confirm=confirm,
     )
-    with runner.locked(connection, options=options, progress=progress):
+    # The executor planned before the lock creates migrator's tables if needed: no graph
+    # is built for that alone.
+    with runner.locked(connection, options=options, progress=progress, executor=prepared.executor):
         adapter = runner.ProgressAdapter(progress)
         confirmed = planning.plan_labels(prepared.plan)
         # Re-plan and re-validate: another run may have changed the database meanwhile.
