@@ -21,7 +21,7 @@ from migrator import audit
 from migrator.conf import get_settings
 from migrator.exceptions import ConfirmationRequired
 from migrator.models import Run
-from migrator.risks import describe_loss, plan_findings
+from migrator.risks import LabelledFinding, plan_findings
 from migrator.types import ConfirmCallback
 
 logger = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ def require_confirmation(
     question: str,
     assume_yes: bool,
     confirm: ConfirmCallback | None,
-    data_loss: Iterable[Mapping[str, Any]] = (),
+    data_loss: Iterable[LabelledFinding] = (),
     allow_data_loss: bool = False,
     command: str = "safemigrate",
     arguments: Mapping[str, Any] | None = None,
@@ -48,14 +48,14 @@ def require_confirmation(
 
     ``confirm`` is None when nobody can be asked (``--noinput``, no terminal): a guarded
     environment then refuses at once instead of waiting for input that cannot come.
-    ``data_loss`` are the findings (dicts with table, column, rows) of steps that destroy
+    ``data_loss`` are the findings (with table, column, rows) of steps that destroy
     data: without a typed confirmation they need ``allow_data_loss`` too. The caller
     shows the plan and its risks before calling, so a prompt comes after them.
     """
     if not get_settings().needs_confirmation:
         return
-    losses = [dict(finding) for finding in data_loss]
-    lost = "; ".join(_describe_loss(finding) for finding in losses)
+    losses = list(data_loss)
+    lost = "; ".join(item.finding.describe_loss() for item in losses)
     refusal = _Refusal(connection, command, arguments, question, losses)
     if confirm is None or assume_yes:
         if not assume_yes:
@@ -88,13 +88,12 @@ def refuse_blocking_risks(
     blocked = [
         item
         for item in plan_findings(plan)
-        if item.finding["code"] in blocking and not item.finding["acknowledged"]
+        if item.finding.code in blocking and not item.finding.acknowledged
     ]
     if not blocked:
         return
     listed = "; ".join(
-        f"{item.finding['code']} in {item.migration} ({item.finding['message']})"
-        for item in blocked
+        f"{item.finding.code} in {item.migration} ({item.finding.message})" for item in blocked
     )
     message = (
         f"Blocked by MIGRATOR['BLOCKING_RISKS']: {listed}. Make the migration safe, or "
@@ -107,12 +106,6 @@ def refuse_blocking_risks(
     raise ConfirmationRequired(message)
 
 
-def _describe_loss(finding: Mapping[str, Any]) -> str:
-    if finding.get("table"):
-        return describe_loss({"column": None, "rows": None, "rows_exact": False, **finding})
-    return str(finding.get("message") or finding.get("code") or "data").rstrip(".")
-
-
 class _Refusal:
     """Records a refusal in the audit, then raises ConfirmationRequired."""
 
@@ -122,7 +115,7 @@ class _Refusal:
         command: str,
         arguments: Mapping[str, Any] | None,
         question: str,
-        data_loss: list[dict[str, Any]],
+        data_loss: list[LabelledFinding],
     ) -> None:
         self.connection = connection
         self.command = command
@@ -138,7 +131,7 @@ class _Refusal:
             error=message,
             details={
                 "question": self.question,
-                "data_loss": [_describe_loss(finding) for finding in self.data_loss],
+                "data_loss": [item.finding.describe_loss() for item in self.data_loss],
             },
         )
         raise ConfirmationRequired(message)

@@ -37,7 +37,7 @@ from django.db.migrations.operations.base import Operation
 from django.db.models import Model, QuerySet
 from django.utils import timezone
 
-from migrator import risks
+from migrator import tablesize
 from migrator.conf import get_settings
 from migrator.models import BatchProgress
 from migrator.types import ProgressCallback, ProgressEvent
@@ -293,10 +293,10 @@ def _has_progress_table(connection: BaseDatabaseWrapper) -> bool:
 def estimate_rows(connection: BaseDatabaseWrapper, model: type[Model]) -> int:
     """Rows in the model's table: exact up to a million, else the planner's estimate.
 
-    ``risks.table_rows`` never reads a big table; when it only knows a lower bound (no
+    ``tablesize.table_rows`` never reads a big table; when it only knows a lower bound (no
     statistics yet), the rows are counted once, which costs less than the batches will.
     """
-    rows = risks.table_rows(connection, model._meta.db_table, limit=EXACT_ESTIMATE_LIMIT)
+    rows = tablesize.table_rows(connection, model._meta.db_table, limit=EXACT_ESTIMATE_LIMIT)
     if rows.count is not None and not rows.lower_bound:
         return rows.count
     return model._base_manager.db_manager(connection.alias).count()

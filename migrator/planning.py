@@ -12,6 +12,7 @@ from django.db.migrations.recorder import MigrationRecorder
 
 from migrator import risks
 from migrator.exceptions import IntegrityViolation, InvalidRequest, UnknownTarget
+from migrator.risks.fields import describe_operation
 from migrator.types import MigrationPlan, MigrationTarget, migration_label
 
 
@@ -95,13 +96,13 @@ def check_history(loader: MigrationLoader) -> None:
 class PlannedOperation:
     description: str
     reversible: bool
-    findings: list[dict[str, Any]] = field(default_factory=list)
+    findings: list[risks.Finding] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "description": self.description,
             "reversible": self.reversible,
-            "findings": self.findings,
+            "findings": [finding.as_dict() for finding in self.findings],
         }
 
 
@@ -134,8 +135,8 @@ def describe_plan(
 ) -> list[PlannedMigration]:
     """Each migration of a plan with a description of each of its operations.
 
-    Given a connection, each operation also carries its risk findings (``risks.Finding``
-    as dicts), with table sizes read from that database.
+    Given a connection, each operation also carries its risk findings (``risks.Finding``),
+    with table sizes read from that database.
     """
     findings = {}
     if connection is not None and plan:
@@ -157,7 +158,7 @@ def describe_plan(
                     PlannedOperation(
                         description=_describe(operation, backwards),
                         reversible=operation.reversible,
-                        findings=[finding.as_dict() for finding in operation_findings],
+                        findings=operation_findings,
                     )
                     for operation, operation_findings in zip(operations, per_operation, strict=True)
                 ],
@@ -167,12 +168,7 @@ def describe_plan(
 
 
 def _describe(operation: Any, backwards: bool) -> str:
-    prefix = "Undo " if backwards else ""
-    try:
-        text = operation.describe()
-    except Exception:  # noqa: BLE001  (a third-party operation's describe() may be broken)
-        text = type(operation).__name__
-    return prefix + text
+    return ("Undo " if backwards else "") + describe_operation(operation)
 
 
 def plan_labels(plan: MigrationPlan) -> list[str]:

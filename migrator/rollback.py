@@ -36,6 +36,7 @@ from migrator.exceptions import (
 )
 from migrator.executor import RecordingExecutor
 from migrator.models import Run, RunStep
+from migrator.risks import Finding, LabelledFinding
 from migrator.runner import RunOptions, RunReport
 from migrator.types import (
     ConfirmCallback,
@@ -118,8 +119,8 @@ class RollbackReport(RunReport):
     restore_backup_id: str | None = None  # --last --restore: the backup restored
     fake: list[str] = field(default_factory=list)  # unapplied as fake: the run only faked them
     problems: list[Problem] = field(default_factory=list)
-    data_loss: list[dict[str, Any]] = field(default_factory=list)  # what the rollback destroys
-    not_restored: list[dict[str, Any]] = field(default_factory=list)  # what it cannot bring back
+    data_loss: list[LabelledFinding] = field(default_factory=list)  # what the rollback destroys
+    not_restored: list[LabelledFinding] = field(default_factory=list)  # cannot bring back
     hint: str = ""  # the way out when refused (a backup to restore)
     warnings: list[str] = field(default_factory=list)  # e.g. files without a recorded hash
 
@@ -156,8 +157,8 @@ class RollbackReport(RunReport):
             "restore_backup_id": self.restore_backup_id,
             "fake": self.fake,
             "problems": [problem.as_dict() for problem in self.problems],
-            "data_loss": self.data_loss,
-            "not_restored": self.not_restored,
+            "data_loss": [item.as_dict() for item in self.data_loss],
+            "not_restored": [item.as_dict() for item in self.not_restored],
             "unapplied": self.unapplied,
             "remaining": self.remaining if self.outcome in {"failed", "interrupted"} else [],
             "hint": self.hint,
@@ -457,10 +458,11 @@ def _validate(executor: RollbackExecutor, report: RollbackReport) -> None:
                     )
                 )
             for finding in operation.findings:
-                if finding.get("data_loss"):
-                    report.data_loss.append({"migration": planned.label, **finding})
-                elif finding.get("code") in NOT_RESTORED_CODES and finding.get("rows") != 0:
-                    report.not_restored.append({"migration": planned.label, **finding})
+                labelled = LabelledFinding(planned.label, operation.description, finding)
+                if finding.data_loss:
+                    report.data_loss.append(labelled)
+                elif finding.code in NOT_RESTORED_CODES and finding.rows != 0:
+                    report.not_restored.append(labelled)
     if irreversible:
         report.hint = _restore_hint(executor.connection, irreversible)
 
@@ -517,18 +519,18 @@ def _describe_restore(report: RollbackReport, run: Run) -> None:
             )
         )
         return
-    report.data_loss.append(
-        {
-            "code": "restore_replaces_data",
-            "severity": "danger",
-            "data_loss": True,
-            "message": (
-                f"Restoring backup {report.restore_backup_id} replaces all data in "
-                f"{report.database!r} with its state before run #{run.pk} (started "
-                f"{run.started_at:%Y-%m-%d %H:%M:%S %Z}): every change since then is lost."
-            ),
-        }
+    replaced = Finding(
+        code="restore_replaces_data",
+        severity="danger",
+        data_loss=True,
+        message=(
+            f"Restoring backup {report.restore_backup_id} replaces all data in "
+            f"{report.database!r} with its state before run #{run.pk} (started "
+            f"{run.started_at:%Y-%m-%d %H:%M:%S %Z}): every change since then is lost."
+        ),
+        hint="Take a backup first ('python manage.py backup') if what changed since matters.",
     )
+    report.data_loss.append(LabelledFinding(None, None, replaced))
 
 
 def _key(migration: Migration) -> MigrationKey:
@@ -556,7 +558,7 @@ def _unapply(
     if report.source_run_id is not None:
         details["undoes_run"] = report.source_run_id
     if report.data_loss:
-        details["data_loss"] = [finding.get("message", "") for finding in report.data_loss]
+        details["data_loss"] = [item.finding.message for item in report.data_loss]
     run = audit.open_run(
         connection, command="rollback", arguments=options.arguments, details=details
     )

@@ -304,7 +304,7 @@ def report_risks(
     With ``whole_plan`` (an operator is about to be asked), every migration and operation
     of the plan is reported, with all its findings.
     """
-    risky = [item for item in risks.plan_findings(plan) if item.finding["severity"] != "info"]
+    risky = [item for item in risks.plan_findings(plan) if item.finding.severity != "info"]
     if risky or whole_plan:
         message = f"Risks in this plan ({len(risky)}):"
         if whole_plan:
@@ -314,7 +314,7 @@ def report_risks(
                 "risks",
                 message=message,
                 data={
-                    "plan": [migration.as_dict() for migration in plan],
+                    "plan": plan,
                     "minimum": "info" if whole_plan else "warning",
                 },
             )

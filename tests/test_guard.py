@@ -21,6 +21,7 @@ from django.utils import timezone
 from migrator import guard
 from migrator.exceptions import ConfirmationRequired
 from migrator.models import Run
+from migrator.risks import Finding, LabelledFinding
 from tests.utils import (
     ROOT,
     TTYInput,
@@ -235,7 +236,17 @@ def test_development_shows_the_same_findings_as_warnings_and_does_not_ask(db_ali
 def test_guard_keywords_for_other_commands(db_alias, production):
     ledger_with_rows(db_alias)
     connection = connections[db_alias]
-    loss = {"code": "restore_replaces_data", "data_loss": True, "message": "Everything goes."}
+    loss = LabelledFinding(
+        None,
+        None,
+        Finding(
+            code="restore_replaces_data",
+            severity="danger",
+            data_loss=True,
+            message="Everything goes.",
+            hint="",
+        ),
+    )
     with pytest.raises(ConfirmationRequired, match="Everything goes. Pass --allow-data-loss"):
         guard.require_confirmation(
             connection,

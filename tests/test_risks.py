@@ -1,7 +1,7 @@
 """Risk analysis: findings per operation, forward and backward, table sizes, timeouts.
 
 Through the public surface: ``safemigrate --plan`` (human and ``--json``),
-``planning.describe_plan`` for backward plans (what ``rollback`` reads), ``risks.table_rows``,
+``planning.describe_plan`` for backward plans (what ``rollback`` reads), ``tablesize.table_rows``,
 and ``runner.safemigrate`` with a progress callback for the PostgreSQL lock timeouts.
 """
 
@@ -15,7 +15,7 @@ from django.db import connections
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
-from migrator import planning, risks, runner
+from migrator import planning, risks, runner, tablesize
 from migrator.exceptions import MigrationFailed
 from migrator.models import Run
 from migrator.runner import RunOptions
@@ -229,7 +229,7 @@ def test_backward_plan_findings(db_alias, scenario):
     found = {
         migration.label: [
             [
-                (f["code"], f["severity"], f["table"], f["column"], f["rows"], f["data_loss"])
+                (f.code, f.severity, f.table, f.column, f.rows, f.data_loss)
                 for f in operation.findings
             ]
             for operation in migration.operations
@@ -258,18 +258,18 @@ def test_backward_plan_findings(db_alias, scenario):
             ]
         ],
     }
-    messages = [f["message"] for m in described for o in m.operations for f in o.findings]
+    messages = [f.message for m in described for o in m.operations for f in o.findings]
     assert "Drops column colour of scenarios_widget (3 rows): its data is lost." in messages
     assert (
         "Re-creates column note of scenarios_widget (3 rows) empty: its old data is not restored."
         in messages
     )
     assert risks.data_loss_findings(described) == [
-        found_dict
+        risks.LabelledFinding(m.label, o.description, finding)
         for m in described
         for o in m.operations
-        for found_dict in o.findings
-        if found_dict["code"] in {"ML101", "ML102"}
+        for finding in o.findings
+        if finding.code in {"ML101", "ML102"}
     ]
     assert applied(db_alias, "scenarios")[-1] == "0006_irreversible"  # nothing was changed
 
@@ -287,11 +287,11 @@ def test_without_a_connection_there_are_no_findings(db_alias):
 def test_table_rows_counts_small_tables_exactly(db_alias):
     connection = connections[db_alias]
     execute(db_alias, "CREATE TABLE counted (n integer)")
-    assert risks.table_rows(connection, "counted") == risks.RowCount(0, True)
+    assert tablesize.table_rows(connection, "counted") == tablesize.RowCount(0, True)
     execute(db_alias, "INSERT INTO counted (n) VALUES (1), (2), (3)")
-    assert risks.table_rows(connection, "counted") == risks.RowCount(3, True)
-    assert risks.table_rows(connection, "absent") == risks.RowCount(None, False)
-    assert risks.RowCount(3, True).describe() == "3 rows"
+    assert tablesize.table_rows(connection, "counted") == tablesize.RowCount(3, True)
+    assert tablesize.table_rows(connection, "absent") == tablesize.RowCount(None, False)
+    assert tablesize.RowCount(3, True).describe() == "3 rows"
 
 
 def test_table_rows_above_the_limit_without_statistics_is_a_lower_bound(db_alias):
@@ -299,11 +299,11 @@ def test_table_rows_above_the_limit_without_statistics_is_a_lower_bound(db_alias
     options = " WITH (autovacuum_enabled = false)" if connection.vendor == "postgresql" else ""
     execute(db_alias, f"CREATE TABLE counted (n integer){options}")
     execute(db_alias, "INSERT INTO counted (n) VALUES " + ", ".join(f"({n})" for n in range(20)))
-    bounded = risks.table_rows(connection, "counted", limit=5)
-    assert bounded == risks.RowCount(6, False, lower_bound=True)
+    bounded = tablesize.table_rows(connection, "counted", limit=5)
+    assert bounded == tablesize.RowCount(6, False, lower_bound=True)
     assert bounded.describe() == "more than 5 rows"
     execute(db_alias, "ANALYZE counted")
-    assert risks.table_rows(connection, "counted", limit=5) == risks.RowCount(20, False)
+    assert tablesize.table_rows(connection, "counted", limit=5) == tablesize.RowCount(20, False)
 
 
 def pg_scans(alias: str, table: str) -> tuple[int, int, int]:
@@ -335,7 +335,7 @@ def test_a_million_row_table_gets_the_planner_estimate_and_is_never_scanned(db_a
     execute(db_alias, "ANALYZE scenarios_widget")
     before = pg_scans(db_alias, "scenarios_widget")
     out, err, code = run_command("safemigrate", "scenarios", "--plan", "--json", database=db_alias)
-    rows = risks.table_rows(connections[db_alias], "scenarios_widget")
+    rows = tablesize.table_rows(connections[db_alias], "scenarios_widget")
     assert (
         pg_scans(db_alias, "scenarios_widget") == before
     )  # neither the plan nor table_rows read it

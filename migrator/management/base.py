@@ -11,6 +11,8 @@ from django.db import DEFAULT_DB_ALIAS, OperationalError, connections
 from migrator import checks, operations
 from migrator.audit import mask_secrets
 from migrator.exceptions import MigratorError
+from migrator.planning import PlannedMigration
+from migrator.risks import SEVERITY_RANK, Finding, Severity
 from migrator.runner import RunOptions
 from migrator.types import ProgressEvent
 
@@ -150,38 +152,38 @@ class MigratorCommand(BaseCommand):
             )
 
     def write_plan(
-        self, plan: list[dict[str, Any]], *, out: Any = None, minimum: str = "info"
+        self, plan: list[PlannedMigration], *, out: Any = None, minimum: Severity = "info"
     ) -> None:
-        """Migrations, operations and risk findings (``PlannedMigration.as_dict()``s).
+        """Migrations, operations and risk findings.
 
         With ``minimum`` above "info", only operations with such findings are shown.
         """
         out = out or self.stdout
-        rank = {"info": 0, "warning": 1, "danger": 2}
+        floor = SEVERITY_RANK[minimum]
         for migration in plan:
             shown = [
-                (op, [f for f in op["findings"] if rank[f["severity"]] >= rank[minimum]])
-                for op in migration["operations"]
+                (op, [f for f in op.findings if SEVERITY_RANK[f.severity] >= floor])
+                for op in migration.operations
             ]
             if minimum != "info":
                 shown = [(operation, findings) for operation, findings in shown if findings]
                 if not shown:
                     continue
-            out.write(self.style.MIGRATE_LABEL(f"  {migration['migration']}"))
+            out.write(self.style.MIGRATE_LABEL(f"  {migration.label}"))
             for operation, findings in shown:
-                out.write(f"    {operation['description']}")
+                out.write(f"    {operation.description}")
                 for finding in findings:
                     self.write_finding(out, finding)
 
-    def write_finding(self, out: Any, finding: dict[str, Any]) -> None:
+    def write_finding(self, out: Any, finding: Finding) -> None:
         """``ML101 danger: message`` with its hint and acknowledgement, under its operation."""
         style = {"danger": self.style.ERROR, "warning": self.style.WARNING}.get(
-            finding["severity"], str
+            finding.severity, str
         )
-        out.write(style(f"      {finding['code']} {finding['severity']}: {finding['message']}"))
-        if finding.get("acknowledged"):
-            out.write(f"        acknowledged: {finding['acknowledged']}")
-        out.write(f"        hint: {finding['hint']}")
+        out.write(style(f"      {finding.code} {finding.severity}: {finding.message}"))
+        if finding.acknowledged:
+            out.write(f"        acknowledged: {finding.acknowledged}")
+        out.write(f"        hint: {finding.hint}")
 
     def show_batch_progress(self, out: Any, event: ProgressEvent) -> None:
         """A bar redrawn in place on a terminal; elsewhere the first, last and interval lines."""

@@ -4,9 +4,10 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from migrator import risks, rollback
+from migrator import rollback
 from migrator.exceptions import MigratorError
 from migrator.management.base import MigratorCommand
+from migrator.risks import LabelledFinding
 from migrator.rollback import RollbackReport
 
 
@@ -110,7 +111,7 @@ class Command(MigratorCommand):
             write(f"  Restores backup {report.restore_backup_id}.")
         if not report.plan:
             write("  Nothing to roll back.")
-        self.write_plan([migration.as_dict() for migration in report.plan])
+        self.write_plan(report.plan)
         if report.fake:
             write(f"Unapplied as fake (the run only recorded them): {', '.join(report.fake)}.")
         self.render_findings("Data the rollback destroys:", report.data_loss, style.WARNING)
@@ -120,13 +121,14 @@ class Command(MigratorCommand):
         if report.outcome == "planned":
             write("Validation passed; nothing was changed.")
 
-    def render_findings(self, heading: str, findings: list[dict[str, Any]], role) -> None:
+    def render_findings(self, heading: str, findings: list[LabelledFinding], role) -> None:
         if not findings:
             return
         self.stdout.write(role(heading))
-        for finding in findings:
-            what = risks.describe_loss(finding) if finding.get("table") else finding["message"]
-            where = f"{finding['migration']}: " if finding.get("migration") else ""
+        for item in findings:
+            finding = item.finding
+            what = finding.describe_loss() if finding.table else finding.message
+            where = f"{item.migration}: " if item.migration else ""
             self.stdout.write(f"  - {where}{what}")
 
     def render_result(self, report: RollbackReport) -> None:

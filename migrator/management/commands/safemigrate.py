@@ -79,7 +79,7 @@ class Command(MigratorCommand):
             self.stdout.write(self.style.MIGRATE_HEADING("Planned operations:"))
             if not report.plan:
                 self.stdout.write("  No planned migration operations.")
-            self.write_plan([migration.as_dict() for migration in report.plan])
+            self.write_plan(report.plan)
             return
         if report.outcome == "nothing":
             if self.verbosity >= 1:
