@@ -7,6 +7,8 @@ import psycopg2
 import pytest
 from django.db import connections
 
+from tests.third_party import THIRD_PARTY_APPS, THIRD_PARTY_SETTINGS
+
 SCENARIOS = "tests.scenarios.migration_sets"
 
 
@@ -55,3 +57,12 @@ def scenario(settings):
         return module
 
     return use
+
+
+@pytest.fixture
+def third_party_apps(settings) -> list[str]:
+    """Install the third-party test project's apps (tests/third_party) for this test."""
+    settings.INSTALLED_APPS = [*settings.INSTALLED_APPS, *THIRD_PARTY_APPS]
+    for name, value in THIRD_PARTY_SETTINGS.items():
+        setattr(settings, name, value)
+    return THIRD_PARTY_APPS
