@@ -11,4 +11,5 @@ class MigratorConfig(AppConfig):
 
         from migrator import checks, conf  # noqa: F401  (conf connects setting_changed)
 
+        django_checks.register(checks.check_settings)
         django_checks.register(checks.check_migration_integrity, django_checks.Tags.database)

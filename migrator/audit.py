@@ -1,6 +1,5 @@
 """The run audit: who ran what, where, when, and how it ended."""
 
-import getpass
 import os
 import re
 import socket
@@ -13,7 +12,7 @@ from django.db import DatabaseError
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
-from migrator import signals
+from migrator import locking, signals
 from migrator.conf import get_settings
 from migrator.models import MigrationHash, Run, RunStep
 
@@ -39,10 +38,7 @@ def mask_secrets(value: Any) -> Any:
 
 def actor() -> str:
     """Who is running: ``MIGRATOR_ACTOR`` (set by CI or a deploy tool), else the OS user."""
-    try:
-        return os.environ.get("MIGRATOR_ACTOR") or getpass.getuser()
-    except (KeyError, OSError):
-        return f"uid {os.getuid()}"
+    return os.environ.get("MIGRATOR_ACTOR") or locking.os_user()
 
 
 def git_revision() -> str:

@@ -1,4 +1,4 @@
-"""System checks: ``manage.py check --database default`` reports integrity problems.
+"""System checks: ``manage.py check`` reports bad settings, ``--database`` integrity problems.
 
 The check is tagged ``database`` and reads only the aliases it is given, so a plain
 ``manage.py check`` (no ``--database``) never touches a database. migrator's own commands
@@ -15,7 +15,7 @@ from django.apps import AppConfig
 from django.core.checks import CheckMessage, Error, Warning
 from django.db import connections
 
-from migrator import integrity
+from migrator import conf, integrity
 from migrator.exceptions import IntegrityViolation
 
 _deferred: ContextVar[bool] = ContextVar("migrator_integrity_checks_deferred", default=False)
@@ -29,6 +29,16 @@ def integrity_checks_deferred() -> Iterator[None]:
         yield
     finally:
         _deferred.reset(token)
+
+
+def check_settings(
+    app_configs: Iterable[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """migrator.E010 (unknown MIGRATOR key), migrator.E011 (a value of the wrong type)."""
+    return [
+        Error(problem.message, hint=problem.hint, id=problem.check_id)
+        for problem in conf.settings_problems()
+    ]
 
 
 def check_migration_integrity(

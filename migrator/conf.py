@@ -31,18 +31,29 @@ NOTIFY_EVENTS            [failed, refused,   run events that are sent to NOTIFY
                          interrupted]
 NOTIFY_TIMEOUT           5                   seconds a notification may take
 =======================  ==================  ==================================================
+
+An unknown key or a value of the wrong type is ``SettingsInvalid`` (exit 1, one line) when a
+command reads the settings, and system check ``migrator.E010``/``E011`` in ``manage.py check``.
+Environment names are compared case- and space-insensitively.
 """
 
+import math
 import os
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
+
+from migrator.exceptions import MigratorError
+
+UNKNOWN_KEY_ID: Final = "migrator.E010"
+BAD_VALUE_ID: Final = "migrator.E011"
 
 DEFAULTS: dict[str, Any] = {
     "ENVIRONMENT": None,
@@ -95,53 +106,182 @@ class MigratorSettings:
         return self.environment in self.confirm_environments
 
 
+class SettingsInvalid(MigratorError, ImproperlyConfigured):
+    """A ``MIGRATOR`` key migrator does not know, or a value of the wrong type (exit 1)."""
+
+
+@dataclass(frozen=True)
+class SettingProblem:
+    """One thing wrong with ``MIGRATOR``; also reported by ``manage.py check``."""
+
+    key: str
+    message: str
+    check_id: str
+
+    @property
+    def hint(self) -> str:
+        return f"Fix MIGRATOR[{self.key!r}] in your settings."
+
+    def line(self) -> str:
+        return f"{self.message} {self.hint}"
+
+
+def normalize_environment(name: str) -> str:
+    """Environment names are compared case- and space-insensitively: ' Production' is production."""
+    return " ".join(str(name).split()).lower()
+
+
+def settings_problems() -> list[SettingProblem]:
+    """Every unknown key and badly typed value in ``MIGRATOR``; empty when all is well."""
+    user = getattr(settings, "MIGRATOR", {})
+    if not isinstance(user, Mapping):
+        return [SettingProblem("MIGRATOR", "MIGRATOR must be a dict.", BAD_VALUE_ID)]
+    problems = [
+        SettingProblem(
+            str(key),
+            f"Unknown MIGRATOR key {key!r}; known keys are {', '.join(sorted(DEFAULTS))}.",
+            UNKNOWN_KEY_ID,
+        )
+        for key in sorted(set(user) - set(DEFAULTS), key=str)
+    ]
+    for key, value in user.items():
+        if key in CONVERTERS:
+            try:
+                CONVERTERS[key](value)
+            except (TypeError, ValueError) as exc:
+                problems.append(
+                    SettingProblem(key, f"MIGRATOR[{key!r}] is {value!r}: {exc}.", BAD_VALUE_ID)
+                )
+    return problems
+
+
 @cache
 def get_settings() -> MigratorSettings:
-    """The ``MIGRATOR`` setting merged over the defaults, read once per settings change."""
-    user = getattr(settings, "MIGRATOR", {})
-    unknown = sorted(set(user) - set(DEFAULTS))
-    if unknown:
-        raise ImproperlyConfigured(
-            f"Unknown MIGRATOR setting(s) {', '.join(unknown)}; "
-            f"known keys are {', '.join(sorted(DEFAULTS))}."
-        )
-    raw = {**DEFAULTS, **user}
-    environment = (
-        raw["ENVIRONMENT"]
-        or os.environ.get("MIGRATOR_ENV")
+    """The ``MIGRATOR`` setting merged over the defaults, read once per settings change.
+
+    Raises SettingsInvalid (exit 1, one line) naming the first unknown key or bad value.
+    """
+    problems = settings_problems()
+    if problems:
+        raise SettingsInvalid(problems[0].line())
+    raw = {**DEFAULTS, **getattr(settings, "MIGRATOR", {})}
+    value = {key: CONVERTERS[key](raw[key]) if key in CONVERTERS else raw[key] for key in raw}
+    environment = normalize_environment(
+        value["ENVIRONMENT"]
+        or os.environ.get("MIGRATOR_ENV", "").strip()
         or ("development" if settings.DEBUG else "production")
     )
-    confirm_environments = frozenset(raw["CONFIRM_ENVIRONMENTS"])
+    confirm_environments = value["CONFIRM_ENVIRONMENTS"]
     in_confirm_environment = environment in confirm_environments
     return MigratorSettings(
         environment=environment,
         confirm_environments=confirm_environments,
-        backup_before_migrate=_default(raw["BACKUP_BEFORE_MIGRATE"], in_confirm_environment),
-        backup_before_rollback=_default(raw["BACKUP_BEFORE_ROLLBACK"], in_confirm_environment),
-        backup_dir=Path(raw["BACKUP_DIR"] or _base_dir() / "backups"),
-        backup_storage=raw["BACKUP_STORAGE"],
-        backup_keep=int(raw["BACKUP_KEEP"]),
-        pg_bin_dir=raw["PG_BIN_DIR"],
-        pg_dump_compress=int(raw["PG_DUMP_COMPRESS"]),
-        run_lock_timeout=float(raw["RUN_LOCK_TIMEOUT"]),
-        pg_lock_timeout=_seconds(raw["PG_LOCK_TIMEOUT"]),
-        pg_statement_timeout=_seconds(raw["PG_STATEMENT_TIMEOUT"]),
-        lock_retries=int(raw["LOCK_RETRIES"]),
-        third_party_strict=bool(raw["THIRD_PARTY_STRICT"]),
-        blocking_risks=frozenset(raw["BLOCKING_RISKS"]),
-        batch_size=int(raw["BATCH_SIZE"]),
-        notify=tuple(raw["NOTIFY"]),
-        notify_events=frozenset(raw["NOTIFY_EVENTS"]),
-        notify_timeout=float(raw["NOTIFY_TIMEOUT"]),
+        backup_before_migrate=_default(value["BACKUP_BEFORE_MIGRATE"], in_confirm_environment),
+        backup_before_rollback=_default(value["BACKUP_BEFORE_ROLLBACK"], in_confirm_environment),
+        backup_dir=Path(value["BACKUP_DIR"] or _base_dir() / "backups"),
+        backup_storage=value["BACKUP_STORAGE"],
+        backup_keep=value["BACKUP_KEEP"],
+        pg_bin_dir=value["PG_BIN_DIR"],
+        pg_dump_compress=value["PG_DUMP_COMPRESS"],
+        run_lock_timeout=value["RUN_LOCK_TIMEOUT"],
+        pg_lock_timeout=value["PG_LOCK_TIMEOUT"],
+        pg_statement_timeout=value["PG_STATEMENT_TIMEOUT"],
+        lock_retries=value["LOCK_RETRIES"],
+        third_party_strict=value["THIRD_PARTY_STRICT"],
+        blocking_risks=frozenset(value["BLOCKING_RISKS"]),
+        batch_size=value["BATCH_SIZE"],
+        notify=value["NOTIFY"],
+        notify_events=frozenset(value["NOTIFY_EVENTS"]),
+        notify_timeout=value["NOTIFY_TIMEOUT"],
     )
 
 
 def _default(value: bool | None, fallback: bool) -> bool:
-    return fallback if value is None else bool(value)
+    return fallback if value is None else value
 
 
-def _seconds(value: float | None) -> float | None:
-    return None if value is None else float(value)
+def seconds(value: Any) -> float:
+    """A number of seconds: finite and 0 or more (``--lock-timeout``, the timeouts)."""
+    if isinstance(value, bool):
+        raise TypeError("must be a number of seconds")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError("must be a number of seconds") from None
+    if not math.isfinite(number) or number < 0:
+        raise ValueError("must be a finite number of seconds, 0 or more")
+    return number
+
+
+def _count(minimum: int, maximum: int | None = None) -> Callable[[Any], int]:
+    def convert(value: Any) -> int:
+        if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
+            raise TypeError("must be a whole number")
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise ValueError("must be a whole number") from None
+        if number < minimum or (maximum is not None and number > maximum):
+            bounds = f"from {minimum} to {maximum}" if maximum is not None else f"{minimum} or more"
+            raise ValueError(f"must be {bounds}")
+        return number
+
+    return convert
+
+
+def _optional(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda value: None if value is None else convert(value)
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError("must be True or False")
+    return value
+
+
+def _text(value: Any) -> str | None:
+    """A string or a path; None or blank means unset (the default applies)."""
+    if value is None:
+        return None
+    if not isinstance(value, str | os.PathLike):
+        raise TypeError("must be a string")
+    return str(value) if str(value).strip() else None
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise TypeError("must be a list of strings")
+    items = tuple(value)
+    if not all(isinstance(item, str) for item in items):
+        raise TypeError("must be a list of strings")
+    return items
+
+
+def _environments(value: Any) -> frozenset[str]:
+    return frozenset(normalize_environment(name) for name in _names(value))
+
+
+CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "ENVIRONMENT": _text,
+    "CONFIRM_ENVIRONMENTS": _environments,
+    "BACKUP_BEFORE_MIGRATE": _optional(_flag),
+    "BACKUP_BEFORE_ROLLBACK": _optional(_flag),
+    "BACKUP_DIR": _text,
+    "BACKUP_STORAGE": _text,
+    "BACKUP_KEEP": _count(0),
+    "PG_BIN_DIR": _text,
+    "PG_DUMP_COMPRESS": _count(0, 9),
+    "RUN_LOCK_TIMEOUT": seconds,
+    "PG_LOCK_TIMEOUT": _optional(seconds),
+    "PG_STATEMENT_TIMEOUT": _optional(seconds),
+    "LOCK_RETRIES": _count(0),
+    "THIRD_PARTY_STRICT": _flag,
+    "BLOCKING_RISKS": _names,
+    "BATCH_SIZE": _count(1),
+    "NOTIFY": _names,
+    "NOTIFY_EVENTS": _names,
+    "NOTIFY_TIMEOUT": seconds,
+}
 
 
 def _base_dir() -> Path:

@@ -48,12 +48,20 @@ class LockHolder:
         return {"host": self.host, "pid": self.pid, "since": self.since, "user": self.user}
 
 
+def os_user() -> str:
+    """The OS user's name, or ``uid N`` in a container whose uid has no passwd entry."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"
+
+
 def this_process() -> LockHolder:
     return LockHolder(
         host=socket.gethostname(),
         pid=os.getpid(),
         since=datetime.now(UTC).isoformat(timespec="seconds"),
-        user=getpass.getuser(),
+        user=os_user(),
     )
 
 

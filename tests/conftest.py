@@ -1,7 +1,11 @@
 """Fixtures: every test gets fresh, empty databases, on SQLite and on PostgreSQL."""
 
+import importlib
+import shutil
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg2
 import pytest
@@ -10,6 +14,7 @@ from django.db import connections
 from tests.third_party import THIRD_PARTY_APPS, THIRD_PARTY_SETTINGS
 
 SCENARIOS = "tests.scenarios.migration_sets"
+SETS = Path(__file__).resolve().parent / "scenarios" / "migration_sets"
 
 
 def _admin_execute(alias: str, sql: str) -> None:
@@ -66,3 +71,24 @@ def third_party_apps(settings) -> list[str]:
     for name, value in THIRD_PARTY_SETTINGS.items():
         setattr(settings, name, value)
     return THIRD_PARTY_APPS
+
+
+@pytest.fixture
+def migration_set(tmp_path, monkeypatch, settings):
+    """Copy ``tests/scenarios/migration_sets/<name>`` to a new package and migrate it."""
+    packages = []
+
+    def use(name: str, *, without: tuple[str, ...] = (), under: str = "") -> Path:
+        package = f"integrity_copy_{uuid.uuid4().hex[:10]}"
+        root = tmp_path / under if under else tmp_path
+        target = root / package
+        shutil.copytree(SETS / name, target, ignore=shutil.ignore_patterns("__pycache__", *without))
+        monkeypatch.syspath_prepend(str(root))
+        settings.MIGRATION_MODULES = {**settings.MIGRATION_MODULES, "scenarios": package}
+        packages.append(package)
+        return target
+
+    yield use
+    for name in [m for m in sys.modules if m.split(".")[0] in packages]:
+        del sys.modules[name]
+    importlib.invalidate_caches()

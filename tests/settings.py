@@ -4,6 +4,7 @@ Child processes started by the tests use the same module; ``MIGRATOR_TEST_TARGET
 (``alias:name``) points their ``default`` database at the database under test.
 """
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -47,6 +48,8 @@ MIGRATOR = {
     "BACKUP_DIR": os.environ.get("MIGRATOR_TEST_BACKUP_DIR", str(_SCRATCH / "backups")),
     # pg_dump must be at least the server's version: the pgserver package's, not /usr/bin's.
     "PG_BIN_DIR": os.environ.get("MIGRATOR_TEST_PG_BIN_DIR") or pgserver_bin_dir(),
+    # More keys for a child, as JSON: a test of bad settings on the command line.
+    **json.loads(os.environ.get("MIGRATOR_TEST_SETTINGS", "{}")),
 }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -7,8 +7,6 @@ edit, delete and add files; the scenarios app's MIGRATION_MODULES points at the 
 import importlib
 import json
 import shutil
-import sys
-import uuid
 from pathlib import Path
 
 import pytest
@@ -19,31 +17,10 @@ from django.db.migrations.recorder import MigrationRecorder
 from migrator import checks, integrity
 from migrator.exceptions import IntegrityViolation
 from migrator.models import MigrationHash, Run
+from tests.conftest import SETS
 from tests.utils import applied, run_command
 
-SETS = Path(__file__).resolve().parent / "scenarios" / "migration_sets"
 EDIT = b"# an innocent-looking comment\n"
-
-
-@pytest.fixture
-def migration_set(tmp_path, monkeypatch, settings):
-    """Copy ``tests/scenarios/migration_sets/<name>`` to a new package and migrate it."""
-    packages = []
-
-    def use(name: str, *, without: tuple[str, ...] = (), under: str = "") -> Path:
-        package = f"integrity_copy_{uuid.uuid4().hex[:10]}"
-        root = tmp_path / under if under else tmp_path
-        target = root / package
-        shutil.copytree(SETS / name, target, ignore=shutil.ignore_patterns("__pycache__", *without))
-        monkeypatch.syspath_prepend(str(root))
-        settings.MIGRATION_MODULES = {**settings.MIGRATION_MODULES, "scenarios": package}
-        packages.append(package)
-        return target
-
-    yield use
-    for name in [m for m in sys.modules if m.split(".")[0] in packages]:
-        del sys.modules[name]
-    importlib.invalidate_caches()
 
 
 def append(path: Path, content: bytes = EDIT) -> bytes:

@@ -1,5 +1,6 @@
 """What every migrator command shares: Django's options, errors as exit codes, output."""
 
+import argparse
 import json
 import sys
 import time
@@ -10,11 +11,20 @@ from django.db import DEFAULT_DB_ALIAS, OperationalError, connections
 
 from migrator import checks, operations
 from migrator.audit import mask_secrets
+from migrator.conf import get_settings, seconds
 from migrator.exceptions import MigratorError
 from migrator.planning import PlannedMigration
 from migrator.risks import SEVERITY_RANK, Finding, Severity
 from migrator.runner import RunOptions
 from migrator.types import ProgressEvent
+
+
+def seconds_argument(value: str) -> float:
+    """argparse type of ``--lock-timeout``: nan, inf and negatives exit 1 at parse time."""
+    try:
+        return seconds(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{value!r} {exc}") from None
 
 
 class MigratorCommand(BaseCommand):
@@ -75,6 +85,11 @@ class MigratorCommand(BaseCommand):
             return super().execute(*args, **options)
         except MigratorError as exc:
             raise CommandError(str(exc), returncode=exc.exit_code) from exc
+        except SyntaxError as exc:  # a migration file that does not compile: name it
+            raise CommandError(
+                f"Cannot load {exc.filename}, line {exc.lineno}: {exc.msg}. "
+                "Fix the file and run the command again."
+            ) from exc
         except OperationalError as exc:
             # Almost always an unreachable server or wrong credentials: one line, no secret.
             alias = options.get("database", DEFAULT_DB_ALIAS)
@@ -89,6 +104,7 @@ class MigratorCommand(BaseCommand):
             raise CommandError(
                 f"Unknown database {options['database']!r}; configured: {', '.join(connections)}."
             )
+        get_settings()  # a bad MIGRATOR setting: one line, before the checks' report
         if not options["skip_checks"]:
             # Integrity is verified by the command itself, with exit 2 and a fuller report.
             with checks.integrity_checks_deferred():

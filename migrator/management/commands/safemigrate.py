@@ -6,7 +6,7 @@ from django.core.management.base import CommandParser
 from django.db import connections
 
 from migrator import guard, runner
-from migrator.management.base import MigratorCommand
+from migrator.management.base import MigratorCommand, seconds_argument
 from migrator.runner import RunReport
 
 
@@ -31,7 +31,7 @@ class Command(MigratorCommand):
         )
         parser.add_argument(
             "--lock-timeout",
-            type=float,
+            type=seconds_argument,
             default=None,
             metavar="SECONDS",
             help="How long to wait for another run's lock before exiting with 4.",

@@ -1,0 +1,252 @@
+"""Bad input and hostile environments get a one-line answer and the contract's exit code (issue 14).
+
+Settings with unknown keys or wrong types, a migration file that does not compile, nonsense
+``--lock-timeout`` values, environment names in other spellings, and a container whose
+uid has no passwd entry.
+"""
+
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+from django.db import connections
+
+from tests.conftest import SETS
+from tests.utils import ROOT, applied, child_env, django_admin, run_child, run_command
+
+EVERY_COMMAND = [
+    ("safemigrate",),
+    ("rollback", "--last"),
+    ("backup",),
+    ("backup", "--list"),
+    ("migrationstatus",),
+    ("migrationhistory",),
+    ("verifymigrations",),
+    ("testmigrations",),
+]
+NO_MIGRATION_FILES_READ = {("backup", "--list"), ("migrationhistory",)}  # they work
+RUN_LOCK_TIMEOUT_ABC = (
+    "MIGRATOR['RUN_LOCK_TIMEOUT'] is 'abc': must be a number of seconds. "
+    "Fix MIGRATOR['RUN_LOCK_TIMEOUT'] in your settings."
+)
+BROKEN_MIGRATION = "from django.db import migrations\n\n\nclass Migration(migrations.Migration)\n"
+
+
+@pytest.fixture
+def backup_dir(settings, tmp_path) -> Path:
+    directory = tmp_path / "backups"
+    settings.MIGRATOR = {**settings.MIGRATOR, "BACKUP_DIR": str(directory)}
+    return directory
+
+
+# Settings ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("BACKUP_KEPT", 3, "Unknown MIGRATOR key 'BACKUP_KEPT'; known keys are BACKUP_BEFORE_"),
+        ("RUN_LOCK_TIMEOUT", "abc", RUN_LOCK_TIMEOUT_ABC),
+        (
+            "BACKUP_KEEP",
+            "x",
+            "MIGRATOR['BACKUP_KEEP'] is 'x': must be a whole number. "
+            "Fix MIGRATOR['BACKUP_KEEP'] in your settings.",
+        ),
+    ],
+    ids=["unknown-key", "lock-timeout-abc", "backup-keep-x"],
+)
+def test_a_bad_setting_is_one_line_and_exit_1_for_every_command(
+    db_alias, settings, backup_dir, key, value, expected
+):
+    settings.MIGRATOR = {**settings.MIGRATOR, key: value}
+    for command in [*EVERY_COMMAND, ("restore", "some-backup")]:
+        out, err, code = run_command(*command, database=db_alias)
+        assert (code, out) == (1, ""), command
+        assert err.startswith(expected), (command, err)
+        assert err.count("\n") == 1, (command, err)
+    assert connections[db_alias].introspection.table_names() == []
+    assert not backup_dir.exists()
+
+
+def test_manage_py_check_reports_bad_settings_with_ids_and_hints(settings):
+    assert run_command("check") == ("System check identified no issues (0 silenced).\n", "", 0)
+    settings.MIGRATOR = {
+        **settings.MIGRATOR,
+        "BACKUP_KEPT": 3,
+        "BACKUP_KEEP": -1,
+        "PG_LOCK_TIMEOUT": float("nan"),
+        "CONFIRM_ENVIRONMENTS": "production",
+        "THIRD_PARTY_STRICT": "no",
+    }
+    _, err, code = run_command("check")
+    assert code == 1
+    assert "?: (migrator.E010) Unknown MIGRATOR key 'BACKUP_KEPT'; known keys are " in err
+    assert "HINT: Fix MIGRATOR['BACKUP_KEPT'] in your settings." in err
+    assert "?: (migrator.E011) MIGRATOR['BACKUP_KEEP'] is -1: must be 0 or more." in err
+    assert "(migrator.E011) MIGRATOR['PG_LOCK_TIMEOUT'] is nan: must be a finite number" in err
+    assert "(migrator.E011) MIGRATOR['CONFIRM_ENVIRONMENTS'] is 'production': must be a " in err
+    assert "(migrator.E011) MIGRATOR['THIRD_PARTY_STRICT'] is 'no': must be True or False." in err
+    assert err.count("HINT: Fix MIGRATOR[") == 5
+
+
+def test_on_the_command_line_a_bad_setting_prints_one_line_and_no_traceback(db_alias):
+    bad = json.dumps({"RUN_LOCK_TIMEOUT": "abc"})
+    done = run_child(db_alias, "migrationstatus", MIGRATOR_TEST_SETTINGS=bad)
+    assert (done.returncode, done.stdout, done.stderr) == (
+        1,
+        "",
+        f"CommandError: {RUN_LOCK_TIMEOUT_ABC}\n",
+    )
+    done = run_child(db_alias, "migrationstatus", "--traceback", MIGRATOR_TEST_SETTINGS=bad)
+    assert done.returncode == 1
+    assert "Traceback (most recent call last):" in done.stderr
+
+
+# A migration file that does not compile ------------------------------------------------------
+
+
+def test_a_migration_that_does_not_compile_is_named_by_every_command(
+    db_alias, migration_set, backup_dir
+):
+    copy = migration_set("basic")
+    assert run_command("safemigrate", "scenarios", "0002", database=db_alias)[2] == 0
+    out, err, code = run_command("backup", database=db_alias, verbosity=0)
+    assert code == 0, err
+    backup_id = out.strip()
+    broken = copy / "0005_broken.py"
+    broken.write_text(BROKEN_MIGRATION)
+    expected = (
+        f"Cannot load {broken}, line 4: expected ':'. Fix the file and run the command again.\n"
+    )
+    for command in [*EVERY_COMMAND, ("restore", backup_id, "--yes")]:
+        result = run_command(*command, database=db_alias)
+        if command in NO_MIGRATION_FILES_READ:
+            assert result[1:] == ("", 0), command
+        else:
+            assert result == ("", expected, 1), command
+    assert applied(db_alias, "scenarios") == ["0001_initial", "0002_widget_size"]
+
+
+def test_on_the_command_line_a_broken_migration_prints_one_line(db_alias, tmp_path):
+    shutil.copytree(SETS / "basic", tmp_path / "broken_set")
+    broken = tmp_path / "broken_set" / "0005_broken.py"
+    broken.write_text(BROKEN_MIGRATION)
+    done = run_child(
+        db_alias,
+        "migrationstatus",
+        MIGRATOR_TEST_SCENARIO="broken_set",
+        PYTHONPATH=f"{ROOT}{os.pathsep}{tmp_path}",
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (
+        1,
+        "",
+        f"CommandError: Cannot load {broken}, line 4: expected ':'. "
+        "Fix the file and run the command again.\n",
+    )
+
+
+# --lock-timeout ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["nan", "-1", "inf", "soon"])
+def test_nonsense_lock_timeouts_are_refused_at_parse_time(db_alias, value):
+    for command in (("safemigrate",), ("rollback", "--last")):
+        out, err, code = run_command(*command, "--lock-timeout", value, database=db_alias)
+        assert (out, code) == ("", 1)
+        assert err.startswith(f"Error: argument --lock-timeout: {value!r} must be a ")
+    assert connections[db_alias].introspection.table_names() == []
+
+
+# The environment's spelling ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spelling", ["Production", "PRODUCTION", " production", "production "])
+def test_production_in_any_spelling_needs_yes(db_alias, settings, monkeypatch, spelling):
+    monkeypatch.setenv("MIGRATOR_ENV", spelling)
+    settings.MIGRATOR = {**settings.MIGRATOR, "ENVIRONMENT": None, "BACKUP_BEFORE_MIGRATE": False}
+    out, err, code = run_command("safemigrate", "--noinput", database=db_alias)
+    assert code == 3
+    assert err.endswith("in production? No terminal to ask on; pass --yes to confirm.\n")
+    assert connections[db_alias].introspection.table_names() == []
+    status, _, _ = run_command("migrationstatus", "--json", database=db_alias)
+    assert json.loads(status)["environment"] == "production"
+
+
+def test_guarded_environments_are_compared_in_any_spelling(db_alias, settings):
+    settings.MIGRATOR = {
+        **settings.MIGRATOR,
+        "ENVIRONMENT": "Staging ",
+        "CONFIRM_ENVIRONMENTS": [" STAGING", "production"],
+    }
+    _, err, code = run_command("safemigrate", "--noinput", database=db_alias)
+    assert code == 3
+    assert err.endswith("in staging? No terminal to ask on; pass --yes to confirm.\n")
+    assert connections[db_alias].introspection.table_names() == []
+
+
+# A container's uid without a passwd entry ----------------------------------------------------
+
+NOBODY_UID = 54321
+# setuid(54321) and setgid(54321) as root, no supplementary groups. The one privilege kept
+# is reading and searching any directory, for the interpreter under /root (mode 0700 here);
+# writes are checked as uid 54321, so the database and backups are in a directory it owns.
+AS_NOBODY = [
+    "setpriv",
+    f"--reuid={NOBODY_UID}",
+    f"--regid={NOBODY_UID}",
+    "--clear-groups",
+    "--inh-caps=+dac_read_search",
+    "--ambient-caps=+dac_read_search",
+]
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("setpriv"), reason="becoming another uid needs root"
+)
+def test_a_uid_without_passwd_entry_and_no_user_runs_every_command(db_alias):
+    with pytest.raises(KeyError):
+        pwd.getpwuid(NOBODY_UID)
+    home = Path(tempfile.mkdtemp(prefix="migrator-uid-"))
+    try:
+        os.chown(home, NOBODY_UID, NOBODY_UID)
+        connection = connections[db_alias]
+        if connection.vendor == "sqlite":  # a file the uid can write, in a directory it owns
+            connection.close()
+            connection.settings_dict["NAME"] = str(home / "db.sqlite3")
+        env = child_env(db_alias, MIGRATOR_TEST_BACKUP_DIR=str(home / "backups"), TMPDIR=str(home))
+        for variable in ("USER", "LOGNAME", "LNAME", "USERNAME", "HOME", "MIGRATOR_ACTOR"):
+            env.pop(variable, None)
+
+        def as_nobody(*args: str) -> str:
+            done = subprocess.run(
+                [*AS_NOBODY, *django_admin(*args)],
+                env=env,
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=300,
+                stdin=subprocess.DEVNULL,
+            )
+            assert done.returncode == 0, (args, done.stderr)
+            return done.stdout
+
+        assert as_nobody("shell", "-v", "0", "-c", "import os; print(os.getuid())") == "54321\n"
+        as_nobody("safemigrate", "ledger", "0003", "--noinput")
+        as_nobody("migrationstatus")
+        as_nobody("backup")
+        as_nobody("verifymigrations")
+        as_nobody("rollback", "--last", "--noinput", "--no-backup")
+        history = json.loads(as_nobody("migrationhistory", "--json"))
+        assert [(run["command"], run["actor"]) for run in history["runs"]] == [
+            ("rollback", f"uid {NOBODY_UID}"),
+            ("safemigrate", f"uid {NOBODY_UID}"),
+        ]
+        assert applied(db_alias, "ledger") == []
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
