@@ -9,7 +9,6 @@ import json
 import os
 import pwd
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pytest
 from django.db import connections
 
 from tests.conftest import SETS
-from tests.utils import ROOT, applied, child_env, django_admin, run_child, run_command
+from tests.utils import ROOT, applied, run_child, run_command
 
 EVERY_COMMAND = [
     ("safemigrate",),
@@ -219,19 +218,16 @@ def test_a_uid_without_passwd_entry_and_no_user_runs_every_command(db_alias):
         if connection.vendor == "sqlite":  # a file the uid can write, in a directory it owns
             connection.close()
             connection.settings_dict["NAME"] = str(home / "db.sqlite3")
-        env = child_env(db_alias, MIGRATOR_TEST_BACKUP_DIR=str(home / "backups"), TMPDIR=str(home))
-        for variable in ("USER", "LOGNAME", "LNAME", "USERNAME", "HOME", "MIGRATOR_ACTOR"):
-            env.pop(variable, None)
+        no_user = dict.fromkeys(("USER", "LOGNAME", "LNAME", "USERNAME", "HOME", "MIGRATOR_ACTOR"))
 
         def as_nobody(*args: str) -> str:
-            done = subprocess.run(
-                [*AS_NOBODY, *django_admin(*args)],
-                env=env,
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-                timeout=300,
-                stdin=subprocess.DEVNULL,
+            done = run_child(
+                db_alias,
+                *args,
+                prefix=AS_NOBODY,
+                MIGRATOR_TEST_BACKUP_DIR=str(home / "backups"),
+                TMPDIR=str(home),
+                **no_user,
             )
             assert done.returncode == 0, (args, done.stderr)
             return done.stdout

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from io import StringIO
 from pathlib import Path
 
@@ -29,8 +30,11 @@ def run_command(name: str, *args: str, **options: object) -> tuple[str, str, int
     return out.getvalue(), err.getvalue(), 0
 
 
-def child_env(alias: str, **extra: str) -> dict[str, str]:
-    """Environment for a child ``django-admin`` aimed at the database under test as 'default'."""
+def child_env(alias: str, **extra: str | None) -> dict[str, str]:
+    """Environment for a child ``django-admin`` aimed at the database under test as 'default'.
+
+    ``extra`` values of None remove a variable.
+    """
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
@@ -38,7 +42,9 @@ def child_env(alias: str, **extra: str) -> dict[str, str]:
         "PYTHONUNBUFFERED": "1",
         "PYTHONPATH": str(ROOT),
     }
-    env.update(extra)
+    env.update({name: value for name, value in extra.items() if value is not None})
+    for name in [name for name, value in extra.items() if value is None]:
+        env.pop(name, None)
     return env
 
 
@@ -46,10 +52,15 @@ def django_admin(*args: str) -> list[str]:
     return [sys.executable, "-m", "django", *args]
 
 
-def run_child(alias: str, *args: str, timeout: float = 300, **env: str):
-    """Run a management command in a child process against the database under test."""
+def run_child(
+    alias: str, *args: str, timeout: float = 300, prefix: Sequence[str] = (), **env: str | None
+):
+    """Run a management command in a child process against the database under test.
+
+    ``prefix``: a command that runs the child (``setpriv ...`` to change its uid).
+    """
     return subprocess.run(
-        django_admin(*args),
+        [*prefix, *django_admin(*args)],
         env=child_env(alias, **env),
         cwd=ROOT,
         capture_output=True,
