@@ -1,7 +1,6 @@
 """The run audit: who ran what, where, when, and how it ended."""
 
 import os
-import re
 import socket
 import subprocess
 from collections.abc import Mapping
@@ -12,28 +11,12 @@ from django.db import DatabaseError
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
-from migrator import locking, signals
+from migrator import locking, secrets, signals
 from migrator.conf import get_settings
 from migrator.models import MigrationHash, Run, RunStep
 
-CREDENTIALS_IN_URL = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@", re.I)
-SECRET_NAMES = re.compile(r"pass|secret|token|key|credential", re.I)
 CI_REVISION_VARIABLES = ("MIGRATOR_REVISION", "GITHUB_SHA", "CI_COMMIT_SHA", "GIT_COMMIT")
 LOCKED_COMMANDS = ("safemigrate", "rollback", "restore")  # commands that run under the lock
-
-
-def mask_secrets(value: Any) -> Any:
-    """The value with credentials in URLs and secret-named entries replaced by ``***``."""
-    if isinstance(value, str):
-        return CREDENTIALS_IN_URL.sub(r"\g<scheme>***@", value)
-    if isinstance(value, Mapping):
-        return {
-            key: "***" if SECRET_NAMES.search(str(key)) and val else mask_secrets(val)
-            for key, val in value.items()
-        }
-    if isinstance(value, list | tuple):
-        return [mask_secrets(item) for item in value]
-    return value
 
 
 def actor() -> str:
@@ -66,7 +49,7 @@ def open_run(
     """Create and commit the record of a run, before it changes anything."""
     run = Run.objects.using(connection.alias).create(
         command=command,
-        arguments=mask_secrets(dict(arguments)),
+        arguments=secrets.mask(dict(arguments)),
         database=connection.alias,
         environment=get_settings().environment,
         actor=actor(),
@@ -74,7 +57,7 @@ def open_run(
         pid=os.getpid(),
         git_revision=git_revision(),
         outcome=outcome,
-        details=mask_secrets(dict(details or {})),
+        details=secrets.mask(dict(details or {})),
     )
     signals.run_event("refused" if outcome == Run.Outcome.REFUSED else "started", run)
     return run
@@ -96,10 +79,10 @@ def close_run(
         run.outcome == Run.Outcome.REFUSED == outcome  # open_run reported that refusal
     )
     run.outcome = outcome
-    run.error = mask_secrets(error)
+    run.error = secrets.mask(error)
     run.failed_migration = failed_migration
     run.finished_at = run.finished_at or timezone.now()
-    run.details = {**run.details, **mask_secrets(details)}
+    run.details = {**run.details, **secrets.mask(details)}
     # If the database went away mid-run, the next run marks this one interrupted.
     with suppress(DatabaseError):
         run.save(update_fields=["outcome", "error", "failed_migration", "finished_at", "details"])

@@ -17,10 +17,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.db import DatabaseError, connections
+from django.db import DatabaseError
 from django.utils.module_loading import import_string
 
-from migrator import audit
+from migrator import secrets
 from migrator.conf import get_settings
 
 logger = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def summary(event: str, run: Any, **extra: Any) -> dict[str, Any]:
     }
     if "migration" in extra:
         document["migration"] = extra["migration"]
-    return scrub(document)
+    return secrets.mask(document)
 
 
 def run_fields(run: Any) -> dict[str, Any]:
@@ -102,21 +102,6 @@ def run_fields(run: Any) -> dict[str, Any]:
     }
 
 
-def scrub(value: Any, passwords: list[str] | None = None) -> Any:
-    """``audit.mask_secrets``, and any configured database password replaced by ``***``."""
-    value = audit.mask_secrets(value)
-    passwords = _passwords() if passwords is None else passwords
-    if isinstance(value, str):
-        for password in passwords:
-            value = value.replace(password, "***")
-        return value
-    if isinstance(value, dict):
-        return {key: scrub(val, passwords) for key, val in value.items()}
-    if isinstance(value, list):
-        return [scrub(item, passwords) for item in value]
-    return value
-
-
 def project_name() -> str:
     """The project's top package, from ``ROOT_URLCONF`` or the settings module."""
     dotted = (
@@ -133,7 +118,7 @@ def dispatch(payload: dict[str, Any], receivers: tuple[str, ...], *, timeout: fl
     Returns receiver (as logged) -> ``delivered``, ``failed`` or ``abandoned``.
     """
     body = json.dumps(payload, sort_keys=True, default=str).encode()
-    passwords = _passwords()
+    passwords = secrets.configured_secrets()  # read here: threads see other connections
     outcomes: dict[str, str] = {}
     threads = []
     for receiver in receivers:
@@ -186,7 +171,7 @@ def _deliver(receiver, body: bytes, timeout: float, outcomes: dict, passwords: l
         logger.warning(
             "Notification receiver %s failed: %s",
             name,
-            scrub(f"{type(exc).__name__}: {exc}", passwords),
+            secrets.mask(f"{type(exc).__name__}: {exc}", secrets=passwords),
             extra={"receiver": name},
         )
     else:
@@ -200,12 +185,3 @@ def _migrations(run: Any) -> list[str]:
         steps = run.steps.order_by("id").values_list("app_label", "name")
         return [f"{app_label}.{name}" for app_label, name in steps]
     return []
-
-
-def _passwords() -> list[str]:
-    found = set()
-    for alias in connections:
-        password = connections[alias].settings_dict.get("PASSWORD")
-        if password and len(str(password)) >= 3:
-            found.add(str(password))
-    return sorted(found, key=len, reverse=True)

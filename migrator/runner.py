@@ -22,7 +22,7 @@ from django.db.migrations import Migration
 from django.db.migrations.graph import MigrationGraph
 from django.db.migrations.state import ModelState, ProjectState
 
-from migrator import audit, guard, integrity, locking, operations, planning, risks
+from migrator import audit, guard, integrity, locking, operations, planning, risks, secrets
 from migrator.conf import get_settings
 from migrator.exceptions import MigrationFailed, MigratorError, RunInterrupted
 from migrator.executor import RecordingExecutor
@@ -462,7 +462,7 @@ def _fail(
     report.steps = adapter.steps
     report.outcome = outcome
     report.failed_migration = migration_label(adapter.current) if adapter.current else ""
-    report.error = audit.mask_secrets(error)  # no credentials from an exception's text
+    report.error = secrets.mask(error)  # no credentials from an exception's text
     audit.close_run(run, outcome=outcome, error=error, failed_migration=report.failed_migration)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from django.dispatch import Signal
 
-from migrator import notify
+from migrator import notify, secrets
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def _log(event: str, run: Any, extra: dict[str, Any]) -> None:
     fields.update(event=event, **{k: v for k, v in extra.items() if k in {"migration", "fake"}})
     if "duration" in extra:
         fields["duration"] = extra["duration"]
-    fields = notify.scrub(fields)
+    fields = secrets.mask(fields)
     who = f"{fields['command']} run {fields['run_id']} on {fields['database']!r}"
     if event in {"applied", "unapplied"}:
         logger.info("%s: %s %s.", who, event.capitalize(), fields.get("migration"), extra=fields)

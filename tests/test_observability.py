@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 from django.db import connections
 
-from migrator import notify, signals
+from migrator import notify, secrets, signals
 from migrator.models import Run
 from tests.utils import run_command
 
@@ -267,3 +267,26 @@ def test_the_summary_masks_a_password_even_outside_a_url(db_alias, monkeypatch):
     summary = notify.summary("failed", run)
     assert summary["error"] == "FATAL: password *** rejected"
     assert summary["migrations"] == []
+
+
+def test_a_password_quoted_by_a_failing_migration_is_masked_everywhere(
+    db_alias, scenario, notifying, caplog, monkeypatch
+):
+    monkeypatch.setitem(connections[db_alias].settings_dict, "PASSWORD", PASSWORD)
+    scenario("leaks_password")
+    notifying([f"{__name__}.recording_receiver"], ["failed"])
+    caplog.set_level(logging.DEBUG)
+    out, err, code = run_command("safemigrate", "scenarios", database=db_alias)
+    assert code == 5
+    assert "auth failed for ***; dsn host=db.internal password=*** user=app" in err
+    assert "postgres://***@db.internal/app" in err
+    run = Run.objects.using(db_alias).get(command="safemigrate")
+    records = [repr(vars(record)) + record.getMessage() for record in caplog.records]
+    shown = [out, err, caplog.text, run.error, repr(run.details), json.dumps(RECEIVED), *records]
+    assert [text for text in shown if PASSWORD in text] == []
+    assert RECEIVED[0]["error"] == run.error
+
+
+def test_password_assignments_are_masked_without_a_configured_password():
+    text = "connect: host=db password='a b' sslpassword=k3y; {'PASSWORD': 'x1'}"
+    assert secrets.mask(text) == "connect: host=db password=*** sslpassword=***; {'PASSWORD': ***}"

@@ -8,6 +8,7 @@ from typing import Any, ClassVar, Final, TypeAlias
 from django.db import DatabaseError
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from migrator import secrets
 from migrator.backup.manifest import Manifest
 from migrator.exceptions import BackupFailed
 from migrator.types import ProgressCallback
@@ -106,25 +107,10 @@ def first_line(error: object, connection: BaseDatabaseWrapper | None = None) -> 
 
 
 def scrub(text: str, connection: BaseDatabaseWrapper | None) -> str:
-    """``text`` with the connection's password (if any) replaced by ``***``."""
-    from migrator.audit import mask_secrets
-
-    text = mask_secrets(text)
-    if connection is not None:
-        for secret in _secrets(connection):
-            text = text.replace(secret, "***")
-    return text
-
-
-def _secrets(connection: BaseDatabaseWrapper) -> list[str]:
-    settings_dict = connection.settings_dict
-    options = settings_dict.get("OPTIONS") or {}
-    candidates = [
-        settings_dict.get("PASSWORD"),
-        options.get("password"),
-        options.get("sslpassword"),
-    ]
-    return [str(secret) for secret in candidates if secret]
+    """``text`` masked, with the connection's own password (if any) among the secrets."""
+    if connection is None:
+        return secrets.mask(text)
+    return secrets.mask(text, secrets=secrets.configured_secrets(connection.settings_dict))
 
 
 ENGINES: Final[dict[tuple[str, str], str]] = {

@@ -9,8 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, OperationalError, connections
 
-from migrator import checks, operations
-from migrator.audit import mask_secrets
+from migrator import checks, operations, secrets
 from migrator.conf import get_settings, seconds
 from migrator.exceptions import MigratorError
 from migrator.planning import PlannedMigration
@@ -84,7 +83,7 @@ class MigratorCommand(BaseCommand):
         try:
             return super().execute(*args, **options)
         except MigratorError as exc:
-            raise CommandError(str(exc), returncode=exc.exit_code) from exc
+            raise CommandError(secrets.mask(str(exc)), returncode=exc.exit_code) from exc
         except SyntaxError as exc:  # a migration file that does not compile: name it
             raise CommandError(
                 f"Cannot load {exc.filename}, line {exc.lineno}: {exc.msg}. "
@@ -93,7 +92,7 @@ class MigratorCommand(BaseCommand):
         except OperationalError as exc:
             # Almost always an unreachable server or wrong credentials: one line, no secret.
             alias = options.get("database", DEFAULT_DB_ALIAS)
-            reason = mask_secrets(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
+            reason = secrets.mask(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
             raise CommandError(
                 f"Cannot use database {alias!r}: {reason or type(exc).__name__}. "
                 "Check that the server is up and the DATABASES settings are right."

@@ -35,3 +35,12 @@ def fail(apps, schema_editor):
 
 def noop(apps, schema_editor):
     pass
+
+
+def leak_password(apps, schema_editor):
+    """Fail quoting the configured password bare, as ``password=...`` and inside a URL."""
+    password = schema_editor.connection.settings_dict.get("PASSWORD") or "nopassword"
+    raise RuntimeError(
+        f"auth failed for {password}; dsn host=db.internal password={password} "
+        f"user=app; retry postgres://app:{password}@db.internal/app"
+    )
