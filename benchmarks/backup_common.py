@@ -123,7 +123,7 @@ def _child(action: str, *args: str) -> None:
     _setup()
     from django.core.management import call_command
 
-    from migrator import backup
+    from migrator import backup, restore
 
     started = time.perf_counter()
     if action == "idle":
@@ -146,7 +146,7 @@ def _child(action: str, *args: str) -> None:
         )
         return
     if action == "restore":
-        backup.restore_backup(args[0], database="default", safety_backup=False, assume_yes=True)
+        restore.restore_backup(args[0], database="default", safety_backup=False, assume_yes=True)
         _report(seconds=time.perf_counter() - started)
         return
     raise SystemExit(f"unknown action {action!r}")

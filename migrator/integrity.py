@@ -680,71 +680,71 @@ class Recorded:
 
 
 def baseline(database: str, *, arguments: dict[str, Any] | None = None) -> Recorded:
-    """Record the current hash of every applied migration that has none, as one audited run."""
+    """Record the current hash of every applied migration that has none, as one audited run.
+
+    Under the run lock: ``runner.baseline`` takes it.
+    """
     connection = connections[database]
-    with _records_lock(connection):
-        loader = load(connection)
-        history = _History.read(connection, loader)
-        scope = _Scope(loader, None)
-        pending: dict[MigrationKey, str] = {}
-        for key in sorted(scope.applied_keys(history)):
-            migration = loader.disk_migrations.get(key)
-            if migration is not None and not history.hashes.get(key):
-                checksum = migration_hash(migration)
-                if checksum:
-                    pending[key] = checksum
-        if not pending:
-            return Recorded(run_id=None, migrations=[])
-        labels = [migration_label(key) for key in pending]
-        run = _record(
-            connection,
-            {key: (checksum, history.applied.get(key)) for key, checksum in pending.items()},
-            arguments=arguments,
-            details={"baseline": labels},
-        )
-        return Recorded(run_id=run.pk, migrations=labels)
+    loader = load(connection)
+    history = _History.read(connection, loader)
+    scope = _Scope(loader, None)
+    pending: dict[MigrationKey, str] = {}
+    for key in sorted(scope.applied_keys(history)):
+        migration = loader.disk_migrations.get(key)
+        if migration is not None and not history.hashes.get(key):
+            checksum = migration_hash(migration)
+            if checksum:
+                pending[key] = checksum
+    if not pending:
+        return Recorded(run_id=None, migrations=[])
+    labels = [migration_label(key) for key in pending]
+    run = _record(
+        connection,
+        {key: (checksum, history.applied.get(key)) for key, checksum in pending.items()},
+        arguments=arguments,
+        details={"baseline": labels},
+    )
+    return Recorded(run_id=run.pk, migrations=labels)
 
 
 def accept(
     database: str, label: str, *, reason: str, arguments: dict[str, Any] | None = None
 ) -> Recorded:
-    """Record the current hash of a deliberately edited applied migration, with the reason."""
-    if not reason.strip():
-        raise InvalidRequest("--accept needs --reason TEXT saying why the applied file was edited.")
+    """Record the current hash of a deliberately edited applied migration, with the reason.
+
+    Under the run lock: ``runner.accept`` takes it.
+    """
     connection = connections[database]
-    with _records_lock(connection):
-        loader = load(connection)
-        key = _resolve(loader, label)
-        history = _History.read(connection, loader)
-        if key not in _Scope(loader, None).applied_keys(history):
-            raise UnknownTarget(
-                f"{migration_label(key)} is not applied to {database!r}; nothing to accept."
-            )
-        checksum = migration_hash(loader.disk_migrations[key])
-        if not checksum:
-            raise InvalidRequest(
-                f"{migration_label(key)} has no file to hash; restore it from version control."
-            )
-        old = history.hashes.get(key, "")
-        if old == checksum:
-            return Recorded(run_id=None, migrations=[], old_hash=old, new_hash=checksum)
-        applied_at = history.applied.get(key)
-        details = {
-            "accepted": migration_label(key),
-            "old_hash": old or None,
-            "new_hash": checksum,
-            "reason": reason,
-        }
-        run = _record(
-            connection, {key: (checksum, applied_at)}, arguments=arguments, details=details
+    loader = load(connection)
+    key = _resolve(loader, label)
+    history = _History.read(connection, loader)
+    if key not in _Scope(loader, None).applied_keys(history):
+        raise UnknownTarget(
+            f"{migration_label(key)} is not applied to {database!r}; nothing to accept."
         )
-        return Recorded(
-            run_id=run.pk,
-            migrations=[migration_label(key)],
-            old_hash=old,
-            new_hash=checksum,
-            reason=reason,
+    checksum = migration_hash(loader.disk_migrations[key])
+    if not checksum:
+        raise InvalidRequest(
+            f"{migration_label(key)} has no file to hash; restore it from version control."
         )
+    old = history.hashes.get(key, "")
+    if old == checksum:
+        return Recorded(run_id=None, migrations=[], old_hash=old, new_hash=checksum)
+    applied_at = history.applied.get(key)
+    details = {
+        "accepted": migration_label(key),
+        "old_hash": old or None,
+        "new_hash": checksum,
+        "reason": reason,
+    }
+    run = _record(connection, {key: (checksum, applied_at)}, arguments=arguments, details=details)
+    return Recorded(
+        run_id=run.pk,
+        migrations=[migration_label(key)],
+        old_hash=old,
+        new_hash=checksum,
+        reason=reason,
+    )
 
 
 def _resolve(loader: MigrationLoader, label: str) -> MigrationKey:
@@ -760,17 +760,6 @@ def _resolve(loader: MigrationLoader, label: str) -> MigrationKey:
     except KeyError:
         raise UnknownTarget(f"No migration {label!r} on disk.") from None
     return migration.app_label, migration.name
-
-
-@contextmanager
-def _records_lock(connection: BaseDatabaseWrapper) -> Iterator[None]:
-    """Hold the run lock and make sure migrator's tables exist before writing records."""
-    # runner imports this module; importing it at the top would be circular.
-    from migrator import runner
-
-    options = runner.RunOptions(database=connection.alias)
-    with runner.locked(connection, options=options, progress=ignore_progress):
-        yield
 
 
 def _record(

@@ -23,7 +23,7 @@ from django.db.migrations import Migration
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.state import ProjectState
 
-from migrator import audit, guard, history, integrity, planning, risks, runner
+from migrator import audit, guard, history, integrity, planning, restore, risks, runner
 from migrator.conf import get_settings
 from migrator.exceptions import (
     IntegrityViolation,
@@ -35,15 +35,18 @@ from migrator.exceptions import (
     UnknownTarget,
 )
 from migrator.executor import RecordingExecutor
+from migrator.lifecycle import ProgressAdapter, locked
 from migrator.models import Run, RunStep
 from migrator.risks import Finding, LabelledFinding
-from migrator.runner import RunOptions, RunReport
 from migrator.types import (
+    MIGRATOR_APP,
     ConfirmCallback,
     MigrationKey,
     MigrationPlan,
     MigrationTarget,
     ProgressCallback,
+    RunOptions,
+    RunReport,
     ignore_progress,
     migration_label,
 )
@@ -239,8 +242,8 @@ def rollback(
     )
     # The executor planned before the lock creates migrator's tables if needed: no graph
     # is built for that alone.
-    with runner.locked(connection, options=options, progress=progress, executor=prepared.executor):
-        adapter = runner.ProgressAdapter(progress)
+    with locked(connection, options=options, progress=progress, executor=prepared.executor):
+        adapter = ProgressAdapter(progress)
         confirmed = planning.plan_labels(prepared.plan)
         # Re-plan and re-validate: another run may have changed the database meanwhile.
         prepared = _validated(request, connection, options=options, adapter=adapter)
@@ -267,7 +270,7 @@ def _validated(
     connection: BaseDatabaseWrapper,
     *,
     options: RunOptions,
-    adapter: runner.ProgressAdapter | None = None,
+    adapter: ProgressAdapter | None = None,
 ) -> _Prepared:
     """A plan that passed validation; a refusal is recorded in the audit, then raised."""
     try:
@@ -295,7 +298,7 @@ def _validated(
 def _prepare(
     request: RollbackRequest,
     connection: BaseDatabaseWrapper,
-    progress_callback: runner.ProgressAdapter | None = None,
+    progress_callback: ProgressAdapter | None = None,
 ) -> _Prepared:
     """Resolve the request into a backward plan, describe it and validate it; change nothing."""
     connection.prepare_database()
@@ -402,9 +405,7 @@ def _last_run_plan(
     report.source_run_id = run.pk
     if report.mode == "restore":
         report.restore_backup_id = run.backup_id or None
-    steps = run.steps.filter(direction=RunStep.Direction.APPLY).exclude(
-        app_label=runner.MIGRATOR_APP
-    )
+    steps = run.steps.filter(direction=RunStep.Direction.APPLY).exclude(app_label=MIGRATOR_APP)
     applied = loader.applied_migrations
     keys = {(s.app_label, s.name) for s in steps if (s.app_label, s.name) in applied}
     executor.fake_keys = frozenset({(s.app_label, s.name) for s in steps if s.fake} & keys)
@@ -434,7 +435,7 @@ def _last_run_plan(
 def _validate(executor: RollbackExecutor, report: RollbackReport) -> None:
     """Reasons to refuse (own tables, irreversible steps) and what the rollback destroys."""
     real = [planned for planned in report.plan if planned.label not in report.fake]
-    own = [planned.label for planned in real if planned.app_label == runner.MIGRATOR_APP]
+    own = [planned.label for planned in real if planned.app_label == MIGRATOR_APP]
     if own:
         report.problems.append(
             Problem(
@@ -542,7 +543,7 @@ def _key(migration: Migration) -> MigrationKey:
 
 def _unapply(
     prepared: _Prepared,
-    adapter: runner.ProgressAdapter,
+    adapter: ProgressAdapter,
     *,
     options: RunOptions,
     progress: ProgressCallback,
@@ -633,8 +634,6 @@ def _restore(
     confirm: ConfirmCallback | None,
 ) -> RollbackReport:
     """``--last --restore``: put back the backup the last safemigrate run took first."""
-    from migrator import backup  # the backup package imports the runner
-
     report, run = prepared.report, prepared.source_run
 
     _confirm(
@@ -647,7 +646,7 @@ def _restore(
         options=options,
         confirm=confirm,
     )
-    restored = backup.restore_backup(
+    restored = restore.restore_backup(
         report.restore_backup_id,
         database=options.database,
         safety_backup=options.backup is not False,

@@ -8,143 +8,35 @@ Everything a command does is callable from here, so a deploy script can import i
 import gc
 import signal
 import threading
-import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
 from typing import Any
 
 from django.apps import apps as global_apps
 from django.core.management.sql import emit_post_migrate_signal, emit_pre_migrate_signal
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
-from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.migrations import Migration
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.migrations.graph import MigrationGraph
 from django.db.migrations.state import ModelState, ProjectState
 
-from migrator import audit, guard, integrity, locking, operations, planning, risks, secrets
+from migrator import audit, backup, guard, integrity, operations, planning, risks, secrets
 from migrator.conf import get_settings
-from migrator.exceptions import MigrationFailed, MigratorError, RunInterrupted
+from migrator.exceptions import InvalidRequest, MigrationFailed, MigratorError, RunInterrupted
 from migrator.executor import RecordingExecutor
+from migrator.lifecycle import ProgressAdapter, locked
 from migrator.models import Run
 from migrator.planning import PlannedMigration
 from migrator.types import (
+    MIGRATOR_APP,
     ConfirmCallback,
     MigrationPlan,
     MigrationTarget,
     ProgressCallback,
     ProgressEvent,
+    RunOptions,
+    RunReport,
     ignore_progress,
     migration_label,
 )
-
-MIGRATOR_APP = "migrator"
-
-
-@dataclass(frozen=True, kw_only=True)
-class RunOptions:
-    """How a run should behave; commands fill it from their flags."""
-
-    database: str = DEFAULT_DB_ALIAS
-    fake: bool = False
-    lock_timeout: float | None = None  # None: MIGRATOR["RUN_LOCK_TIMEOUT"]
-    backup: bool | None = None  # None: MIGRATOR["BACKUP_BEFORE_MIGRATE"]
-    assume_yes: bool = False
-    allow_data_loss: bool = False
-    verbosity: int = 1  # passed to pre_migrate/post_migrate receivers
-    interactive: bool = False
-    arguments: Mapping[str, Any] = field(default_factory=dict)  # recorded in the audit
-
-    @property
-    def run_lock_timeout(self) -> float:
-        if self.lock_timeout is None:
-            return get_settings().run_lock_timeout
-        return self.lock_timeout
-
-
-@dataclass
-class StepReport:
-    migration: str
-    direction: str
-    duration: float | None
-    fake: bool = False
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "migration": self.migration,
-            "direction": self.direction,
-            "duration": None if self.duration is None else round(self.duration, 6),
-            "fake": self.fake,
-        }
-
-
-@dataclass
-class RunReport:
-    """What a run did; ``as_dict()`` is the ``--json`` document."""
-
-    command: str
-    database: str
-    environment: str
-    outcome: str  # nothing | succeeded | planned | failed | interrupted | refused
-    plan: list[PlannedMigration] = field(default_factory=list)
-    steps: list[StepReport] = field(default_factory=list)
-    run_id: int | None = None
-    backup_id: str | None = None
-    error: str = ""
-    failed_migration: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "command": self.command,
-            "database": self.database,
-            "environment": self.environment,
-            "outcome": self.outcome,
-            "run_id": self.run_id,
-            "backup_id": self.backup_id,
-            "plan": [migration.as_dict() for migration in self.plan],
-            "migrations": [step.as_dict() for step in self.steps],
-            "error": self.error,
-            "failed_migration": self.failed_migration,
-        }
-
-
-class ProgressAdapter:
-    """Turns Django's executor callbacks into ProgressEvents and step reports."""
-
-    def __init__(self, progress: ProgressCallback) -> None:
-        self.progress = progress
-        self.steps: list[StepReport] = []
-        self.current: Migration | None = None
-        self._started = 0.0
-
-    def __call__(
-        self,
-        action: str,
-        migration: Migration | None = None,
-        fake: bool = False,
-        *,
-        message: str = "",
-        data: dict[str, Any] | None = None,
-    ):
-        label = migration_label(migration) if migration is not None else None
-        duration = None
-        if action in {"apply_start", "unapply_start"}:
-            self.current, self._started = migration, time.monotonic()
-        elif action in {"apply_success", "unapply_success"}:
-            duration = time.monotonic() - self._started
-            direction = "apply" if action == "apply_success" else "unapply"
-            self.steps.append(StepReport(label, direction, duration, fake))
-            self.current = None
-        self.progress(
-            ProgressEvent(
-                action,
-                migration=label,
-                fake=fake,
-                duration=duration,
-                message=message,
-                data=data or {},
-            )
-        )
 
 
 def migration_plan(
@@ -276,8 +168,6 @@ def backup_before(
 
     A backup that fails stops the run before anything is applied (exit 6).
     """
-    from migrator import backup  # the backup package imports the runner
-
     wanted = options.backup
     if wanted is None:
         settings = get_settings()
@@ -319,59 +209,6 @@ def report_risks(
                 },
             )
         )
-
-
-@contextmanager
-def locked(
-    connection: BaseDatabaseWrapper,
-    *,
-    options: RunOptions,
-    progress: ProgressCallback,
-    executor: RecordingExecutor | None = None,
-) -> Iterator[MigrationPlan]:
-    """Hold the run lock, with migrator's tables created and killed runs marked under it.
-
-    The one path into a changing run, shared by safemigrate and rollback. An ``executor``
-    planned before the lock is brought up to date under it (another run may have won).
-    Yields the plan that created migrator's tables, empty when they were there already.
-    """
-    with locking.migration_lock(
-        connection, timeout=options.run_lock_timeout, on_wait=_report_wait(progress)
-    ):
-        created = bootstrap(connection, progress, executor=executor)
-        audit.mark_abandoned_runs(connection)
-        yield created
-
-
-def bootstrap(
-    connection: BaseDatabaseWrapper,
-    progress: ProgressCallback,
-    *,
-    executor: RecordingExecutor | None = None,
-) -> MigrationPlan:
-    """Create migrator's own tables first when they are missing (under the lock).
-
-    A given ``executor`` is reused rather than built again (a graph of hundreds of
-    migrations is a measurable part of a run), and left current with the database.
-    Returns the plan applied, empty when the tables were there already.
-    """
-    if executor is None:
-        executor = RecordingExecutor(connection)
-    else:
-        with integrity.graph_errors():
-            planning.refresh_applied(executor.loader)
-    targets = [key for key in executor.loader.graph.leaf_nodes() if key[0] == MIGRATOR_APP]
-    plan = executor.migration_plan(targets)
-    if not plan:
-        return plan
-    # Hashes afterwards: until migrator's last migration, its hash table may be older.
-    with executor.bootstrapping(ProgressAdapter(progress)):
-        executor.migrate(targets, plan=plan)
-    with transaction.atomic(using=connection.alias):  # one commit, not one per migration
-        for migration, _ in plan:
-            executor.record_hash(migration)
-    planning.refresh_applied(executor.loader)
-    return plan
 
 
 def execute_plan(
@@ -492,20 +329,6 @@ def _rendered(post_state: ProjectState) -> ProjectState:
     return post_state
 
 
-def _report_wait(progress: ProgressCallback):
-    def on_wait(holder: locking.LockHolder | None) -> None:
-        who = holder.describe() if holder else "another process"
-        progress(
-            ProgressEvent(
-                "lock_wait",
-                message=f"Waiting for the migration lock held by {who}.",
-                data={"holder": holder.as_dict() if holder else None},
-            )
-        )
-
-    return on_wait
-
-
 @contextmanager
 def _long_lived_objects_frozen() -> Iterator[None]:
     """Keep the garbage collector off what lives through the whole run while it applies.
@@ -536,3 +359,21 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def baseline(database: str, *, arguments: dict[str, Any] | None = None) -> integrity.Recorded:
+    """``verifymigrations --baseline``: hashes for applied migrations that have none."""
+    connection = connections[database]
+    with locked(connection, options=RunOptions(database=database), progress=ignore_progress):
+        return integrity.baseline(database, arguments=arguments)
+
+
+def accept(
+    database: str, label: str, *, reason: str, arguments: dict[str, Any] | None = None
+) -> integrity.Recorded:
+    """``verifymigrations --accept``: the new hash of a deliberately edited applied file."""
+    if not reason.strip():
+        raise InvalidRequest("--accept needs --reason TEXT saying why the applied file was edited.")
+    connection = connections[database]
+    with locked(connection, options=RunOptions(database=database), progress=ignore_progress):
+        return integrity.accept(database, label, reason=reason, arguments=arguments)

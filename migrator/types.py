@@ -1,11 +1,18 @@
 """Django's migration vocabulary, named once."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
+from django.db import DEFAULT_DB_ALIAS
 from django.db.migrations import Migration
 
+from migrator.conf import get_settings
+
+if TYPE_CHECKING:  # planning sits above this module; the reports only hold its objects
+    from migrator.planning import PlannedMigration
+
+MIGRATOR_APP: Final = "migrator"  # this app's label
 MigrationKey: TypeAlias = tuple[str, str]  # (app_label, name)
 MigrationTarget: TypeAlias = tuple[str, str | None]  # None means "zero"
 MigrationPlan: TypeAlias = list[tuple[Migration, bool]]  # True: unapply
@@ -37,3 +44,70 @@ def migration_label(migration: Migration | MigrationKey) -> str:
 
 def ignore_progress(event: ProgressEvent) -> None:
     """Default progress callback for library callers that want no reports."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunOptions:
+    """How a run should behave; commands fill it from their flags."""
+
+    database: str = DEFAULT_DB_ALIAS
+    fake: bool = False
+    lock_timeout: float | None = None  # None: MIGRATOR["RUN_LOCK_TIMEOUT"]
+    backup: bool | None = None  # None: MIGRATOR["BACKUP_BEFORE_MIGRATE"]
+    assume_yes: bool = False
+    allow_data_loss: bool = False
+    verbosity: int = 1  # passed to pre_migrate/post_migrate receivers
+    interactive: bool = False
+    arguments: Mapping[str, Any] = field(default_factory=dict)  # recorded in the audit
+
+    @property
+    def run_lock_timeout(self) -> float:
+        if self.lock_timeout is None:
+            return get_settings().run_lock_timeout
+        return self.lock_timeout
+
+
+@dataclass
+class StepReport:
+    migration: str
+    direction: str
+    duration: float | None
+    fake: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "migration": self.migration,
+            "direction": self.direction,
+            "duration": None if self.duration is None else round(self.duration, 6),
+            "fake": self.fake,
+        }
+
+
+@dataclass
+class RunReport:
+    """What a run did; ``as_dict()`` is the ``--json`` document."""
+
+    command: str
+    database: str
+    environment: str
+    outcome: str  # nothing | succeeded | planned | failed | interrupted | refused
+    plan: "list[PlannedMigration]" = field(default_factory=list)
+    steps: list[StepReport] = field(default_factory=list)
+    run_id: int | None = None
+    backup_id: str | None = None
+    error: str = ""
+    failed_migration: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "command": self.command,
+            "database": self.database,
+            "environment": self.environment,
+            "outcome": self.outcome,
+            "run_id": self.run_id,
+            "backup_id": self.backup_id,
+            "plan": [migration.as_dict() for migration in self.plan],
+            "migrations": [step.as_dict() for step in self.steps],
+            "error": self.error,
+            "failed_migration": self.failed_migration,
+        }

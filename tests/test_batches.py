@@ -15,7 +15,7 @@ from django.db.migrations.writer import OperationWriter
 from migrator import operations, runner, signals
 from migrator.models import BatchProgress, Run
 from migrator.operations import RunPythonInBatches
-from migrator.runner import RunOptions
+from migrator.types import RunOptions
 from tests.scenarios.migration_sets.batch_steps import bump, unbump
 from tests.utils import applied, run_child, run_command, start_child, wait_for_line
 

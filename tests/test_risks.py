@@ -18,7 +18,7 @@ from django.utils import timezone
 from migrator import planning, risks, runner, tablesize
 from migrator.exceptions import MigrationFailed
 from migrator.models import Run
-from migrator.runner import RunOptions
+from migrator.types import RunOptions
 from tests.utils import applied, run_command, table_columns
 
 POSTGRES_ONLY = pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)

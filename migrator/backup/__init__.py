@@ -1,13 +1,14 @@
 """Backups and restores: native (pg_dump, SQLite's backup API) or portable (Django serializers).
 
-The public API; the ``backup`` and ``restore`` commands and ``safemigrate`` call only this:
+The public API; the ``backup`` command and ``safemigrate`` call only this:
 
     manifest = create_backup("default", format="native", label="before the big one")
-    restore_backup(manifest.id, database="default", assume_yes=True)
+    migrator.restore.restore_backup(manifest.id, database="default", assume_yes=True)
 
 Modules: ``manifest`` (what a backup holds, sealed), ``storage`` (where it lives),
 ``postgres``/``sqlite``/``portable`` (one per format), ``keepaudit`` (the run audit across
-a restore), ``backups`` and ``restoring`` (the operations).
+a restore), ``backups`` and ``restoring`` (the operations; the restore flow, with its guard, lock
+and run record, is ``migrator.restore``).
 """
 
 from migrator.backup.backups import (
@@ -20,7 +21,7 @@ from migrator.backup.backups import (
     verify_backup,
 )
 from migrator.backup.manifest import Manifest
-from migrator.backup.restoring import RestoreReport, restore_backup
+from migrator.backup.restoring import RestoreReport
 from migrator.exceptions import BackupFailed
 
 __all__ = [
@@ -33,6 +34,5 @@ __all__ = [
     "human_size",
     "list_backups",
     "prune_backups",
-    "restore_backup",
     "verify_backup",
 ]

@@ -39,14 +39,13 @@ from django.utils.dateparse import parse_datetime
 from migrator.backup.base import BackupEngine, Statement, first_line
 from migrator.backup.manifest import Manifest, describe_keys
 from migrator.exceptions import BackupFailed
-from migrator.types import MigrationKey, ProgressCallback, ProgressEvent
+from migrator.types import MIGRATOR_APP, MigrationKey, ProgressCallback, ProgressEvent
 
 PAYLOAD_FORMAT: Final = "migrator-portable"
 PAYLOAD_VERSION: Final = 1
 READ_CHUNK: Final = 2000  # rows per fetch from the database
 LOAD_BATCH: Final = 2000  # rows per INSERT batch (split further where the backend needs it)
 COMPRESSLEVEL: Final = 1  # fast: about the size of level 6 on row data, in a third of the time
-MIGRATOR_APP: Final = "migrator"
 
 
 class _Encoder(DjangoJSONEncoder):

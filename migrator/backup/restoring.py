@@ -1,34 +1,29 @@
-"""Restoring a backup: checked first, guarded, locked, recorded, atomic.
+"""Restoring a backup, the mechanism: does it fit, the safety backup, the payload, the audit.
 
-Order: the manifest's seal and the payload's checksum -> vendor and migration state
-against the files on disk -> the server is reachable and the tools fit -> production
-guard -> run lock -> the restore's own run record -> safety backup -> the live audit is
-read -> the engine restores and merges the audit back, in one transaction -> the run is
-closed. Nothing touches the database before the guard, and a failure after it leaves the
-data as it was (the restore's run record then says it failed).
+The flow around it (guard, run lock, run record) is ``migrator.restore.restore_backup``.
+A restore is atomic: the engine restores the data and merges the live audit back in one
+transaction, so a failure leaves the data as it was.
 """
 
 import logging
-import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.apps import apps
+from django.db import transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 
-from migrator import audit, guard
 from migrator.backup import keepaudit
-from migrator.backup.backups import check_digest, create_backup, verify_backup
-from migrator.backup.base import connect, engine_for
+from migrator.backup.backups import check_digest, create_backup
+from migrator.backup.base import BackupEngine, Statement
 from migrator.backup.manifest import Manifest, disk_migrations, state_differences
 from migrator.backup.storage import DirectoryStore, backup_store, file_digest
-from migrator.conf import get_settings
 from migrator.exceptions import BackupFailed, MigratorError
 from migrator.models import Run
-from migrator.types import ConfirmCallback, ProgressCallback, ProgressEvent, ignore_progress
+from migrator.types import MIGRATOR_APP, ProgressCallback, ProgressEvent
 
 logger = logging.getLogger(__name__)
-
-MIGRATOR_APP = "migrator"
 
 
 @dataclass
@@ -61,80 +56,7 @@ class RestoreReport:
         }
 
 
-def restore_backup(
-    backup_id: str,
-    *,
-    database: str = DEFAULT_DB_ALIAS,
-    force: bool = False,
-    safety_backup: bool = True,
-    assume_yes: bool = False,
-    confirm: ConfirmCallback | None = None,
-    progress: ProgressCallback = ignore_progress,
-    lock_timeout: float | None = None,
-) -> RestoreReport:
-    """Replace a database's contents with a backup, all or nothing.
-
-    ``lock_timeout``: seconds to wait for another run's lock (None: the setting).
-    """
-    from migrator.runner import RunOptions, locked  # runner imports this package
-
-    started = time.monotonic()
-    manifest = verify_backup(backup_id)
-    connection = connections[database]
-    differences = _check_fits(manifest, connection, force=force)
-    arguments = {"backup_id": manifest.id, "force": force, "safety_backup": safety_backup}
-    engine = engine_for(connection, manifest.format)
-    connect(connection)
-    engine.check_restore(manifest)
-    guard.require_confirmation(
-        connection,
-        question=(
-            f"Replace everything in {database!r} ({get_settings().environment}) with backup "
-            f"{manifest.id!r} of {manifest.created}?"
-        ),
-        assume_yes=assume_yes,
-        confirm=confirm,
-        command="restore",
-        arguments=arguments,
-    )
-    report = RestoreReport(
-        backup_id=manifest.id,
-        database=database,
-        format=manifest.format,
-        created=manifest.created,
-        forced=bool(differences),
-        differences=differences,
-    )
-    options = RunOptions(database=database, assume_yes=assume_yes, lock_timeout=lock_timeout)
-    with locked(connection, options=options, progress=progress):
-        run = audit.open_run(
-            connection,
-            command="restore",
-            arguments=arguments,
-            details={"restored_backup": manifest.id, "format": manifest.format},
-        )
-        report.run_id = run.pk
-        try:
-            run = _restore_recorded(
-                manifest, engine, connection, run, report, progress, safety_backup=safety_backup
-            )
-        except BaseException as exc:
-            outcome = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-            report.outcome = outcome
-            audit.close_run(run, outcome=outcome, error=str(exc) or type(exc).__name__)
-            raise
-    report.duration = time.monotonic() - started
-    audit.close_run(
-        run,
-        outcome=Run.Outcome.SUCCEEDED,
-        safety_backup_id=report.safety_backup_id,
-        forced=report.forced,
-    )
-    logger.info("Restored backup %s into %r", manifest.id, database)
-    return report
-
-
-def _check_fits(manifest: Manifest, connection, *, force: bool) -> list[str]:
+def check_fits(manifest: Manifest, connection: BaseDatabaseWrapper, *, force: bool) -> list[str]:
     """Refuse another vendor's native backup, and unless forced, one the files don't fit."""
     if manifest.format == "native" and manifest.vendor != connection.vendor:
         raise BackupFailed(
@@ -152,10 +74,21 @@ def _check_fits(manifest: Manifest, connection, *, force: bool) -> list[str]:
     return differences
 
 
-def _restore_recorded(
-    manifest, engine, connection, run: Run, report, progress, *, safety_backup: bool
-) -> Run:
-    """Under the lock, with the run open: safety backup, then the restore itself."""
+def restore_payload(
+    manifest: Manifest,
+    engine: BackupEngine,
+    connection: BaseDatabaseWrapper,
+    run: Run,
+    report: RestoreReport,
+    progress: ProgressCallback,
+    *,
+    safety_backup: bool,
+) -> list[Statement]:
+    """Under the lock, with the run open: safety backup, then the restore itself.
+
+    Returns the statements that put the live audit back, still to run once migrator's
+    tables exist again (a native backup without them), else an empty list.
+    """
     if safety_backup:
         report.safety_backup_id = _safety_backup(connection, run, progress, manifest.format)
     store = backup_store()
@@ -173,11 +106,8 @@ def _restore_recorded(
         engine.restore(
             local, manifest, keep_audit=merge if merged_inside else [], progress=progress
         )
-    if not merged_inside:
-        _merge_after(connection, merge, progress)
     _forget_cached_rows()
-    progress(ProgressEvent("restore_done", message=f"Restored {manifest.id}."))
-    return keepaudit.find_run(connection, run)
+    return [] if merged_inside else list(merge)
 
 
 def _safety_backup(connection, run: Run, progress, format: str) -> str:
@@ -197,11 +127,8 @@ def _safety_backup(connection, run: Run, progress, format: str) -> str:
     return safety.id
 
 
-def _merge_after(connection, merge, progress) -> None:
-    """A native backup without migrator's tables: create them and put the audit back."""
-    from migrator.runner import bootstrap
-
-    bootstrap(connection, progress)
+def merge_audit(connection: BaseDatabaseWrapper, merge: Sequence[Statement]) -> None:
+    """Put the live audit back after a restore whose payload lacked migrator's tables."""
     with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
         for sql, params in merge:
             cursor.execute(sql, params or None)
@@ -209,8 +136,6 @@ def _merge_after(connection, merge, progress) -> None:
 
 def _forget_cached_rows() -> None:
     """Row caches of this process that a restore made stale."""
-    from django.apps import apps
-
     if apps.is_installed("django.contrib.contenttypes"):
         from django.contrib.contenttypes.models import ContentType
 

@@ -14,8 +14,7 @@ from migrator.conf import get_settings, seconds
 from migrator.exceptions import MigratorError
 from migrator.planning import PlannedMigration
 from migrator.risks import SEVERITY_RANK, Finding, Severity
-from migrator.runner import RunOptions
-from migrator.types import ProgressEvent
+from migrator.types import ProgressEvent, RunOptions
 
 
 def seconds_argument(value: str) -> float:

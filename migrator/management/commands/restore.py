@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from migrator import backup
+from migrator import restore
 from migrator.backup import RestoreReport
 from migrator.management.base import MigratorCommand
 
@@ -34,7 +34,7 @@ class Command(MigratorCommand):
         )
 
     def run(self, backup_id: str, **options: Any) -> None:
-        report = backup.restore_backup(
+        report = restore.restore_backup(
             backup_id,
             database=options["database"],
             force=options["force"],

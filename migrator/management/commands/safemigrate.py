@@ -7,7 +7,7 @@ from django.db import connections
 
 from migrator import guard, runner
 from migrator.management.base import MigratorCommand, seconds_argument
-from migrator.runner import RunReport
+from migrator.types import RunReport
 
 
 class Command(MigratorCommand):

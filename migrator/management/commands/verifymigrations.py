@@ -5,7 +5,7 @@ from typing import Any
 from django.core.management.base import CommandParser
 from django.db import connections
 
-from migrator import integrity
+from migrator import integrity, runner
 from migrator.exceptions import IntegrityViolation, InvalidRequest
 from migrator.integrity import IntegrityReport, Problem, Recorded
 from migrator.management.base import MigratorCommand
@@ -50,11 +50,11 @@ class Command(MigratorCommand):
         arguments = {key: options[key] for key in ("baseline", "accept", "reason") if options[key]}
         recorded = None
         if options["accept"]:
-            recorded = integrity.accept(
+            recorded = runner.accept(
                 database, options["accept"], reason=options["reason"] or "", arguments=arguments
             )
         elif options["baseline"]:
-            recorded = integrity.baseline(database, arguments=arguments)
+            recorded = runner.baseline(database, arguments=arguments)
         connection = connections[database]
         report = integrity.verify(connection, integrity.load(connection))
         if self.as_json:

@@ -1,0 +1,128 @@
+"""The run life cycle: the lock, migrator's own tables, and dead runs, for every changing flow."""
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from django.db import transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.migrations import Migration
+
+from migrator import audit, integrity, locking, planning
+from migrator.executor import RecordingExecutor
+from migrator.types import (
+    MIGRATOR_APP,
+    MigrationPlan,
+    ProgressCallback,
+    ProgressEvent,
+    RunOptions,
+    StepReport,
+    migration_label,
+)
+
+
+class ProgressAdapter:
+    """Turns Django's executor callbacks into ProgressEvents and step reports."""
+
+    def __init__(self, progress: ProgressCallback) -> None:
+        self.progress = progress
+        self.steps: list[StepReport] = []
+        self.current: Migration | None = None
+        self._started = 0.0
+
+    def __call__(
+        self,
+        action: str,
+        migration: Migration | None = None,
+        fake: bool = False,
+        *,
+        message: str = "",
+        data: dict[str, Any] | None = None,
+    ):
+        label = migration_label(migration) if migration is not None else None
+        duration = None
+        if action in {"apply_start", "unapply_start"}:
+            self.current, self._started = migration, time.monotonic()
+        elif action in {"apply_success", "unapply_success"}:
+            duration = time.monotonic() - self._started
+            direction = "apply" if action == "apply_success" else "unapply"
+            self.steps.append(StepReport(label, direction, duration, fake))
+            self.current = None
+        self.progress(
+            ProgressEvent(
+                action,
+                migration=label,
+                fake=fake,
+                duration=duration,
+                message=message,
+                data=data or {},
+            )
+        )
+
+
+@contextmanager
+def locked(
+    connection: BaseDatabaseWrapper,
+    *,
+    options: RunOptions,
+    progress: ProgressCallback,
+    executor: RecordingExecutor | None = None,
+) -> Iterator[MigrationPlan]:
+    """Hold the run lock, with migrator's tables created and killed runs marked under it.
+
+    The one path into a changing run, shared by safemigrate and rollback. An ``executor``
+    planned before the lock is brought up to date under it (another run may have won).
+    Yields the plan that created migrator's tables, empty when they were there already.
+    """
+    with locking.migration_lock(
+        connection, timeout=options.run_lock_timeout, on_wait=_report_wait(progress)
+    ):
+        created = bootstrap(connection, progress, executor=executor)
+        audit.mark_abandoned_runs(connection)
+        yield created
+
+
+def bootstrap(
+    connection: BaseDatabaseWrapper,
+    progress: ProgressCallback,
+    *,
+    executor: RecordingExecutor | None = None,
+) -> MigrationPlan:
+    """Create migrator's own tables first when they are missing (under the lock).
+
+    A given ``executor`` is reused rather than built again (a graph of hundreds of
+    migrations is a measurable part of a run), and left current with the database.
+    Returns the plan applied, empty when the tables were there already.
+    """
+    if executor is None:
+        executor = RecordingExecutor(connection)
+    else:
+        with integrity.graph_errors():
+            planning.refresh_applied(executor.loader)
+    targets = [key for key in executor.loader.graph.leaf_nodes() if key[0] == MIGRATOR_APP]
+    plan = executor.migration_plan(targets)
+    if not plan:
+        return plan
+    # Hashes afterwards: until migrator's last migration, its hash table may be older.
+    with executor.bootstrapping(ProgressAdapter(progress)):
+        executor.migrate(targets, plan=plan)
+    with transaction.atomic(using=connection.alias):  # one commit, not one per migration
+        for migration, _ in plan:
+            executor.record_hash(migration)
+    planning.refresh_applied(executor.loader)
+    return plan
+
+
+def _report_wait(progress: ProgressCallback):
+    def on_wait(holder: locking.LockHolder | None) -> None:
+        who = holder.describe() if holder else "another process"
+        progress(
+            ProgressEvent(
+                "lock_wait",
+                message=f"Waiting for the migration lock held by {who}.",
+                data={"holder": holder.as_dict() if holder else None},
+            )
+        )
+
+    return on_wait

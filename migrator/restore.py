@@ -1,0 +1,108 @@
+"""Restoring a backup, the flow: checked first, guarded, locked, recorded, atomic.
+
+Order: the manifest's seal and the payload's checksum -> vendor and migration state
+against the files on disk -> the server is reachable and the tools fit -> production
+guard -> run lock -> the restore's own run record -> safety backup -> the live audit is
+read -> the engine restores and merges the audit back, in one transaction -> the run is
+closed. Nothing touches the database before the guard, and a failure after it leaves the
+data as it was (the restore's run record then says it failed).
+
+    report = restore_backup(manifest.id, database="default", assume_yes=True)
+"""
+
+import logging
+import time
+
+from django.db import DEFAULT_DB_ALIAS, connections
+
+from migrator import audit, guard
+from migrator.backup import keepaudit, restoring, verify_backup
+from migrator.backup.base import connect, engine_for
+from migrator.conf import get_settings
+from migrator.lifecycle import bootstrap, locked
+from migrator.models import Run
+from migrator.types import (
+    ConfirmCallback,
+    ProgressCallback,
+    ProgressEvent,
+    RunOptions,
+    ignore_progress,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def restore_backup(
+    backup_id: str,
+    *,
+    database: str = DEFAULT_DB_ALIAS,
+    force: bool = False,
+    safety_backup: bool = True,
+    assume_yes: bool = False,
+    confirm: ConfirmCallback | None = None,
+    progress: ProgressCallback = ignore_progress,
+    lock_timeout: float | None = None,
+) -> restoring.RestoreReport:
+    """Replace a database's contents with a backup, all or nothing.
+
+    ``lock_timeout``: seconds to wait for another run's lock (None: the setting).
+    """
+    started = time.monotonic()
+    manifest = verify_backup(backup_id)
+    connection = connections[database]
+    differences = restoring.check_fits(manifest, connection, force=force)
+    arguments = {"backup_id": manifest.id, "force": force, "safety_backup": safety_backup}
+    engine = engine_for(connection, manifest.format)
+    connect(connection)
+    engine.check_restore(manifest)
+    guard.require_confirmation(
+        connection,
+        question=(
+            f"Replace everything in {database!r} ({get_settings().environment}) with backup "
+            f"{manifest.id!r} of {manifest.created}?"
+        ),
+        assume_yes=assume_yes,
+        confirm=confirm,
+        command="restore",
+        arguments=arguments,
+    )
+    report = restoring.RestoreReport(
+        backup_id=manifest.id,
+        database=database,
+        format=manifest.format,
+        created=manifest.created,
+        forced=bool(differences),
+        differences=differences,
+    )
+    options = RunOptions(database=database, assume_yes=assume_yes, lock_timeout=lock_timeout)
+    with locked(connection, options=options, progress=progress):
+        run = audit.open_run(
+            connection,
+            command="restore",
+            arguments=arguments,
+            details={"restored_backup": manifest.id, "format": manifest.format},
+        )
+        report.run_id = run.pk
+        try:
+            merge = restoring.restore_payload(
+                manifest, engine, connection, run, report, progress, safety_backup=safety_backup
+            )
+            if merge:  # the payload had no migrator tables: create them, put the audit back
+                bootstrap(connection, progress)
+                restoring.merge_audit(connection, merge)
+            progress(ProgressEvent("restore_done", message=f"Restored {manifest.id}."))
+            run = keepaudit.find_run(connection, run)
+        except BaseException as exc:
+            outcome = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            report.outcome = outcome
+            audit.close_run(run, outcome=outcome, error=str(exc) or type(exc).__name__)
+            raise
+    report.duration = time.monotonic() - started
+    audit.close_run(
+        run,
+        outcome=Run.Outcome.SUCCEEDED,
+        safety_backup_id=report.safety_backup_id,
+        forced=report.forced,
+    )
+    logger.info("Restored backup %s into %r", manifest.id, database)
+    return report
