@@ -14,12 +14,13 @@ from typing import Any
 
 from django.db import DatabaseError, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.utils import CursorWrapper
 from django.db.migrations import Migration
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.state import ProjectState
 from django.utils import timezone
 
-from migrator import integrity, operations, signals, timeouts
+from migrator import compat, integrity, operations, signals, timeouts
 from migrator.conf import get_settings
 from migrator.exceptions import MigrationFailed
 from migrator.models import MigrationHash, Run, RunStep
@@ -80,7 +81,7 @@ class RecordingExecutor(MigrationExecutor):
             fake, state = self.detect_soft_applied(state, migration)
         self.fake = fake
         if fake:
-            self.record_migration(migration)
+            self.record_applied(migration)
         else:
             state = self._retrying(self._apply_once, migration, state, mutates_state=True)
         self._report("apply_success", migration, fake)
@@ -93,9 +94,9 @@ class RecordingExecutor(MigrationExecutor):
             state = migration.apply(state, schema_editor)
             recorded = schema_editor.atomic_migration or not schema_editor.deferred_sql
             if recorded:
-                self.record_migration(migration)
+                self.record_applied(migration)
         if not recorded:
-            self.record_migration(migration)
+            self.record_applied(migration)
         return state
 
     def unapply_migration(
@@ -196,9 +197,9 @@ class RecordingExecutor(MigrationExecutor):
             },
         )
 
-    def record_migration(self, migration: Migration) -> None:
+    def record_applied(self, migration: Migration) -> None:
         """Record an apply; its run step waits for ``save_steps()`` (see below)."""
-        super().record_migration(migration)
+        compat.record_applied(self, migration)
         duration = self._duration(migration)
         if self.record_hashes:
             self.record_hash(migration, duration)
@@ -231,7 +232,7 @@ class RecordingExecutor(MigrationExecutor):
         if self.pending_steps:
             with (
                 transaction.atomic(using=self.connection.alias),
-                self.connection.cursor() as cursor,
+                self._unlogged_cursor() as cursor,
             ):
                 cursor.executemany(
                     INSERT_STEP.format(table=RunStep._meta.db_table), self.pending_steps
@@ -246,7 +247,7 @@ class RecordingExecutor(MigrationExecutor):
         marked = [
             squash
             for key, squash in self.loader.replacements.items()
-            if key not in applied and all(tuple(m) in applied for m in squash.replaces)
+            if key not in applied and compat.all_replaced_applied(self.loader, key, applied)
         ]
         super().check_replacements()
         if self.record_hashes:
@@ -255,10 +256,9 @@ class RecordingExecutor(MigrationExecutor):
 
     def record_unapplied(self, migration: Migration) -> None:
         """Unapply a migration in ``django_migrations`` and in migrator's records."""
-        keys = [*migration.replaces, (migration.app_label, migration.name)]
-        for app_label, name in keys:
-            self.recorder.record_unapplied(app_label, name)
+        compat.record_unapplied(self, migration)
         if self.record_hashes:
+            keys = [*migration.replaces, (migration.app_label, migration.name)]
             for app_label, name in keys:
                 MigrationHash.objects.using(self.connection.alias).filter(
                     app_label=app_label, name=name
@@ -290,8 +290,20 @@ class RecordingExecutor(MigrationExecutor):
         ]
 
     def _execute(self, sql: str, params: list[Any]) -> None:
-        with self.connection.cursor() as cursor:
+        with self._unlogged_cursor() as cursor:
             cursor.execute(sql, params)
+
+    def _unlogged_cursor(self) -> CursorWrapper:
+        """A cursor for migrator's own records that stays out of DEBUG's query log.
+
+        With DEBUG on, ``connection.cursor()`` logs each statement and, on SQLite, quotes
+        its parameters with one more query: for the hash record written per migration that
+        was most of what DEBUG added to safemigrate over migrate (benchmarks/overhead.py).
+        Errors are still wrapped as Django's DatabaseError subclasses.
+        """
+        self.connection.ensure_connection()
+        with self.connection.wrap_database_errors:
+            return self.connection.make_cursor(self.connection.create_cursor())
 
     def _report(self, action: str, migration: Migration, fake: bool, **extra: Any) -> None:
         if action.endswith("_start"):

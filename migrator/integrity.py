@@ -32,7 +32,7 @@ from django.db.migrations.questioner import MigrationQuestioner
 from django.db.migrations.recorder import MigrationRecorder
 from django.db.migrations.state import ProjectState
 
-from migrator import audit
+from migrator import audit, compat
 from migrator.conf import get_settings
 from migrator.exceptions import IntegrityViolation, InvalidRequest, UnknownTarget
 from migrator.models import MigrationHash, Run
@@ -387,8 +387,8 @@ class _Scope:
     def applied_keys(self, history: _History) -> set[MigrationKey]:
         """Applied rows of installed apps, plus squashes whose replaced rows are all applied."""
         keys = set(history.applied)
-        for key, migration in self.loader.replacements.items():
-            if all(tuple(r) in history.applied for r in migration.replaces):
+        for key in self.loader.replacements:
+            if compat.all_replaced_applied(self.loader, key, history.applied):
                 keys.add(key)
         return {
             key
@@ -576,8 +576,7 @@ def _inconsistencies(
             parent = parent.key
             if parent in applied:
                 continue
-            squash = loader.replacements.get(parent)
-            if squash is not None and all(tuple(r) in applied for r in squash.replaces):
+            if compat.all_replaced_applied(loader, parent, applied):
                 continue
             problems.append(
                 Problem(
