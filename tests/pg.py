@@ -25,7 +25,13 @@ def server_url() -> str:
 
 
 def pgserver_bin_dir() -> str | None:
-    """The pgserver package's PostgreSQL binaries (pg_dump, pg_restore, psql), if installed."""
+    """The server's PostgreSQL client binaries (pg_dump, pg_restore, psql), if known.
+
+    ``MIGRATOR_TEST_PG_BIN_DIR`` when set (a server from ``DATABASE_URL``), else the pgserver
+    package's.
+    """
+    if os.environ.get("MIGRATOR_TEST_PG_BIN_DIR"):
+        return os.environ["MIGRATOR_TEST_PG_BIN_DIR"]
     from importlib.util import find_spec
 
     spec = find_spec("pgserver")

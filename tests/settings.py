@@ -47,7 +47,7 @@ MIGRATOR = {
     "ENVIRONMENT": os.environ.get("MIGRATOR_TEST_ENVIRONMENT", "test"),
     "BACKUP_DIR": os.environ.get("MIGRATOR_TEST_BACKUP_DIR", str(_SCRATCH / "backups")),
     # pg_dump must be at least the server's version: the pgserver package's, not /usr/bin's.
-    "PG_BIN_DIR": os.environ.get("MIGRATOR_TEST_PG_BIN_DIR") or pgserver_bin_dir(),
+    "PG_BIN_DIR": pgserver_bin_dir(),
     # More keys for a child, as JSON: a test of bad settings on the command line.
     **json.loads(os.environ.get("MIGRATOR_TEST_SETTINGS", "{}")),
 }
