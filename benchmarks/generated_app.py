@@ -11,7 +11,9 @@ from pathlib import Path
 SETTINGS = """\
 import os
 SECRET_KEY = "benchmark"
-DEBUG = False  # as a deploy runs; with DEBUG, Django's SQLite backend re-queries each statement
+# Off as a deploy runs; BENCH_DEBUG=1 as on a laptop (every query logged; on SQLite,
+# Django re-queries each statement's parameters to log it).
+DEBUG = os.environ.get("BENCH_DEBUG") == "1"
 USE_TZ = True
 INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "migrator", "benchapp"]
 DATABASES = {{"default": {{"ENGINE": "django.db.backends.sqlite3",

@@ -2,10 +2,11 @@
 
 Runs both commands interleaved (alternating which goes first) as child processes of
 this one, each on a fresh database file, and prints the median of the per-pair ratios.
-The project runs with DEBUG off, as deploys do. Figures vary by a few percent from run to
-run on a shared machine: use more rounds on a quiet one.
+The project runs with DEBUG off, as deploys do; ``--debug`` turns it on, as on a laptop.
+Figures vary by a few percent from run to run on a shared machine: use more rounds on a
+quiet one.
 
-    python -m benchmarks.overhead [--migrations 300] [--rounds 15]
+    python -m benchmarks.overhead [--migrations 300] [--rounds 15] [--debug]
 """
 
 import argparse
@@ -24,9 +25,9 @@ COMMANDS = {
 }
 
 
-def timed_run(directory: Path, command: list[str], database: Path) -> float:
+def timed_run(directory: Path, command: list[str], database: Path, debug: bool) -> float:
     database.unlink(missing_ok=True)
-    env = project_env(directory, ROOT, BENCH_DB=str(database))
+    env = project_env(directory, ROOT, BENCH_DB=str(database), BENCH_DEBUG="1" if debug else "0")
     started = time.perf_counter()
     subprocess.run(django_admin(*command), env=env, check=True, capture_output=True)
     return time.perf_counter() - started
@@ -36,19 +37,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--migrations", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--debug", action="store_true", help="run the project with DEBUG on")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         directory = make_project(Path(scratch), args.migrations)
         database = directory / "bench.sqlite3"
-        timed_run(directory, COMMANDS["migrate"], database)  # warm the file cache
+        timed_run(directory, COMMANDS["migrate"], database, args.debug)  # warm the file cache
         ratios, times = [], {name: [] for name in COMMANDS}
         for round_number in range(args.rounds):
             order = list(COMMANDS) if round_number % 2 == 0 else list(reversed(COMMANDS))
-            pair = {name: timed_run(directory, COMMANDS[name], database) for name in order}
+            pair = {
+                name: timed_run(directory, COMMANDS[name], database, args.debug) for name in order
+            }
             for name, seconds in pair.items():
                 times[name].append(seconds)
             ratios.append(pair["safemigrate"] / pair["migrate"])
-    print(f"{args.migrations} migrations on SQLite, {args.rounds} interleaved rounds")
+    debug = "on" if args.debug else "off"
+    print(f"{args.migrations} migrations, SQLite, DEBUG {debug}, {args.rounds} interleaved rounds")
     for name, values in times.items():
         print(f"  {name:12} median {statistics.median(values):.3f}s")
     print(f"  median ratio safemigrate/migrate: {statistics.median(ratios):.3f}")

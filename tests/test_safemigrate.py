@@ -3,6 +3,7 @@ import subprocess
 
 import pytest
 from django.db import connections
+from django.test.utils import CaptureQueriesContext
 
 from migrator.models import MigrationHash, Run
 from tests.utils import (
@@ -49,6 +50,19 @@ def test_records_the_run_hashes_content_types_and_permissions(db_alias):
             "batchprogress",
         }
     assert {step[1] for step in steps} >= {"0001_initial"}
+
+
+def test_per_migration_records_stay_out_of_debugs_query_log(db_alias):
+    """With DEBUG on, migrator's hash and step rows cost no logged (on SQLite, re-quoted) query."""
+    with CaptureQueriesContext(connections[db_alias]) as logged:
+        assert run_command("safemigrate", database=db_alias, verbosity=0)[2] == 0
+    writes = [q["sql"] for q in logged if q["sql"].startswith(("INSERT", "UPDATE", "DELETE"))]
+    records = ("migrator_migrationhash", "migrator_runstep")
+    assert [sql for sql in writes if any(table in sql for table in records)] == []
+    assert any("django_migrations" in sql for sql in writes)  # Django's own are still logged
+    hashed = MigrationHash.objects.using(db_alias).filter(app_label="ledger").count()
+    steps = Run.objects.using(db_alias).get().steps.filter(app_label="ledger").count()
+    assert hashed == steps == len(applied(db_alias, "ledger")) > 0
 
 
 def test_a_plan_that_needs_migrators_models_sees_them_on_a_fresh_database(db_alias, scenario):
