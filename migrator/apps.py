@@ -13,3 +13,4 @@ class MigratorConfig(AppConfig):
 
         django_checks.register(checks.check_settings)
         django_checks.register(checks.check_migration_integrity, django_checks.Tags.database)
+        django_checks.register(checks.check_deploy_stages)

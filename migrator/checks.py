@@ -1,4 +1,4 @@
-"""System checks: ``manage.py check`` reports bad settings, ``--database`` integrity problems.
+"""System checks: bad settings, mixed deploy stages, ``--database`` integrity problems.
 
 The check is tagged ``database`` and reads only the aliases it is given, so a plain
 ``manage.py check`` (no ``--database``) never touches a database. migrator's own commands
@@ -14,8 +14,9 @@ from typing import Any
 from django.apps import AppConfig
 from django.core.checks import CheckMessage, Error, Warning
 from django.db import connections
+from django.db.migrations.loader import MigrationLoader
 
-from migrator import conf, integrity
+from migrator import conf, integrity, stages
 from migrator.exceptions import IntegrityViolation
 
 _deferred: ContextVar[bool] = ContextVar("migrator_integrity_checks_deferred", default=False)
@@ -81,3 +82,32 @@ def _messages(alias: str, problems: list[integrity.Problem]) -> list[CheckMessag
             )
         )
     return messages
+
+
+def check_deploy_stages(
+    app_configs: Iterable[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """migrator.E006: a migration whose operations need both deploy stages.
+
+    Reads migration files only (no database), so a plain ``manage.py check`` in CI finds
+    it before a deploy does. migrator's commands skip it (they report each migration's
+    stage themselves) rather than load every migration a second time.
+    """
+    if _deferred.get():
+        return []
+    labels = None if app_configs is None else {config.label for config in app_configs}
+    loader = MigrationLoader(None, ignore_no_migrations=True)
+    return [
+        Error(
+            f"Migration {decision.label} mixes deploy stages: "
+            f"{'; '.join(decision.mixed)}, but other operations are before_deploy.",
+            hint=(
+                "Split it: the before_deploy operations in one migration, the after_deploy ones "
+                "in a later one; or mark it with stage = Stage.AFTER_DEPLOY (or BEFORE_DEPLOY, "
+                "from migrator.stages) or MIGRATOR['STAGE_OVERRIDES']."
+            ),
+            id=stages.CHECK_ID,
+        )
+        for decision in stages.mixed_migrations(loader)
+        if labels is None or decision.label.split(".", 1)[0] in labels
+    ]

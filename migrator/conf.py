@@ -30,6 +30,8 @@ NOTIFY                   []                  dotted paths of callables and/or we
 NOTIFY_EVENTS            [failed, refused,   run events that are sent to NOTIFY
                          interrupted]
 NOTIFY_TIMEOUT           5                   seconds a notification may take
+STAGE_OVERRIDES          {}                  ``{"app_label.migration_name": "after_deploy"}``:
+                                             the deploy stage of migrations you do not own
 =======================  ==================  ==================================================
 
 An unknown key or a value of the wrong type is ``SettingsInvalid`` (exit 1, one line) when a
@@ -75,6 +77,7 @@ DEFAULTS: dict[str, Any] = {
     "NOTIFY": [],
     "NOTIFY_EVENTS": ["failed", "refused", "interrupted"],
     "NOTIFY_TIMEOUT": 5.0,
+    "STAGE_OVERRIDES": {},
 }
 
 
@@ -99,6 +102,7 @@ class MigratorSettings:
     notify: tuple[str, ...]
     notify_events: frozenset[str]
     notify_timeout: float
+    stage_overrides: Mapping[str, str]  # values of migrator.types.Stage
 
     @property
     def needs_confirmation(self) -> bool:
@@ -193,6 +197,7 @@ def get_settings() -> MigratorSettings:
         notify=value["NOTIFY"],
         notify_events=frozenset(value["NOTIFY_EVENTS"]),
         notify_timeout=value["NOTIFY_TIMEOUT"],
+        stage_overrides=value["STAGE_OVERRIDES"],
     )
 
 
@@ -261,6 +266,19 @@ def _environments(value: Any) -> frozenset[str]:
     return frozenset(normalize_environment(name) for name in _names(value))
 
 
+def _stages(value: Any) -> Mapping[str, str]:
+    """``{"app_label.migration_name": "after_deploy"}``, each stage checked."""
+    if not isinstance(value, Mapping):
+        raise TypeError('must be a dict like {"app_label.migration_name": "after_deploy"}')
+    for label, stage in value.items():
+        if stage not in STAGES:
+            raise ValueError(f"the stage of {label!r} must be one of {', '.join(STAGES)}")
+    return {str(label): str(stage) for label, stage in value.items()}
+
+
+STAGES: Final = ("before_deploy", "after_deploy")  # migrator.types.Stage (which imports conf)
+
+
 CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "ENVIRONMENT": _text,
     "CONFIRM_ENVIRONMENTS": _environments,
@@ -281,6 +299,7 @@ CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "NOTIFY": _names,
     "NOTIFY_EVENTS": _names,
     "NOTIFY_TIMEOUT": seconds,
+    "STAGE_OVERRIDES": _stages,
 }
 
 

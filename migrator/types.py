@@ -2,6 +2,7 @@
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from django.db import DEFAULT_DB_ALIAS
@@ -16,6 +17,13 @@ MIGRATOR_APP: Final = "migrator"  # this app's label
 MigrationKey: TypeAlias = tuple[str, str]  # (app_label, name)
 MigrationTarget: TypeAlias = tuple[str, str | None]  # None means "zero"
 MigrationPlan: TypeAlias = list[tuple[Migration, bool]]  # True: unapply
+
+
+class Stage(StrEnum):
+    """When a migration runs in a zero-downtime deploy (``migrator.stages``)."""
+
+    BEFORE_DEPLOY = "before_deploy"  # the old code survives it
+    AFTER_DEPLOY = "after_deploy"  # it breaks the old code: only once the new code runs
 
 
 @dataclass(frozen=True)
