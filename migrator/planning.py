@@ -10,10 +10,10 @@ from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.recorder import MigrationRecorder
 
-from migrator import risks
+from migrator import risks, stages
 from migrator.exceptions import IntegrityViolation, InvalidRequest, UnknownTarget
 from migrator.risks.fields import describe_operation
-from migrator.types import MigrationPlan, MigrationTarget, migration_label
+from migrator.types import MigrationPlan, MigrationTarget, Stage, migration_label
 
 
 def resolve_targets(
@@ -113,18 +113,29 @@ class PlannedMigration:
     backwards: bool
     atomic: bool
     operations: list[PlannedOperation]
+    stage: stages.StageDecision | None = None
 
     @property
     def label(self) -> str:
         return f"{self.app_label}.{self.name}"
 
+    @property
+    def waits_for_old_code(self) -> bool:
+        """Undoing a before_deploy migration breaks the new code: only once the old is back."""
+        return self.backwards and self.stage is not None and self.stage.stage is Stage.BEFORE_DEPLOY
+
     def as_dict(self) -> dict[str, Any]:
-        return {
+        described = {
             "migration": self.label,
             "direction": "unapply" if self.backwards else "apply",
             "atomic": self.atomic,
             "operations": [operation.as_dict() for operation in self.operations],
         }
+        if self.stage is not None:
+            described.update(self.stage.as_dict())
+            if self.backwards:
+                described["waits_for_old_code"] = self.waits_for_old_code
+        return described
 
 
 def describe_plan(
@@ -136,12 +147,13 @@ def describe_plan(
     """Each migration of a plan with a description of each of its operations.
 
     Given a connection, each operation also carries its risk findings (``risks.Finding``),
-    with table sizes read from that database.
+    with table sizes read from that database, and each migration its stage.
     """
-    findings = {}
+    findings, decisions = {}, {}
     if connection is not None and plan:
         loader = loader or MigrationLoader(connection)
         findings = risks.analyse_plan(plan, connection, loader)
+        decisions = stages.decide(plan, loader)
     described = []
     for migration, backwards in plan:
         operations = migration.operations[::-1] if backwards else migration.operations
@@ -154,6 +166,7 @@ def describe_plan(
                 name=migration.name,
                 backwards=backwards,
                 atomic=migration.atomic,
+                stage=decisions.get((migration.app_label, migration.name)),
                 operations=[
                     PlannedOperation(
                         description=_describe(operation, backwards),

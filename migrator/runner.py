@@ -18,7 +18,7 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.migrations.graph import MigrationGraph
 from django.db.migrations.state import ModelState, ProjectState
 
-from migrator import audit, backup, guard, integrity, operations, planning, risks, secrets
+from migrator import audit, backup, guard, integrity, operations, planning, risks, secrets, stages
 from migrator.conf import get_settings
 from migrator.exceptions import InvalidRequest, MigrationFailed, MigratorError, RunInterrupted
 from migrator.executor import RecordingExecutor
@@ -34,6 +34,7 @@ from migrator.types import (
     ProgressEvent,
     RunOptions,
     RunReport,
+    Stage,
     ignore_progress,
     migration_label,
 )
@@ -44,15 +45,20 @@ def migration_plan(
     migration_name: str | None = None,
     *,
     database: str = DEFAULT_DB_ALIAS,
-) -> tuple[list[MigrationTarget], MigrationPlan, RecordingExecutor]:
-    """Resolve a ``migrate``-style target into a forward plan, checking the history first."""
+    stage: Stage | None = None,
+) -> tuple[list[MigrationTarget], MigrationPlan, RecordingExecutor, list[stages.HeldBack]]:
+    """Resolve a ``migrate``-style target into a forward plan, checking the history first.
+
+    With ``stage``, the plan keeps what that deploy stage applies; the rest is held back.
+    """
     connection = connections[database]
     connection.prepare_database()
     with integrity.graph_errors():  # a deleted dependency is an integrity violation (exit 2)
         executor = RecordingExecutor(connection)
     planning.check_history(executor.loader)
     targets = planning.resolve_targets(executor.loader, app_label, migration_name)
-    return targets, planning.forward_plan(executor, targets), executor
+    plan, held = stages.select(planning.forward_plan(executor, targets), executor.loader, stage)
+    return targets, plan, executor, held
 
 
 def plan_report(
@@ -60,15 +66,20 @@ def plan_report(
     migration_name: str | None = None,
     *,
     database: str = DEFAULT_DB_ALIAS,
+    stage: Stage | None = None,
 ) -> RunReport:
     """What ``safemigrate`` would do, changing nothing (``--plan``)."""
-    _, plan, executor = migration_plan(app_label, migration_name, database=database)
+    _, plan, executor, held = migration_plan(
+        app_label, migration_name, database=database, stage=stage
+    )
     return RunReport(
         command="safemigrate",
         database=database,
         environment=get_settings().environment,
         outcome="planned",
         plan=planning.describe_plan(plan, connection=executor.connection, loader=executor.loader),
+        stage=stage,
+        held_back=held,
     )
 
 
@@ -77,9 +88,10 @@ def plan_sql(
     migration_name: str | None = None,
     *,
     database: str = DEFAULT_DB_ALIAS,
+    stage: Stage | None = None,
 ) -> list[tuple[str, list[str]]]:
     """The SQL each planned migration would run, as ``sqlmigrate`` shows it (``--sql``)."""
-    _, plan, executor = migration_plan(app_label, migration_name, database=database)
+    _, plan, executor, _ = migration_plan(app_label, migration_name, database=database, stage=stage)
     return [
         (migration_label(migration), executor.loader.collect_sql([(migration, backwards)]))
         for migration, backwards in plan
@@ -96,7 +108,9 @@ def safemigrate(
 ) -> RunReport:
     """Apply the plan for a ``migrate``-style target safely, and return what happened."""
     connection = connections[options.database]
-    targets, plan, executor = migration_plan(app_label, migration_name, database=options.database)
+    targets, plan, executor, held = migration_plan(
+        app_label, migration_name, database=options.database, stage=options.stage
+    )
     # Before anything else, even with nothing to do: an edited applied file is exit 2.
     integrity.require_verified(connection, executor.loader, progress=progress)
     report = RunReport(
@@ -105,7 +119,10 @@ def safemigrate(
         environment=get_settings().environment,
         outcome="nothing",
         plan=planning.describe_plan(plan, connection=connection, loader=executor.loader),
+        stage=options.stage,
+        held_back=held,
     )
+    report_held_back(held, progress)
     if not plan:
         return report
     asking = confirm is not None and not options.assume_yes and get_settings().needs_confirmation
@@ -128,7 +145,10 @@ def safemigrate(
         executor.progress_callback = adapter
         bootstrapped = set(planning.plan_labels(created))  # applied already, by locked()
         report.plan = [planned for planned in report.plan if planned.label not in bootstrapped]
-        plan = planning.forward_plan(executor, targets)  # re-plan: another run may have won
+        # Re-plan: another run may have won.
+        plan, report.held_back = stages.select(
+            planning.forward_plan(executor, targets), executor.loader, options.stage
+        )
         if planning.plan_labels(plan) != [planned.label for planned in report.plan]:
             report.plan = planning.describe_plan(
                 plan, connection=connection, loader=executor.loader
@@ -184,6 +204,19 @@ def backup_before(
     run.backup_id = manifest.id
     run.save(update_fields=["backup_id"])
     return manifest.id
+
+
+def report_held_back(held: list[stages.HeldBack], progress: ProgressCallback) -> None:
+    """Name each migration ``--stage before-deploy`` leaves for after the code deploy."""
+    if held:
+        lines = "".join(f"\n  {item.label}: {item.reason}" for item in held)
+        progress(
+            ProgressEvent(
+                "held_back",
+                message=f"Held back until after the deploy ({len(held)}):{lines}",
+                data={"held_back": [item.as_dict() for item in held]},
+            )
+        )
 
 
 def report_risks(

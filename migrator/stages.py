@@ -261,6 +261,18 @@ def before_deploy(
     return kept, list(held.values())
 
 
+def select(
+    plan: MigrationPlan, loader: MigrationLoader, stage: Stage | None
+) -> tuple[MigrationPlan, list[HeldBack]]:
+    """What ``safemigrate --stage`` applies of a forward plan, and what it holds back.
+
+    Only ``before_deploy`` filters: ``after_deploy`` (and no stage) applies everything.
+    """
+    if stage is not BEFORE or not plan:
+        return plan, []
+    return before_deploy(plan, decide(plan, loader), loader.graph)
+
+
 def _parents(graph: MigrationGraph, key: MigrationKey) -> Iterator[MigrationKey]:
     return (parent.key for parent in graph.node_map[key].parents)
 

@@ -12,6 +12,7 @@ from migrator.conf import get_settings
 
 if TYPE_CHECKING:  # planning sits above this module; the reports only hold its objects
     from migrator.planning import PlannedMigration
+    from migrator.stages import HeldBack
 
 MIGRATOR_APP: Final = "migrator"  # this app's label
 MigrationKey: TypeAlias = tuple[str, str]  # (app_label, name)
@@ -66,6 +67,7 @@ class RunOptions:
     allow_data_loss: bool = False
     verbosity: int = 1  # passed to pre_migrate/post_migrate receivers
     interactive: bool = False
+    stage: "Stage | None" = None  # --stage: before_deploy applies what the old code survives
     arguments: Mapping[str, Any] = field(default_factory=dict)  # recorded in the audit
 
     @property
@@ -105,9 +107,13 @@ class RunReport:
     backup_id: str | None = None
     error: str = ""
     failed_migration: str = ""
+    stage: "Stage | None" = None
+    held_back: "list[HeldBack]" = field(default_factory=list)  # by --stage before-deploy
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "stage": None if self.stage is None else self.stage.value,
+            "held_back": [held.as_dict() for held in self.held_back],
             "command": self.command,
             "database": self.database,
             "environment": self.environment,

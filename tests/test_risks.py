@@ -82,7 +82,7 @@ def parse_plan(out: str) -> dict[str, list[tuple[str, list[tuple[str, str, str]]
     for line in out.splitlines():
         indent = len(line) - len(line.lstrip(" "))
         if indent == 2:
-            migration = plan.setdefault(line.strip(), [])
+            migration = plan.setdefault(line.strip().split(" [")[0], [])  # label [stage]
         elif indent == 4:
             migration.append((line.strip(), []))
         elif indent == 6:

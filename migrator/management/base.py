@@ -183,7 +183,7 @@ class MigratorCommand(BaseCommand):
                 shown = [(operation, findings) for operation, findings in shown if findings]
                 if not shown:
                     continue
-            out.write(self.style.MIGRATE_LABEL(f"  {migration.label}"))
+            out.write(self.style.MIGRATE_LABEL(f"  {migration.label}") + _stage(migration))
             for operation, findings in shown:
                 out.write(f"    {operation.description}")
                 for finding in findings:
@@ -229,3 +229,13 @@ class MigratorCommand(BaseCommand):
             return answer.strip() == expected
 
         return confirm
+
+
+def _stage(migration: PlannedMigration) -> str:
+    """' [after_deploy]' after a planned migration's label; for an undo, when it may run."""
+    if migration.stage is None:
+        return ""
+    if migration.backwards:
+        when = "wait until the old code is back" if migration.waits_for_old_code else "any time"
+        return f" [{migration.stage.stage}: undo {when}]"
+    return f" [{migration.stage.stage}]"

@@ -1,5 +1,6 @@
 """``safemigrate``: ``migrate`` with a lock, an audit record, hashes and a production guard."""
 
+from dataclasses import replace
 from typing import Any
 
 from django.core.management.base import CommandParser
@@ -7,7 +8,7 @@ from django.db import connections
 
 from migrator import guard, runner
 from migrator.management.base import MigratorCommand, seconds_argument
-from migrator.types import RunReport
+from migrator.types import RunReport, Stage
 
 
 class Command(MigratorCommand):
@@ -41,6 +42,13 @@ class Command(MigratorCommand):
             action="store_true",
             help="Allow steps that destroy data without asking.",
         )
+        parser.add_argument(
+            "--stage",
+            choices=["before-deploy", "after-deploy"],
+            default=None,
+            help="before-deploy: only pending before_deploy migrations that depend on no "
+            "after_deploy one (the rest is named, not applied); after-deploy: everything.",
+        )
         backup_flags = parser.add_mutually_exclusive_group()
         backup_flags.add_argument(
             "--backup",
@@ -55,15 +63,16 @@ class Command(MigratorCommand):
 
     def run(self, app_label: str | None, migration_name: str | None, **options: Any) -> None:
         target = {"app_label": app_label, "migration_name": migration_name}
+        stage = options["stage"] and Stage(options["stage"].replace("-", "_"))
         if options["sql"]:
-            self.render_sql(runner.plan_sql(**target, database=options["database"]))
+            self.render_sql(runner.plan_sql(**target, database=options["database"], stage=stage))
             return
         if options["plan"]:
-            report = runner.plan_report(**target, database=options["database"])
+            report = runner.plan_report(**target, database=options["database"], stage=stage)
         else:
             report = runner.safemigrate(
                 **target,
-                options=self.run_options(options, target, "fake"),
+                options=replace(self.run_options(options, target, "fake", "stage"), stage=stage),
                 progress=self.show_progress,
                 confirm=self.confirm_callback(options),
             )
@@ -80,6 +89,7 @@ class Command(MigratorCommand):
             if not report.plan:
                 self.stdout.write("  No planned migration operations.")
             self.write_plan(report.plan)
+            self.write_held_back(report)
             return
         if report.outcome == "nothing":
             if self.verbosity >= 1:
@@ -93,6 +103,12 @@ class Command(MigratorCommand):
                     f"in {total:.2f}s (run #{report.run_id})."
                 )
             )
+
+    def write_held_back(self, report: RunReport) -> None:
+        if report.held_back:
+            self.stdout.write(self.style.MIGRATE_HEADING("Held back until after the deploy:"))
+        for held in report.held_back:
+            self.stdout.write(f"  {held.label}: {held.reason}")
 
     def render_sql(self, statements: list[tuple[str, list[str]]]) -> None:
         if self.as_json:
