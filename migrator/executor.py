@@ -7,9 +7,11 @@ Here both are recorded inside the transaction whenever the migration is atomic, 
 with migrator's hash and run-step records, so that they commit or vanish together.
 """
 
+import itertools
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
+from functools import partial
 from typing import Any
 
 from django.db import DatabaseError, transaction
@@ -20,13 +22,17 @@ from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.state import ProjectState
 from django.utils import timezone
 
-from migrator import compat, integrity, operations, signals, timeouts
+from migrator import compat, concurrently, integrity, operations, signals, timeouts
 from migrator.conf import get_settings
 from migrator.exceptions import MigrationFailed
 from migrator.models import MigrationHash, Run, RunStep
 from migrator.types import migration_label
 
 DjangoProgress = Callable[..., None]
+ROLLED_BACK = "It was rolled back"
+STATEMENT_NOT_APPLIED = (
+    "That statement had no effect; the earlier ones of this non-atomic migration stay applied"
+)
 
 # Written once per migration inside its transaction, so plain SQL rather than the ORM's
 # per-row machinery: it keeps safemigrate's overhead over migrate unmeasurable.
@@ -88,7 +94,10 @@ class RecordingExecutor(MigrationExecutor):
         return state
 
     def _apply_once(self, migration: Migration, state: ProjectState) -> ProjectState:
-        with self.connection.schema_editor(atomic=migration.atomic) as schema_editor:
+        with (
+            self._bounded(migration, state),
+            self.connection.schema_editor(atomic=migration.atomic) as schema_editor,
+        ):
             if timeouts.applies(self.connection, migration):
                 timeouts.set_local_timeouts(self.connection)
             state = migration.apply(state, schema_editor)
@@ -112,7 +121,10 @@ class RecordingExecutor(MigrationExecutor):
         return state
 
     def _unapply_once(self, migration: Migration, state: ProjectState) -> ProjectState:
-        with self.connection.schema_editor(atomic=migration.atomic) as schema_editor:
+        with (
+            self._bounded(migration, state),
+            self.connection.schema_editor(atomic=migration.atomic) as schema_editor,
+        ):
             if timeouts.applies(self.connection, migration):
                 timeouts.set_local_timeouts(self.connection)
             state = migration.unapply(state, schema_editor)
@@ -139,7 +151,7 @@ class RecordingExecutor(MigrationExecutor):
         if not timeouts.applies(self.connection, migration):
             return attempt(migration, state)
         retries = get_settings().lock_retries
-        for number in range(1, retries + 2):
+        for number in itertools.count(1):
             retry_possible = mutates_state and number <= retries  # the last try needs no copy
             before = timeouts.unrendered_copy(state) if retry_possible else state
             try:
@@ -148,26 +160,76 @@ class RecordingExecutor(MigrationExecutor):
                 if not timeouts.is_lock_timeout(exc):
                     raise
                 tables = timeouts.migration_tables(migration, before, self.connection)
-                blockers = timeouts.blocking_sessions(
-                    self.connection, tables, exclude_pid=timeouts.backend_pid(self.connection)
-                )
-                if number > retries:
-                    raise self._timed_out(migration, number, blockers) from exc
-                wait = timeouts.backoff(number)
-                self._report_retry(migration, number, retries, wait, blockers)
-                time.sleep(wait)
+                self._wait_to_retry(migration, number, tables, ROLLED_BACK)
                 state = before
         raise AssertionError("unreachable")  # pragma: no cover
 
+    @contextmanager
+    def _bounded(self, migration: Migration, state: ProjectState) -> Iterator[None]:
+        """Every statement of a PostgreSQL migration under the timeouts (``timeouts``).
+
+        Atomic migrations set them locally (in ``_apply_once``) and are retried whole; a
+        non-atomic one gets them for the session, and each of its statements stopped by
+        ``lock_timeout`` outside a transaction (so without effect) is retried alone.
+        """
+        if self.connection.vendor != "postgresql":
+            yield
+            return
+        guard = partial(self._guard_statement, migration, state)
+        session = nullcontext() if migration.atomic else timeouts.session_timeouts(self.connection)
+        with session, self.connection.execute_wrapper(guard):
+            yield
+
+    def _guard_statement(
+        self, migration: Migration, state: ProjectState, execute, sql, params, many, context
+    ):
+        """An ``execute_wrapper``: weak-lock scans unbounded, lock timeouts retried alone."""
+        long_scan = concurrently.is_long_under_weak_lock(sql)
+        for number in itertools.count(1):
+            try:
+                with (
+                    timeouts.statement_timeout_lifted(self.connection)
+                    if long_scan
+                    else nullcontext()
+                ):
+                    return execute(sql, params, many, context)
+            except DatabaseError as exc:
+                if self.connection.in_atomic_block or not timeouts.is_lock_timeout(exc):
+                    raise
+                tables = timeouts.migration_tables(migration, state, self.connection)
+                self._wait_to_retry(migration, number, tables, STATEMENT_NOT_APPLIED)
+                timeouts.set_session_timeouts(self.connection)  # whatever the SQL set since
+                index = concurrently.build_index_name(sql)
+                if index is not None:  # a failed concurrent build leaves an INVALID index
+                    concurrently.drop_invalid_index(self.connection, index)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _wait_to_retry(
+        self, migration: Migration, number: int, tables: list[str], outcome: str
+    ) -> None:
+        """After lock timeout number ``number``: report, back off; past the retries, fail."""
+        retries = get_settings().lock_retries
+        blockers = timeouts.blocking_sessions(
+            self.connection, tables, exclude_pid=timeouts.backend_pid(self.connection)
+        )
+        if number > retries:
+            raise self._timed_out(migration, number, blockers, outcome)
+        wait = timeouts.backoff(number)
+        self._report_retry(migration, number, retries, wait, blockers)
+        time.sleep(wait)
+
     def _timed_out(
-        self, migration: Migration, attempts: int, blockers: list[timeouts.BlockingSession]
+        self,
+        migration: Migration,
+        attempts: int,
+        blockers: list[timeouts.BlockingSession],
+        outcome: str,
     ) -> MigrationFailed:
         who = "; ".join(b.describe() for b in blockers) or "a session that has since let go"
         return MigrationFailed(
             f"Migration {migration_label(migration)} could not get its locks within "
             f"lock_timeout {get_settings().pg_lock_timeout:g}s in {attempts} attempt(s); "
-            f"blocked by {who}. It was rolled back: end or wait for that session, then run "
-            "again."
+            f"blocked by {who}. {outcome}: end or wait for that session, then run again."
         )
 
     def _report_retry(

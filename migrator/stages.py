@@ -24,8 +24,8 @@ from django.db.migrations.operations.base import Operation
 from django.db.migrations.state import ProjectState
 from django.db.models import Field
 
-from migrator import risks
 from migrator.conf import get_settings
+from migrator.risks.fields import narrowing
 from migrator.types import MigrationKey, MigrationPlan, Stage, migration_label
 
 __all__ = ["INFERENCE", "Stage", "StageDecision", "stage_of"]
@@ -60,7 +60,7 @@ def _alter_field(operation: Any, app_label: str, state: ProjectState) -> Inferre
         return BEFORE, "changes a field the old code's table does not have"
     if old.null and not new.null:
         return AFTER, "makes the column NOT NULL: the old code may write NULL into it"
-    narrowed = risks.narrowing(old, new)
+    narrowed = narrowing(old, new)
     if narrowed:
         return AFTER, f"narrows the column ({narrowed}): the old code may write what no longer fits"
     if _column(operation.name, old) != _column(operation.name, new):

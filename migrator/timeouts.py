@@ -4,11 +4,16 @@ An ``ALTER TABLE`` waiting for a lock queues every later query on that table beh
 ``lock_timeout`` bounds that wait, so that a migration blocked by a long transaction gives
 up quickly instead of taking the site down. The timeouts are set with ``SET LOCAL``
 (``set_config(..., true)``) inside each atomic migration's own transaction: they vanish
-with it, and never touch the session, the run lock's connection or waiting for the run
-lock. Non-atomic migrations (``CREATE INDEX CONCURRENTLY``) run with the session's
-settings and are never retried, since part of them may have been done.
+with it, and never touch the run lock's connection or waiting for the run lock.
+Non-atomic migrations (``CREATE INDEX CONCURRENTLY``) get them for the session while they
+run, and the session's own values back afterwards; there each statement commits on its
+own, so a statement stopped by ``lock_timeout`` had no effect and is retried alone.
+Statements that scan under a weak lock (``migrator.concurrently``) are exempt from
+``statement_timeout``.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -32,17 +37,63 @@ def applies(connection: BaseDatabaseWrapper, migration: Migration) -> bool:
 
 def set_local_timeouts(connection: BaseDatabaseWrapper) -> None:
     """``SET LOCAL lock_timeout`` and ``statement_timeout``, for the open transaction only."""
+    _set(connection, _configured(), local=True)
+
+
+def set_session_timeouts(connection: BaseDatabaseWrapper) -> None:
+    """``lock_timeout`` and ``statement_timeout`` for the session (a non-atomic migration)."""
+    _set(connection, _configured(), local=False)
+
+
+@contextmanager
+def session_timeouts(connection: BaseDatabaseWrapper) -> Iterator[None]:
+    """The configured timeouts for the session meanwhile, its own values back afterwards."""
+    saved = _current(connection, TIMEOUTS)
+    set_session_timeouts(connection)
+    try:
+        yield
+    finally:
+        if connection.connection is not None and not connection.needs_rollback:
+            _set(connection, saved, local=False)
+
+
+@contextmanager
+def statement_timeout_lifted(connection: BaseDatabaseWrapper) -> Iterator[None]:
+    """No ``statement_timeout`` for one statement (a concurrent build), then as it was."""
+    local = connection.in_atomic_block
+    saved = _current(connection, ["statement_timeout"])
+    _set(connection, {"statement_timeout": "0"}, local=local)
+    try:
+        yield
+    finally:
+        if connection.connection is not None and not (local and connection.needs_rollback):
+            _set(connection, saved, local=local)
+
+
+TIMEOUTS: Final = ["lock_timeout", "statement_timeout"]
+
+
+def _configured() -> dict[str, str]:
     settings = get_settings()
-    values = {
+    seconds = {
         "lock_timeout": settings.pg_lock_timeout,
         "statement_timeout": settings.pg_statement_timeout,
     }
+    return {
+        name: f"{round(value * 1000)}ms" for name, value in seconds.items() if value is not None
+    }
+
+
+def _current(connection: BaseDatabaseWrapper, names: list[str]) -> dict[str, str]:
     with connection.cursor() as cursor:
-        for name, seconds in values.items():
-            if seconds is not None:
-                cursor.execute(
-                    "SELECT set_config(%s, %s, true)", [name, f"{round(seconds * 1000)}ms"]
-                )
+        cursor.execute("SELECT " + ", ".join("current_setting(%s)" for _ in names), names)
+        return dict(zip(names, cursor.fetchone(), strict=True))
+
+
+def _set(connection: BaseDatabaseWrapper, values: dict[str, str], *, local: bool) -> None:
+    with connection.cursor() as cursor:
+        for name, value in values.items():
+            cursor.execute("SELECT set_config(%s, %s, %s)", [name, value, local])
 
 
 def is_lock_timeout(exc: BaseException) -> bool:

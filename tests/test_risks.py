@@ -477,24 +477,30 @@ def test_the_run_succeeds_when_the_blocker_lets_go_during_the_retries(
 
 
 @POSTGRES_ONLY
-def test_a_non_atomic_migration_is_never_retried(db_alias, scenario, settings, blocker):
+def test_a_non_atomic_migration_retries_the_blocked_statement_alone(
+    db_alias, scenario, settings, blocker
+):
     scenario("risk_lock")
     migrate(db_alias, "scenarios", "0002")
-    name = connections[db_alias].settings_dict["NAME"]
-    execute(db_alias, f"ALTER DATABASE \"{name}\" SET lock_timeout = '200ms'")
-    connections[db_alias].close()  # new sessions get the database's lock_timeout
-    settings.MIGRATOR = {**settings.MIGRATOR, "PG_LOCK_TIMEOUT": 0.2, "LOCK_RETRIES": 3}
-    lock_widgets(blocker)
+    settings.MIGRATOR = {**settings.MIGRATOR, "PG_LOCK_TIMEOUT": 0.2, "LOCK_RETRIES": 2}
+    pid = lock_widgets(blocker)
     events = []
     with pytest.raises(MigrationFailed) as failed:
         runner.safemigrate(
             "scenarios", options=RunOptions(database=db_alias), progress=events.append
         )
-    assert "lock timeout" in str(failed.value)
-    assert not [event for event in events if event.action == "retry"]
+    message = str(failed.value)
+    assert "scenarios.0003_not_atomic could not get its locks within lock_timeout 0.2s" in message
+    assert f"in 3 attempt(s); blocked by pid {pid} ('blocking report'" in message
+    assert "That statement had no effect" in message
+    retries = [event for event in events if event.action == "retry"]
+    assert [event.data["attempt"] for event in retries] == [1, 2]
+    assert all(event.data["blockers"][0]["pid"] == pid for event in retries)
     blocker.rollback()
     assert applied(db_alias, "scenarios")[-1] == "0002_alter_both"
     assert "weight" not in table_columns(db_alias, "scenarios_widget")
+    # The session's own timeouts are back once the migration is over.
+    assert execute(db_alias, "SHOW lock_timeout") == [("0",)]
 
 
 @POSTGRES_ONLY
