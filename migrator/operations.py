@@ -1,5 +1,8 @@
 """Migration operations for users: data migrations in batches that survive a kill.
 
+The safe forms of blocking PostgreSQL schema changes (``AddIndexSafely`` and the others,
+``migrator.safe_operations``) are importable from here too.
+
 A ``RunPython`` that rewrites twenty million rows holds one transaction for an hour and
 starts from zero after a crash. ``RunPythonInBatches`` walks the rows in primary-key order
 (keyset pagination), commits each batch in its own transaction together with its progress
@@ -40,7 +43,23 @@ from django.utils import timezone
 from migrator import tablesize
 from migrator.conf import get_settings
 from migrator.models import BatchProgress
+from migrator.safe_operations import (
+    AddCheckSafely,
+    AddForeignKeySafely,
+    AddIndexSafely,
+    AddUniqueSafely,
+    SetNotNullSafely,
+)
 from migrator.types import ProgressCallback, ProgressEvent
+
+__all__ = [
+    "AddCheckSafely",
+    "AddForeignKeySafely",
+    "AddIndexSafely",
+    "AddUniqueSafely",
+    "RunPythonInBatches",
+    "SetNotNullSafely",
+]
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,319 @@
+"""The safe forms of PostgreSQL's blocking schema changes, as migration operations.
+
+Each keeps Django's project state exactly as its plain counterpart does (so
+``makemigrations`` sees no change afterwards), is reversible, runs the plain operation on
+other databases (SQLite), and on PostgreSQL takes only locks that let the application
+keep reading and writing while the table is scanned. They belong in a migration with
+``atomic = False``: PostgreSQL builds indexes concurrently only outside a transaction,
+and a ``VALIDATE`` inside the transaction that added the constraint would keep its
+ACCESS EXCLUSIVE lock for the whole scan. Each step is idempotent, so a run killed
+half-way is finished by the next one.
+
+=====================  ==============================================================
+operation              on PostgreSQL
+=====================  ==============================================================
+AddIndexSafely         DROP an INVALID leftover, CREATE INDEX CONCURRENTLY IF NOT EXISTS
+AddUniqueSafely        CREATE UNIQUE INDEX CONCURRENTLY, ADD CONSTRAINT ... USING INDEX
+AddCheckSafely         ADD CONSTRAINT ... CHECK NOT VALID, VALIDATE CONSTRAINT
+AddForeignKeySafely    ADD COLUMN, index CONCURRENTLY, ADD FOREIGN KEY NOT VALID, VALIDATE
+SetNotNullSafely       CHECK (col IS NOT NULL) NOT VALID, VALIDATE, SET NOT NULL, DROP CHECK
+=====================  ==============================================================
+"""
+
+from typing import Any
+
+from django.db import NotSupportedError
+from django.db.backends.base.schema import BaseDatabaseSchemaEditor
+from django.db.backends.ddl_references import Statement
+from django.db.migrations import operations
+from django.db.migrations.operations.base import Operation
+from django.db.models import CheckConstraint, Model, UniqueConstraint
+
+from migrator import concurrently
+
+__all__ = [
+    "AddCheckSafely",
+    "AddForeignKeySafely",
+    "AddIndexSafely",
+    "AddUniqueSafely",
+    "SetNotNullSafely",
+]
+
+
+def _postgres(schema_editor: BaseDatabaseSchemaEditor, operation: Operation) -> bool:
+    """Whether to take the safe path; on PostgreSQL only outside a transaction."""
+    if schema_editor.connection.vendor != "postgresql":
+        return False
+    if schema_editor.connection.in_atomic_block:
+        raise NotSupportedError(
+            f"{type(operation).__name__} cannot run inside a transaction on PostgreSQL. "
+            "Set atomic = False on its migration."
+        )
+    return True
+
+
+def _execute(schema_editor: BaseDatabaseSchemaEditor, sql: str | Statement) -> None:
+    schema_editor.execute(str(sql), params=None)
+
+
+def _probing(schema_editor: BaseDatabaseSchemaEditor) -> bool:
+    """Whether to look at the database first (not when only collecting SQL, ``--sql``)."""
+    return not schema_editor.collect_sql
+
+
+def _build_index(schema_editor: BaseDatabaseSchemaEditor, statement: Statement, name: str) -> None:
+    """Build an index concurrently, after dropping the INVALID leftover of a killed build."""
+    if _probing(schema_editor):
+        concurrently.drop_invalid_index(schema_editor.connection, name)
+    template = statement.template
+    for plain in ("CREATE UNIQUE INDEX ", "CREATE INDEX "):
+        if template.startswith(plain):
+            head = template[len(plain) :].removeprefix("CONCURRENTLY ")
+            statement.template = f"{plain}CONCURRENTLY IF NOT EXISTS {head}"
+            break
+    _execute(schema_editor, statement)
+
+
+def _constraint_exists(schema_editor: BaseDatabaseSchemaEditor, table: str, name: str) -> bool:
+    if not _probing(schema_editor):
+        return False
+    with schema_editor.connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT 1 FROM pg_constraint WHERE conname = %s AND conrelid = %s::regclass",
+            [name, schema_editor.quote_name(table)],
+        )
+        return cursor.fetchone() is not None
+
+
+def _add_not_valid(
+    schema_editor: BaseDatabaseSchemaEditor, model: type[Model], name: str, sql: str
+) -> None:
+    """``ADD CONSTRAINT ... NOT VALID`` (a brief lock, no scan), then ``VALIDATE`` (no block)."""
+    table = model._meta.db_table
+    if not _constraint_exists(schema_editor, table, name):
+        _execute(schema_editor, f"{sql} NOT VALID")
+    _execute(
+        schema_editor,
+        f"ALTER TABLE {schema_editor.quote_name(table)} "
+        f"VALIDATE CONSTRAINT {schema_editor.quote_name(name)}",
+    )
+
+
+class AddIndexSafely(operations.AddIndex):
+    """``AddIndex`` built with ``CREATE INDEX CONCURRENTLY``: writes go on meanwhile.
+
+    Lock: SHARE UPDATE EXCLUSIVE on the table (blocks other DDL and VACUUM, not reads or
+    writes). Undone with ``DROP INDEX CONCURRENTLY``.
+    """
+
+    atomic = False
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state) -> None:
+        model = to_state.apps.get_model(app_label, self.model_name)
+        if not self.allow_migrate_model(schema_editor.connection.alias, model):
+            return
+        if not _postgres(schema_editor, self):
+            super().database_forwards(app_label, schema_editor, from_state, to_state)
+            return
+        statement = self.index.create_sql(model, schema_editor, concurrently=True)
+        _build_index(schema_editor, statement, self.index.name)
+
+    def database_backwards(self, app_label, schema_editor, from_state, to_state) -> None:
+        model = from_state.apps.get_model(app_label, self.model_name)
+        if not self.allow_migrate_model(schema_editor.connection.alias, model):
+            return
+        if not _postgres(schema_editor, self):
+            super().database_backwards(app_label, schema_editor, from_state, to_state)
+            return
+        schema_editor.remove_index(model, self.index, concurrently=True)
+
+    def describe(self) -> str:
+        return f"{super().describe()} concurrently"
+
+
+class AddUniqueSafely(operations.AddConstraint):
+    """``AddConstraint(UniqueConstraint)`` whose index is built concurrently first.
+
+    Lock: SHARE UPDATE EXCLUSIVE while the unique index builds, then ACCESS EXCLUSIVE for
+    an instant to attach it (``ADD CONSTRAINT ... UNIQUE USING INDEX``). A constraint
+    with a condition, expressions, INCLUDE or opclasses is a unique index in Django too:
+    it stops after the build.
+    """
+
+    atomic = False
+
+    def __init__(self, model_name: str, constraint: UniqueConstraint) -> None:
+        if not isinstance(constraint, UniqueConstraint):
+            raise TypeError(f"AddUniqueSafely needs a UniqueConstraint, not {constraint!r}.")
+        super().__init__(model_name, constraint)
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state) -> None:
+        model = to_state.apps.get_model(app_label, self.model_name)
+        if not self.allow_migrate_model(schema_editor.connection.alias, model):
+            return
+        if not _postgres(schema_editor, self):
+            super().database_forwards(app_label, schema_editor, from_state, to_state)
+            return
+        constraint, quote = self.constraint, schema_editor.quote_name
+        index = constraint.create_sql(model, schema_editor)
+        index_only = index.template == schema_editor.sql_create_unique_index
+        index.template = schema_editor.sql_create_unique_index
+        _build_index(schema_editor, index, constraint.name)
+        table = model._meta.db_table
+        if index_only or _constraint_exists(schema_editor, table, constraint.name):
+            return
+        deferrable = schema_editor._deferrable_constraint_sql(constraint.deferrable)
+        _execute(
+            schema_editor,
+            f"ALTER TABLE {quote(table)} ADD CONSTRAINT {quote(constraint.name)} "
+            f"UNIQUE USING INDEX {quote(constraint.name)}{deferrable}",
+        )
+
+    def describe(self) -> str:
+        return f"{super().describe()}, its unique index built concurrently"
+
+
+class AddCheckSafely(operations.AddConstraint):
+    """``AddConstraint(CheckConstraint)`` added ``NOT VALID``, then validated.
+
+    Lock: ACCESS EXCLUSIVE for an instant to add it, then SHARE UPDATE EXCLUSIVE while
+    ``VALIDATE CONSTRAINT`` checks every row (reads and writes go on; new rows are
+    checked from the moment it is added).
+    """
+
+    atomic = False
+
+    def __init__(self, model_name: str, constraint: CheckConstraint) -> None:
+        if not isinstance(constraint, CheckConstraint):
+            raise TypeError(f"AddCheckSafely needs a CheckConstraint, not {constraint!r}.")
+        super().__init__(model_name, constraint)
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state) -> None:
+        model = to_state.apps.get_model(app_label, self.model_name)
+        if not self.allow_migrate_model(schema_editor.connection.alias, model):
+            return
+        if not _postgres(schema_editor, self):
+            super().database_forwards(app_label, schema_editor, from_state, to_state)
+            return
+        sql = str(self.constraint.create_sql(model, schema_editor))
+        _add_not_valid(schema_editor, model, self.constraint.name, sql)
+
+    def describe(self) -> str:
+        return f"{super().describe()}, NOT VALID then validated"
+
+
+class AddForeignKeySafely(operations.AddField):
+    """``AddField`` of a ``ForeignKey`` whose index and constraint do not block writes.
+
+    The column is added without them (an instant: nullable, or with a constant default),
+    the index is built concurrently, the constraint added ``NOT VALID`` (an instant,
+    SHARE ROW EXCLUSIVE on both tables) and validated in its own statement (SHARE UPDATE
+    EXCLUSIVE on the table, ROW SHARE on the referenced one).
+    """
+
+    atomic = False
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state) -> None:
+        model = to_state.apps.get_model(app_label, self.model_name)
+        if not self.allow_migrate_model(schema_editor.connection.alias, model):
+            return
+        if not _postgres(schema_editor, self):
+            super().database_forwards(app_label, schema_editor, from_state, to_state)
+            return
+        field = model._meta.get_field(self.name)
+        if not _has_column(schema_editor, model, field.column):
+            db_index, db_constraint = field.db_index, field.db_constraint
+            field.db_index = field.db_constraint = False  # a throwaway rendered model
+            try:
+                schema_editor.add_field(model, field)
+            finally:
+                field.db_index, field.db_constraint = db_index, db_constraint
+        if field.db_index and not field.unique:
+            statement = schema_editor._create_index_sql(model, fields=[field], concurrently=True)
+            _build_index(schema_editor, statement, _unquoted(statement.parts["name"]))
+        if field.db_constraint:
+            fk = schema_editor._create_fk_sql(model, field, "_fk_%(to_table)s_%(to_column)s")
+            _add_not_valid(schema_editor, model, _unquoted(fk.parts["name"]), str(fk))
+
+    def describe(self) -> str:
+        return f"{super().describe()}, its index and constraint added without blocking writes"
+
+
+def _has_column(schema_editor: BaseDatabaseSchemaEditor, model: type[Model], column: str) -> bool:
+    if not _probing(schema_editor):
+        return False
+    connection = schema_editor.connection
+    with connection.cursor() as cursor:
+        description = connection.introspection.get_table_description(cursor, model._meta.db_table)
+    return any(info.name == column for info in description)
+
+
+def _unquoted(name: Any) -> str:
+    return str(name).strip('"')
+
+
+class SetNotNullSafely(Operation):
+    """Make a nullable column NOT NULL without scanning under an ACCESS EXCLUSIVE lock.
+
+    ``CHECK (col IS NOT NULL) NOT VALID`` (an instant), ``VALIDATE`` (SHARE UPDATE
+    EXCLUSIVE while it scans), ``SET NOT NULL`` (ACCESS EXCLUSIVE for an instant:
+    PostgreSQL 12+ skips the scan when a valid check proves it), then the check is
+    dropped. The field in the project state becomes ``null=False``, nothing else changes.
+    """
+
+    atomic = False
+    reversible = True
+
+    def __init__(self, model_name: str, name: str) -> None:
+        self.model_name = model_name
+        self.name = name
+
+    @property
+    def model_name_lower(self) -> str:
+        return self.model_name.lower()
+
+    def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
+        return (self.__class__.__qualname__, [], {"model_name": self.model_name, "name": self.name})
+
+    def state_forwards(self, app_label: str, state: Any) -> None:
+        field = state.models[app_label, self.model_name_lower].fields[self.name]
+        name, path, args, kwargs = field.deconstruct()
+        not_null = type(field)(*args, **{**kwargs, "null": False})
+        state.alter_field(app_label, self.model_name_lower, self.name, not_null, True)
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state) -> None:
+        self._alter(app_label, schema_editor, from_state, to_state, forwards=True)
+
+    def database_backwards(self, app_label, schema_editor, from_state, to_state) -> None:
+        self._alter(app_label, schema_editor, from_state, to_state, forwards=False)
+
+    def _alter(self, app_label, schema_editor, from_state, to_state, *, forwards: bool) -> None:
+        from_model = from_state.apps.get_model(app_label, self.model_name)
+        to_model = to_state.apps.get_model(app_label, self.model_name)
+        if not self.allow_migrate_model(schema_editor.connection.alias, to_model):
+            return
+        old, new = from_model._meta.get_field(self.name), to_model._meta.get_field(self.name)
+        if not forwards or not _postgres(schema_editor, self):
+            schema_editor.alter_field(from_model, old, new)
+            return
+        table, quote = to_model._meta.db_table, schema_editor.quote_name
+        check = schema_editor._create_index_name(table, [new.column], suffix="_notnull")
+        sql = (
+            f"ALTER TABLE {quote(table)} ADD CONSTRAINT {quote(check)} "
+            f"CHECK ({quote(new.column)} IS NOT NULL)"
+        )
+        _add_not_valid(schema_editor, to_model, check, sql)
+        _execute(
+            schema_editor,
+            f"ALTER TABLE {quote(table)} ALTER COLUMN {quote(new.column)} SET NOT NULL",
+        )
+        _execute(
+            schema_editor, f"ALTER TABLE {quote(table)} DROP CONSTRAINT IF EXISTS {quote(check)}"
+        )
+
+    def describe(self) -> str:
+        return f"Set {self.model_name}.{self.name} NOT NULL, validated without blocking writes"
+
+    @property
+    def migration_name_fragment(self) -> str:
+        return f"{self.model_name_lower}_{self.name.lower()}_not_null"
