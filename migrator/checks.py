@@ -99,8 +99,7 @@ def check_deploy_stages(
     loader = MigrationLoader(None, ignore_no_migrations=True)
     return [
         Error(
-            f"Migration {decision.label} mixes deploy stages: "
-            f"{'; '.join(decision.mixed)}, but other operations are before_deploy.",
+            f"Migration {decision.label} mixes deploy stages: {'; '.join(decision.mixed)}.",
             hint=(
                 "Split it: the before_deploy operations in one migration, the after_deploy ones "
                 "in a later one; or mark it with stage = Stage.AFTER_DEPLOY (or BEFORE_DEPLOY, "

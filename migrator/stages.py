@@ -86,7 +86,7 @@ def _rename_model(operation: Any, app_label: str, state: ProjectState) -> Inferr
 def _order_with_respect_to(operation: Any, app_label: str, state: ProjectState) -> Inferred:
     if operation.order_with_respect_to is None:
         return AFTER, "drops the _order column the old code writes"
-    return BEFORE, "adds an _order column with a default"
+    return BEFORE, ADDITIVE
 
 
 def _separate(operation: Any, app_label: str, state: ProjectState) -> Inferred:
@@ -167,7 +167,11 @@ class StageDecision:
     stage: Stage
     source: str  # explicit | override | inferred
     reason: str
-    mixed: tuple[str, ...] = ()  # inferred both ways: "Operation: why" of each after_deploy one
+    # Inferred both ways: "Operation: why" of each after_deploy operation, then of each
+    # additive one (what the new code needs before it starts). Relaxing a column, state
+    # changes or code beside a removal are not additive: Django's own contenttypes.0002
+    # makes a column nullable, fills it and drops it, all fine after the deploy.
+    mixed: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {"stage": self.stage.value, "stage_source": self.source, "stage_reason": self.reason}
@@ -189,16 +193,10 @@ def stage_of(migration: Migration, state: ProjectState) -> StageDecision:
         return StageDecision(label, Stage(override), "override", "MIGRATOR['STAGE_OVERRIDES']")
     after = tuple(why for stage, why in inferred if stage is AFTER)
     if after:
-        mixed = after if _needs_early(inferred) else ()
-        return StageDecision(label, AFTER, "inferred", after[0], mixed)
+        early = tuple(why for stage, why in inferred if stage is BEFORE and why.endswith(ADDITIVE))
+        return StageDecision(label, AFTER, "inferred", after[0], (after + early) if early else ())
     reason = inferred[0][1] if inferred else "no operations"
     return StageDecision(label, BEFORE, "inferred", reason)
-
-
-def _needs_early(inferred: list[Inferred]) -> bool:
-    """Whether an operation is before_deploy for a reason (not a harmless neighbour)."""
-    neutral = ("state only", SCHEMA_NEUTRAL)
-    return any(stage is BEFORE and not why.endswith(neutral) for stage, why in inferred)
 
 
 def decide(plan: MigrationPlan, loader: MigrationLoader) -> dict[MigrationKey, StageDecision]:

@@ -6,11 +6,11 @@ from typing import Any
 from django.db import connections
 from django.db.migrations.executor import MigrationExecutor
 
-from migrator import history, integrity, locking
+from migrator import history, integrity, locking, stages
 from migrator.backup import list_backups
 from migrator.conf import get_settings
 from migrator.models import Run
-from migrator.types import migration_label
+from migrator.types import Stage, migration_label
 
 
 @dataclass
@@ -20,6 +20,8 @@ class DatabaseStatus:
     environment: str
     applied: int = 0
     pending: list[str] = field(default_factory=list)
+    # What ``safemigrate --stage before-deploy`` would apply, and what it holds back.
+    pending_by_stage: dict[Stage, list[str]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)  # integrity and history errors
     warnings: list[str] = field(default_factory=list)  # unverified, third-party changes
     lock_holder: dict[str, Any] | None = None
@@ -34,6 +36,16 @@ class DatabaseStatus:
             return 2
         return 1 if self.pending or self.in_progress else 0
 
+    def gate(self, stage: Stage | None) -> int:
+        """``--check [--stage before-deploy]``: with the stage, only before_deploy counts.
+
+        A deploy switches traffic to the new code once nothing it needs is pending: the
+        after_deploy migrations are meant to wait for it.
+        """
+        if stage is not Stage.BEFORE_DEPLOY or self.problems:
+            return self.exit_code
+        return 1 if self.pending_by_stage.get(stage) or self.in_progress else 0
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "database": self.database,
@@ -41,6 +53,9 @@ class DatabaseStatus:
             "environment": self.environment,
             "applied": self.applied,
             "pending": self.pending,
+            "pending_by_stage": {
+                stage.value: labels for stage, labels in self.pending_by_stage.items()
+            },
             "problems": self.problems,
             "warnings": self.warnings,
             "latest_backup": self.latest_backup,
@@ -66,6 +81,11 @@ def database_status(database: str) -> DatabaseStatus:
     status.latest_backup = backups[0].as_dict() if backups else None
     plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
     status.pending = [migration_label(migration) for migration, _ in plan]
+    before, held = stages.select(plan, executor.loader, Stage.BEFORE_DEPLOY)
+    status.pending_by_stage = {
+        Stage.BEFORE_DEPLOY: [migration_label(migration) for migration, _ in before],
+        Stage.AFTER_DEPLOY: [item.label for item in held],
+    }
     status.applied = len(executor.loader.applied_migrations)
     holder = locking.current_holder(connection)
     status.lock_holder = holder.as_dict() if holder else None

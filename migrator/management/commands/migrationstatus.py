@@ -9,6 +9,7 @@ from migrator import operations
 from migrator import status as status_module
 from migrator.management.base import MigratorCommand
 from migrator.status import DatabaseStatus
+from migrator.types import Stage
 
 
 class Command(MigratorCommand):
@@ -24,6 +25,13 @@ class Command(MigratorCommand):
             action="store_true",
             help="Exit 1 when migrations are pending or running, 2 when history is wrong.",
         )
+        parser.add_argument(
+            "--stage",
+            choices=["before-deploy"],
+            default=None,
+            help="With --check: exit 1 only when before_deploy migrations are pending (a gate "
+            "before switching traffic to new code).",
+        )
 
     def run(self, **options: Any) -> None:
         status = status_module.database_status(options["database"])
@@ -33,11 +41,14 @@ class Command(MigratorCommand):
         else:
             self.render(status)
             self.render_batches(batches)
-        if options["check"] and status.exit_code:
-            reason = "history is wrong" if status.exit_code == 2 else "migrations are pending"
+        stage = options["stage"] and Stage(options["stage"].replace("-", "_"))
+        code = status.gate(stage)
+        if options["check"] and code:
+            reason = "history is wrong" if code == 2 else "migrations are pending"
+            if code == 1 and stage is not None:
+                reason = f"{stage} migrations are pending"
             raise CommandError(
-                f"Database {status.database!r} is not ready: {reason}.",
-                returncode=status.exit_code,
+                f"Database {status.database!r} is not ready: {reason}.", returncode=code
             )
 
     def render_batches(self, batches: list[dict[str, Any]]) -> None:
@@ -54,17 +65,24 @@ class Command(MigratorCommand):
                 )
             )
 
+    def render_pending(self, status: DatabaseStatus) -> None:
+        """Pending migrations in apply order, each with its deploy stage."""
+        if not status.pending:
+            self.stdout.write(self.style.SUCCESS("  pending: none"))
+            return
+        stage_of = {
+            label: stage for stage, labels in status.pending_by_stage.items() for label in labels
+        }
+        self.stdout.write(self.style.WARNING(f"  pending: {len(status.pending)}"))
+        for label in status.pending:
+            self.stdout.write(f"    {label} [{stage_of[label]}]")
+
     def render(self, status: DatabaseStatus) -> None:
         write = self.stdout.write
         write(self.style.MIGRATE_HEADING(f"Database {status.database!r} ({status.vendor})"))
         write(f"  environment: {status.environment}")
         write(f"  applied: {status.applied}")
-        if status.pending:
-            write(self.style.WARNING(f"  pending: {len(status.pending)}"))
-            for label in status.pending:
-                write(f"    {label}")
-        else:
-            write(self.style.SUCCESS("  pending: none"))
+        self.render_pending(status)
         for problem in status.problems:
             write(self.style.ERROR(f"  problem: {problem}"))
         for warning in status.warnings:

@@ -1,0 +1,13 @@
+from django.db import migrations, models
+
+from migrator.operations import AddForeignKeySafely
+
+
+class Migration(migrations.Migration):
+    atomic = False
+    dependencies = [("scenarios", "0004_book_pages_check")]
+    operations = [
+        AddForeignKeySafely(
+            "book", "author", models.ForeignKey("scenarios.author", models.CASCADE, null=True)
+        )
+    ]

@@ -1,0 +1,346 @@
+"""Deploy stages: the inference table, marks, the system check, and two-stage deploys."""
+
+import json
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.contrib.postgres import operations as pg_operations
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+from django.db import connections, migrations, models
+from django.db.migrations.operations.base import Operation
+from django.db.migrations.state import ModelState, ProjectState
+
+from migrator import stages
+from migrator.conf import get_settings
+from migrator.operations import (
+    AddCheckSafely,
+    AddForeignKeySafely,
+    AddIndexSafely,
+    AddUniqueSafely,
+    RunPythonInBatches,
+    SetNotNullSafely,
+)
+from migrator.stages import Stage
+from tests.utils import ROOT, applied, child_env, run_command, wait_for_line
+
+BEFORE, AFTER = Stage.BEFORE_DEPLOY, Stage.AFTER_DEPLOY
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "zero-downtime.md"
+
+
+def widget_state() -> ProjectState:
+    """A model as the old code knows it: every kind of field a rule looks at."""
+    state = ProjectState()
+    state.add_model(
+        ModelState(
+            "shop",
+            "Widget",
+            [
+                ("id", models.AutoField(primary_key=True)),
+                ("name", models.CharField(max_length=50)),
+                ("note", models.CharField(max_length=50, null=True)),
+                ("code", models.CharField(max_length=10, db_column="code_col")),
+            ],
+            {
+                "indexes": [models.Index(fields=["name"], name="widget_name_idx")],
+                "constraints": [models.UniqueConstraint(fields=["name"], name="widget_name_uniq")],
+            },
+        )
+    )
+    state.add_model(
+        ModelState(
+            "shop",
+            "Kept",
+            [("id", models.AutoField(primary_key=True))],
+            {"db_table": "kept_table"},
+        )
+    )
+    return state
+
+
+def index(name: str = "widget_note_idx") -> models.Index:
+    return models.Index(fields=["note"], name=name)
+
+
+def check(name: str = "widget_code_check") -> models.CheckConstraint:
+    return models.CheckConstraint(condition=models.Q(code__gt=""), name=name)
+
+
+class Unknown(Operation):
+    def state_forwards(self, app_label, state):
+        pass
+
+
+# (operation, expected stage), one or more per class of INFERENCE.
+TABLE = [
+    (migrations.CreateModel("Gadget", [("id", models.AutoField(primary_key=True))]), BEFORE),
+    (migrations.DeleteModel("Widget"), AFTER),
+    (migrations.RenameModel("Widget", "Gizmo"), AFTER),
+    (migrations.RenameModel("Kept", "Keeper"), BEFORE),  # Meta.db_table keeps the table
+    (migrations.AlterModelTable("Widget", "gizmos"), AFTER),
+    (migrations.AlterModelTableComment("Widget", "things"), BEFORE),
+    (migrations.AlterUniqueTogether("Widget", {("name", "note")}), BEFORE),
+    (migrations.AlterIndexTogether("Widget", {("name", "note")}), BEFORE),
+    (migrations.AlterModelOptions("Widget", {"verbose_name": "thing"}), BEFORE),
+    (migrations.AlterModelManagers("Widget", []), BEFORE),
+    (migrations.AlterOrderWithRespectTo("Widget", "name"), BEFORE),
+    (migrations.AlterOrderWithRespectTo("Widget", None), AFTER),
+    (migrations.AddField("Widget", "size", models.IntegerField(null=True)), BEFORE),
+    (migrations.RemoveField("Widget", "note"), AFTER),
+    (migrations.AlterField("Widget", "note", models.CharField(max_length=50)), AFTER),
+    (migrations.AlterField("Widget", "name", models.CharField(max_length=20)), AFTER),
+    (migrations.AlterField("Widget", "name", models.CharField(max_length=99)), BEFORE),
+    (migrations.AlterField("Widget", "name", models.TextField()), BEFORE),
+    (
+        migrations.AlterField("Widget", "name", models.CharField(max_length=50, db_column="t")),
+        AFTER,
+    ),
+    (migrations.RenameField("Widget", "note", "remark"), AFTER),
+    (migrations.RenameField("Widget", "code", "sku"), BEFORE),  # db_column keeps the column
+    (migrations.AddIndex("Widget", index()), BEFORE),
+    (migrations.RemoveIndex("Widget", "widget_name_idx"), BEFORE),
+    (migrations.RenameIndex("Widget", "widget_name_new", old_name="widget_name_idx"), BEFORE),
+    (migrations.AddConstraint("Widget", check()), BEFORE),
+    (migrations.RemoveConstraint("Widget", "widget_name_uniq"), BEFORE),
+    (
+        migrations.AlterConstraint(
+            "Widget",
+            "widget_name_uniq",
+            models.UniqueConstraint(
+                fields=["name"], name="widget_name_uniq", violation_error_message="taken"
+            ),
+        ),
+        BEFORE,
+    ),
+    (
+        migrations.SeparateDatabaseAndState(
+            state_operations=[migrations.RemoveField("Widget", "note")]
+        ),
+        BEFORE,
+    ),
+    (
+        migrations.SeparateDatabaseAndState(
+            database_operations=[migrations.RemoveField("Widget", "note")]
+        ),
+        AFTER,
+    ),
+    (migrations.RunSQL("UPDATE shop_widget SET note = ''"), BEFORE),
+    (migrations.RunPython(print), BEFORE),
+    (pg_operations.CreateExtension("hstore"), BEFORE),
+    (pg_operations.HStoreExtension(), BEFORE),
+    (pg_operations.AddIndexConcurrently("Widget", index()), BEFORE),
+    (pg_operations.RemoveIndexConcurrently("Widget", "widget_name_idx"), BEFORE),
+    (pg_operations.CreateCollation("german", provider="icu", locale="de-u-ks-level2"), BEFORE),
+    (pg_operations.RemoveCollation("german", provider="icu", locale="de-u-ks-level2"), BEFORE),
+    (pg_operations.AddConstraintNotValid("Widget", check()), BEFORE),
+    (pg_operations.ValidateConstraint("Widget", "widget_name_uniq"), BEFORE),
+    (RunPythonInBatches("Widget", print), BEFORE),
+    (AddIndexSafely("Widget", index()), BEFORE),
+    (AddUniqueSafely("Widget", models.UniqueConstraint(fields=["note"], name="w_note_u")), BEFORE),
+    (AddCheckSafely("Widget", check()), BEFORE),
+    (
+        AddForeignKeySafely(
+            "Widget", "parent", models.ForeignKey("shop.Widget", models.CASCADE, null=True)
+        ),
+        BEFORE,
+    ),
+    (SetNotNullSafely("Widget", "note"), AFTER),
+    (Unknown(), BEFORE),
+]
+
+
+@pytest.mark.parametrize(
+    ("operation", "expected"), TABLE, ids=[type(op).__name__ for op, _ in TABLE]
+)
+def test_inference_table_operation_by_operation(operation, expected):
+    stage, why = stages.infer(operation, "shop", widget_state())
+    assert stage is expected, why
+    migration = migrations.Migration("0002_step", "shop")
+    migration.operations = [operation]
+    decision = stages.stage_of(migration, widget_state())
+    assert (decision.stage, decision.source) == (expected, "inferred")
+
+
+def test_every_django_operation_is_in_the_table_and_the_docs():
+    names = set(migrations.operations.__all__) | {
+        "CreateExtension",
+        "AddIndexConcurrently",
+        "RemoveIndexConcurrently",
+        "CreateCollation",
+        "RemoveCollation",
+        "AddConstraintNotValid",
+        "ValidateConstraint",
+    }
+    assert names <= set(stages.INFERENCE)
+    tested = {cls.__name__ for op, _ in TABLE for cls in type(op).__mro__}
+    assert set(stages.INFERENCE) <= tested
+    documented = set(re.findall(r"^\| `(\w+)` \|", DOCS.read_text(), flags=re.M))
+    assert set(stages.INFERENCE) <= documented
+
+
+def test_a_bad_stage_override_is_a_configuration_error(settings):
+    settings.MIGRATOR = {**settings.MIGRATOR, "STAGE_OVERRIDES": {"shop.0002": "later"}}
+    with pytest.raises(ImproperlyConfigured, match=r"\['shop.0002'\] is 'later'; use one of"):
+        get_settings()
+
+
+# The system check -------------------------------------------------------------------
+
+
+def test_a_migration_mixing_stages_fails_manage_py_check(scenario):
+    scenario("stages_mixed")
+    with pytest.raises(SystemCheckError) as failed:
+        call_command("check", stdout=None)
+    message = str(failed.value)
+    assert (
+        "(migrator.E006) Migration scenarios.0002_add_and_remove mixes deploy stages: " in message
+    )
+    assert "RemoveField: drops the column the old code reads and writes" in message
+    assert "HINT: Split it" in message
+
+
+def test_an_override_or_a_mark_settles_a_mixed_migration(scenario, settings):
+    scenario("stages_mixed")
+    settings.MIGRATOR = {
+        **settings.MIGRATOR,
+        "STAGE_OVERRIDES": {"scenarios.0002_add_and_remove": "after_deploy"},
+    }
+    call_command("check", stdout=None)  # no SystemCheckError
+
+
+def test_explicit_stage_beats_the_override_which_beats_inference(db_alias, scenario, settings):
+    scenario("stages_marked")
+    settings.MIGRATOR = {
+        **settings.MIGRATOR,
+        "STAGE_OVERRIDES": {
+            "scenarios.0002_drop_name_marked_before": "after_deploy",  # the class says before
+            "scenarios.0003_add_size": "after_deploy",  # inferred before
+        },
+    }
+    out, err, code = run_command(
+        "safemigrate", "scenarios", "--plan", "--json", stage="before-deploy", database=db_alias
+    )
+    assert (code, err) == (0, "")
+    report = json.loads(out)
+    planned = {m["migration"]: (m["stage"], m["stage_source"]) for m in report["plan"]}
+    assert planned == {
+        "scenarios.0001_initial": ("before_deploy", "inferred"),
+        "scenarios.0002_drop_name_marked_before": ("before_deploy", "explicit"),
+    }
+    assert report["held_back"] == [
+        {
+            "migration": "scenarios.0003_add_size",
+            "stage": "after_deploy",
+            "reason": "after_deploy (override: MIGRATOR['STAGE_OVERRIDES'])",
+        }
+    ]
+
+
+# Two-stage deploys ----------------------------------------------------------------
+
+
+HELD_BACK = [
+    "Held back until after the deploy (2):",
+    "  scenarios.0003_remove_account_legacy: after_deploy (inferred: RemoveField: drops the "
+    "column the old code reads and writes)",
+    "  scenarios.0004_account_email: depends on scenarios.0003_remove_account_legacy, which is "
+    "held back",
+]
+
+
+def rows(alias: str) -> int:
+    with connections[alias].cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM scenarios_account")
+        return cursor.fetchone()[0]
+
+
+def start_old_code(alias: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.old_code", "scenarios_account", "name", "legacy"],
+        env=child_env(alias),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_before_deploy_applies_what_the_old_code_survives_while_it_runs(db_alias, scenario):
+    scenario("deploy_stages")
+    out, err, code = run_command("safemigrate", "scenarios", "0001", database=db_alias)
+    assert code == 0, err
+    old_code = start_old_code(db_alias)
+    try:
+        wait_for_line(old_code, "READY")
+        out, err, code = run_command(
+            "safemigrate", "scenarios", stage="before-deploy", database=db_alias
+        )
+        assert (code, err) == (0, "")
+        assert "\n".join(HELD_BACK) in out
+        assert applied(db_alias, "scenarios") == ["0001_initial", "0002_account_nickname"]
+        seen = rows(db_alias)
+        while rows(db_alias) <= seen + 3:  # the old code kept working on the new schema
+            assert old_code.poll() is None, old_code.stderr.read()
+    finally:
+        old_code.send_signal(signal.SIGTERM)
+        summary, errors = old_code.communicate(timeout=60)
+    assert re.fullmatch(r"rounds=\d+ errors=0", summary.strip().splitlines()[-1]), summary + errors
+    out, err, code = run_command(
+        "migrationstatus", "--check", "--stage", "before-deploy", database=db_alias
+    )
+    assert code == 1  # ledger's before_deploy migrations are still pending (another app)
+    out, err, code = run_command("safemigrate", stage="after-deploy", database=db_alias)
+    assert (code, err) == (0, "")
+    assert applied(db_alias, "scenarios")[-2:] == [
+        "0003_remove_account_legacy",
+        "0004_account_email",
+    ]
+    assert run_command("migrationstatus", "--check", database=db_alias)[2] == 0
+
+
+def test_status_shows_pending_per_stage_and_gates_on_before_deploy(db_alias, scenario):
+    scenario("deploy_stages")
+    # On a new database, contenttypes.0002 (it drops a column) holds auth back: not here.
+    assert run_command("safemigrate", "auth", database=db_alias)[2] == 0
+    run_command("safemigrate", "--stage", "before-deploy", database=db_alias)
+    out, err, code = run_command("migrationstatus", "--json", database=db_alias)
+    status = json.loads(out)
+    assert status["pending_by_stage"] == {
+        "before_deploy": [],
+        "after_deploy": [
+            "ledger.0004_remove_entry_memo",
+            "ledger.0005_normalise_account_names",
+            "scenarios.0003_remove_account_legacy",
+            "scenarios.0004_account_email",
+        ],
+    }
+    out, err, code = run_command(
+        "migrationstatus", "--check", "--stage", "before-deploy", database=db_alias
+    )
+    assert code == 0, err
+    out, err, code = run_command("migrationstatus", "--check", database=db_alias)
+    assert code == 1
+    out, _, _ = run_command("migrationstatus", database=db_alias)
+    assert "    scenarios.0003_remove_account_legacy [after_deploy]\n" in out
+
+
+def test_rollback_plan_says_which_undo_steps_wait_for_the_old_code(db_alias, scenario):
+    scenario("deploy_stages")
+    assert run_command("safemigrate", "scenarios", database=db_alias)[2] == 0
+    out, err, code = run_command("rollback", "scenarios", "0001", "--plan", database=db_alias)
+    assert code == 0, err
+    labels = [line for line in out.splitlines() if line.startswith("  scenarios.")]
+    assert labels == [
+        "  scenarios.0004_account_email [before_deploy: undo wait until the old code is back]",
+        "  scenarios.0003_remove_account_legacy [after_deploy: undo any time]",
+        "  scenarios.0002_account_nickname [before_deploy: undo wait until the old code is back]",
+    ]
+    out, err, code = run_command(
+        "rollback", "scenarios", "0001", "--plan", "--json", database=db_alias
+    )
+    assert [m["waits_for_old_code"] for m in json.loads(out)["plan"]] == [True, False, True]
