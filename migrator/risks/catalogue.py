@@ -62,35 +62,35 @@ RISKS: Final[dict[str, Risk]] = {
             "ML301",
             "PostgreSQL: index built without CONCURRENTLY; writes to the table are blocked "
             "while it builds.",
-            "Use django.contrib.postgres.operations.AddIndexConcurrently in a migration "
-            "with atomic = False (for a field's index: SeparateDatabaseAndState).",
+            "Use migrator.operations.AddIndexSafely in a migration with atomic = False "
+            "(for a field's index: SeparateDatabaseAndState).",
         ),
         Risk(
             "ML302",
             "PostgreSQL: unique constraint or index built in place; writes are blocked "
             "while the table is scanned.",
-            "CREATE UNIQUE INDEX CONCURRENTLY in a non-atomic migration, then ADD "
-            "CONSTRAINT ... UNIQUE USING INDEX (SeparateDatabaseAndState keeps Django's state).",
+            "Use migrator.operations.AddUniqueSafely in a migration with atomic = False "
+            "(unique index built concurrently, then ADD CONSTRAINT ... USING INDEX).",
         ),
         Risk(
             "ML303",
             "PostgreSQL: constraint validated in place; the table is locked while every "
             "row is checked.",
-            "Use django.contrib.postgres.operations.AddConstraintNotValid, then "
-            "ValidateConstraint in a later migration (it does not block writes).",
+            "Use migrator.operations.AddCheckSafely in a migration with atomic = False "
+            "(NOT VALID, then VALIDATE, which does not block writes).",
         ),
         Risk(
             "ML304",
             "PostgreSQL: foreign key validated in place; both tables are locked against "
             "writes while every row is checked.",
-            "Add the field with db_constraint=False, then RunSQL ADD CONSTRAINT ... NOT "
-            "VALID, then VALIDATE CONSTRAINT in a later migration.",
+            "Use migrator.operations.AddForeignKeySafely in a migration with atomic = False "
+            "(index built concurrently, constraint NOT VALID, then VALIDATE).",
         ),
         Risk(
             "ML305",
             "PostgreSQL: SET NOT NULL scans the whole table under an ACCESS EXCLUSIVE lock.",
-            "Add CHECK (col IS NOT NULL) NOT VALID, VALIDATE it, then SET NOT NULL (no "
-            "scan on PostgreSQL 12+) and drop the check.",
+            "Use migrator.operations.SetNotNullSafely in a migration with atomic = False "
+            "(CHECK NOT VALID, VALIDATE, then SET NOT NULL without a scan).",
         ),
         Risk(
             "ML306",
@@ -101,15 +101,15 @@ RISKS: Final[dict[str, Risk]] = {
         Risk(
             "ML307",
             "NOT NULL column added without any default: the migration fails on a table with rows.",
-            "Give the field a default or db_default, or add it null=True, backfill, then "
-            "make it NOT NULL.",
+            "Give the field a db_default, or add it null=True, backfill, then "
+            "migrator.operations.SetNotNullSafely.",
         ),
         Risk(
             "ML308",
             "Volatile default: a callable default is computed once for every existing row; "
             "a non-constant db_default rewrites the table on PostgreSQL.",
-            "Add the column null=True, backfill it in batches with per-row values, then make "
-            "it NOT NULL.",
+            "Add the column null=True, backfill it in batches with per-row values, then "
+            "migrator.operations.SetNotNullSafely.",
         ),
         Risk(
             "ML401",
@@ -138,8 +138,8 @@ RISKS: Final[dict[str, Risk]] = {
             "ML405",
             "NOT NULL column without a database default: inserts by the code still "
             "running during the deploy fail.",
-            "Use db_default (Django 5.0+), or add it null=True and make it NOT NULL in a "
-            "later release.",
+            "Use db_default (Django 5.0+), or add it null=True, backfill, and "
+            "migrator.operations.SetNotNullSafely in a later release.",
         ),
         Risk(
             "ML501",

@@ -15,6 +15,7 @@ from django.db.migrations.operations.base import Operation
 from django.db.migrations.state import ProjectState
 from django.db.models.options import normalize_together
 
+from migrator import safe_operations as safe
 from migrator.risks import postgres
 from migrator.risks.effects import Draft, Effects
 from migrator.risks.fields import column_name, describe_callable, describe_operation
@@ -73,6 +74,7 @@ class Walker:
 
     def _handler(self, operation: Operation):
         handlers = [
+            (safe.SetNotNullSafely, _nothing),  # the safe form of ML305; undone: DROP NOT NULL
             (operations.AddField, self._add_field),
             (operations.RemoveField, self._remove_field),
             (operations.AlterField, self._alter_field),
@@ -116,7 +118,8 @@ class Walker:
             return []
         if self.plan_backwards:
             return self.effects.drop_column(model, op.name, op.field)
-        return self.effects.add_column(model, op.name, op.field)
+        concurrent = isinstance(op, safe.AddForeignKeySafely)
+        return self.effects.add_column(model, op.name, op.field, concurrent=concurrent)
 
     def _remove_field(self, op: operations.RemoveField, app_label: str, state: ProjectState):
         model = self.tables.model(state, app_label, op.model_name)
@@ -224,7 +227,8 @@ class Walker:
         model = self.tables.model(state, app_label, op.model_name)
         if model is None or self.plan_backwards:
             return []  # undoing it drops the index: cheap
-        return self.effects.create_index(model, op.index.name, postgres.concurrent(op))
+        concurrent = postgres.concurrent(op) or isinstance(op, safe.AddIndexSafely)
+        return self.effects.create_index(model, op.index.name, concurrent)
 
     def _remove_index(self, op: operations.RemoveIndex, app_label: str, state: ProjectState):
         model = self.tables.model(state, app_label, op.model_name)
@@ -236,6 +240,8 @@ class Walker:
         model = self.tables.model(state, app_label, op.model_name)
         if model is None or self.plan_backwards or postgres.not_valid(op):
             return []
+        if isinstance(op, safe.AddUniqueSafely | safe.AddCheckSafely):
+            return []  # built concurrently / validated without blocking writes
         return self.effects.new_constraint(model, op.constraint)
 
     def _remove_constraint(

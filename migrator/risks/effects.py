@@ -99,8 +99,15 @@ class Effects:
         return drafts
 
     def add_column(
-        self, model: ModelState, name: str, field: Field, *, restored: bool = False
+        self,
+        model: ModelState,
+        name: str,
+        field: Field,
+        *,
+        restored: bool = False,
+        concurrent: bool = False,
     ) -> list[Draft]:
+        """``concurrent``: its index is built concurrently and its foreign key NOT VALID."""
         if field.many_to_many:
             join = self.tables.join_table(model, name, field)
             if join is not None and not self.plan_backwards:
@@ -144,7 +151,8 @@ class Effects:
             )
         drafts.extend(self._volatile_default(table, column, field))
         if self.postgres:
-            drafts.extend(self._column_indexes(table, column, field, None))
+            built = self._column_indexes(table, column, field, None)
+            drafts.extend(d for d in built if not (concurrent and d.code in {"ML301", "ML304"}))
         return drafts
 
     def _volatile_default(self, table: TableRef, column: str, field: Field) -> list[Draft]:
