@@ -1,0 +1,310 @@
+"""Safe operations, and timeouts on every statement of a migration (non-atomic included)."""
+
+import subprocess
+
+import psycopg2
+import pytest
+from django.db import connections, migrations, models
+from django.db.migrations.autodetector import MigrationAutodetector
+from django.db.migrations.loader import MigrationLoader
+
+from migrator import runner
+from migrator.exceptions import MigrationFailed
+from migrator.runner import RunOptions
+from tests.utils import (
+    ROOT,
+    applied,
+    child_env,
+    django_admin,
+    run_child,
+    run_command,
+    table_columns,
+)
+
+POSTGRES_ONLY = pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+
+# What makemigrations writes for the models the safe_ops migrations end with: the safe
+# migrations must leave the very same project state (no change to detect).
+PLAIN = {
+    "0002_book_title_index": migrations.AddIndex(
+        "book", models.Index(fields=["title"], name="book_title_idx")
+    ),
+    "0003_book_isbn_unique": migrations.AddConstraint(
+        "book", models.UniqueConstraint(fields=["isbn"], name="book_isbn_uniq")
+    ),
+    "0004_book_pages_check": migrations.AddConstraint(
+        "book", models.CheckConstraint(condition=models.Q(pages__gte=0), name="book_pages_gte_0")
+    ),
+    "0005_book_author": migrations.AddField(
+        "book", "author", models.ForeignKey("scenarios.author", models.CASCADE, null=True)
+    ),
+    "0006_book_pages_not_null": migrations.AlterField("book", "pages", models.IntegerField()),
+}
+
+
+def execute(alias: str, sql: str, params: list | None = None) -> list[tuple]:
+    with connections[alias].cursor() as cursor:
+        cursor.execute(sql, params or [])
+        return cursor.fetchall() if cursor.description else []
+
+
+def migrate(alias: str, *args: str) -> None:
+    out, err, code = run_command("safemigrate", *args, database=alias)
+    assert code == 0, err
+
+
+def books_with_rows(alias: str) -> None:
+    migrate(alias, "scenarios", "0001")
+    execute(alias, "INSERT INTO scenarios_author (name) VALUES ('Le Guin'), ('Lem')")
+    for number in range(3):
+        execute(
+            alias,
+            "INSERT INTO scenarios_book (title, isbn, pages) VALUES (%s, %s, %s)",
+            [f"book {number}", f"isbn-{number}", 100 + number],
+        )
+
+
+def constraints(alias: str) -> dict[str, dict]:
+    connection = connections[alias]
+    with connection.cursor() as cursor:
+        return connection.introspection.get_constraints(cursor, "scenarios_book")
+
+
+def pages_nullable(alias: str) -> bool:
+    connection = connections[alias]
+    with connection.cursor() as cursor:
+        description = connection.introspection.get_table_description(cursor, "scenarios_book")
+    return next(column.null_ok for column in description if column.name == "pages")
+
+
+def not_valid(alias: str) -> list[tuple]:
+    """INVALID indexes and NOT VALID constraints (PostgreSQL), none after a safe operation."""
+    return execute(
+        alias,
+        "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "WHERE NOT i.indisvalid AND pg_table_is_visible(c.oid) "
+        "UNION ALL SELECT conname FROM pg_constraint WHERE NOT convalidated",
+    )
+
+
+def test_each_safe_operation_leaves_the_plain_operations_project_state(scenario):
+    scenario("safe_ops")
+    loader = MigrationLoader(None, ignore_no_migrations=True)
+    plain = loader.project_state(("scenarios", "0001_initial"))
+    for name, operation in PLAIN.items():
+        operation.state_forwards("scenarios", plain)
+        safe = loader.project_state(("scenarios", name))
+        changes = MigrationAutodetector(safe, plain).changes(graph=loader.graph)
+        assert changes == {}, f"after {name}: {changes}"
+
+
+def test_safe_operations_apply_roll_back_and_apply_again(db_alias, scenario):
+    scenario("safe_ops")
+    books_with_rows(db_alias)
+    migrate(db_alias, "scenarios", "0006")
+    found = constraints(db_alias)
+    assert (found["book_title_idx"]["index"], found["book_title_idx"]["columns"]) == (
+        True,
+        ["title"],
+    )
+    assert (found["book_isbn_uniq"]["unique"], found["book_isbn_uniq"]["columns"]) == (
+        True,
+        ["isbn"],
+    )
+    assert found["book_pages_gte_0"]["check"]
+    assert [c for c in found.values() if c["foreign_key"] == ("scenarios_author", "id")]
+    assert [c for c in found.values() if c["index"] and c["columns"] == ["author_id"]]
+    assert not pages_nullable(db_alias)
+    if connections[db_alias].vendor == "postgresql":
+        assert not_valid(db_alias) == []
+        assert not [name for name in found if name.endswith("_notnull")]
+        assert execute(
+            db_alias,
+            "SELECT contype FROM pg_constraint WHERE conname = 'book_isbn_uniq'",
+        ) == [("u",)]  # a real constraint, attached to the concurrently built index
+    out, err, code = run_command("rollback", "scenarios", "0001", database=db_alias)
+    assert code == 0, err
+    found = constraints(db_alias)
+    assert not {"book_title_idx", "book_isbn_uniq", "book_pages_gte_0"} & set(found)
+    assert "author_id" not in table_columns(db_alias, "scenarios_book")
+    assert pages_nullable(db_alias)
+    migrate(db_alias, "scenarios", "0006")
+    assert applied(db_alias, "scenarios")[-1] == "0006_book_pages_not_null"
+    assert "book_title_idx" in constraints(db_alias)
+
+
+def test_a_safe_operation_in_an_atomic_migration(db_alias, scenario):
+    scenario("safe_ops")
+    migrate(db_alias, "scenarios", "0006")
+    out, err, code = run_command("safemigrate", "scenarios", database=db_alias)
+    if connections[db_alias].vendor == "sqlite":  # the plain AddIndex
+        assert code == 0, err
+        assert "book_isbn_idx" in constraints(db_alias)
+        return
+    assert code == 5
+    assert (
+        "AddIndexSafely cannot run inside a transaction on PostgreSQL. "
+        "Set atomic = False on its migration." in err
+    )
+    assert applied(db_alias, "scenarios")[-1] == "0006_book_pages_not_null"
+
+
+def test_plan_shows_the_safe_form_in_the_hint(db_alias, scenario):
+    scenario("risk_ops")
+    migrate(db_alias, "scenarios", "0001")
+    out, err, code = run_command("safemigrate", "scenarios", "0006", "--plan", database=db_alias)
+    assert code == 0, err
+    if connections[db_alias].vendor == "postgresql":
+        assert (
+            "hint: Use migrator.operations.AddIndexSafely in a migration with atomic = False" in out
+        )
+
+
+@POSTGRES_ONLY
+def test_safe_operations_are_not_reported_as_blocking(db_alias, scenario):
+    scenario("safe_ops")
+    books_with_rows(db_alias)
+    out, err, code = run_command("safemigrate", "scenarios", "0006", "--plan", database=db_alias)
+    assert code == 0, err
+    assert "ML30" not in out
+
+
+# Acceptance 3: a concurrent index build killed -9 mid-way ---------------------------
+
+
+@POSTGRES_ONLY
+def test_a_concurrent_build_killed_mid_way_is_finished_by_the_next_run(db_alias, scenario):
+    scenario("safe_ops")
+    books_with_rows(db_alias)
+    writer = psycopg2.connect(**connections[db_alias].get_connection_params())
+    watcher = psycopg2.connect(**connections[db_alias].get_connection_params())
+    watcher.autocommit = True
+    try:
+        with writer.cursor() as cursor:  # an open write: the build waits for it, INVALID
+            cursor.execute("INSERT INTO scenarios_book (title) VALUES ('in flight')")
+        child = subprocess.Popen(
+            django_admin("safemigrate", "scenarios", "0002"),
+            env=child_env(
+                db_alias, MIGRATOR_TEST_SCENARIO="tests.scenarios.migration_sets.safe_ops"
+            ),
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        build = wait_for_build(watcher, child)
+        child.kill()  # SIGKILL, mid-build
+        child.wait(timeout=30)
+        with watcher.cursor() as cursor:  # its server process dies too (as on a lost client)
+            cursor.execute("SELECT pg_terminate_backend(%s)", [build])
+            while True:  # until it is gone; the INVALID index stays
+                cursor.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [build])
+                if cursor.fetchone() is None:
+                    break
+        writer.rollback()
+    finally:
+        writer.close()
+        watcher.close()
+    assert not_valid(db_alias) == [("book_title_idx",)]
+    done = run_child(
+        db_alias,
+        "safemigrate",
+        "scenarios",
+        "0002",
+        MIGRATOR_TEST_SCENARIO="tests.scenarios.migration_sets.safe_ops",
+    )
+    assert done.returncode == 0, done.stderr
+    assert not_valid(db_alias) == []
+    assert constraints(db_alias)["book_title_idx"]["index"]
+    assert applied(db_alias, "scenarios")[-1] == "0002_book_title_index"
+
+
+def wait_for_build(watcher, child: subprocess.Popen) -> int:
+    """The server pid of the child's concurrent build, once its INVALID index exists."""
+    with watcher.cursor() as cursor:
+        while True:
+            assert child.poll() is None, child.stderr.read()
+            cursor.execute(
+                "SELECT a.pid FROM pg_stat_activity a, pg_index i JOIN pg_class c "
+                "ON c.oid = i.indexrelid WHERE c.relname = 'book_title_idx' "
+                "AND NOT i.indisvalid AND a.query LIKE 'CREATE INDEX CONCURRENTLY%%'"
+            )
+            row = cursor.fetchone()
+            if row is not None:
+                return row[0]
+
+
+# Timeouts bound every statement ----------------------------------------------------
+
+
+@pytest.fixture
+def blocker(db_alias):
+    connection = psycopg2.connect(
+        **connections[db_alias].get_connection_params(), application_name="blocking report"
+    )
+    yield connection
+    connection.close()
+
+
+def lock_widgets(blocker) -> int:
+    with blocker.cursor() as cursor:
+        cursor.execute("LOCK TABLE scenarios_widget IN ACCESS EXCLUSIVE MODE")
+    return blocker.get_backend_pid()
+
+
+@POSTGRES_ONLY
+def test_a_runsql_in_a_non_atomic_migration_is_stopped_retried_and_reported(
+    db_alias, scenario, settings, blocker
+):
+    scenario("nonatomic_sql")
+    migrate(db_alias, "scenarios", "0001")
+    settings.MIGRATOR = {**settings.MIGRATOR, "PG_LOCK_TIMEOUT": 0.2, "LOCK_RETRIES": 3}
+    pid = lock_widgets(blocker)
+    events = []
+
+    def release_on_second_retry(event):
+        events.append(event)
+        if event.action == "retry" and event.data["attempt"] == 2:
+            blocker.rollback()
+
+    report = runner.safemigrate(
+        "scenarios", "0002", options=RunOptions(database=db_alias), progress=release_on_second_retry
+    )
+    assert report.outcome == "succeeded"
+    retries = [event for event in events if event.action == "retry"]
+    assert [event.data["attempt"] for event in retries] == [1, 2]
+    assert all(event.data["blockers"][0]["pid"] == pid for event in retries)
+    assert f"blocked by pid {pid} ('blocking report', idle in transaction" in retries[0].message
+    assert applied(db_alias, "scenarios")[-1] == "0002_touch_widgets"
+
+
+@POSTGRES_ONLY
+def test_a_runsql_in_a_non_atomic_migration_exits_5_naming_the_blocker(
+    db_alias, scenario, settings, blocker
+):
+    scenario("nonatomic_sql")
+    migrate(db_alias, "scenarios", "0001")
+    settings.MIGRATOR = {**settings.MIGRATOR, "PG_LOCK_TIMEOUT": 0.2, "LOCK_RETRIES": 1}
+    pid = lock_widgets(blocker)
+    out, err, code = run_command("safemigrate", "scenarios", database=db_alias)
+    assert code == 5
+    assert f"in 2 attempt(s); blocked by pid {pid} ('blocking report'" in err
+    blocker.rollback()
+    assert applied(db_alias, "scenarios")[-1] == "0001_initial"
+
+
+@POSTGRES_ONLY
+def test_statement_timeout_bounds_non_atomic_statements_but_not_concurrent_builds(
+    db_alias, scenario, settings
+):
+    scenario("nonatomic_sql")
+    migrate(db_alias, "scenarios", "0002")
+    execute(db_alias, "INSERT INTO scenarios_widget (name) VALUES ('a'), ('b')")
+    settings.MIGRATOR = {**settings.MIGRATOR, "PG_STATEMENT_TIMEOUT": 0.1}
+    with pytest.raises(MigrationFailed) as failed:
+        runner.safemigrate("scenarios", options=RunOptions(database=db_alias))
+    # 0003 built its index (0.6 s) past the 0.1 s timeout; 0004's 0.5 s sleep was stopped.
+    assert "canceling statement due to statement timeout" in str(failed.value)
+    assert failed.value.exit_code == 5
+    assert applied(db_alias, "scenarios")[-1] == "0003_slow_index"
+    assert not_valid(db_alias) == []
+    assert execute(db_alias, "SHOW statement_timeout") == [("0",)]
