@@ -93,7 +93,7 @@ def check_deploy_stages(
     it before a deploy does. migrator's commands skip it (they report each migration's
     stage themselves) rather than load every migration a second time.
     """
-    if _deferred.get():
+    if _deferred.get() or conf.settings_problems():  # bad settings: E010/E011 say so
         return []
     labels = None if app_configs is None else {config.label for config in app_configs}
     loader = MigrationLoader(None, ignore_no_migrations=True)
