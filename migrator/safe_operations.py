@@ -99,12 +99,8 @@ def _add_not_valid(
     )
 
 
-class AddIndexSafely(operations.AddIndex):
-    """``AddIndex`` built with ``CREATE INDEX CONCURRENTLY``: writes go on meanwhile.
-
-    Lock: SHARE UPDATE EXCLUSIVE on the table (blocks other DDL and VACUUM, not reads or
-    writes). Undone with ``DROP INDEX CONCURRENTLY``.
-    """
+class _SafelyOnPostgres:
+    """Forwards: the plain operation off PostgreSQL, ``_safely()`` on it (non-atomic)."""
 
     atomic = False
 
@@ -112,9 +108,20 @@ class AddIndexSafely(operations.AddIndex):
         model = to_state.apps.get_model(app_label, self.model_name)
         if not self.allow_migrate_model(schema_editor.connection.alias, model):
             return
-        if not _postgres(schema_editor, self):
+        if _postgres(schema_editor, self):
+            self._safely(schema_editor, model)
+        else:
             super().database_forwards(app_label, schema_editor, from_state, to_state)
-            return
+
+
+class AddIndexSafely(_SafelyOnPostgres, operations.AddIndex):
+    """``AddIndex`` built with ``CREATE INDEX CONCURRENTLY``: writes go on meanwhile.
+
+    Lock: SHARE UPDATE EXCLUSIVE on the table (blocks other DDL and VACUUM, not reads or
+    writes). Undone with ``DROP INDEX CONCURRENTLY``.
+    """
+
+    def _safely(self, schema_editor: BaseDatabaseSchemaEditor, model: type[Model]) -> None:
         statement = self.index.create_sql(model, schema_editor, concurrently=True)
         _build_index(schema_editor, statement, self.index.name)
 
@@ -131,7 +138,7 @@ class AddIndexSafely(operations.AddIndex):
         return f"{super().describe()} concurrently"
 
 
-class AddUniqueSafely(operations.AddConstraint):
+class AddUniqueSafely(_SafelyOnPostgres, operations.AddConstraint):
     """``AddConstraint(UniqueConstraint)`` whose index is built concurrently first.
 
     Lock: SHARE UPDATE EXCLUSIVE while the unique index builds, then ACCESS EXCLUSIVE for
@@ -140,20 +147,12 @@ class AddUniqueSafely(operations.AddConstraint):
     it stops after the build.
     """
 
-    atomic = False
-
     def __init__(self, model_name: str, constraint: UniqueConstraint) -> None:
         if not isinstance(constraint, UniqueConstraint):
             raise TypeError(f"AddUniqueSafely needs a UniqueConstraint, not {constraint!r}.")
         super().__init__(model_name, constraint)
 
-    def database_forwards(self, app_label, schema_editor, from_state, to_state) -> None:
-        model = to_state.apps.get_model(app_label, self.model_name)
-        if not self.allow_migrate_model(schema_editor.connection.alias, model):
-            return
-        if not _postgres(schema_editor, self):
-            super().database_forwards(app_label, schema_editor, from_state, to_state)
-            return
+    def _safely(self, schema_editor: BaseDatabaseSchemaEditor, model: type[Model]) -> None:
         constraint, quote = self.constraint, schema_editor.quote_name
         index = constraint.create_sql(model, schema_editor)
         index_only = index.template == schema_editor.sql_create_unique_index
@@ -173,7 +172,7 @@ class AddUniqueSafely(operations.AddConstraint):
         return f"{super().describe()}, its unique index built concurrently"
 
 
-class AddCheckSafely(operations.AddConstraint):
+class AddCheckSafely(_SafelyOnPostgres, operations.AddConstraint):
     """``AddConstraint(CheckConstraint)`` added ``NOT VALID``, then validated.
 
     Lock: ACCESS EXCLUSIVE for an instant to add it, then SHARE UPDATE EXCLUSIVE while
@@ -181,20 +180,12 @@ class AddCheckSafely(operations.AddConstraint):
     checked from the moment it is added).
     """
 
-    atomic = False
-
     def __init__(self, model_name: str, constraint: CheckConstraint) -> None:
         if not isinstance(constraint, CheckConstraint):
             raise TypeError(f"AddCheckSafely needs a CheckConstraint, not {constraint!r}.")
         super().__init__(model_name, constraint)
 
-    def database_forwards(self, app_label, schema_editor, from_state, to_state) -> None:
-        model = to_state.apps.get_model(app_label, self.model_name)
-        if not self.allow_migrate_model(schema_editor.connection.alias, model):
-            return
-        if not _postgres(schema_editor, self):
-            super().database_forwards(app_label, schema_editor, from_state, to_state)
-            return
+    def _safely(self, schema_editor: BaseDatabaseSchemaEditor, model: type[Model]) -> None:
         sql = str(self.constraint.create_sql(model, schema_editor))
         _add_not_valid(schema_editor, model, self.constraint.name, sql)
 
@@ -202,7 +193,7 @@ class AddCheckSafely(operations.AddConstraint):
         return f"{super().describe()}, NOT VALID then validated"
 
 
-class AddForeignKeySafely(operations.AddField):
+class AddForeignKeySafely(_SafelyOnPostgres, operations.AddField):
     """``AddField`` of a ``ForeignKey`` whose index and constraint do not block writes.
 
     The column is added without them (an instant: nullable, or with a constant default),
@@ -211,15 +202,7 @@ class AddForeignKeySafely(operations.AddField):
     EXCLUSIVE on the table, ROW SHARE on the referenced one).
     """
 
-    atomic = False
-
-    def database_forwards(self, app_label, schema_editor, from_state, to_state) -> None:
-        model = to_state.apps.get_model(app_label, self.model_name)
-        if not self.allow_migrate_model(schema_editor.connection.alias, model):
-            return
-        if not _postgres(schema_editor, self):
-            super().database_forwards(app_label, schema_editor, from_state, to_state)
-            return
+    def _safely(self, schema_editor: BaseDatabaseSchemaEditor, model: type[Model]) -> None:
         field = model._meta.get_field(self.name)
         if not _has_column(schema_editor, model, field.column):
             db_index, db_constraint = field.db_index, field.db_constraint

@@ -92,3 +92,13 @@ def migration_set(tmp_path, monkeypatch, settings):
     for name in [m for m in sys.modules if m.split(".")[0] in packages]:
         del sys.modules[name]
     importlib.invalidate_caches()
+
+
+@pytest.fixture
+def blocker(db_alias):
+    """Another session, as psql or a long report would hold one (PostgreSQL)."""
+    connection = psycopg2.connect(
+        **connections[db_alias].get_connection_params(), application_name="blocking report"
+    )
+    yield connection
+    connection.close()

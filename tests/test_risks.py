@@ -399,16 +399,6 @@ def test_every_code_is_documented():
 # PostgreSQL lock_timeout and retries ------------------------------------------------------
 
 
-@pytest.fixture
-def blocker(db_alias):
-    """Another session, as psql or a long report would hold one."""
-    connection = psycopg2.connect(
-        **connections[db_alias].get_connection_params(), application_name="blocking report"
-    )
-    yield connection
-    connection.close()
-
-
 def lock_widgets(blocker) -> int:
     with blocker.cursor() as cursor:  # psycopg2 opens a transaction: the lock stays held
         cursor.execute("LOCK TABLE scenarios_widget IN ACCESS EXCLUSIVE MODE")

@@ -11,6 +11,7 @@ from django.db.migrations.loader import MigrationLoader
 from migrator import runner
 from migrator.exceptions import MigrationFailed
 from migrator.runner import RunOptions
+from tests.test_risks import execute, lock_widgets, migrate
 from tests.utils import (
     ROOT,
     applied,
@@ -40,17 +41,6 @@ PLAIN = {
     ),
     "0006_book_pages_not_null": migrations.AlterField("book", "pages", models.IntegerField()),
 }
-
-
-def execute(alias: str, sql: str, params: list | None = None) -> list[tuple]:
-    with connections[alias].cursor() as cursor:
-        cursor.execute(sql, params or [])
-        return cursor.fetchall() if cursor.description else []
-
-
-def migrate(alias: str, *args: str) -> None:
-    out, err, code = run_command("safemigrate", *args, database=alias)
-    assert code == 0, err
 
 
 def books_with_rows(alias: str) -> None:
@@ -234,21 +224,6 @@ def wait_for_build(watcher, child: subprocess.Popen) -> int:
 
 
 # Timeouts bound every statement ----------------------------------------------------
-
-
-@pytest.fixture
-def blocker(db_alias):
-    connection = psycopg2.connect(
-        **connections[db_alias].get_connection_params(), application_name="blocking report"
-    )
-    yield connection
-    connection.close()
-
-
-def lock_widgets(blocker) -> int:
-    with blocker.cursor() as cursor:
-        cursor.execute("LOCK TABLE scenarios_widget IN ACCESS EXCLUSIVE MODE")
-    return blocker.get_backend_pid()
 
 
 @POSTGRES_ONLY
