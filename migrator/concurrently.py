@@ -20,18 +20,20 @@ _CONCURRENT_BUILD: Final = re.compile(
 _VALIDATE: Final = re.compile(r"\s*ALTER\s+TABLE\s.*\sVALIDATE\s+CONSTRAINT\s", re.I | re.S)
 
 
-def build_index_name(sql: str) -> str | None:
+def build_index_name(sql: object) -> str | None:
     """The index a ``CREATE [UNIQUE] INDEX CONCURRENTLY`` (or REINDEX) statement builds."""
-    match = _CONCURRENT_BUILD.match(sql)
+    match = _CONCURRENT_BUILD.match(sql) if isinstance(sql, str) else None
     if match is None:
         return None
     name = match.group(1)
     return name[1:-1].replace('""', '"') if name.startswith('"') else name
 
 
-def is_long_under_weak_lock(sql: str) -> bool:
+def is_long_under_weak_lock(sql: object) -> bool:
     """Whether a statement scans a table without blocking its writers (no statement_timeout)."""
-    return build_index_name(sql) is not None or _VALIDATE.match(sql) is not None
+    return isinstance(sql, str) and (
+        build_index_name(sql) is not None or _VALIDATE.match(sql) is not None
+    )
 
 
 def drop_invalid_index(connection: BaseDatabaseWrapper, name: str) -> bool:
