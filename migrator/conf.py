@@ -25,6 +25,11 @@ PG_STATEMENT_TIMEOUT     None                PostgreSQL ``statement_timeout`` pe
 LOCK_RETRIES             3                   retries of an atomic migration on lock timeout
 THIRD_PARTY_STRICT       False               integrity problems in site-packages are errors
 BLOCKING_RISKS           []                  risk codes that stop a run unless acknowledged
+APP_RISKS                {}                  per app label, how its risk findings are shown:
+                                             "warn" (graded; the default for the project's
+                                             apps), "info" (the default for installed
+                                             packages: listed by --plan and -v 2), "mute"
+                                             (JSON only); data loss is always graded
 BATCH_SIZE               1000                default batch size of batched data migrations
 NOTIFY                   []                  dotted paths of callables and/or webhook URLs
 NOTIFY_EVENTS            [failed, refused,   run events that are sent to NOTIFY
@@ -73,6 +78,7 @@ DEFAULTS: dict[str, Any] = {
     "LOCK_RETRIES": 3,
     "THIRD_PARTY_STRICT": False,
     "BLOCKING_RISKS": [],
+    "APP_RISKS": {},
     "BATCH_SIZE": 1000,
     "NOTIFY": [],
     "NOTIFY_EVENTS": ["failed", "refused", "interrupted"],
@@ -98,6 +104,7 @@ class MigratorSettings:
     lock_retries: int
     third_party_strict: bool
     blocking_risks: frozenset[str]
+    app_risks: dict[str, str]  # app label -> warn | info | mute
     batch_size: int
     notify: tuple[str, ...]
     notify_events: frozenset[str]
@@ -193,6 +200,7 @@ def get_settings() -> MigratorSettings:
         lock_retries=value["LOCK_RETRIES"],
         third_party_strict=value["THIRD_PARTY_STRICT"],
         blocking_risks=frozenset(value["BLOCKING_RISKS"]),
+        app_risks=value["APP_RISKS"],
         batch_size=value["BATCH_SIZE"],
         notify=value["NOTIFY"],
         notify_events=frozenset(value["NOTIFY_EVENTS"]),
@@ -279,6 +287,19 @@ def _stages(value: Any) -> Mapping[str, str]:
 STAGES: Final = ("before_deploy", "after_deploy")  # migrator.types.Stage (which imports conf)
 
 
+APP_RISK_LEVELS: Final = ("warn", "info", "mute")
+
+
+def _app_risks(value: Any) -> dict[str, str]:
+    """``{"app_label": "warn" | "info" | "mute"}``."""
+    if not isinstance(value, Mapping):
+        raise TypeError(f"must be a dict of app label to {' | '.join(APP_RISK_LEVELS)}")
+    for app_label, level in value.items():
+        if level not in APP_RISK_LEVELS:
+            raise ValueError(f"{app_label!r} must be one of {', '.join(APP_RISK_LEVELS)}")
+    return dict(value)
+
+
 CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "ENVIRONMENT": _text,
     "CONFIRM_ENVIRONMENTS": _environments,
@@ -295,6 +316,7 @@ CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "LOCK_RETRIES": _count(0),
     "THIRD_PARTY_STRICT": _flag,
     "BLOCKING_RISKS": _names,
+    "APP_RISKS": _app_risks,
     "BATCH_SIZE": _count(1),
     "NOTIFY": _names,
     "NOTIFY_EVENTS": _names,

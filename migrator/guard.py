@@ -89,21 +89,38 @@ def refuse_blocking_risks(
         item
         for item in plan_findings(plan)
         if item.finding.code in blocking and not item.finding.acknowledged
+        if not item.finding.muted
     ]
     if not blocked:
         return
     listed = "; ".join(
         f"{item.finding.code} in {item.migration} ({item.finding.message})" for item in blocked
     )
-    message = (
-        f"Blocked by MIGRATOR['BLOCKING_RISKS']: {listed}. Make the migration safe, or "
-        'acknowledge the code on its Migration class (migrator_acknowledge = {"CODE": '
-        '"reason"}); nothing was changed.'
-    )
+    message = f"Blocked by MIGRATOR['BLOCKING_RISKS']: {listed}. {_unblocking(blocked)}"
     refusal = _Refusal(connection, command, arguments, "blocking risks", [])
     if record:
         refusal.refuse(message)
     raise ConfirmationRequired(message)
+
+
+def _unblocking(blocked: list[LabelledFinding]) -> str:
+    """How to lift a block: edit your own migration; never a file of an installed package."""
+    packages = sorted(
+        {str(item.migration).split(".")[0] for item in blocked if item.finding.origin == "package"}
+    )
+    advice = []
+    if any(item.finding.origin != "package" for item in blocked):
+        advice.append(
+            "Make the migration safe, or acknowledge the code on its Migration class "
+            '(migrator_acknowledge = {"CODE": "reason"})'
+        )
+    if packages:
+        muted = ", ".join(f"{app!r}: 'mute'" for app in packages)
+        advice.append(
+            f"{', '.join(packages)}: installed package(s), not yours to edit; once reviewed, "
+            f"set MIGRATOR['APP_RISKS'] = {{{muted}}}"
+        )
+    return "; ".join(advice) + "; nothing was changed."
 
 
 class _Refusal:

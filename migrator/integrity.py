@@ -32,7 +32,7 @@ from django.db.migrations.questioner import MigrationQuestioner
 from django.db.migrations.recorder import MigrationRecorder
 from django.db.migrations.state import ProjectState
 
-from migrator import audit, compat
+from migrator import audit, compat, packages
 from migrator.conf import get_settings
 from migrator.exceptions import IntegrityViolation, InvalidRequest, UnknownTarget
 from migrator.models import MigrationHash, Run
@@ -45,7 +45,6 @@ from migrator.types import (
 )
 
 HASH_ALGORITHM: Final = "sha256:1"
-THIRD_PARTY_DIRS: Final = frozenset({"site-packages", "dist-packages"})
 
 # Kinds of problem, in the order reports list them.
 CHANGED: Final = "changed"
@@ -280,7 +279,7 @@ def verify(
     history = _History.read(connection, loader)
     scope = _Scope(loader, only)
     report = IntegrityReport(database=connection.alias)
-    third_party = _third_party_apps(loader)
+    third_party = packages.third_party_apps(loader)
     keys = scope.applied_keys(history)
     report.checked = len(keys)
     flagged = [(key, found) for key in sorted(keys) if (found := _check_file(history, scope, key))]
@@ -630,21 +629,6 @@ def _model_changes(
             )
         )
     return problems
-
-
-def _third_party_apps(loader: MigrationLoader) -> dict[str, bool]:
-    """Apps whose migrations live in an installed package (site-packages)."""
-    result = {}
-    for app_label in loader.migrated_apps:
-        module_name, _ = MigrationLoader.migrations_module(app_label)
-        module = sys.modules.get(module_name or "")
-        location = getattr(module, "__file__", None) or next(
-            iter(getattr(module, "__path__", None) or ()), None
-        )
-        if location is None:
-            location = apps.get_app_config(app_label).path
-        result[app_label] = not THIRD_PARTY_DIRS.isdisjoint(Path(location).parts)
-    return result
 
 
 def _display_path(filename: str) -> str:

@@ -222,26 +222,32 @@ def report_held_back(held: list[stages.HeldBack], progress: ProgressCallback) ->
 def report_risks(
     plan: list[PlannedMigration], progress: ProgressCallback, *, whole_plan: bool = False
 ) -> None:
-    """Report the plan's warning and danger findings before anything is asked or changed.
+    """Report the plan's findings before anything is asked or changed.
 
-    With ``whole_plan`` (an operator is about to be asked), every migration and operation
-    of the plan is reported, with all its findings.
+    Warning and danger findings are to review; info ones (tables that are new or empty,
+    migrations of installed packages) are shown at verbosity 2. With ``whole_plan`` (an
+    operator is about to be asked), every migration and operation of the plan is reported,
+    with all its findings. Muted findings are not counted.
     """
-    risky = [item for item in risks.plan_findings(plan) if item.finding.severity != "info"]
-    if risky or whole_plan:
-        message = f"Risks in this plan ({len(risky)}):"
-        if whole_plan:
-            message = f"Plan: {len(plan)} migration(s), {len(risky)} risk(s):"
-        progress(
-            ProgressEvent(
-                "risks",
-                message=message,
-                data={
-                    "plan": plan,
-                    "minimum": "info" if whole_plan else "warning",
-                },
-            )
+    shown = [item.finding for item in risks.plan_findings(plan) if not item.finding.muted]
+    to_review = sum(finding.severity != "info" for finding in shown)
+    if not shown and not whole_plan:
+        return
+    counted = f"{to_review} to review (warning or danger), {len(shown) - to_review} info"
+    message = f"Risks in this plan: {counted}."
+    if whole_plan:
+        message = f"Plan: {len(plan)} migration(s) to apply; risks: {counted}."
+    progress(
+        ProgressEvent(
+            "risks",
+            message=message,
+            data={
+                "plan": plan,
+                "minimum": "info" if whole_plan else "warning",
+                "to_review": to_review,
+            },
         )
+    )
 
 
 def execute_plan(

@@ -204,7 +204,13 @@ def test_production_terminal_applies_when_the_name_is_typed(db_alias):
     # The risks and the data-loss report come before the question.
     prompt = before.index(f"Type {name!r} to continue: ")
     # The whole plan, every operation, is shown too.
-    assert -1 < before.index("Plan: 2 migration(s), 4 risk(s):") < prompt
+    assert (
+        -1
+        < before.index(
+            "Plan: 2 migration(s) to apply; risks: 4 to review (warning or danger), 0 info."
+        )
+        < prompt
+    )
     assert -1 < before.index("  ledger.0005_normalise_account_names") < prompt
     assert -1 < before.index("ML101 danger: Drops column memo of ledger_entry (3 rows)") < prompt
     assert -1 < before.index(f"It destroys data: {LOSS}.") < prompt
@@ -221,7 +227,7 @@ def test_development_shows_the_same_findings_as_warnings_and_does_not_ask(db_ali
     settings.MIGRATOR = {**settings.MIGRATOR, "ENVIRONMENT": "development"}
     out, err, code = run_command("safemigrate", "ledger", database=db_alias, stdin=TTYInput(""))
     assert (code, err) == (0, "")
-    risks_shown = out.index("Risks in this plan (4):")
+    risks_shown = out.index("Risks in this plan: 4 to review (warning or danger), 0 info.")
     assert risks_shown < out.index("ML101 danger: Drops column memo of ledger_entry (3 rows)")
     assert "ML201 warning: Raw Python operation: cannot be rolled back." in out
     assert "to continue" not in out

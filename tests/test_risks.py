@@ -11,11 +11,13 @@ from pathlib import Path
 
 import psycopg2
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 from migrator import planning, risks, runner, tablesize
+from migrator.conf import get_settings
 from migrator.exceptions import MigrationFailed
 from migrator.models import Run
 from migrator.types import RunOptions
@@ -80,6 +82,8 @@ def parse_plan(out: str) -> dict[str, list[tuple[str, list[tuple[str, str, str]]
     """The human ``--plan`` output as {migration: [(operation, [(code, severity, message)])]}."""
     plan: dict = {}
     for line in out.splitlines():
+        if line.startswith("Hints, one per app and code:"):
+            break
         indent = len(line) - len(line.lstrip(" "))
         if indent == 2:
             migration = plan.setdefault(line.strip().split(" [")[0], [])  # label [stage]
@@ -144,6 +148,8 @@ def test_plan_shows_each_risk_with_its_code_and_json_matches(db_alias, scenario)
         "rows_exact": True,
         "data_loss": True,
         "acknowledged": "notes were copied to the archive in release 41",
+        "origin": "project",
+        "muted": False,
     }
     assert (
         "        acknowledged: notes were copied to the archive in release 41"
@@ -507,3 +513,31 @@ def test_statement_timeout_stops_a_long_statement_without_retrying(db_alias, sce
     assert not [event for event in events if event.action == "retry"]
     assert applied(db_alias, "scenarios")[-1] == "0003_not_atomic"
     assert execute(db_alias, "SHOW statement_timeout") == [("0",)]
+
+
+def test_a_fresh_demo_database_shows_no_warning_about_djangos_own_migrations(db_alias):
+    out, err, code = run_command("safemigrate", database=db_alias)
+    assert (code, err) == (0, "")
+    risks_section = out[: out.index("  Applying ")]
+    assert "auth." not in risks_section
+    assert "contenttypes." not in risks_section
+    # The project's own irreversible step is still one to review; its RunPython on its
+    # new tables, and Django's own, are information (listed with -v 2).
+    assert risks_section.startswith("Risks in this plan: 1 to review (warning or danger), ")
+    assert "ML201 warning: Raw Python operation: cannot be rolled back." in risks_section
+    document = json.loads(run_command("safemigrate", "--plan", "--json", database=db_alias)[0])
+    assert document["plan"] == []
+
+
+@pytest.mark.parametrize(
+    ("value", "named"),
+    [
+        ({"axes": "loud"}, "MIGRATOR['APP_RISKS'] is {'axes': 'loud'}: 'axes' must be one of"),
+        (["axes"], "MIGRATOR['APP_RISKS'] is ['axes']: must be a dict of app label to"),
+    ],
+)
+def test_app_risks_is_validated(settings, value, named):
+    settings.MIGRATOR = {**settings.MIGRATOR, "APP_RISKS": value}
+    with pytest.raises(ImproperlyConfigured) as raised:
+        get_settings()
+    assert named in str(raised.value)

@@ -148,9 +148,7 @@ class MigratorCommand(BaseCommand):
         elif event.action == "batch_progress":
             self.show_batch_progress(out, event)
         elif event.action == "risks":
-            out.write(self.style.WARNING(event.message))
-            minimum = event.data.get("minimum", "warning")
-            self.write_plan(event.data["plan"], out=out, minimum=minimum)
+            self.show_risks(out, event)
         elif event.action == "retry":
             if self._open_line:  # end "Applying x..." first; repeat it before its OK
                 out.write("")
@@ -165,18 +163,27 @@ class MigratorCommand(BaseCommand):
                 else event.message
             )
 
+    def show_risks(self, out: Any, event: ProgressEvent) -> None:
+        """The findings to review before a run; info ones too at verbosity 2."""
+        minimum = "info" if self.verbosity >= 2 else event.data["minimum"]
+        if minimum == "info" or event.data["to_review"]:
+            out.write(self.style.WARNING(event.message))
+            self.write_plan(event.data["plan"], out=out, minimum=minimum)
+
     def write_plan(
         self, plan: list[PlannedMigration], *, out: Any = None, minimum: Severity = "info"
     ) -> None:
-        """Migrations, operations and risk findings.
+        """Migrations, operations and risk findings, then one hint per app and code.
 
-        With ``minimum`` above "info", only operations with such findings are shown.
+        With ``minimum`` above "info", only operations with such findings are shown. Muted
+        findings (``MIGRATOR["APP_RISKS"]``) are left out; ``--json`` keeps them.
         """
         out = out or self.stdout
         floor = SEVERITY_RANK[minimum]
+        hints: dict[tuple[str, str], tuple[str, int]] = {}
         for migration in plan:
             shown = [
-                (op, [f for f in op.findings if SEVERITY_RANK[f.severity] >= floor])
+                (op, [f for f in op.findings if SEVERITY_RANK[f.severity] >= floor and not f.muted])
                 for op in migration.operations
             ]
             if minimum != "info":
@@ -188,16 +195,23 @@ class MigratorCommand(BaseCommand):
                 out.write(f"    {operation.description}")
                 for finding in findings:
                     self.write_finding(out, finding)
+                    key = (migration.app_label, finding.code)
+                    hints[key] = (finding.hint, hints.get(key, ("", 0))[1] + 1)
+        if hints:
+            out.write("Hints, one per app and code:")
+        for (app_label, code), (hint, count) in hints.items():
+            out.write(
+                f"  {code} in {app_label} ({count} finding{'s' if count > 1 else ''}): {hint}"
+            )
 
     def write_finding(self, out: Any, finding: Finding) -> None:
-        """``ML101 danger: message`` with its hint and acknowledgement, under its operation."""
+        """``ML101 danger: message`` and its acknowledgement, under its operation."""
         style = {"danger": self.style.ERROR, "warning": self.style.WARNING}.get(
             finding.severity, str
         )
         out.write(style(f"      {finding.code} {finding.severity}: {finding.message}"))
         if finding.acknowledged:
             out.write(f"        acknowledged: {finding.acknowledged}")
-        out.write(f"        hint: {finding.hint}")
 
     def show_batch_progress(self, out: Any, event: ProgressEvent) -> None:
         """A bar redrawn in place on a terminal; elsewhere the first, last and interval lines."""

@@ -20,6 +20,7 @@ from migrator.risks.catalogue import RISKS, Severity
 from migrator.risks.checks import Walker
 from migrator.risks.effects import Draft
 from migrator.risks.findings import Finding
+from migrator.risks.policy import app_policies
 from migrator.risks.tables import TableRef
 from migrator.tablesize import EXACT_COUNT_LIMIT, RowCount, table_rows
 from migrator.types import MigrationKey, MigrationPlan
@@ -49,9 +50,13 @@ def analyse_plan(
         drafts.update(_walk_backwards(walker, backwards, loader))
     grader = _Grader(connection)
     acknowledged = {_key(m): _acknowledgements(m) for m, _ in plan}
+    policies = app_policies(loader, {migration.app_label for migration, _ in plan})
     return {
         key: [
-            [grader.finding(draft, acknowledged[key].get(draft.code)) for draft in operation]
+            [
+                policies[key[0]].apply(grader.finding(draft, acknowledged[key].get(draft.code)))
+                for draft in operation
+            ]
             for operation in per_operation
         ]
         for key, per_operation in drafts.items()

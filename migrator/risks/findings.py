@@ -27,6 +27,8 @@ class Finding:
     rows_exact: bool = False
     data_loss: bool = False
     acknowledged: str | None = None
+    origin: str = "project"  # project | package: a migration of an installed package
+    muted: bool = False  # MIGRATOR["APP_RISKS"] "mute": in JSON, not in human output
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
