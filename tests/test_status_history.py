@@ -1,5 +1,7 @@
 import json
 
+from django.db import connections
+
 from migrator.models import MigrationHash
 from tests.utils import run_command
 
@@ -49,3 +51,26 @@ def test_history_on_a_database_never_migrated(db_alias):
         0,
     )
     assert run_command("migrationhistory", "--limit", "-1", database=db_alias)[2] == 1
+
+
+def test_history_shows_a_runs_risk_findings_as_lines(db_alias):
+    assert run_command("safemigrate", "ledger", "0003", database=db_alias)[2] == 0
+    with connections[db_alias].cursor() as cursor:
+        cursor.execute("INSERT INTO ledger_account (name) VALUES ('Acme')")
+        cursor.execute("SELECT id FROM ledger_account")
+        account = cursor.fetchone()[0]
+        cursor.execute(
+            "INSERT INTO ledger_entry (account_id, amount, memo, created, email) "
+            "VALUES (%s, 1, 'm', CURRENT_TIMESTAMP, '')",
+            [account],
+        )
+    assert run_command("safemigrate", "ledger", database=db_alias)[2] == 0
+    out, _, code = run_command("migrationhistory", "--limit", "1", database=db_alias)
+    assert code == 0
+    lines = out.splitlines()
+    risks = lines.index("    risks:")
+    assert lines[risks + 1 : risks + 3] == [
+        "      ledger.0004_remove_entry_memo: ML101 danger, column memo of ledger_entry (1 row)",
+        "      ledger.0004_remove_entry_memo: ML403 warning, column memo of ledger_entry (1 row)",
+    ]
+    assert "{'" not in out

@@ -58,4 +58,30 @@ class Command(MigratorCommand):
         if run.error:
             self.stdout.write(self.style.ERROR(f"    error: {run.error}"))
         for key, value in sorted(run.details.items()):
-            self.stdout.write(f"    {key}: {value}")
+            if not isinstance(value, list):
+                self.stdout.write(f"    {key}: {value}")
+                continue
+            self.stdout.write(f"    {key}:" if value else f"    {key}: none")
+            for item in value:
+                self.stdout.write(f"      {_risk_line(item) if key == 'risks' else _line(item)}")
+
+
+def _risk_line(risk: dict[str, Any]) -> str:
+    """'ledger.0004_x: ML101 danger, column memo of ledger_entry (3 rows)' from the audit."""
+    where = ""
+    if risk.get("table"):
+        column = f"column {risk['column']} of " if risk.get("column") else "table "
+        count = risk.get("rows")
+        rows = "" if count is None else f" ({count:,} row{'' if count == 1 else 's'})"
+        where = f", {column}{risk['table']}{rows}"
+    acknowledged = f"; acknowledged: {risk['acknowledged']}" if risk.get("acknowledged") else ""
+    return (
+        f"{risk.get('migration')}: {risk.get('code')} {risk.get('severity')}{where}{acknowledged}"
+    )
+
+
+def _line(item: Any) -> str:
+    """A detail entry on one line: a dict as 'key: value' pairs, leaving out empty ones."""
+    if isinstance(item, dict):
+        return ", ".join(f"{k}: {v}" for k, v in item.items() if v not in (None, "", [], {}))
+    return str(item)
