@@ -8,6 +8,7 @@ import stat
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from migrator.backup import get_manifest, list_backups
 from migrator.models import MigrationHash, Run, RunStep
 from project.ledger.models import Account, Entry
 from tests.conftest import _admin_execute
-from tests.utils import TTYInput, applied, run_command
+from tests.utils import TTYInput, applied, run_child, run_command
 
 FORMATS = ["native", "portable"]
 
@@ -123,10 +124,15 @@ def test_portable_backup_from_sqlite_restores_into_postgresql(both_databases):
     seed(sqlite)
     before = snapshot(sqlite)
     backup_id = take_backup(sqlite, "--format", "portable")
+    _, err, code = run_command("restore", backup_id, database=postgres)
+    assert code == 6  # another database's backup
+    assert f"Pass --force to replace {postgres!r} with it anyway; nothing was changed." in err
+    assert not connections[postgres].introspection.table_names()
 
-    out, err, code = run_command("restore", backup_id, database=postgres)
+    out, err, code = run_command("restore", backup_id, "--force", database=postgres)
 
     assert (code, err) == (0, ""), err
+    assert f"Forced: backup {backup_id!r} is of SQLite file " in out
     assert snapshot(postgres) == before
     assert Entry.objects.using(postgres).create(account_id=1, amount="1").pk == 5
     assert run_command("safemigrate", database=postgres)[0] == "No migrations to apply.\n"
@@ -245,6 +251,34 @@ def test_damaged_backups_fail_verify_and_restore_with_6(db_alias, backup_dir, ho
     assert [m.id for m in list_backups()] == ([] if how == "altered manifest" else [backup_id])
 
 
+def test_prune_never_keeps_a_damaged_backup(db_alias, backup_dir):
+    seed(db_alias)
+    intact = take_backup(db_alias)
+    newest = take_backup(db_alias)  # of the same migration state
+    _tamper(backup_dir, newest, "truncated payload")
+
+    out, err, code = run_command("backup", "--prune", "--keep", "0", "--yes", database=db_alias)
+
+    assert (code, err) == (0, "")
+    assert out == (
+        f"Deleted {newest}\n"
+        f"Damaged {newest}: failed verification, so not kept\n"
+        f"Kept {intact}: the only backup of the current migration state\n"
+        "Pruned 1 backup(s); 1 kept.\n"
+    )
+    assert run_command("backup", "--verify", intact, database=db_alias)[2] == 0
+    # A damaged backup does not count towards --keep either.
+    newest = take_backup(db_alias)
+    _tamper(backup_dir, newest, "altered payload")
+    out, _, code = run_command("backup", "--prune", "--keep", "1", "--json", database=db_alias)
+    assert json.loads(out) == {
+        "deleted": [newest],
+        "kept": [intact],
+        "protected": [],
+        "damaged": [newest],
+    }
+
+
 @pytest.mark.parametrize("command", [("restore",), ("backup", "--verify"), ("backup", "--show")])
 def test_unknown_backup_id_exits_6_and_names_the_list_command(db_alias, backup_dir, command):
     _, err, code = run_command(*command, "nope-123", database=db_alias)
@@ -271,7 +305,11 @@ def test_server_down_exits_6_with_one_clear_line(db_alias, tmp_path):
     else:
         connection.settings_dict["NAME"] = str(tmp_path / "gone" / "db.sqlite3")
     try:
-        for command in (("backup",), ("backup", "--format", "portable"), ("restore", backup_id)):
+        for command in (
+            ("backup",),
+            ("backup", "--format", "portable"),
+            ("restore", backup_id, "--force"),
+        ):
             out, err, code = run_command(*command, "--skip-checks", database=db_alias)
             assert (out, code) == ("", 6)
             assert len(err.splitlines()) == 1
@@ -398,6 +436,7 @@ def test_prune_keeps_the_newest_and_the_only_backup_of_the_current_state(db_alia
         "deleted": [newer[0]],
         "kept": [newer[1], at_start],
         "protected": [at_start],
+        "damaged": [],
     }
     assert [m.id for m in list_backups()] == [newer[1], at_start]
     out, _, code = run_command("backup", "--prune", "--keep", "0", database=db_alias)
@@ -656,3 +695,69 @@ def test_a_portable_restore_into_a_database_ahead_of_the_backup_is_refused(db_al
     )
     assert snapshot(db_alias) == changed
     assert "scenarios_widget" in connections[db_alias].introspection.table_names()
+
+
+@pytest.fixture
+def second_database(db_alias, tmp_path) -> Iterator[str]:
+    """Another fresh database of the same vendor, on the same server as db_alias's."""
+    if connections[db_alias].vendor == "sqlite":
+        yield str(tmp_path / "other.sqlite3")
+        return
+    name = f"migrator_{uuid.uuid4().hex[:12]}"
+    _admin_execute(db_alias, f'CREATE DATABASE "{name}"')
+    try:
+        yield name
+    finally:
+        _admin_execute(db_alias, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_backups_belong_to_a_database_not_to_the_alias_default(
+    db_alias, second_database, backup_dir
+):
+    """Two databases, each used as 'default' by its own processes, share one BACKUP_DIR."""
+    account = "from project.ledger.models import Account; "
+    names = {"a": connections[db_alias].settings_dict["NAME"], "b": second_database}
+
+    def on(which: str, *args: str) -> tuple[str, str, int]:
+        done = run_child(
+            db_alias,
+            *args,
+            MIGRATOR_TEST_TARGET=f"{db_alias}:{names[which]}",
+            MIGRATOR_TEST_BACKUP_DIR=str(backup_dir),
+        )
+        return done.stdout, done.stderr, done.returncode
+
+    def accounts(which: str) -> str:
+        listing = "print(*Account.objects.values_list('name', flat=True))"
+        return on(which, "shell", "-v", "0", "-c", account + listing)[0].strip()
+
+    backups = {}
+    for which in names:
+        assert on(which, "safemigrate", "--noinput")[2] == 0
+        on(which, "shell", "-c", account + f"Account.objects.create(name={which!r})")
+        backups[which] = on(which, "backup", "-v", "0")[0].strip()
+    older_a, backups["a"] = backups["a"], on("a", "backup", "-v", "0")[0].strip()
+
+    for which, other in (("a", "b"), ("b", "a")):
+        listed = json.loads(on(which, "backup", "--list", "--json")[0])["backups"]
+        assert backups[other] not in {m["id"] for m in listed}
+        status = json.loads(on(which, "migrationstatus", "--json")[0])
+        assert status["latest_backup"]["id"] == backups[which]
+    listed = json.loads(on("a", "backup", "--list", "--all", "--json")[0])["backups"]
+    assert {m["id"] for m in listed} == {older_a, backups["a"], backups["b"]}
+
+    out, err, code = on("a", "restore", backups["b"], "--yes", "--noinput")
+    assert (out, code) == ("", 6)
+    assert err.startswith(f"CommandError: Backup {backups['b']!r} belongs to another database: ")
+    assert names["b"] in err
+    assert accounts("a") == "a"
+
+    out, err, code = on("a", "backup", "--prune", "--keep", "0", "--yes", "--json")
+    assert code == 0, err
+    assert json.loads(out)["deleted"] == [older_a]
+    assert on("b", "backup", "--verify", backups["b"])[2] == 0
+
+    out, err, code = on("a", "restore", backups["b"], "--force", "--yes", "--noinput")
+    assert code == 0, err
+    assert f"Forced: backup {backups['b']!r} is of " in out
+    assert accounts("a") == "b"

@@ -20,6 +20,7 @@ from migrator.backup.manifest import (
     REASONS,
     Manifest,
     check_backup_id,
+    database_identity,
     disk_migrations,
     load_manifest,
     migration_state,
@@ -55,6 +56,7 @@ def create_backup(
     state = migration_state(connection, disk)
     backup_id = new_backup_id(database)
     filename = f"{backup_id}{engine.extension}"
+    identity = database_identity(connection)
     progress(ProgressEvent("backup_start", message=f"Backing up {database!r} ({format})..."))
     started = time.monotonic()
     try:
@@ -72,7 +74,9 @@ def create_backup(
                 label=label,
                 reason=reason,
                 database=database,
-                database_name=str(connection.settings_dict["NAME"] or ""),
+                database_name=identity.name,
+                database_host=identity.host,
+                database_port=identity.port,
                 vendor=connection.vendor,
                 server_version=server_version(connection),
                 format=format,
@@ -111,8 +115,11 @@ def create_backup(
 
 
 def list_backups(database: str | None = None) -> list[Manifest]:
-    """Every readable backup (of one database alias, when given), newest first."""
+    """Every readable backup, newest first; given an alias, only the backups of the database
+    behind it (its vendor, host, port and name: another alias may reach it, and another
+    database may have been reached through this alias)."""
     store = backup_store()
+    identity = database_identity(connections[database]) if database is not None else None
     manifests = []
     for backup_id in store.backup_ids():
         try:
@@ -120,7 +127,7 @@ def list_backups(database: str | None = None) -> list[Manifest]:
         except BackupFailed as exc:
             logger.warning("Skipping backup %s: %s", backup_id, exc)
             continue
-        if database is None or manifest.database == database:
+        if identity is None or manifest.belongs_to(identity):
             manifests.append(manifest)
     return sorted(manifests, key=lambda m: (m.created, m.id), reverse=True)
 
@@ -140,7 +147,11 @@ def _read(store: BackupStore, backup_id: str) -> Manifest:
 def verify_backup(backup_id: str) -> Manifest:
     """Check the manifest's seal and re-hash the payload; BackupFailed when either fails."""
     store = backup_store()
-    manifest = _read(store, check_backup_id(backup_id))
+    return _verify(store, _read(store, check_backup_id(backup_id)))
+
+
+def _verify(store: BackupStore, manifest: Manifest) -> Manifest:
+    backup_id = manifest.id
     try:
         with store.open_payload(manifest.payload) as handle:
             size, sha256 = file_digest(handle)
@@ -174,70 +185,94 @@ class PruneReport:
     deleted: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
     protected: list[str] = field(default_factory=list)  # kept as the current state's only one
+    damaged: list[str] = field(default_factory=list)  # failed verification: deleted, never kept
 
     def as_dict(self) -> dict[str, Any]:
-        return {"deleted": self.deleted, "kept": self.kept, "protected": self.protected}
+        return {
+            "deleted": self.deleted,
+            "kept": self.kept,
+            "protected": self.protected,
+            "damaged": self.damaged,
+        }
 
 
 def prune_backups(
     *,
     keep: int | None = None,
-    database: str | None = None,
+    database: str = DEFAULT_DB_ALIAS,
     assume_yes: bool = False,
     confirm: ConfirmCallback | None = None,
 ) -> PruneReport:
-    """Delete all but the newest ``keep`` backups of each database (None: BACKUP_KEEP).
+    """Delete all but the newest ``keep`` intact backups of a database (None: BACKUP_KEEP).
 
-    The newest backup of a database's current migration state is never deleted when it is
-    the only one left of that state: it is what a restore would need. Pruning deletes, so
-    the production guard applies.
+    Only the backups of the database behind the alias are touched (``list_backups``). A
+    backup is kept only after its payload is verified: a damaged one is deleted and never
+    counts. The newest intact backup of the database's current migration state is kept
+    even beyond ``keep``: it is what a restore would need. Pruning deletes, so the
+    production guard applies.
     """
     if keep is None:
         keep = get_settings().backup_keep
     if keep < 0:
         raise InvalidRequest("--keep must be 0 or more.")
-    report = PruneReport()
-    by_database: dict[str, list[Manifest]] = {}
-    for manifest in list_backups(database):
-        by_database.setdefault(manifest.database, []).append(manifest)
-    store = backup_store()
-    for alias, manifests in by_database.items():
-        if alias not in connections:
-            logger.warning("Not pruning backups of %r: no such database is configured", alias)
-            report.kept += [m.id for m in manifests]
-            continue
-        doomed, protected = _doomed(alias, manifests, keep)
-        report.protected += [m.id for m in protected]
-        report.kept += [m.id for m in manifests if m not in doomed]
-        if doomed:
-            guard.require_confirmation(
-                connections[alias],
-                question=f"Delete {len(doomed)} backup(s) of {alias!r} in "
-                f"{get_settings().environment}?",
-                assume_yes=assume_yes,
-                confirm=confirm,
-                command="backup",
-                arguments={"prune": True, "keep": keep},
-            )
-        for manifest in doomed:
-            store.delete(manifest.id, manifest.payload)
-            report.deleted.append(manifest.id)
-            logger.info("Pruned backup %s", manifest.id)
-    return report
-
-
-def _doomed(alias: str, manifests: list[Manifest], keep: int) -> tuple[list[Manifest], list]:
-    connection = connections[alias]
+    connection = connections[database]
     connect(connection)
     recorder = MigrationRecorder(connection)
     current = frozenset(recorder.applied_migrations()) if recorder.has_table() else frozenset()
-    kept, doomed = manifests[:keep], manifests[keep:]
-    of_current = [m for m in manifests if m.applied == current]
-    protected = []
-    if of_current and not any(m in kept for m in of_current):
-        protected = [of_current[0]]  # the newest backup of the state the database is in
-        doomed = [m for m in doomed if m is not of_current[0]]
-    return doomed, protected
+    manifests = list_backups(database)
+    intact = _Verified(backup_store())
+    kept: list[Manifest] = []
+    for manifest in manifests:
+        if len(kept) == keep:
+            break
+        if intact(manifest):
+            kept.append(manifest)
+    report = PruneReport()
+    if not any(m.applied == current for m in kept):
+        protected = next((m for m in manifests if m.applied == current and intact(m)), None)
+        if protected is not None:
+            report.protected.append(protected.id)
+            kept.append(protected)
+    report.kept = [m.id for m in manifests if m in kept]
+    report.damaged = [m.id for m in manifests if intact.damaged(m)]
+    doomed = [m for m in manifests if m not in kept]
+    if doomed:
+        guard.require_confirmation(
+            connection,
+            question=f"Delete {len(doomed)} backup(s) of {database!r} in "
+            f"{get_settings().environment}?",
+            assume_yes=assume_yes,
+            confirm=confirm,
+            command="backup",
+            arguments={"prune": True, "keep": keep},
+        )
+    for manifest in doomed:
+        intact.store.delete(manifest.id, manifest.payload)
+        report.deleted.append(manifest.id)
+        logger.info("Pruned backup %s", manifest.id)
+    return report
+
+
+class _Verified:
+    """Verifies each backup at most once; remembers which failed."""
+
+    def __init__(self, store: BackupStore) -> None:
+        self.store = store
+        self.results: dict[str, bool] = {}
+
+    def __call__(self, manifest: Manifest) -> bool:
+        if manifest.id not in self.results:
+            try:
+                _verify(self.store, manifest)
+            except BackupFailed as exc:
+                logger.warning("Not keeping backup %s: %s", manifest.id, exc)
+                self.results[manifest.id] = False
+            else:
+                self.results[manifest.id] = True
+        return self.results[manifest.id]
+
+    def damaged(self, manifest: Manifest) -> bool:
+        return self.results.get(manifest.id) is False
 
 
 def human_size(size: int) -> str:

@@ -18,6 +18,7 @@ import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Final
 
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -34,6 +35,7 @@ REASONS: Final = ("manual", "pre-migrate", "pre-rollback", "pre-restore")
 FORMATS: Final = ("native", "portable")
 BACKUP_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 LIST_HINT: Final = "run 'manage.py backup --list' to see the backups"
+LATER_FIELDS: Final = frozenset({"database_host", "database_port"})  # older manifests lack them
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,7 +46,7 @@ class Manifest:
     created: str  # ISO 8601, UTC
     label: str
     reason: str
-    database: str  # the alias
+    database: str  # the alias, for people: backups belong to the database's identity
     database_name: str  # NAME: a database name or a SQLite file (never credentials)
     vendor: str
     server_version: str
@@ -63,6 +65,8 @@ class Manifest:
     actor: str = ""
     duration: float = 0.0
     manifest_version: int = MANIFEST_VERSION
+    database_host: str | None = None  # None: written before backups had an identity
+    database_port: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,11 +76,54 @@ class Manifest:
         """The migrations applied in the backed-up database."""
         return frozenset((app_label, name) for app_label, name, _ in self.migrations)
 
+    @property
+    def identity(self) -> "DatabaseIdentity":
+        """The database this backup was taken of."""
+        return DatabaseIdentity(
+            self.vendor, self.database_host or "", self.database_port or "", self.database_name
+        )
+
+    def belongs_to(self, identity: "DatabaseIdentity") -> bool:
+        """Whether this is a backup of that database (older manifests: same vendor and name)."""
+        if self.database_host is None:
+            return (self.vendor, self.database_name) == (identity.vendor, identity.name)
+        return self.identity == identity
+
     def to_json(self) -> bytes:
         """The sealed document, as written to the store."""
         document = self.as_dict()
         document["checksum"] = _seal(document)
         return (json.dumps(document, indent=2, sort_keys=True) + "\n").encode()
+
+
+@dataclass(frozen=True)
+class DatabaseIdentity:
+    """Which database a backup belongs to: the same whatever alias reaches it."""
+
+    vendor: str
+    host: str  # '' for SQLite, and for PostgreSQL's default (local socket)
+    port: str
+    name: str  # a database name, or a SQLite file's absolute path
+
+    def describe(self) -> str:
+        if self.vendor == "sqlite":
+            return f"SQLite file {self.name}"
+        port = f", port {self.port}" if self.port else ""
+        return f"{self.vendor} database {self.name!r} at {self.host or 'the local socket'}{port}"
+
+
+DEFAULT_PORTS: Final = {"postgresql": "5432"}
+
+
+def database_identity(connection: BaseDatabaseWrapper) -> DatabaseIdentity:
+    """The identity of the database behind a connection, from its settings (no query)."""
+    settings = connection.settings_dict
+    name = str(settings["NAME"] or "")
+    if connection.vendor == "sqlite":
+        path = name if connection.is_in_memory_db() else str(Path(name).resolve())
+        return DatabaseIdentity("sqlite", "", "", path)
+    port = str(settings.get("PORT") or DEFAULT_PORTS.get(connection.vendor, ""))
+    return DatabaseIdentity(connection.vendor, str(settings.get("HOST") or ""), port, name)
 
 
 def load_manifest(raw: bytes, *, backup_id: str) -> Manifest:
@@ -96,7 +143,7 @@ def load_manifest(raw: bytes, *, backup_id: str) -> Manifest:
             "do not restore it."
         )
     names = {f.name for f in fields(Manifest)}
-    if set(document) != names:
+    if not names - LATER_FIELDS <= set(document) <= names:
         raise BackupFailed(
             f"The manifest of backup {backup_id!r} has unexpected fields "
             f"{sorted(set(document) ^ names)}; was it written by another version of migrator?"

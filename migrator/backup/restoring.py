@@ -17,7 +17,12 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from migrator.backup import keepaudit
 from migrator.backup.backups import check_digest, create_backup
 from migrator.backup.base import BackupEngine, Statement
-from migrator.backup.manifest import Manifest, disk_migrations, state_differences
+from migrator.backup.manifest import (
+    Manifest,
+    database_identity,
+    disk_migrations,
+    state_differences,
+)
 from migrator.backup.storage import DirectoryStore, backup_store, file_digest
 from migrator.exceptions import BackupFailed, MigratorError
 from migrator.models import Run
@@ -57,12 +62,27 @@ class RestoreReport:
 
 
 def check_fits(manifest: Manifest, connection: BaseDatabaseWrapper, *, force: bool) -> list[str]:
-    """Refuse another vendor's native backup, and unless forced, one the files don't fit."""
+    """Refuse another vendor's native backup, and unless forced, another database's backup
+    or one the files don't fit; return what --force overrode."""
     if manifest.format == "native" and manifest.vendor != connection.vendor:
         raise BackupFailed(
             f"Backup {manifest.id!r} is a native {manifest.vendor} backup; it cannot be "
             f"restored into the {connection.vendor} database {connection.alias!r}. Take a "
             "portable backup (--format portable) to move data across vendors."
+        )
+    identity = database_identity(connection)
+    whose = (
+        []
+        if manifest.belongs_to(identity)
+        else [
+            f"backup {manifest.id!r} is of {manifest.identity.describe()}, not of "
+            f"{identity.describe()}"
+        ]
+    )
+    if whose and not force:
+        raise BackupFailed(
+            f"Backup {manifest.id!r} belongs to another database: {whose[0]}. Pass --force "
+            f"to replace {connection.alias!r} with it anyway; nothing was changed."
         )
     differences = state_differences(manifest, disk_migrations())
     if differences and not force:
@@ -71,7 +91,7 @@ def check_fits(manifest: Manifest, connection: BaseDatabaseWrapper, *, force: bo
             f"Backup {manifest.id!r} does not fit the migration files on disk: "
             f"{differences[0]}{more}. Check out the code it was taken with, or pass --force."
         )
-    return differences
+    return whose + differences
 
 
 def restore_payload(

@@ -27,7 +27,10 @@ class Command(MigratorCommand):
         parser.add_argument("--label", default="", help="A note stored in the manifest.")
         actions = parser.add_mutually_exclusive_group()
         actions.add_argument(
-            "--list", action="store_true", help="List the backups of every database, newest first."
+            "--list",
+            action="store_true",
+            help="List the backups of --database (its vendor, host, port and name, whatever the "
+            "alias), newest first.",
         )
         actions.add_argument("--show", metavar="ID", help="Show a backup's manifest.")
         actions.add_argument(
@@ -40,6 +43,12 @@ class Command(MigratorCommand):
             "backup of its current migration state).",
         )
         parser.add_argument(
+            "--all",
+            action="store_true",
+            dest="all_databases",
+            help="With --list: the backups of every database in the store.",
+        )
+        parser.add_argument(
             "--keep",
             type=int,
             metavar="N",
@@ -50,8 +59,10 @@ class Command(MigratorCommand):
         database = options["database"]
         if options["keep"] is not None and not options["prune"]:
             raise CommandError("--keep goes with --prune.")
-        if options["list"]:  # every database's: any backup can go into any database
-            self.render_list(backup.list_backups())
+        if options["all_databases"] and not options["list"]:
+            raise CommandError("--all goes with --list.")
+        if options["list"]:
+            self.render_list(backup.list_backups(None if options["all_databases"] else database))
         elif options["show"]:
             self.render_manifest(backup.get_manifest(options["show"]))
         elif options["verify"]:
@@ -131,6 +142,8 @@ class Command(MigratorCommand):
             return
         for backup_id in report.deleted:
             self.stdout.write(f"Deleted {backup_id}")
+        for backup_id in report.damaged:
+            self.stdout.write(f"Damaged {backup_id}: failed verification, so not kept")
         for backup_id in report.protected:
             self.stdout.write(f"Kept {backup_id}: the only backup of the current migration state")
         self.stdout.write(f"Pruned {len(report.deleted)} backup(s); {len(report.kept)} kept.")

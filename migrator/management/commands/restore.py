@@ -24,7 +24,8 @@ class Command(MigratorCommand):
         parser.add_argument(
             "--force",
             action="store_true",
-            help="Restore even if the backup's migration state differs from the files on disk.",
+            help="Restore even a backup of another database (vendor, host, port, name), or one "
+            "whose migration state differs from the files on disk.",
         )
         parser.add_argument(
             "--no-safety-backup",
