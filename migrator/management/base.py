@@ -2,7 +2,11 @@
 
 import argparse
 import json
+import os
+import select
+import signal
 import sys
+import threading
 import time
 from typing import Any
 
@@ -23,6 +27,33 @@ def seconds_argument(value: str) -> float:
         return seconds(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{value!r} {exc}") from None
+
+
+def read_answer(stream: Any) -> str:
+    """One line typed on a terminal; Ctrl-C at any moment is KeyboardInterrupt.
+
+    A plain ``readline()`` loses a SIGINT that lands after Python last checked for signals
+    but before ``read()`` blocks: the handler only runs once ``read()`` returns, which a
+    Ctrl-C (whose input the terminal discards) never makes it do. The signal's wakeup fd
+    is waited on beside the terminal, so a signal that came at any time ends the wait.
+    """
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # an in-memory stream (tests)
+        return stream.readline()
+    if threading.current_thread() is not threading.main_thread():
+        return stream.readline()  # signals, and their wakeup fd, belong to the main thread
+    wakeup_read, wakeup_write = os.pipe()
+    os.set_blocking(wakeup_write, False)
+    previous = signal.set_wakeup_fd(wakeup_write, warn_on_full_buffer=False)
+    try:
+        while fd not in select.select([fd, wakeup_read], [], [])[0]:
+            os.read(wakeup_read, 512)  # a signal: its handler raised, or it is ignored
+        return stream.readline()
+    finally:
+        signal.set_wakeup_fd(previous)
+        os.close(wakeup_read)
+        os.close(wakeup_write)
 
 
 class MigratorCommand(BaseCommand):
@@ -236,7 +267,7 @@ class MigratorCommand(BaseCommand):
             try:  # Ctrl-C while the question is still being written is a "no" too
                 self.stdout.write(f"{question}\nType {expected!r} to continue: ", ending="")
                 self.stdout.flush()
-                answer = self.stdin.readline()
+                answer = read_answer(self.stdin)
             except KeyboardInterrupt:
                 self.stdout.write("")
                 return False
