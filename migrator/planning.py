@@ -198,3 +198,34 @@ def forward_plan(executor: MigrationExecutor, targets: list[MigrationTarget]) ->
             "Use 'python manage.py rollback' to undo migrations."
         )
     return plan
+
+
+@dataclass(frozen=True)
+class SqlStep:
+    """The SQL one migration of a plan runs (``safemigrate --sql``, ``rollback --sql``)."""
+
+    migration: str  # app_label.name
+    statements: list[str]  # as ``sqlmigrate`` prints them, comments included
+    no_sql: list[str] = field(default_factory=list)  # its operations that run no SQL, and why
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"migration": self.migration, "statements": self.statements, "no_sql": self.no_sql}
+
+
+def plan_sql(loader: MigrationLoader, plan: MigrationPlan) -> list[SqlStep]:
+    """The SQL of each step of a plan, forward or backward, changing nothing.
+
+    A backward step with an irreversible operation has no SQL at all (Django cannot
+    unapply it); Python code (RunPython) has none either. Both are named in ``no_sql``.
+    """
+    steps = []
+    for migration, backwards in plan:
+        irreversible = [op for op in migration.operations if backwards and not op.reversible]
+        no_sql = [f"{describe_operation(op)}: irreversible" for op in irreversible] or [
+            f"{describe_operation(op)}: Python code"
+            for op in migration.operations
+            if not op.reduces_to_sql
+        ]
+        statements = [] if irreversible else loader.collect_sql([(migration, backwards)])
+        steps.append(SqlStep(migration_label(migration), statements, no_sql))
+    return steps

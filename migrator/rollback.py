@@ -209,6 +209,20 @@ def plan_rollback(
     return prepared.report
 
 
+def plan_sql(
+    app_label: str | None = None,
+    migration_name: str | None = None,
+    *,
+    last: bool = False,
+    database: str = DEFAULT_DB_ALIAS,
+) -> list[planning.SqlStep]:
+    """The SQL of the backward plan (``rollback --sql``), naming steps without SQL; changes
+    nothing. Irreversible steps are named, not refused: the preview shows what is there."""
+    request = RollbackRequest(app_label, migration_name, last=last)
+    prepared = _prepare(request, connections[database])
+    return planning.plan_sql(prepared.executor.loader, prepared.plan)
+
+
 def rollback(
     app_label: str | None = None,
     migration_name: str | None = None,

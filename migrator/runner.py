@@ -89,13 +89,10 @@ def plan_sql(
     *,
     database: str = DEFAULT_DB_ALIAS,
     stage: Stage | None = None,
-) -> list[tuple[str, list[str]]]:
+) -> list[planning.SqlStep]:
     """The SQL each planned migration would run, as ``sqlmigrate`` shows it (``--sql``)."""
     _, plan, executor, _ = migration_plan(app_label, migration_name, database=database, stage=stage)
-    return [
-        (migration_label(migration), executor.loader.collect_sql([(migration, backwards)]))
-        for migration, backwards in plan
-    ]
+    return planning.plan_sql(executor.loader, plan)
 
 
 def safemigrate(

@@ -511,3 +511,47 @@ def test_a_failing_reverse_with_json_reports_what_remains(db_alias, scenario):
     assert document["failed_migration"] == "scenarios.0003_reverse_fails"
     assert document["unapplied"] == ["scenarios.0004_widget_weight"]
     assert document["remaining"] == ["scenarios.0003_reverse_fails"]
+
+
+# rollback --sql ------------------------------------------------------------------------------
+
+
+def test_rollback_sql_prints_the_backward_sql_and_changes_nothing(db_alias):
+    assert run_command("safemigrate", "ledger", "0004", "--no-backup", database=db_alias)[2] == 0
+    assert run_command("safemigrate", "ledger", "--no-backup", database=db_alias)[2] == 0
+    columns, runs = table_columns(db_alias, "ledger_entry"), Run.objects.using(db_alias).count()
+
+    out, err, code = run_command("rollback", "ledger", "0002", "--sql", database=db_alias)
+
+    assert (code, err) == (0, "")
+    headings = [line for line in out.splitlines() if line.startswith("-- ledger.")]
+    assert headings == [
+        "-- ledger.0005_normalise_account_names",
+        "-- ledger.0004_remove_entry_memo",
+        "-- ledger.0003_backfill_email",
+    ]
+    irreversible = out.index("-- No SQL: Raw Python operation: irreversible")
+    assert out.index(headings[0]) < irreversible < out.index(headings[1])
+    memo_back = out[out.index(headings[1]) : out.index(headings[2])]
+    assert '"memo"' in memo_back  # the column the reverse of RemoveField adds back
+    python = out.index("-- No SQL: Raw Python operation: Python code")
+    assert out.index(headings[2]) < python
+
+    out, err, code = run_command("rollback", "--last", "--sql", "--json", database=db_alias)
+    assert (code, err) == (0, "")
+    assert json.loads(out) == {
+        "sql": [
+            {
+                "migration": "ledger.0005_normalise_account_names",
+                "statements": [],
+                "no_sql": ["Raw Python operation: irreversible"],
+            }
+        ]
+    }
+    assert applied(db_alias, "ledger")[-1] == "0005_normalise_account_names"
+    assert table_columns(db_alias, "ledger_entry") == columns
+    assert Run.objects.using(db_alias).count() == runs
+    assert run_command("rollback", "--last", "--sql", "--restore", database=db_alias)[1:] == (
+        "--sql shows the reverse operations; --restore runs none.\n",
+        1,
+    )

@@ -16,7 +16,7 @@ from django.db import DEFAULT_DB_ALIAS, OperationalError, connections
 from migrator import checks, operations, secrets
 from migrator.conf import get_settings, seconds
 from migrator.exceptions import MigratorError
-from migrator.planning import PlannedMigration
+from migrator.planning import PlannedMigration, SqlStep
 from migrator.risks import SEVERITY_RANK, Finding, Severity
 from migrator.types import ProgressEvent, RunOptions
 
@@ -158,6 +158,20 @@ class MigratorCommand(BaseCommand):
             arguments={**target, **chosen},
             **chosen,
         )
+
+    def render_sql(self, steps: list[SqlStep], *, nothing: str) -> None:
+        """Each migration's SQL under its name; steps without SQL are named as comments."""
+        if self.as_json:
+            self.write_json({"sql": [step.as_dict() for step in steps]})
+            return
+        if not steps:
+            self.stdout.write(nothing)
+        for step in steps:
+            self.stdout.write(self.style.MIGRATE_HEADING(f"-- {step.migration}"))
+            for statement in step.statements:
+                self.stdout.write(statement)
+            for operation in step.no_sql:
+                self.stdout.write(self.style.NOTICE(f"-- No SQL: {operation}"))
 
     def write_json(self, document: dict[str, Any]) -> None:
         self.stdout.write(json.dumps(document, sort_keys=True, default=str))

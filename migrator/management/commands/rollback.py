@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from django.core.management.base import CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from migrator import rollback
 from migrator.exceptions import MigratorError
@@ -42,6 +42,11 @@ class Command(MigratorCommand):
             help="Show the plan, its problems and the data it destroys; change nothing.",
         )
         parser.add_argument(
+            "--sql",
+            action="store_true",
+            help="Print the SQL of the backward plan, naming steps without SQL; change nothing.",
+        )
+        parser.add_argument(
             "--allow-data-loss",
             action="store_true",
             help="Allow a rollback that destroys data without asking.",
@@ -68,6 +73,14 @@ class Command(MigratorCommand):
             "last": options["last"],
             "restore": options["restore"],
         }
+        if options["sql"]:
+            if options["restore"]:
+                raise CommandError("--sql shows the reverse operations; --restore runs none.")
+            steps = rollback.plan_sql(
+                app_label, migration_name, last=options["last"], database=options["database"]
+            )
+            self.render_sql(steps, nothing="-- Nothing to roll back.")
+            return
         try:
             if options["plan"]:
                 report = rollback.plan_rollback(**request, database=options["database"])

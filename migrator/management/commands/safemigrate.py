@@ -65,7 +65,8 @@ class Command(MigratorCommand):
         target = {"app_label": app_label, "migration_name": migration_name}
         stage = options["stage"] and Stage(options["stage"].replace("-", "_"))
         if options["sql"]:
-            self.render_sql(runner.plan_sql(**target, database=options["database"], stage=stage))
+            steps = runner.plan_sql(**target, database=options["database"], stage=stage)
+            self.render_sql(steps, nothing="-- No migrations to apply.")
             return
         if options["plan"]:
             report = runner.plan_report(**target, database=options["database"], stage=stage)
@@ -109,14 +110,3 @@ class Command(MigratorCommand):
             self.stdout.write(self.style.MIGRATE_HEADING("Held back until after the deploy:"))
         for held in report.held_back:
             self.stdout.write(f"  {held.label}: {held.reason}")
-
-    def render_sql(self, statements: list[tuple[str, list[str]]]) -> None:
-        if self.as_json:
-            self.write_json({"sql": [{"migration": m, "statements": s} for m, s in statements]})
-            return
-        if not statements:
-            self.stdout.write("-- No migrations to apply.")
-        for label, sql in statements:
-            self.stdout.write(self.style.MIGRATE_HEADING(f"-- {label}"))
-            for statement in sql:
-                self.stdout.write(statement)
