@@ -57,6 +57,7 @@ def writer(url: str, stop, results) -> None:
 
 def states():
     """The table's project state, and the plain and safe operations to measure on it."""
+    import django
     from django.db import migrations, models
     from django.db.migrations.state import ModelState, ProjectState
 
@@ -79,7 +80,8 @@ def states():
     )
     index = models.Index(fields=["title"], name="zdt_book_title_idx")
     unique = models.UniqueConstraint(fields=["isbn"], name="zdt_book_isbn_uniq")
-    check = models.CheckConstraint(condition=models.Q(pages__gte=0), name="zdt_book_pages_gte_0")
+    condition = "condition" if django.VERSION >= (5, 1) else "check"  # renamed in 5.1
+    check = models.CheckConstraint(**{condition: models.Q(pages__gte=0)}, name="zdt_book_gte_0")
 
     def author():
         return models.ForeignKey("zdt.author", models.CASCADE, null=True)

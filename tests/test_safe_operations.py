@@ -11,6 +11,7 @@ from django.db.migrations.loader import MigrationLoader
 from migrator import runner
 from migrator.exceptions import MigrationFailed
 from migrator.runner import RunOptions
+from tests.scenarios.steps import CHECK_CONDITION
 from tests.test_risks import execute, lock_widgets, migrate
 from tests.utils import (
     ROOT,
@@ -34,7 +35,10 @@ PLAIN = {
         "book", models.UniqueConstraint(fields=["isbn"], name="book_isbn_uniq")
     ),
     "0004_book_pages_check": migrations.AddConstraint(
-        "book", models.CheckConstraint(condition=models.Q(pages__gte=0), name="book_pages_gte_0")
+        "book",
+        models.CheckConstraint(
+            **{CHECK_CONDITION: models.Q(pages__gte=0)}, name="book_pages_gte_0"
+        ),
     ),
     "0005_book_author": migrations.AddField(
         "book", "author", models.ForeignKey("scenarios.author", models.CASCADE, null=True)

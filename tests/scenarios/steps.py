@@ -3,6 +3,11 @@
 import os
 import sys
 
+import django
+
+# Django 5.1 renamed CheckConstraint(check=...) to condition=... (6.0 removed check=).
+CHECK_CONDITION = "condition" if django.VERSION >= (5, 1) else "check"
+
 
 def pause_here(label: str):
     """A step that, when ``PAUSE_AT`` names it, prints PAUSED and waits for a line on stdin.

@@ -1,6 +1,7 @@
 from django.db import migrations, models
 
 from migrator.operations import AddCheckSafely
+from tests.scenarios.steps import CHECK_CONDITION
 
 
 class Migration(migrations.Migration):
@@ -9,6 +10,8 @@ class Migration(migrations.Migration):
     operations = [
         AddCheckSafely(
             "book",
-            models.CheckConstraint(condition=models.Q(pages__gte=0), name="book_pages_gte_0"),
+            models.CheckConstraint(
+                **{CHECK_CONDITION: models.Q(pages__gte=0)}, name="book_pages_gte_0"
+            ),
         )
     ]
