@@ -5,6 +5,9 @@
 #   make migrate-check                deploy gate: integrity, nothing pending
 #   make migrate-down YES=1           undo what the last safemigrate run applied
 #   make migrate-test SINCE=origin/main
+#   make migrate STAGE=before-deploy  zero-downtime deploys: the stage the old code survives,
+#   make migrate-check STAGE=before-deploy   the gate before switching traffic,
+#   make migrate STAGE=after-deploy   and the rest once no old code runs (docs/zero-downtime.md)
 #
 # Variables (all overridable: make migrate PYTHON=.venv/bin/python DATABASE=replica):
 #   PYTHON    interpreter                          (python)
@@ -13,6 +16,7 @@
 #   YES       1 confirms changes without a prompt  (empty)
 #   SINCE     git revision for migrate-test        (empty: every migration)
 #   APPS      app labels for migrate-test          (empty: all apps)
+#   STAGE     before-deploy or after-deploy        (empty: every pending migration)
 #   ARGS      extra flags for the command          (empty)
 # The environment comes from MIGRATOR_ENV (or the MIGRATOR setting), as for the commands.
 
@@ -22,10 +26,12 @@ DATABASE ?= default
 YES ?=
 SINCE ?=
 APPS ?=
+STAGE ?=
 ARGS ?=
 
 YES_FLAG = $(if $(filter 1 yes true,$(YES)),--yes)
 SINCE_FLAG = $(if $(SINCE),--since $(SINCE))
+STAGE_FLAG = $(if $(STAGE),--stage $(STAGE))
 
 .PHONY: help migrate migrate-plan migrate-down migrate-check migrate-test migrate-logs backup
 
@@ -33,17 +39,17 @@ help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | sed 's/:.*## /\t/'
 
 migrate:  ## Apply migrations: safemigrate, never prompting (YES=1 confirms)
-	$(MANAGE) safemigrate --database $(DATABASE) --noinput $(YES_FLAG) $(ARGS)
+	$(MANAGE) safemigrate --database $(DATABASE) --noinput $(YES_FLAG) $(STAGE_FLAG) $(ARGS)
 
 migrate-plan:  ## Show the plan and its risks; change nothing
-	$(MANAGE) safemigrate --plan --database $(DATABASE) $(ARGS)
+	$(MANAGE) safemigrate --plan --database $(DATABASE) $(STAGE_FLAG) $(ARGS)
 
 migrate-down:  ## Roll back what the last safemigrate run applied (YES=1 confirms)
 	$(MANAGE) rollback --last --database $(DATABASE) --noinput $(YES_FLAG) $(ARGS)
 
 migrate-check:  ## Fail unless files match history and nothing is pending
 	$(MANAGE) verifymigrations --database $(DATABASE) $(ARGS)
-	$(MANAGE) migrationstatus --check --database $(DATABASE) $(ARGS)
+	$(MANAGE) migrationstatus --check --database $(DATABASE) $(STAGE_FLAG) $(ARGS)
 
 migrate-test:  ## Round-trip migrations on a throwaway test database
 	$(MANAGE) testmigrations $(APPS) --database $(DATABASE) --noinput $(SINCE_FLAG) $(ARGS)

@@ -210,10 +210,10 @@ def decide(plan: MigrationPlan, loader: MigrationLoader) -> dict[MigrationKey, S
     state = ProjectState(real_apps=loader.unmigrated_apps)
     decisions = {}
     for key in _apply_order(loader):
-        if key in wanted or key in applied:
-            decision = stage_of(loader.graph.nodes[key], state)
-            if key in wanted:
-                decisions[key] = decision
+        if key in wanted:
+            decisions[key] = stage_of(loader.graph.nodes[key], state)
+        elif key in applied:
+            loader.graph.nodes[key].mutate_state(state, preserve=False)
     return decisions
 
 

@@ -66,7 +66,7 @@ def test_plan_check_migrate_check_on_a_fresh_checkout(make, tmp_path):
     planned = make("migrate-plan")
     assert planned.returncode == 0, planned.stderr
     assert "Planned operations:" in planned.stdout
-    assert "  ledger.0004_remove_entry_memo\n" in planned.stdout
+    assert "  ledger.0004_remove_entry_memo [after_deploy]\n" in planned.stdout
 
     pending = make("migrate-check")
     assert pending.returncode != 0
@@ -97,6 +97,14 @@ def test_migrate_test_round_trips_the_demo(make):
         ),
         (("migrate",), "manage.py safemigrate --database default --noinput"),
         (("migrate-plan",), "manage.py safemigrate --plan --database default"),
+        (
+            ("migrate", "STAGE=before-deploy", "YES=1"),
+            "manage.py safemigrate --database default --noinput --yes --stage before-deploy",
+        ),
+        (
+            ("migrate-plan", "STAGE=after-deploy"),
+            "manage.py safemigrate --plan --database default --stage after-deploy",
+        ),
         (("migrate-down", "YES=1"), "manage.py rollback --last --database default --noinput --yes"),
         (
             ("migrate-test", "SINCE=origin/main", "APPS=ledger"),

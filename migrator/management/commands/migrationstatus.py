@@ -27,10 +27,10 @@ class Command(MigratorCommand):
         )
         parser.add_argument(
             "--stage",
-            choices=["before-deploy"],
+            choices=["before-deploy", "after-deploy"],
             default=None,
-            help="With --check: exit 1 only when before_deploy migrations are pending (a gate "
-            "before switching traffic to new code).",
+            help="With --check: before-deploy exits 1 only when before_deploy migrations are "
+            "pending (a gate before switching traffic to new code); after-deploy: any.",
         )
 
     def run(self, **options: Any) -> None:
@@ -45,7 +45,7 @@ class Command(MigratorCommand):
         code = status.gate(stage)
         if options["check"] and code:
             reason = "history is wrong" if code == 2 else "migrations are pending"
-            if code == 1 and stage is not None:
+            if code == 1 and stage is Stage.BEFORE_DEPLOY:
                 reason = f"{stage} migrations are pending"
             raise CommandError(
                 f"Database {status.database!r} is not ready: {reason}.", returncode=code
