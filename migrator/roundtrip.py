@@ -95,6 +95,11 @@ class Constraint:
     def content(self) -> tuple[Any, ...]:
         return (self.kind, self.columns, self.details)
 
+    @property
+    def compared(self) -> tuple[Any, ...]:
+        """What must match: an invented name is renumbered when a table is remade, so not it."""
+        return self.content if self.generated_name else (self.name, *self.content)
+
     def describe(self, *, with_name: bool = True, with_details: bool = False) -> str:
         text = self.kind
         if with_name and not self.generated_name:
@@ -224,7 +229,7 @@ def _compare_constraints(
     added = [new_keyed[key] for key in new_keyed if key not in old_keyed]
     for key in old_keyed.keys() & new_keyed.keys():
         before, after = old_keyed[key], new_keyed[key]
-        if before != after:
+        if before.compared != after.compared:
             details = before.kind == after.kind and before.columns == after.columns
             lines.append(
                 f"{before.name!r} is {after.describe(with_name=False, with_details=details)} "

@@ -287,6 +287,37 @@ def test_snapshots_compare_columns_constraints_and_reuse_unchanged_tables(alias)
     ]
 
 
+def test_constraints_under_invented_names_compare_by_what_they_are(alias):
+    connection = connections[alias]
+
+    def snapshot_of(columns: str) -> roundtrip.SchemaSnapshot:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE IF EXISTS rt_tag")
+            cursor.execute(f"CREATE TABLE rt_tag (id integer PRIMARY KEY, {columns})")
+        return roundtrip.take_snapshot(connection)
+
+    first = snapshot_of("name varchar(20) UNIQUE, slug varchar(20) UNIQUE")
+    # Remade with its columns in another order, as SQLite's table remake may: SQLite
+    # numbers the nameless constraints the other way round.
+    remade = snapshot_of("slug varchar(20) UNIQUE, name varchar(20) UNIQUE")
+    assert roundtrip.compare_snapshots(first, remade) == []
+    lost = snapshot_of("slug varchar(20) UNIQUE, name varchar(20)")
+    name = "" if connection.vendor == "sqlite" else " 'rt_tag_name_key'"
+    assert roundtrip.compare_snapshots(first, lost) == [
+        f"rt_tag: unique constraint{name} on (name) missing after round trip, present before"
+    ]
+
+
+def test_a_third_party_app_that_round_trips_cleanly_passes(alias, settings):
+    """django-taggit's 0005 remakes its table on SQLite, renumbering nameless constraints."""
+    settings.INSTALLED_APPS = [*settings.INSTALLED_APPS, "taggit"]
+    out, err, code = run_command("testmigrations", "taggit", "--noinput", "--json", database=alias)
+    report = json.loads(out)
+    assert (code, report["counts"]["differences"]) == (0, 0), err
+    assert {m["status"] for m in report["migrations"]} == {"ok"}
+    assert "taggit.0005_auto_20220424_2025" in {m["migration"] for m in report["migrations"]}
+
+
 def _write_migration(directory: Path, name: str, previous: str | None, sql: str) -> None:
     dependencies = f'[("scenarios", "{previous}")]' if previous else "[]"
     table = sql.split()[2]
