@@ -96,7 +96,7 @@ class RecordingExecutor(MigrationExecutor):
     def _apply_once(self, migration: Migration, state: ProjectState) -> ProjectState:
         with (
             self._bounded(migration, state),
-            self.connection.schema_editor(atomic=migration.atomic) as schema_editor,
+            self._schema_editor(migration) as schema_editor,
         ):
             if timeouts.applies(self.connection, migration):
                 timeouts.set_local_timeouts(self.connection)
@@ -123,7 +123,7 @@ class RecordingExecutor(MigrationExecutor):
     def _unapply_once(self, migration: Migration, state: ProjectState) -> ProjectState:
         with (
             self._bounded(migration, state),
-            self.connection.schema_editor(atomic=migration.atomic) as schema_editor,
+            self._schema_editor(migration) as schema_editor,
         ):
             if timeouts.applies(self.connection, migration):
                 timeouts.set_local_timeouts(self.connection)
@@ -133,6 +133,29 @@ class RecordingExecutor(MigrationExecutor):
         if not schema_editor.atomic_migration:
             self.record_unapplied(migration)
         return state
+
+    @contextmanager
+    def _schema_editor(self, migration: Migration) -> Iterator[Any]:
+        """The connection's schema editor, raising the database's own error when one fails.
+
+        SQLite's editor checks constraints before it leaves its atomic block; after an
+        error that broke the block (an ORM save in a ``RunPython``), the check raises
+        TransactionManagementError over the real error and the block is never left. Leave
+        it as its exit would have (rollback, constraint checks back on), raise the real one.
+        """
+        editor = self.connection.schema_editor(atomic=migration.atomic)
+        try:
+            with editor:
+                yield editor
+        except transaction.TransactionManagementError as exc:
+            original = exc.__context__
+            if original is None or not (
+                editor.atomic_migration and self.connection.in_atomic_block
+            ):
+                raise
+            editor.atomic.__exit__(type(original), original, original.__traceback__)
+            self.connection.enable_constraint_checking()
+            raise original.with_traceback(original.__traceback__) from None
 
     def _retrying(
         self,

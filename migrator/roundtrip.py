@@ -62,6 +62,7 @@ OK = "ok"
 DIFFERENCES = "differences"
 IRREVERSIBLE = "irreversible"
 FAILED = "failed"
+STATUSES = (OK, DIFFERENCES, IRREVERSIBLE, FAILED)
 
 # ---------------------------------------------------------------------------
 # Snapshots
@@ -530,7 +531,7 @@ _TEST_DB_EXISTS = {"sqlite": _sqlite_test_db_exists, "postgresql": _postgresql_t
 
 @dataclass
 class MigrationResult:
-    """How one migration's round trip went."""
+    """How one migration's round trip went (or its single apply, when that failed)."""
 
     migration: str
     status: str  # ok | differences | irreversible | failed
@@ -539,6 +540,8 @@ class MigrationResult:
     phase: str = ""  # where it failed: apply | unapply | reapply
     irreversible_operations: list[str] = field(default_factory=list)
     duration: float = 0.0
+    round_trip: bool = True  # False: a migration to apply once, whose apply failed
+    note: str = ""  # how the walk went on after a failure
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -549,7 +552,21 @@ class MigrationResult:
             "phase": self.phase,
             "irreversible_operations": self.irreversible_operations,
             "duration": round(self.duration, 6),
+            "round_trip": self.round_trip,
+            "note": self.note,
         }
+
+
+@dataclass(frozen=True)
+class NotReached:
+    """A migration that the walk could not test or apply after a failure, and why."""
+
+    migration: str
+    reason: str
+    round_trip: bool  # False: it was to be applied once
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"migration": self.migration, "reason": self.reason, "round_trip": self.round_trip}
 
 
 @dataclass
@@ -561,17 +578,19 @@ class RoundTripReport:
     vendor: str = ""
     strict: bool = False
     since: str | None = None
+    planned_round_trips: int = 0
+    planned_applied_once: int = 0
     results: list[MigrationResult] = field(default_factory=list)
     base: list[str] = field(default_factory=list)  # applied once, without a round trip
-    not_reached: list[str] = field(default_factory=list)  # after a failure stopped the walk
+    not_reached: list[NotReached] = field(default_factory=list)
     model_changes: list[str] = field(default_factory=list)
 
-    def with_status(self, status: str) -> list[MigrationResult]:
-        return [result for result in self.results if result.status == status]
+    def with_status(self, status: str, *, round_trip: bool = True) -> list[MigrationResult]:
+        return [r for r in self.results if r.status == status and r.round_trip == round_trip]
 
     def error(self) -> MigratorError | None:
         """The exception that carries this report's exit code, or None when all passed."""
-        failed = self.with_status(FAILED)
+        failed = [result for result in self.results if result.status == FAILED]
         if failed:
             return MigrationFailed(
                 f"{len(failed)} migration(s) failed their round trip: {_labels(failed)}."
@@ -598,9 +617,21 @@ class RoundTripReport:
         error = self.error()
         return 0 if error is None else error.exit_code
 
+    def counts(self) -> dict[str, int]:
+        """Round trips by outcome; they add up to ``planned_round_trips``."""
+        counts = {status: len(self.with_status(status)) for status in STATUSES}
+        counts["not_reached"] = sum(1 for skipped in self.not_reached if skipped.round_trip)
+        return counts
+
+    def applied_once_counts(self) -> dict[str, int]:
+        """Migrations to apply once, by outcome; they add up to ``planned_applied_once``."""
+        return {
+            "applied": len(self.base),
+            FAILED: len(self.with_status(FAILED, round_trip=False)),
+            "not_reached": sum(1 for skipped in self.not_reached if not skipped.round_trip),
+        }
+
     def as_dict(self) -> dict[str, Any]:
-        counts = {status: len(self.with_status(status)) for status in (OK, DIFFERENCES)}
-        counts.update({status: len(self.with_status(status)) for status in (IRREVERSIBLE, FAILED)})
         return {
             "command": "testmigrations",
             "database": self.database,
@@ -609,10 +640,15 @@ class RoundTripReport:
             "strict": self.strict,
             "since": self.since,
             "exit_code": self.exit_code,
-            "counts": counts,
+            "planned": {
+                "round_trips": self.planned_round_trips,
+                "applied_once": self.planned_applied_once,
+            },
+            "counts": self.counts(),
+            "applied_once_counts": self.applied_once_counts(),
             "migrations": [result.as_dict() for result in self.results],
             "base": self.base,
-            "not_reached": self.not_reached,
+            "not_reached": [skipped.as_dict() for skipped in self.not_reached],
             "model_changes": self.model_changes,
         }
 
@@ -655,11 +691,13 @@ def check_round_trips(
         planning.check_history(executor.loader)
         plan = executor.migration_plan(targets or executor.loader.graph.leaf_nodes())
         tested = {m for m, _ in plan if (m.app_label, m.name) in chosen}
+        report.planned_round_trips = len(tested)
+        report.planned_applied_once = len(plan) - len(tested)
         progress(
             ProgressEvent(
                 "roundtrip_plan",
                 message=f"Round trips of {len(tested)} migration(s); "
-                f"{len(plan) - len(tested)} other(s) applied once.",
+                f"{len(plan) - len(tested)} other(s) to apply once.",
             )
         )
         walk(executor, plan, tested, report, progress=progress)
@@ -689,33 +727,45 @@ def walk(
 
     The project state is carried from step to step (cloned once per round trip) and
     snapshots reuse unchanged tables, so each step costs about what applying costs.
+    After a failure the walk goes on with every migration that the database, as the
+    failure left it, still allows; the others are reported as not reached, with why.
     """
     connection = executor.connection
     executor.recorder.ensure_schema()
     state = executor._create_project_state(with_applied_migrations=True)
     emit_pre_migrate_signal(0, False, connection.alias, apps=state.apps, plan=plan)
     snapshot, fresh = None, False  # fresh: the snapshot shows the schema as it is now
-    for index, (migration, _) in enumerate(plan):
-        label = migration_label(migration)
+    blocked: dict[MigrationKey, str] = {}  # migration -> why it cannot be reached
+    for migration, _ in plan:
+        label, key = migration_label(migration), (migration.app_label, migration.name)
+        if key in blocked:
+            report.not_reached.append(NotReached(label, blocked[key], migration in tested))
+            continue
+        before = snapshot if fresh else None
         if migration not in tested:
             progress(ProgressEvent("base_apply", migration=label))
             try:
                 state = executor.apply_migration(state, migration)
             except Exception as exc:  # noqa: BLE001  (any error of a user's migration)
-                report.results.append(
-                    MigrationResult(label, FAILED, error=_error(exc), phase="apply")
+                result = MigrationResult(
+                    label, FAILED, error=_error(exc), phase="apply", round_trip=False
                 )
-                report.not_reached = [migration_label(m) for m, _ in plan[index + 1 :]]
-                return
-            report.base.append(label)
+                report.results.append(result)
+                state = _go_on_after_failure(executor, migration, result, plan, blocked, before)
+            else:
+                report.base.append(label)
             fresh = False
             continue
         progress(ProgressEvent("roundtrip_start", migration=label))
         started = time.monotonic()
-        if not fresh:
-            snapshot = take_snapshot(connection, *([snapshot] if snapshot else []))
-        result, state, snapshot, go_on = _round_trip(executor, migration, state, snapshot)
-        fresh = snapshot is not None
+        if before is None:
+            before = take_snapshot(connection, *([snapshot] if snapshot else []))
+        result, new_state, after = _round_trip(executor, migration, state, before)
+        if new_state is None:  # a phase failed
+            state = _go_on_after_failure(executor, migration, result, plan, blocked, before, after)
+            snapshot, fresh = before, False
+        else:
+            state, snapshot, fresh = new_state, after, True
         result.duration = time.monotonic() - started
         report.results.append(result)
         progress(
@@ -727,9 +777,6 @@ def walk(
                 data=result.as_dict(),
             )
         )
-        if not go_on:
-            report.not_reached = [migration_label(m) for m, _ in plan[index + 1 :]]
-            return
 
 
 def _round_trip(
@@ -737,44 +784,105 @@ def _round_trip(
     migration: Migration,
     state: ProjectState,
     before: SchemaSnapshot,
-) -> tuple[MigrationResult, ProjectState, SchemaSnapshot | None, bool]:
-    """Apply, unapply, re-apply one migration; return its result, state, snapshot, go on?"""
+) -> tuple[MigrationResult, ProjectState | None, SchemaSnapshot | None]:
+    """Apply, unapply, re-apply one migration; return its result, state and snapshot.
+
+    The state is None when a phase failed (``result.phase``); the snapshot is then the
+    one taken after the first apply, if it got that far.
+    """
     connection = executor.connection
     label = migration_label(migration)
     state_before = state.clone()
     try:
         state = executor.apply_migration(state, migration)
     except Exception as exc:  # noqa: BLE001
-        return MigrationResult(label, FAILED, error=_error(exc), phase="apply"), state, None, False
+        return MigrationResult(label, FAILED, error=_error(exc), phase="apply"), None, None
     after = take_snapshot(connection, before)
     irreversible = [_describe(op) for op in migration.operations if not op.reversible]
     if irreversible:
         result = MigrationResult(label, IRREVERSIBLE, irreversible_operations=irreversible)
-        return result, state, after, True
+        return result, state, after
     result = MigrationResult(label, OK)
     try:
         executor.unapply_migration(state_before, migration)
     except Exception as exc:  # noqa: BLE001
         result.status, result.error, result.phase = FAILED, _error(exc), "unapply"
-        intact = not compare_snapshots(after, take_snapshot(connection, after, before))
-        return result, state, after, intact  # a rolled-back reverse: walk on
+        return result, None, after
     result.differences = compare_snapshots(before, take_snapshot(connection, before, after))
     try:
         state = executor.apply_migration(state_before, migration)
     except Exception as exc:  # noqa: BLE001
-        result.status, result.error, result.phase = FAILED, _error(exc), "reapply"
-        return result, state, None, False
+        # After a reverse that left the schema different, the re-apply failing is a
+        # consequence: the finding is the reverse (exit 2), the error says how it showed.
+        result.status = DIFFERENCES if result.differences else FAILED
+        result.error, result.phase = _error(exc), "reapply"
+        return result, None, after
     again = take_snapshot(connection, after, before)
     result.differences += compare_snapshots(
         after, again, now="after re-applying", then="after the first apply"
     )
     if result.differences:
         result.status = DIFFERENCES
-    return result, state, again, True
+    return result, state, again
+
+
+def _go_on_after_failure(
+    executor: MigrationExecutor,
+    migration: Migration,
+    result: MigrationResult,
+    plan: MigrationPlan,
+    blocked: dict[MigrationKey, str],
+    before: SchemaSnapshot | None,
+    after: SchemaSnapshot | None = None,
+) -> ProjectState:
+    """Find where a failure left the database, block what it cannot reach, return the state.
+
+    As its first apply left it (a failed reverse or re-apply rolled back, or a re-apply
+    that failed on what the reverse left behind): the migration is recorded as applied
+    and the walk goes on. As before it (an atomic migration rolled back): only the
+    migrations that depend on it are blocked. Anything else blocks every later migration.
+    """
+    connection, label = executor.connection, migration_label(migration)
+    key = (migration.app_label, migration.name)
+    applied = key in executor.recorder.applied_migrations()
+    now = take_snapshot(connection, *(s for s in (before, after) if s)) if before else None
+    if result.phase != "apply" and after is not None and not compare_snapshots(after, now):
+        if not applied:
+            executor.apply_migration(ProjectState(), migration, fake=True)
+            result.note = (
+                "The schema is as its first apply left it: recorded as applied, "
+                "and the walk went on from there."
+            )
+    elif not applied and (
+        not compare_snapshots(before, now)
+        if now is not None
+        else migration.atomic and connection.features.can_rollback_ddl
+    ):
+        reason = f"depends on {label}, which is not applied after its failure"
+        for descendant in executor.loader.graph.backwards_plan(key):
+            blocked.setdefault(descendant, reason)
+    else:
+        reason = (
+            f"{label} failed while {_PHASES[result.phase]} and left the database neither as "
+            "before nor as after it; no later result could be trusted"
+        )
+        for later, _ in plan:
+            blocked.setdefault((later.app_label, later.name), reason)
+    return _recorded_state(executor)
+
+
+_PHASES = {"apply": "applying", "unapply": "unapplying", "reapply": "re-applying"}
+
+
+def _recorded_state(executor: MigrationExecutor) -> ProjectState:
+    """The project state of the migrations that the test database records as applied."""
+    executor.loader.applied_migrations = executor.recorder.applied_migrations()
+    return executor._create_project_state(with_applied_migrations=True)
 
 
 def _error(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}".strip()
+    text = " ".join(line.strip() for line in str(exc).splitlines())  # PostgreSQL's DETAIL: too
+    return f"{type(exc).__name__}: {text}".strip()
 
 
 def _describe(operation: Any) -> str:

@@ -14,6 +14,7 @@ from migrator import roundtrip
 from tests.utils import TTYInput, applied, run_command
 
 RAISES_ERROR = "RuntimeError: scenario step failed on purpose"
+NOTHING_ELSE = "0 failed, 0 not reached; 0 other(s): 0 applied once, 0 failed, 0 not reached.\n"
 
 
 @pytest.fixture
@@ -40,7 +41,9 @@ def test_demo_passes_except_the_irreversible_data_migration(alias):
         "differences": 0,
         "irreversible": 1,
         "failed": 0,
+        "not_reached": 0,
     }
+    assert report["planned"] == {"round_trips": len(statuses) + 1, "applied_once": 0}
     assert report["model_changes"] == []
     assert "  ledger.0004_remove_entry_memo... ok (" in err
 
@@ -57,9 +60,7 @@ def test_strict_makes_the_irreversible_migration_exit_7(alias):
         "  ledger.0005_normalise_account_names: irreversible, skipped (Raw Python operation)\n"
         in (out)
     )
-    assert out.endswith(
-        "4 ok, 0 differences, 1 irreversible, 0 failed; 0 applied once without a round trip.\n"
-    )
+    assert out.endswith(f"5 round trip(s): 4 ok, 0 differences, 1 irreversible, {NOTHING_ELSE}")
 
 
 def test_reverse_that_does_not_restore_the_schema_exits_2_naming_the_difference(alias, scenario):
@@ -80,7 +81,7 @@ def test_reverse_that_does_not_restore_the_schema_exits_2_naming_the_difference(
         "'rt_entry_code_idx' before\n"
         "    rt_entry: index 'rt_entry_code_renamed' on (code) present after re-applying, "
         "absent after the first apply\n"
-        "2 ok, 2 differences, 0 irreversible, 0 failed; 0 applied once without a round trip.\n"
+        f"4 round trip(s): 2 ok, 2 differences, 0 irreversible, {NOTHING_ELSE}"
     )
 
 
@@ -106,12 +107,66 @@ def test_reverse_that_raises_exits_5_and_the_walk_goes_on(alias, scenario):
     assert report["exit_code"] == 5
 
 
-def test_failure_while_applying_stops_the_walk(alias, scenario):
+def test_failure_while_applying_blocks_what_depends_on_it_and_counts_agree(alias, scenario):
     scenario("failing")
     out, err, code = run_command("testmigrations", "scenarios", "--noinput", database=alias)
     assert code == 5
+    assert "Round trips of 3 migration(s); 0 other(s) to apply once.\n" in err
     assert "  scenarios.0002_breaks: FAILED\n    apply: " + RAISES_ERROR + "\n" in out
-    assert "  Not reached after the failure: scenarios.0003_after\n" in out
+    assert (
+        "  Not reached (depends on scenarios.0002_breaks, which is not applied after its "
+        "failure): scenarios.0003_after\n"
+    ) in out
+    assert out.endswith(
+        "3 round trip(s): 1 ok, 0 differences, 0 irreversible, 1 failed, 1 not reached; "
+        "0 other(s): 0 applied once, 0 failed, 0 not reached.\n"
+    )
+
+
+def test_reapply_failure_shows_the_database_error_and_the_walk_goes_on(alias, scenario):
+    """A no-op reverse leaves the seeded row: re-applying duplicates it (wagtailcore 0025).
+
+    On SQLite the schema editor's constraint check raises TransactionManagementError
+    over the IntegrityError; the report names the IntegrityError.
+    """
+    scenario("roundtrip_reapply_fails")
+    out, err, code = run_command("testmigrations", "scenarios", "--noinput", database=alias)
+    assert code == 5
+    assert "Round trips of 3 migration(s); 0 other(s) to apply once.\n" in err
+    assert "  scenarios.0003_after... ok (" in err
+    error = {
+        "sqlite": "IntegrityError: UNIQUE constraint failed: rt_item.id",
+        "postgresql": "IntegrityError: duplicate key value violates unique constraint "
+        '"rt_item_pkey" DETAIL:  Key (id)=(1) already exists.',
+    }[connections[alias].vendor]
+    assert out.split("\n", 1)[1] == (
+        "  scenarios.0002_seed: FAILED\n"
+        f"    reapply: {error}\n"
+        "    The schema is as its first apply left it: recorded as applied, and the walk went "
+        "on from there.\n"
+        "3 round trip(s): 2 ok, 0 differences, 0 irreversible, 1 failed, 0 not reached; "
+        "0 other(s): 0 applied once, 0 failed, 0 not reached.\n"
+    )
+
+
+def test_reverse_that_leaves_an_index_behind_exits_2_naming_it(alias, scenario):
+    """The re-apply fails on the index the reverse left: the finding is the reverse."""
+    scenario("roundtrip_leftover_index")
+    out, err, code = run_command("testmigrations", "scenarios", "--noinput", database=alias)
+    assert code == 2
+    assert err.endswith("1 migration(s) do not restore the schema: scenarios.0002_name_index.\n")
+    error = {
+        "sqlite": "OperationalError: index rt_item_name_idx already exists",
+        "postgresql": 'ProgrammingError: relation "rt_item_name_idx" already exists',
+    }[connections[alias].vendor]
+    assert out.split("\n", 1)[1] == (
+        "  scenarios.0002_name_index: DIFFERENCES\n"
+        "    rt_item: index 'rt_item_name_idx' on (name) present after round trip, absent before\n"
+        f"    reapply: {error}\n"
+        "    The schema is as its first apply left it: recorded as applied, and the walk went "
+        "on from there.\n"
+        f"3 round trip(s): 2 ok, 1 differences, 0 irreversible, {NOTHING_ELSE}"
+    )
 
 
 def test_the_configured_database_is_untouched(alias):
@@ -207,9 +262,7 @@ def test_model_changes_without_a_migration_exit_2(alias, scenario):
         "Models have changes that are not in a migration; run 'python manage.py makemigrations'.\n"
     )
     assert "  Model changes without a migration:\n    scenarios: Delete model Ledger\n" in out
-    assert out.endswith(
-        "4 ok, 0 differences, 0 irreversible, 0 failed; 0 applied once without a round trip.\n"
-    )
+    assert out.endswith(f"4 round trip(s): 4 ok, 0 differences, 0 irreversible, {NOTHING_ELSE}")
 
 
 def test_since_round_trips_only_the_migrations_a_git_range_added(

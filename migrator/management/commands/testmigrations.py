@@ -105,22 +105,37 @@ class Command(MigratorCommand):
         if not report.results:
             write("  No migrations to round-trip.")
         for result in report.results:
-            if result.status == roundtrip.OK and self.verbosity < 2:
-                continue
-            line = f"  {result.migration}: {STATUS_TEXT[result.status]}"
-            if result.status == roundtrip.IRREVERSIBLE:
-                line += f" ({'; '.join(result.irreversible_operations)})"
-            write(line if result.status == roundtrip.OK else self.style.WARNING(line))
-            if result.error:
-                write(f"    {result.phase}: {result.error}")
-            for difference in result.differences:
-                write(f"    {difference}")
-        if report.not_reached:
-            write(f"  Not reached after the failure: {', '.join(report.not_reached)}")
+            if result.status != roundtrip.OK or self.verbosity >= 2:
+                self.render_result(result)
+        not_reached: dict[str, list[str]] = {}
+        for skipped in report.not_reached:
+            not_reached.setdefault(skipped.reason, []).append(skipped.migration)
+        for reason, labels in not_reached.items():
+            write(self.style.WARNING(f"  Not reached ({reason}): {', '.join(labels)}"))
         if report.model_changes:
             write(self.style.WARNING("  Model changes without a migration:"))
             for change in report.model_changes:
                 write(f"    {change}")
-        counts = report.as_dict()["counts"]
-        summary = ", ".join(f"{number} {status}" for status, number in counts.items())
-        write(f"{summary}; {len(report.base)} applied once without a round trip.")
+        round_trips = ", ".join(
+            f"{number} {status.replace('_', ' ')}" for status, number in report.counts().items()
+        )
+        once = report.applied_once_counts()
+        write(
+            f"{report.planned_round_trips} round trip(s): {round_trips}; "
+            f"{report.planned_applied_once} other(s): {once['applied']} applied once, "
+            f"{once[roundtrip.FAILED]} failed, {once['not_reached']} not reached."
+        )
+
+    def render_result(self, result: roundtrip.MigrationResult) -> None:
+        line = f"  {result.migration}: {STATUS_TEXT[result.status]}"
+        if not result.round_trip:
+            line += " (applying it once)"
+        if result.status == roundtrip.IRREVERSIBLE:
+            line += f" ({'; '.join(result.irreversible_operations)})"
+        self.stdout.write(line if result.status == roundtrip.OK else self.style.WARNING(line))
+        for difference in result.differences:
+            self.stdout.write(f"    {difference}")
+        if result.error:
+            self.stdout.write(f"    {result.phase}: {result.error}")
+        if result.note:
+            self.stdout.write(f"    {result.note}")
