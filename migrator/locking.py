@@ -73,7 +73,59 @@ def migration_lock(
     on_wait: Callable[[LockHolder | None], None] | None = None,
 ) -> Iterator[LockHolder]:
     """Hold the database's migration lock, waiting up to ``timeout`` seconds for it."""
-    lock = _lock_for(connection)
+    with _held(
+        _lock_for(connection),
+        timeout,
+        on_wait,
+        f"Database {connection.alias!r} is being migrated by {{who}}; gave up after "
+        f"{timeout:g}s. Wait for it to finish, or raise --lock-timeout.",
+    ) as me:
+        yield me
+
+
+@contextmanager
+def throwaway_database_lock(
+    connection: BaseDatabaseWrapper,
+    test_name: str,
+    *,
+    timeout: float,
+    on_wait: Callable[[LockHolder | None], None] | None = None,
+) -> Iterator[LockHolder | None]:
+    """Hold the lock of a throwaway test database name, so that runs sharing it take turns.
+
+    PostgreSQL: an advisory lock taken in the server's maintenance database (the test
+    database may not exist yet). SQLite: a lock file beside the test file; an in-memory
+    test database belongs to its process, so there is nothing to share.
+    """
+    if connection.vendor == "sqlite" and connection.creation.is_in_memory_db(test_name):
+        yield None
+        return
+    if connection.vendor == "postgresql":
+        lock: _PostgresLock | _FileLock = _PostgresLock(
+            connection, resource=f"test database {test_name}"
+        )
+    else:
+        path = Path(f"{test_name}.migrator.lock")
+        path.parent.mkdir(parents=True, exist_ok=True)  # where the test file will be
+        lock = _FileLock(path)
+    with _held(
+        lock,
+        timeout,
+        on_wait,
+        f"Test database {test_name!r} is in use by {{who}}; gave up after {timeout:g}s. "
+        "Wait for it to finish, or set another DATABASES[...]['TEST']['NAME'].",
+    ) as me:
+        yield me
+
+
+@contextmanager
+def _held(
+    lock: "_PostgresLock | _FileLock",
+    timeout: float,
+    on_wait: Callable[[LockHolder | None], None] | None,
+    refusal: str,
+) -> Iterator[LockHolder]:
+    """Poll ``lock`` with backoff until it is ours or ``timeout`` passes (``refusal``)."""
     deadline = time.monotonic() + max(timeout, 0)
     poll = FIRST_POLL
     waiting_reported = False
@@ -82,10 +134,7 @@ def migration_lock(
             holder = lock.holder()
             lock.close()
             who = holder.describe() if holder else "another process"
-            raise LockNotAcquired(
-                f"Database {connection.alias!r} is being migrated by {who}; gave up after "
-                f"{timeout:g}s. Wait for it to finish, or raise --lock-timeout."
-            )
+            raise LockNotAcquired(refusal.format(who=who))
         if not waiting_reported and on_wait is not None:
             on_wait(lock.holder())
             waiting_reported = True
@@ -113,10 +162,14 @@ def lock_key(database_name: str) -> int:
 
 
 class _PostgresLock:
-    def __init__(self, connection: BaseDatabaseWrapper) -> None:
-        self.key = lock_key(connection.settings_dict["NAME"])
+    def __init__(self, connection: BaseDatabaseWrapper, *, resource: str | None = None) -> None:
+        """The lock of ``connection``'s database, or of ``resource`` (in the server's
+        maintenance database, as Django's ``_nodb_cursor``, for names of no database)."""
+        self.key = lock_key(resource or connection.settings_dict["NAME"])
         self.me = this_process()
         self.connection = connection.copy()
+        if resource is not None:
+            self.connection.settings_dict["NAME"] = None
         self.connection.ensure_connection()
         self.connection.set_autocommit(True)
         with self.connection.cursor() as cursor:

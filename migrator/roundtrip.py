@@ -28,7 +28,7 @@ from typing import Any
 from django.apps import apps as global_apps
 from django.conf import settings
 from django.core.management.sql import emit_pre_migrate_signal
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations import Migration
 from django.db.migrations.autodetector import MigrationAutodetector
@@ -37,7 +37,8 @@ from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.questioner import NonInteractiveMigrationQuestioner
 from django.db.migrations.state import ProjectState
 
-from migrator import integrity, planning
+from migrator import integrity, locking, planning
+from migrator.conf import get_settings
 from migrator.exceptions import (
     ConfirmationRequired,
     IntegrityViolation,
@@ -278,9 +279,9 @@ def _introspect_table(
             comment=getattr(info, "comment", None),
             identity=bool(getattr(info, "is_autofield", False)),
         )
-    generated = _GENERATED_NAMES.get(connection.vendor)
+    editor = connection.schema_editor()  # only for its naming of constraints
     constraints = tuple(
-        _constraint(name, info, generated)
+        _constraint(name, info, _invented_name(editor, table, name, info))
         for name, info in sorted(introspection.get_constraints(cursor, table).items())
     )
     return TableSnapshot(name=table, kind=kind, columns=columns, constraints=constraints)
@@ -302,7 +303,7 @@ def _column_type(connection: BaseDatabaseWrapper, info: Any) -> tuple[str, tuple
     return name, key
 
 
-def _constraint(name: str, info: Mapping[str, Any], generated: re.Pattern | None) -> Constraint:
+def _constraint(name: str, info: Mapping[str, Any], generated: bool) -> Constraint:
     if info.get("primary_key"):
         kind = "primary key"
     elif info.get("foreign_key"):
@@ -327,7 +328,7 @@ def _constraint(name: str, info: Mapping[str, Any], generated: re.Pattern | None
         kind=kind,
         columns=tuple(column for column in info.get("columns") or () if column is not None),
         details=details,
-        generated_name=bool(generated and generated.fullmatch(name)),
+        generated_name=generated,
     )
 
 
@@ -412,8 +413,35 @@ def _generic_signatures(connection: BaseDatabaseWrapper, cursor: Any) -> dict[st
 
 _SIGNATURES = {"sqlite": _sqlite_signatures, "postgresql": _postgresql_signatures}
 
-# Names that a backend invents for nameless constraints; they move when columns move.
-_GENERATED_NAMES = {"sqlite": re.compile(r"__primary__|__unnamed_constraint_\d+__|fk_\d+")}
+# Names that SQLite's introspection invents for nameless constraints; they move when
+# columns move.
+_SQLITE_INVENTED = re.compile(r"__primary__|__unnamed_constraint_\d+__|fk_\d+")
+# Suffixes of the names Django's schema editor derives from a table and its columns.
+_DJANGO_SUFFIXES = ("", "_uniq", "_like", "_check")
+
+
+def _invented_name(editor: Any, table: str, name: str, info: Mapping[str, Any]) -> bool:
+    """Whether nobody chose ``name``: SQLite's placeholders, PostgreSQL's names for inline
+    constraints (``<table>_<column>_key``) and the names Django's schema editor derives
+    for a field's unique, index, check and foreign key constraints. Django finds those by
+    their columns, never by name, and a remade table or a field altered back renames them.
+    """
+    vendor = editor.connection.vendor
+    if vendor == "sqlite" and _SQLITE_INVENTED.fullmatch(name):
+        return True
+    columns = [column for column in info.get("columns") or () if column is not None]
+    suffixes = list(_DJANGO_SUFFIXES)
+    if info.get("foreign_key"):
+        suffixes.append("_fk_{}_{}".format(*info["foreign_key"]))
+    candidates = {editor._create_index_name(table, columns, suffix=s) for s in suffixes}
+    if vendor == "postgresql":
+        joined = "_".join(columns)
+        candidates |= {
+            f"{table}_pkey",
+            *(f"{table}_{joined}_{s}" for s in ("key", "fkey", "check")),
+        }
+    return name in candidates
+
 
 # ---------------------------------------------------------------------------
 # The throwaway database
@@ -445,6 +473,33 @@ def throwaway_database(
             f"The test database of {connection.alias!r} is the configured database itself; "
             "set DATABASES[...]['TEST']['NAME'] to another name."
         )
+    with locking.throwaway_database_lock(
+        connection,
+        str(test_name),
+        timeout=get_settings().run_lock_timeout,
+        on_wait=lambda holder: progress(
+            ProgressEvent(
+                "test_database",
+                message=f"Waiting for {holder.describe() if holder else 'another run'}, "
+                f"which uses test database {str(test_name)!r}...",
+            )
+        ),
+    ):
+        yield from _created(connection, test_name, keepdb, interactive, confirm, progress)
+
+
+def _created(
+    connection: BaseDatabaseWrapper,
+    test_name: Any,
+    keepdb: bool,
+    interactive: bool,
+    confirm: ConfirmCallback | None,
+    progress: ProgressCallback,
+) -> Iterator[str]:
+    """Create the test database, point ``connection`` at it; afterwards point it back and
+    destroy it (unless ``keepdb``, or it is already gone)."""
+    creation = connection.creation
+    original_name = connection.settings_dict["NAME"]
     autoclobber = _may_replace(connection, test_name, keepdb, interactive, confirm)
     action = "Using existing" if keepdb else "Creating"
     progress(
@@ -470,8 +525,39 @@ def throwaway_database(
         connection.close()  # also really closes an in-memory SQLite test database
         action = "Keeping" if keepdb else "Destroying"
         progress(ProgressEvent("test_database", message=f"{action} test database..."))
-        if not keepdb:
+        exists = _TEST_DB_EXISTS.get(connection.vendor)
+        if not keepdb and (exists is None or exists(connection, str(test_name))):
             creation._destroy_test_db(test_name, verbosity=0)
+
+
+def database_identity(connection: BaseDatabaseWrapper) -> Any:
+    """What tells this database from one made again under its name; None when it is gone."""
+    if connection.vendor == "postgresql":
+        connection.close()  # a connection to a dropped database is dead: ask anew
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT oid FROM pg_database WHERE datname = current_database()")
+                return cursor.fetchone()[0]
+        except DatabaseError:
+            return None
+    name = str(connection.settings_dict["NAME"])
+    if connection.vendor == "sqlite" and not connection.creation.is_in_memory_db(name):
+        connection.ensure_connection()  # SQLite creates the file on the first connection
+        try:
+            status = os.stat(name)
+        except FileNotFoundError:
+            return None
+        return (status.st_dev, status.st_ino)
+    return name
+
+
+def _still_there(connection: BaseDatabaseWrapper, identity: Any, test_name: str) -> None:
+    """Refuse to report results from a test database that another process took away."""
+    if database_identity(connection) != identity:
+        raise MigratorError(
+            f"Test database {test_name!r} was dropped or replaced by another process during "
+            "the run; no result is reported. Run testmigrations again."
+        )
 
 
 def _same_database(connection: BaseDatabaseWrapper, one: Any, other: Any) -> bool:
@@ -685,6 +771,7 @@ def check_round_trips(
         connection, keepdb=keepdb, interactive=interactive, confirm=confirm, progress=progress
     ) as test_name:
         report.test_database = test_name
+        identity = database_identity(connection)
         # migrator's executor, as safemigrate runs migrations; it also records an unapplied
         # migration inside the migration's transaction (one commit fewer per round trip).
         executor = RecordingExecutor(connection, record_hashes=False)
@@ -700,7 +787,12 @@ def check_round_trips(
                 f"{len(plan) - len(tested)} other(s) to apply once.",
             )
         )
-        walk(executor, plan, tested, report, progress=progress)
+        try:
+            walk(executor, plan, tested, report, progress=progress)
+        except DatabaseError:
+            _still_there(connection, identity, test_name)
+            raise
+        _still_there(connection, identity, test_name)
         report.model_changes = model_changes(labels)
     return report
 
