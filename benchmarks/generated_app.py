@@ -15,11 +15,20 @@ SECRET_KEY = "benchmark"
 # Django re-queries each statement's parameters to log it).
 DEBUG = os.environ.get("BENCH_DEBUG") == "1"
 USE_TZ = True
-INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "migrator", "benchapp"]
+INSTALLED_APPS = [{apps}, "migrator", "benchapp"]
 DATABASES = {{"default": {{"ENGINE": "django.db.backends.sqlite3",
                           "NAME": os.environ.get("BENCH_DB", "{db}")}}}}
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 MIGRATOR = {{"ENVIRONMENT": "benchmark"}}
+# What django.contrib.admin's system checks ask for, as startproject writes it.
+MIDDLEWARE = ["django.contrib.sessions.middleware.SessionMiddleware",
+              "django.contrib.auth.middleware.AuthenticationMiddleware",
+              "django.contrib.messages.middleware.MessageMiddleware"]
+TEMPLATES = [{{"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True,
+              "OPTIONS": {{"context_processors": ["django.template.context_processors.request",
+                                                 "django.contrib.auth.context_processors.auth",
+                                                 "django.contrib.messages.context_processors.messages"]}}}}]
+STATIC_URL = "static/"
 """
 
 
@@ -66,8 +75,23 @@ def _migration(number: int) -> str:
     )
 
 
-def make_project(directory: Path, count: int = 300) -> Path:
-    """Write settings and an app with ``count`` migrations under ``directory``; return it."""
+CONTRIB_APPS = ["django.contrib.contenttypes", "django.contrib.auth"]
+# A whole project as ``startproject`` makes it.
+STARTPROJECT_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+]
+
+
+def make_project(directory: Path, count: int = 300, contrib: list[str] = CONTRIB_APPS) -> Path:
+    """Write settings and an app with ``count`` migrations under ``directory``; return it.
+
+    ``contrib``: the Django apps installed before migrator and the generated app.
+    """
     migrations_dir = directory / "benchapp" / "migrations"
     migrations_dir.mkdir(parents=True, exist_ok=True)
     (directory / "benchapp" / "__init__.py").write_text("")
@@ -75,7 +99,10 @@ def make_project(directory: Path, count: int = 300) -> Path:
     (migrations_dir / "__init__.py").write_text("")
     for number in range(1, count + 1):
         (migrations_dir / f"{number:04d}_step.py").write_text(_migration(number))
-    (directory / "bench_settings.py").write_text(SETTINGS.format(db=directory / "db.sqlite3"))
+    apps = ", ".join(repr(app) for app in contrib)
+    (directory / "bench_settings.py").write_text(
+        SETTINGS.format(db=directory / "db.sqlite3", apps=apps)
+    )
     return directory
 
 
