@@ -4,6 +4,7 @@ import os
 import sys
 
 import django
+from django.db import migrations
 
 # Django 5.1 renamed CheckConstraint(check=...) to condition=... (6.0 removed check=).
 CHECK_CONDITION = "condition" if django.VERSION >= (5, 1) else "check"
@@ -48,4 +49,13 @@ def leak_password(apps, schema_editor):
     raise RuntimeError(
         f"auth failed for {password}; dsn host=db.internal password={password} "
         f"user=app; retry postgres://app:{password}@db.internal/app"
+    )
+
+
+def create_item_table():
+    """The round-trip scenarios' table, made with raw SQL so that the model-less scenarios
+    app has no model changes."""
+    return migrations.RunSQL(
+        "CREATE TABLE rt_item (id integer PRIMARY KEY, name varchar(20) NOT NULL UNIQUE)",
+        "DROP TABLE rt_item",
     )

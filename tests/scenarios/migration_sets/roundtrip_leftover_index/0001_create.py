@@ -1,13 +1,8 @@
-"""A table made with raw SQL, so that the model-less scenarios app has no model changes."""
-
 from django.db import migrations
+
+from tests.scenarios.steps import create_item_table
 
 
 class Migration(migrations.Migration):
     initial = True
-    operations = [
-        migrations.RunSQL(
-            "CREATE TABLE rt_item (id integer PRIMARY KEY, name varchar(20) NOT NULL UNIQUE)",
-            "DROP TABLE rt_item",
-        )
-    ]
+    operations = [create_item_table()]
