@@ -17,6 +17,10 @@ class InvalidRequest(MigratorError):
     """A request that cannot be carried out as asked (a backward plan for safemigrate, ...)."""
 
 
+class UnappliedMigrations(MigratorError):
+    """``--check``: migrations are waiting to be applied (exit 1, as ``migrate --check``)."""
+
+
 class IntegrityViolation(MigratorError):
     """Applied history and the files on disk disagree (edited, missing, conflicting)."""
 

@@ -17,9 +17,17 @@ from migrator.types import MigrationPlan, MigrationTarget, Stage, migration_labe
 
 
 def resolve_targets(
-    loader: MigrationLoader, app_label: str | None = None, migration_name: str | None = None
+    loader: MigrationLoader,
+    app_label: str | None = None,
+    migration_name: str | None = None,
+    *,
+    run_syncdb: bool = False,
 ) -> list[MigrationTarget]:
-    """The targets ``migrate [app_label] [migration_name]`` would use, or UnknownTarget."""
+    """The targets ``migrate [app_label] [migration_name]`` would use, or UnknownTarget.
+
+    With ``run_syncdb`` an app must be one without migrations (it has no targets), as
+    ``migrate --run-syncdb app_label`` requires.
+    """
     if app_label is None:
         return loader.graph.leaf_nodes()
     try:
@@ -29,12 +37,21 @@ def resolve_targets(
         raise UnknownTarget(
             f"No installed app with label {app_label!r}. Apps with migrations: {known}."
         ) from None
+    if run_syncdb and app_label in loader.migrated_apps:
+        raise InvalidRequest(f"Can't use --run-syncdb with app {app_label!r}: it has migrations.")
+    if run_syncdb:
+        return []
     if app_label not in loader.migrated_apps:
         raise UnknownTarget(f"App {app_label!r} does not have migrations.")
     if migration_name is None:
         return [key for key in loader.graph.leaf_nodes() if key[0] == app_label]
     if migration_name == "zero":
         return [(app_label, None)]
+    return [_named_target(loader, app_label, migration_name)]
+
+
+def _named_target(loader: MigrationLoader, app_label: str, migration_name: str) -> MigrationTarget:
+    """The migration a (prefix of a) name means, as ``migrate`` resolves it."""
     try:
         migration = loader.get_migration_by_prefix(app_label, migration_name)
     except AmbiguityError:
@@ -51,7 +68,7 @@ def resolve_targets(
     if target not in loader.graph.nodes and target in loader.replacements:
         # A partially applied squash is not in the graph: aim at what it replaces.
         target = loader.replacements[target].replaces[-1]
-    return [target]
+    return target
 
 
 def refresh_applied(loader: MigrationLoader) -> None:

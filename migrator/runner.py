@@ -6,6 +6,7 @@ Everything a command does is callable from here, so a deploy script can import i
 """
 
 import gc
+import io
 import signal
 import threading
 from collections.abc import Iterator
@@ -13,8 +14,10 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 from django.apps import apps as global_apps
+from django.core.management.commands.migrate import Command as MigrateCommand
 from django.core.management.sql import emit_post_migrate_signal, emit_pre_migrate_signal
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.graph import MigrationGraph
 from django.db.migrations.state import ModelState, ProjectState
 
@@ -23,7 +26,7 @@ from migrator.conf import get_settings
 from migrator.exceptions import InvalidRequest, MigrationFailed, MigratorError, RunInterrupted
 from migrator.executor import RecordingExecutor
 from migrator.lifecycle import ProgressAdapter, locked
-from migrator.models import Run
+from migrator.models import MigrationHash, Run
 from migrator.planning import PlannedMigration
 from migrator.types import (
     MIGRATOR_APP,
@@ -46,6 +49,7 @@ def migration_plan(
     *,
     database: str = DEFAULT_DB_ALIAS,
     stage: Stage | None = None,
+    run_syncdb: bool = False,
 ) -> tuple[list[MigrationTarget], MigrationPlan, RecordingExecutor, list[stages.HeldBack]]:
     """Resolve a ``migrate``-style target into a forward plan, checking the history first.
 
@@ -56,7 +60,9 @@ def migration_plan(
     with integrity.graph_errors():  # a deleted dependency is an integrity violation (exit 2)
         executor = RecordingExecutor(connection)
     planning.check_history(executor.loader)
-    targets = planning.resolve_targets(executor.loader, app_label, migration_name)
+    targets = planning.resolve_targets(
+        executor.loader, app_label, migration_name, run_syncdb=run_syncdb
+    )
     plan, held = stages.select(planning.forward_plan(executor, targets), executor.loader, stage)
     return targets, plan, executor, held
 
@@ -106,8 +112,14 @@ def safemigrate(
     """Apply the plan for a ``migrate``-style target safely, and return what happened."""
     connection = connections[options.database]
     targets, plan, executor, held = migration_plan(
-        app_label, migration_name, database=options.database, stage=options.stage
+        app_label,
+        migration_name,
+        database=options.database,
+        stage=options.stage,
+        run_syncdb=options.run_syncdb,
     )
+    unmigrated = sorted([app_label] if app_label else executor.loader.unmigrated_apps)
+    syncing = unmigrated if options.run_syncdb else []
     # Before anything else, even with nothing to do: an edited applied file is exit 2.
     integrity.require_verified(connection, executor.loader, progress=progress)
     report = RunReport(
@@ -120,7 +132,7 @@ def safemigrate(
         held_back=held,
     )
     report_held_back(held, progress)
-    if not plan:
+    if not plan and not syncing:
         return report
     asking = confirm is not None and not options.assume_yes and get_settings().needs_confirmation
     report_risks(report.plan, progress, whole_plan=asking)
@@ -150,7 +162,7 @@ def safemigrate(
             report.plan = planning.describe_plan(
                 plan, connection=connection, loader=executor.loader
             )
-        if not plan:
+        if not plan and not syncing:
             return report
         run = audit.open_run(
             connection,
@@ -169,6 +181,7 @@ def safemigrate(
             plan=plan,
             options=options,
             created_first=created,
+            syncing=syncing,
         )
     return report
 
@@ -257,10 +270,12 @@ def execute_plan(
     plan: MigrationPlan,
     options: RunOptions,
     created_first: MigrationPlan | None = None,
+    syncing: list[str] | None = None,
 ) -> None:
     """Apply or unapply a plan with migrate's signals; record the run's outcome, any outcome.
 
     ``created_first``: migrator's own migrations, applied by this run before the plan.
+    ``syncing``: apps without migrations whose tables are created first (``--run-syncdb``).
     """
     connection = executor.connection
     try:
@@ -275,8 +290,14 @@ def execute_plan(
                 for key in [key for key in pre_state.models if key[0] == MIGRATOR_APP]:
                     pre_state.remove_model(*key)
             _emit(emit_pre_migrate_signal, connection, options, pre_state, plan)
+            if syncing:
+                _sync_apps(connection, syncing, adapter.progress)
             post_state = executor.migrate(
-                targets, plan=plan, state=pre_state.clone(), fake=options.fake
+                targets,
+                plan=plan,
+                state=pre_state.clone(),
+                fake=options.fake,
+                fake_initial=options.fake_initial,
             )
             for migration, _ in unseen:  # post_migrate sees all, as after migrate
                 post_state = migration.mutate_state(post_state, preserve=False)
@@ -301,6 +322,17 @@ def execute_plan(
     report.steps = adapter.steps
     report.outcome = Run.Outcome.SUCCEEDED
     audit.close_run(run, outcome=Run.Outcome.SUCCEEDED)
+
+
+def _sync_apps(
+    connection: BaseDatabaseWrapper, app_labels: list[str], progress: ProgressCallback
+) -> None:
+    """Create the tables of apps without migrations, with ``migrate --run-syncdb``'s own code."""
+    migrate = MigrateCommand(stdout=io.StringIO(), stderr=io.StringIO())
+    migrate.verbosity = 0
+    migrate.sync_apps(connection, app_labels)
+    synced = ", ".join(app_labels)
+    progress(ProgressEvent("syncdb", message=f"Synchronized apps without migrations: {synced}"))
 
 
 def _unseen(
@@ -413,3 +445,56 @@ def accept(
     connection = connections[database]
     with locked(connection, options=RunOptions(database=database), progress=ignore_progress):
         return integrity.accept(database, label, reason=reason, arguments=arguments)
+
+
+def prune(
+    app_label: str | None, *, options: RunOptions, progress: ProgressCallback = ignore_progress
+) -> list[str]:
+    """``migrate --prune``: forget an app's applied migrations whose files are gone.
+
+    Their ``django_migrations`` rows and hash records are deleted under the run lock, in
+    one audited run. As ``migrate``, nothing is pruned while a squash replaces one of them
+    (it may not be recorded as applied): a warning names it. Returns the pruned labels.
+    """
+    if not app_label:
+        raise InvalidRequest("Migrations can be pruned only when an app is specified.")
+    connection = connections[options.database]
+    connection.prepare_database()
+    with integrity.graph_errors():
+        executor = RecordingExecutor(connection)
+    with locked(connection, options=options, progress=progress, executor=executor):
+        loader = executor.loader
+        gone = set(loader.applied_migrations) - set(loader.disk_migrations)
+        to_prune = sorted(key for key in gone if key[0] == app_label)
+        squashes = sorted(
+            migration_label(key)
+            for key, squash in loader.replacements.items()
+            if any(tuple(replaced) in to_prune for replaced in squash.replaces)
+        )
+        if squashes:
+            progress(
+                ProgressEvent(
+                    "warning",
+                    message=f"Cannot prune: the squashed migration(s) {', '.join(squashes)} "
+                    "replace pruned ones and may not be recorded as applied. Run safemigrate "
+                    "if they are not, then remove their 'replaces' attributes.",
+                )
+            )
+            return []
+        labels = [migration_label(key) for key in to_prune]
+        if not labels:
+            return []
+        run = audit.open_run(
+            connection,
+            command="safemigrate",
+            arguments=options.arguments,
+            details={"pruned": labels},
+        )
+        with transaction.atomic(using=connection.alias):
+            for app, name in to_prune:
+                executor.recorder.record_unapplied(app, name)
+            MigrationHash.objects.using(connection.alias).filter(
+                app_label=app_label, name__in=[name for _, name in to_prune]
+            ).delete()
+        audit.close_run(run, outcome=Run.Outcome.SUCCEEDED)
+    return labels

@@ -61,6 +61,8 @@ class RunOptions:
 
     database: str = DEFAULT_DB_ALIAS
     fake: bool = False
+    fake_initial: bool = False  # migrate --fake-initial: fake initials whose tables exist
+    run_syncdb: bool = False  # migrate --run-syncdb: create tables of apps without migrations
     lock_timeout: float | None = None  # None: MIGRATOR["RUN_LOCK_TIMEOUT"]
     backup: bool | None = None  # None: MIGRATOR["BACKUP_BEFORE_MIGRATE"]
     assume_yes: bool = False

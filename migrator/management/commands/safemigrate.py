@@ -7,6 +7,7 @@ from django.core.management.base import CommandParser
 from django.db import connections
 
 from migrator import guard, runner
+from migrator.exceptions import UnappliedMigrations
 from migrator.management.base import MigratorCommand, seconds_argument
 from migrator.types import RunReport, Stage
 
@@ -29,6 +30,27 @@ class Command(MigratorCommand):
         )
         parser.add_argument(
             "--fake", action="store_true", help="Record migrations as applied without running them."
+        )
+        parser.add_argument(
+            "--fake-initial",
+            action="store_true",
+            help="As migrate: fake-apply initial migrations whose tables already exist.",
+        )
+        parser.add_argument(
+            "--run-syncdb",
+            action="store_true",
+            help="As migrate: create the tables of apps without migrations.",
+        )
+        parser.add_argument(
+            "--check",
+            action="store_true",
+            dest="check_unapplied",
+            help="As migrate: exit 1 when migrations are unapplied; apply nothing.",
+        )
+        parser.add_argument(
+            "--prune",
+            action="store_true",
+            help="As migrate: forget the app's applied migrations whose files are gone.",
         )
         parser.add_argument(
             "--lock-timeout",
@@ -68,12 +90,25 @@ class Command(MigratorCommand):
             steps = runner.plan_sql(**target, database=options["database"], stage=stage)
             self.render_sql(steps, nothing="-- No migrations to apply.")
             return
-        if options["plan"]:
+        if options["prune"]:
+            self.render_pruned(
+                runner.prune(
+                    app_label,
+                    options=self.run_options(options, target),
+                    progress=self.show_progress,
+                )
+            )
+            return
+        if options["plan"] or options["check_unapplied"]:
             report = runner.plan_report(**target, database=options["database"], stage=stage)
+            if options["check_unapplied"] and not options["plan"]:
+                self.check_unapplied(report)
+                return
         else:
+            flags = ("fake", "fake_initial", "run_syncdb", "stage")
             report = runner.safemigrate(
                 **target,
-                options=replace(self.run_options(options, target, "fake", "stage"), stage=stage),
+                options=replace(self.run_options(options, target, *flags), stage=stage),
                 progress=self.show_progress,
                 confirm=self.confirm_callback(options),
             )
@@ -83,6 +118,29 @@ class Command(MigratorCommand):
             self.render(report)
         if options["plan"]:  # after the plan is shown: a CI gate on MIGRATOR["BLOCKING_RISKS"]
             guard.refuse_blocking_risks(connections[options["database"]], report.plan, record=False)
+        if options["check_unapplied"]:
+            self.check_unapplied(report)
+
+    def check_unapplied(self, report: RunReport) -> None:
+        """``--check``: exit 1 when migrations are waiting, as ``migrate --check``."""
+        if report.plan:
+            raise UnappliedMigrations(
+                f"{len(report.plan)} migration(s) not applied to {report.database!r}."
+            )
+
+    def render_pruned(self, pruned: list[str]) -> None:
+        if self.as_json:
+            self.write_json({"pruned": pruned})
+            return
+        if self.verbosity < 1:
+            return
+        self.stdout.write(self.style.MIGRATE_HEADING("Pruning migrations:"))
+        for label in pruned:
+            self.stdout.write(
+                self.style.MIGRATE_LABEL(f"  Pruning {label}") + self.style.SUCCESS(" OK")
+            )
+        if not pruned:
+            self.stdout.write("  No migrations to prune.")
 
     def render(self, report: RunReport) -> None:
         if report.outcome == "planned":

@@ -1,0 +1,100 @@
+"""safemigrate speaks migrate's whole dialect: each flag compared with migrate on one database."""
+
+import pytest
+from django.db import DatabaseError, connections
+
+from migrator.models import Run
+from tests.utils import applied, run_command, table_columns
+
+
+def tables(alias: str) -> set[str]:
+    return set(connections[alias].introspection.table_names())
+
+
+def sql(alias: str, statement: str, params: list | None = None) -> None:
+    with connections[alias].cursor() as cursor:
+        cursor.execute(statement, params or [])
+
+
+def migrate_code(alias: str, *args: str) -> int:
+    """migrate's exit code (its --check calls sys.exit)."""
+    try:
+        return run_command("migrate", *args, database=alias)[2]
+    except SystemExit as exc:
+        return int(exc.code)
+
+
+def test_check_exits_1_while_migrations_are_unapplied_as_migrate_does(db_alias):
+    for plan in ([], ["--plan"]):
+        assert migrate_code(db_alias, "--check", *plan) == 1
+        out, err, code = run_command("safemigrate", "--check", *plan, database=db_alias)
+        assert code == 1
+        assert "migration(s) not applied to" in err
+    assert tables(db_alias) == set()  # --check applies nothing
+    assert run_command("safemigrate", database=db_alias)[2] == 0
+    for plan in ([], ["--plan"]):
+        assert migrate_code(db_alias, "--check", *plan) == 0
+        assert run_command("safemigrate", "--check", *plan, database=db_alias)[2] == 0
+
+
+def test_fake_initial_fakes_an_initial_migration_whose_tables_exist(db_alias):
+    assert run_command("safemigrate", "ledger", "0001", database=db_alias)[2] == 0
+    forget = "DELETE FROM django_migrations WHERE app = 'ledger'"
+    for command in ("migrate", "safemigrate"):
+        sql(db_alias, forget)
+        out, err, code = run_command(command, "ledger", "0001", "--fake-initial", database=db_alias)
+        assert (code, err) == (0, "")
+        assert "Applying ledger.0001_initial... FAKED" in out
+        assert applied(db_alias, "ledger") == ["0001_initial"]
+    sql(db_alias, forget)  # without the flag, both fail on the existing table
+    with pytest.raises(DatabaseError):
+        run_command("migrate", "ledger", "0001", database=db_alias)
+    sql(db_alias, forget)
+    assert run_command("safemigrate", "ledger", "0001", database=db_alias)[2] == 5
+
+
+def test_run_syncdb_creates_the_tables_of_apps_without_migrations(db_alias, settings):
+    settings.MIGRATION_MODULES = {**settings.MIGRATION_MODULES, "ledger": None}
+    out, err, code = run_command("safemigrate", "--run-syncdb", database=db_alias)
+    assert (code, err) == (0, "")
+    assert "Synchronized apps without migrations: ledger" in out
+    created = tables(db_alias)
+    assert {"ledger_account", "ledger_entry"} <= created
+    assert "email" in table_columns(db_alias, "ledger_entry")
+    assert run_command("migrate", "--run-syncdb", database=db_alias)[2] == 0
+    assert tables(db_alias) == created  # migrate finds nothing left to create
+    run = Run.objects.using(db_alias).get(command="safemigrate")
+    assert run.arguments["run_syncdb"] is True
+    # An app with migrations cannot be synchronised, by either command (exit 1).
+    settings.MIGRATION_MODULES = {
+        k: v for k, v in settings.MIGRATION_MODULES.items() if k != "ledger"
+    }
+    assert run_command("migrate", "ledger", "--run-syncdb", database=db_alias)[2] == 1
+    out, err, code = run_command("safemigrate", "ledger", "--run-syncdb", database=db_alias)
+    assert (out, err, code) == (
+        "",
+        "Can't use --run-syncdb with app 'ledger': it has migrations.\n",
+        1,
+    )
+
+
+def test_prune_forgets_migrations_whose_files_are_gone_as_migrate_does(db_alias):
+    assert run_command("safemigrate", "ledger", database=db_alias)[2] == 0
+    gone = "INSERT INTO django_migrations (app, name, applied) VALUES ('ledger', '0099_gone', %s)"
+    outputs = {}
+    for command in ("migrate", "safemigrate"):
+        sql(db_alias, gone, ["2025-01-01 00:00:00"])
+        out, err, code = run_command(command, "ledger", "--prune", database=db_alias)
+        assert (code, err) == (0, ""), command
+        outputs[command] = out
+        assert "0099_gone" not in applied(db_alias, "ledger")
+    assert outputs["safemigrate"] == outputs["migrate"]
+    assert outputs["safemigrate"] == "Pruning migrations:\n  Pruning ledger.0099_gone OK\n"
+    assert run_command("safemigrate", "ledger", "--prune", database=db_alias) == (
+        "Pruning migrations:\n  No migrations to prune.\n",
+        "",
+        0,
+    )
+    assert run_command("migrate", "--prune", database=db_alias)[2] == 1
+    out, err, code = run_command("safemigrate", "--prune", database=db_alias)
+    assert (err, code) == ("Migrations can be pruned only when an app is specified.\n", 1)
