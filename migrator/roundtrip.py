@@ -15,13 +15,15 @@ cheap per-vendor signature of each table (one catalogue query per snapshot) says
 which tables changed, and only those are introspected again.
 """
 
+import ast
 import os
 import re
 import subprocess
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +127,29 @@ class TableSnapshot:
     constraints: tuple[Constraint, ...]
 
 
+class _Tables(Mapping[str, TableSnapshot]):
+    """A snapshot's tables, some of them described only when first read (``deferred``)."""
+
+    def __init__(
+        self, ready: dict[str, TableSnapshot], deferred: dict[str, Callable[[], TableSnapshot]]
+    ) -> None:
+        self._ready, self._deferred = ready, deferred
+
+    def __getitem__(self, name: str) -> TableSnapshot:
+        if name not in self._ready:
+            self._ready[name] = self._deferred.pop(name)()
+        return self._ready[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._ready or name in self._deferred
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted({*self._ready, *self._deferred}))
+
+    def __len__(self) -> int:
+        return len(self._ready) + len(self._deferred)
+
+
 @dataclass(frozen=True)
 class SchemaSnapshot:
     """Every table of a database; ``signatures`` say cheaply which tables changed."""
@@ -137,13 +162,21 @@ def take_snapshot(connection: BaseDatabaseWrapper, *known: SchemaSnapshot) -> Sc
     """Snapshot the schema, reusing from ``known`` snapshots every table whose signature matches.
 
     Equal signatures mean equal catalogue entries, so introspection would see the same.
+    On SQLite a table's signature is its SQL, which is all that introspection reads: a
+    table is described only when a comparison needs it, from that SQL replayed into a
+    scratch in-memory database (the live schema may have moved on by then). So a
+    snapshot costs one catalogue query, and only tables that differ are introspected.
     """
     with connection.cursor() as cursor:
         listed = _SIGNATURES.get(connection.vendor, _generic_signatures)(connection, cursor)
-        tables: dict[str, TableSnapshot] = {}
+        ready: dict[str, TableSnapshot] = {}
+        deferred: dict[str, Callable[[], TableSnapshot]] = {}
         signatures: dict[str, str | None] = {}
         for name, (kind, signature) in sorted(listed.items()):
             signatures[name] = signature
+            if connection.vendor == "sqlite" and kind == "t":
+                deferred[name] = partial(_replayed_sqlite_table, name, kind, signature)
+                continue
             reusable = (
                 snapshot.tables[name]
                 for snapshot in known
@@ -151,8 +184,40 @@ def take_snapshot(connection: BaseDatabaseWrapper, *known: SchemaSnapshot) -> Sc
                 and name in snapshot.tables
                 and snapshot.signatures.get(name) == signature
             )
-            tables[name] = next(reusable, None) or _introspect_table(connection, cursor, name, kind)
-    return SchemaSnapshot(tables=tables, signatures=signatures)
+            ready[name] = next(reusable, None) or _introspect_table(connection, cursor, name, kind)
+    return SchemaSnapshot(tables=_Tables(ready, deferred), signatures=signatures)
+
+
+@lru_cache(maxsize=1024)
+def _replayed_sqlite_table(name: str, kind: str, signature: str) -> TableSnapshot:
+    """Introspect a SQLite table as its signature's SQL (table, then indexes) creates it."""
+    statements = sorted(ast.literal_eval(signature), key=lambda row: row[0] != "table")
+    with _scratch_sqlite() as scratch, scratch.cursor() as cursor:
+        for row_kind, _, sql in statements:
+            if sql and row_kind in {"table", "index"}:  # autoindexes come with the table
+                cursor.execute(sql)
+        return _introspect_table(scratch, cursor, name, kind)
+
+
+_SCRATCH_ALIAS = "migrator-snapshots"
+
+
+@contextmanager
+def _scratch_sqlite() -> Iterator[BaseDatabaseWrapper]:
+    """A new in-memory SQLite database, registered under an alias of its own while in use
+    (Django's feature probes look their connection up by alias)."""
+    from django.db.backends.sqlite3.base import DatabaseWrapper
+
+    settings_dict = connections.configure_settings(
+        {DEFAULT_DB_ALIAS: {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+    )[DEFAULT_DB_ALIAS]  # Django's defaults for every key
+    scratch = DatabaseWrapper(settings_dict, alias=_SCRATCH_ALIAS)
+    connections[_SCRATCH_ALIAS] = scratch
+    try:
+        yield scratch
+    finally:
+        scratch.close()
+        del connections[_SCRATCH_ALIAS]
 
 
 def compare_snapshots(
@@ -165,6 +230,9 @@ def compare_snapshots(
     """Every difference between two snapshots, one line each: ``what <now>, what <then>``."""
     differences = []
     for name in sorted(set(expected.tables) | set(actual.tables)):
+        signature = expected.signatures.get(name)
+        if signature is not None and signature == actual.signatures.get(name):
+            continue  # equal catalogue entries: nothing to introspect
         old, new = expected.tables.get(name), actual.tables.get(name)
         if old is new:
             continue
