@@ -72,7 +72,7 @@ class Case:
 
     def summary(self, target: float) -> str:
         return (
-            f"{self.name}: median migrate {statistics.median(self.migrate_times):.2f}s, "
+            f"median migrate {statistics.median(self.migrate_times):.2f}s, "
             f"median testmigrations {statistics.median(self.roundtrip_times):.2f}s, "
             f"median ratio {statistics.median(self.ratios):.2f}x (target <= {target:g}x)"
         )
