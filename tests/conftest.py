@@ -7,11 +7,11 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg2
 import pytest
 from django.db import connections
 
 from tests.third_party import THIRD_PARTY_APPS, THIRD_PARTY_SETTINGS
+from tests.utils import raw_connection
 
 SCENARIOS = "tests.scenarios.migration_sets"
 SETS = Path(__file__).resolve().parent / "scenarios" / "migration_sets"
@@ -19,8 +19,7 @@ SETS = Path(__file__).resolve().parent / "scenarios" / "migration_sets"
 
 def _admin_execute(alias: str, sql: str) -> None:
     """Run CREATE/DROP DATABASE on the server's maintenance database, outside a transaction."""
-    params = {**connections[alias].get_connection_params(), "dbname": "postgres"}
-    conn = psycopg2.connect(**params)
+    conn = raw_connection(alias, dbname="postgres")
     conn.autocommit = True
     try:
         with conn.cursor() as cursor:
@@ -97,8 +96,6 @@ def migration_set(tmp_path, monkeypatch, settings):
 @pytest.fixture
 def blocker(db_alias):
     """Another session, as psql or a long report would hold one (PostgreSQL)."""
-    connection = psycopg2.connect(
-        **connections[db_alias].get_connection_params(), application_name="blocking report"
-    )
+    connection = raw_connection(db_alias, application_name="blocking report")
     yield connection
     connection.close()

@@ -9,7 +9,6 @@ import json
 import re
 from pathlib import Path
 
-import psycopg2
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
@@ -21,7 +20,7 @@ from migrator.conf import get_settings
 from migrator.exceptions import MigrationFailed
 from migrator.models import Run
 from migrator.types import RunOptions
-from tests.utils import applied, run_command, table_columns
+from tests.utils import applied, raw_connection, run_command, table_columns
 
 POSTGRES_ONLY = pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "risks.md"
@@ -315,8 +314,7 @@ def test_table_rows_above_the_limit_without_statistics_is_a_lower_bound(db_alias
 def pg_scans(alias: str, table: str) -> tuple[int, int, int]:
     """(seq_scan, seq_tup_read, idx_scan) of a table, after flushing this session's stats."""
     execute(alias, "SELECT pg_stat_force_next_flush()")  # flushed before the server answers
-    params = connections[alias].get_connection_params()
-    other = psycopg2.connect(**params)
+    other = raw_connection(alias)
     try:
         with other.cursor() as cursor:
             cursor.execute(
@@ -406,9 +404,10 @@ def test_every_code_is_documented():
 
 
 def lock_widgets(blocker) -> int:
-    with blocker.cursor() as cursor:  # psycopg2 opens a transaction: the lock stays held
+    with blocker.cursor() as cursor:  # a transaction is open: the lock stays held
         cursor.execute("LOCK TABLE scenarios_widget IN ACCESS EXCLUSIVE MODE")
-    return blocker.get_backend_pid()
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]
 
 
 @POSTGRES_ONLY

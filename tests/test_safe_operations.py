@@ -2,7 +2,6 @@
 
 import subprocess
 
-import psycopg2
 import pytest
 from django.db import connections, migrations, models
 from django.db.migrations.autodetector import MigrationAutodetector
@@ -18,6 +17,7 @@ from tests.utils import (
     applied,
     child_env,
     django_admin,
+    raw_connection,
     run_child,
     run_command,
     table_columns,
@@ -170,8 +170,8 @@ def test_safe_operations_are_not_reported_as_blocking(db_alias, scenario):
 def test_a_concurrent_build_killed_mid_way_is_finished_by_the_next_run(db_alias, scenario):
     scenario("safe_ops")
     books_with_rows(db_alias)
-    writer = psycopg2.connect(**connections[db_alias].get_connection_params())
-    watcher = psycopg2.connect(**connections[db_alias].get_connection_params())
+    writer = raw_connection(db_alias)
+    watcher = raw_connection(db_alias)
     watcher.autocommit = True
     try:
         with writer.cursor() as cursor:  # an open write: the build waits for it, INVALID

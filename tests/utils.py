@@ -91,6 +91,15 @@ def wait_for_line(child: subprocess.Popen, expected: str) -> None:
     raise AssertionError(f"child ended before printing {expected!r}: {child.stderr.read()}")
 
 
+def raw_connection(alias: str, **params: object):
+    """A DB-API connection of the alias's own driver (psycopg2 or psycopg 3), outside Django.
+
+    Not in autocommit: like psql in a transaction, what it locks stays locked until it ends.
+    """
+    connection = connections[alias]
+    return connection.get_new_connection({**connection.get_connection_params(), **params})
+
+
 def table_columns(alias: str, table: str) -> list[str]:
     connection = connections[alias]
     with connection.cursor() as cursor:
