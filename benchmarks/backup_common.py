@@ -32,6 +32,13 @@ MIGRATOR = {
     "BACKUP_DIR": os.environ["BENCH_BACKUP_DIR"],
     "PG_BIN_DIR": os.environ.get("BENCH_PG_BIN_DIR") or None,
 }
+if os.environ.get("BENCH_STORAGE"):  # a STORAGES entry: backups go through it
+    STORAGES = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+        "backups": json.loads(os.environ["BENCH_STORAGE"]),
+    }
+    MIGRATOR["BACKUP_STORAGE"] = "backups"
 """
 
 MODELS = """\
@@ -61,7 +68,13 @@ def make_project(directory: Path) -> Path:
     return directory
 
 
-def child_env(project: Path, database: dict, backup_dir: Path, pg_bin_dir: str | None) -> dict:
+def child_env(
+    project: Path,
+    database: dict,
+    backup_dir: Path,
+    pg_bin_dir: str | None,
+    storage: dict | None = None,
+) -> dict:
     return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "bench_settings",
@@ -69,6 +82,7 @@ def child_env(project: Path, database: dict, backup_dir: Path, pg_bin_dir: str |
         "BENCH_DATABASE": json.dumps(database),
         "BENCH_BACKUP_DIR": str(backup_dir),
         "BENCH_PG_BIN_DIR": pg_bin_dir or "",
+        "BENCH_STORAGE": json.dumps(storage) if storage else "",
     }
 
 
@@ -144,6 +158,17 @@ def _child(action: str, *args: str) -> None:
             size=manifest.size,
             payload=manifest.payload,
         )
+        return
+    if action == "verify":
+        backup.verify_backup(args[0])
+        _report(seconds=time.perf_counter() - started)
+        return
+    if action == "list":
+        _report(seconds=time.perf_counter() - started, ids=[m.id for m in backup.list_backups()])
+        return
+    if action == "prune":
+        pruned = backup.prune_backups(keep=int(args[0]), assume_yes=True)
+        _report(seconds=time.perf_counter() - started, deleted=pruned.deleted)
         return
     if action == "restore":
         restore.restore_backup(args[0], database="default", safety_backup=False, assume_yes=True)

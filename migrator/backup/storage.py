@@ -10,19 +10,20 @@ and removes the leftovers.
 
 In a directory, files are created 0600 in a 0700 directory. Through a Django storage
 (object storage with django-storages, ...) the payload is staged in a private temporary
-directory, uploaded, and downloaded again into one for a restore; access control is then
-the storage's.
+directory and uploaded from there (multipart, in parts); it is read back as a stream,
+into one private temporary file for a restore; access control is then the storage's.
 """
 
+import copy
 import hashlib
 import os
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import closing, contextmanager, suppress
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import Any, BinaryIO, Final
 
 from migrator.conf import get_settings
 from migrator.exceptions import BackupFailed
@@ -36,6 +37,7 @@ MANIFEST_SUFFIX: Final = ".json"
 PARTIAL_SUFFIX: Final = ".partial"
 STORAGE_PREFIX: Final = "migrator-backups"
 CHUNK: Final = 1024 * 1024
+PART: Final = 5 * CHUNK  # S3's smallest part; boto3 grows it past 10,000 parts (50 GB)
 
 
 class BackupStore(ABC):
@@ -147,6 +149,13 @@ class DirectoryStore(BackupStore):
 
 
 class DjangoStorageStore(BackupStore):
+    """Backups in a Django storage, under ``migrator-backups/``.
+
+    Any failure of the storage (an endpoint that does not answer, refused credentials, a
+    missing bucket) is one ``BackupFailed`` line; a backup checks that the storage answers
+    before it dumps anything.
+    """
+
     def __init__(self, alias: str) -> None:
         from django.core.files.storage import storages
 
@@ -160,7 +169,23 @@ class DjangoStorageStore(BackupStore):
         return f"{STORAGE_PREFIX}/{filename}"
 
     @contextmanager
+    def _answering(self) -> Iterator[None]:
+        """Storage failures (network, credentials, bucket) as one line, exit 6."""
+        from migrator.backup.base import first_line
+
+        try:
+            yield
+        except (BackupFailed, FileNotFoundError):
+            raise
+        except Exception as exc:  # botocore, google.cloud, azure: no common base class
+            raise BackupFailed(
+                f"Cannot use the {self.location} for backups: {first_line(exc)}; "
+                "check that it is reachable and its settings; nothing was changed."
+            ) from exc
+
+    @contextmanager
     def staging(self, filename: str) -> Iterator[Path]:
+        self.backup_ids()  # a storage that does not answer fails before the dump
         with tempfile.TemporaryDirectory(prefix="migrator-backup-") as private:
             staged = Path(private, filename)
             os.close(os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
@@ -169,19 +194,22 @@ class DjangoStorageStore(BackupStore):
     def publish(self, staged: Path, filename: str, backup_id: str, manifest: bytes) -> None:
         from django.core.files.base import ContentFile, File
 
-        with staged.open("rb") as handle:
-            self._save(self._name(filename), File(handle))
-        self._save(self._name(f"{backup_id}{MANIFEST_SUFFIX}"), ContentFile(manifest))
+        with self._answering(), staged.open("rb") as handle:
+            self._save(_one_part_at_a_time(self.storage), self._name(filename), File(handle))
+            self._save(
+                self.storage, self._name(f"{backup_id}{MANIFEST_SUFFIX}"), ContentFile(manifest)
+            )
 
-    def _save(self, name: str, content) -> None:
-        saved = self.storage.save(name, content)
+    def _save(self, storage: Any, name: str, content) -> None:
+        saved = storage.save(name, content)
         if saved != name:  # the storage renamed it to avoid a clash: never expected for an id
-            self.storage.delete(saved)
+            storage.delete(saved)
             raise BackupFailed(f"{self.location} already holds {name!r}; backup not stored.")
 
     def backup_ids(self) -> list[str]:
         try:
-            _, files = self.storage.listdir(STORAGE_PREFIX)
+            with self._answering():
+                _, files = self.storage.listdir(STORAGE_PREFIX)
         except FileNotFoundError:
             return []
         return sorted(
@@ -192,29 +220,66 @@ class DjangoStorageStore(BackupStore):
 
     def read_manifest(self, backup_id: str) -> bytes | None:
         name = self._name(f"{backup_id}{MANIFEST_SUFFIX}")
-        if not self.storage.exists(name):
-            return None
-        with self.storage.open(name, "rb") as handle:
-            return handle.read()
+        with self._answering():
+            if not self.storage.exists(name):
+                return None
+            with self.storage.open(name, "rb") as handle:
+                return handle.read()
 
     def open_payload(self, filename: str) -> BinaryIO:
         name = self._name(filename)
-        if not self.storage.exists(name):
-            raise FileNotFoundError(name)
-        return self.storage.open(name, "rb")
+        with self._answering():
+            if not self.storage.exists(name):
+                raise FileNotFoundError(name)
+            return _streaming(self.storage.open(name, "rb"))
 
     @contextmanager
     def local_payload(self, filename: str) -> Iterator[Path]:
         with tempfile.TemporaryDirectory(prefix="migrator-restore-") as private:
             local = Path(private, filename)
             descriptor = os.open(local, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(descriptor, "wb") as target, self.open_payload(filename) as source:
+            with (
+                os.fdopen(descriptor, "wb") as target,
+                self.open_payload(filename) as source,
+                self._answering(),
+            ):
                 shutil.copyfileobj(source, target, CHUNK)
             yield local
 
     def delete(self, backup_id: str, filename: str) -> None:
-        self.storage.delete(self._name(f"{backup_id}{MANIFEST_SUFFIX}"))
-        self.storage.delete(self._name(filename))
+        with self._answering():
+            self.storage.delete(self._name(f"{backup_id}{MANIFEST_SUFFIX}"))
+            self.storage.delete(self._name(filename))
+
+
+def _one_part_at_a_time(storage: Any) -> Any:
+    """The storage, set to upload a payload of any size with flat memory.
+
+    django-storages' S3 backend uploads through boto3's transfer manager, which by default
+    keeps up to ten 8 MB parts in memory for its ten threads; without threads, it reads
+    and sends one 5 MB part at a time (a multipart upload). Other storages as they are.
+    """
+    if getattr(storage, "transfer_config", None) is None:
+        return storage
+    from boto3.s3.transfer import TransferConfig
+
+    sequential = copy.copy(storage)
+    sequential.transfer_config = TransferConfig(use_threads=False, multipart_chunksize=PART)
+    return sequential
+
+
+def _streaming(handle: Any) -> BinaryIO:
+    """A payload opened through a storage, read as a stream rather than copied whole first.
+
+    django-storages' ``S3File`` downloads the whole object into a spooled file (in memory
+    unless ``AWS_S3_MAX_MEMORY_SIZE`` is set) before its first byte can be read; the boto3
+    object behind it streams. Other storages' files are read as they are.
+    """
+    s3_object = getattr(handle, "obj", None)
+    if s3_object is None or not callable(getattr(s3_object, "get", None)):
+        return handle
+    handle.close()
+    return closing(s3_object.get()["Body"])
 
 
 def backup_store() -> BackupStore:

@@ -1,0 +1,108 @@
+"""Backups in object storage: django-storages' S3 backend against moto's S3 server over HTTP."""
+
+import json
+
+import pytest
+
+from migrator.backup import get_manifest, list_backups
+from tests import s3
+from tests.test_backup import change_everything, seed, snapshot, take_backup
+from tests.utils import applied, run_command
+
+pytestmark = pytest.mark.skipif(not s3.available(), reason=s3.SKIP_REASON)
+
+
+@pytest.fixture(scope="module")
+def moto_server():
+    server = s3.MotoServer.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def bucket(moto_server, settings) -> str:
+    """A new bucket on moto's server, named by ``MIGRATOR["BACKUP_STORAGE"]``."""
+    name = moto_server.new_bucket()
+    settings.STORAGES = {**settings.STORAGES, "backups": moto_server.storage(name)}
+    settings.MIGRATOR = {**settings.MIGRATOR, "BACKUP_STORAGE": "backups"}
+    return name
+
+
+def stored_keys(settings) -> list[str]:
+    from django.core.files.storage import storages
+
+    return sorted(storages["backups"].listdir("migrator-backups")[1])
+
+
+@pytest.mark.parametrize("format", ["native", "portable"])
+def test_backup_list_verify_restore_and_prune_through_s3(db_alias, bucket, settings, format):
+    seed(db_alias)
+    before = snapshot(db_alias)
+    backup_id = take_backup(db_alias, "--format", format)
+    manifest = get_manifest(backup_id)
+    assert stored_keys(settings) == sorted([f"{backup_id}.json", manifest.payload])
+
+    out, err, code = run_command("backup", "--list", "--json", database=db_alias)
+    assert (code, err) == (0, "")
+    assert [b["id"] for b in json.loads(out)["backups"]] == [backup_id]
+    out, err, code = run_command("backup", "--verify", backup_id, database=db_alias)
+    assert (code, err) == (0, ""), err
+
+    change_everything(db_alias)
+    out, err, code = run_command("restore", backup_id, database=db_alias)
+    assert (code, err) == (0, ""), err
+    assert snapshot(db_alias) == before
+    assert applied(db_alias, "scenarios") == []
+    safety = [m.id for m in list_backups() if m.id != backup_id]
+    assert len(safety) == 1  # the safety backup went to S3 too
+
+    out, err, code = run_command("backup", "--prune", "--keep", "1", database=db_alias)
+    assert (code, err) == (0, ""), err
+    assert [m.id for m in list_backups()] == safety
+    assert stored_keys(settings) == sorted([f"{safety[0]}.json", get_manifest(safety[0]).payload])
+
+
+def test_a_damaged_object_fails_verify_with_6(db_alias, bucket, settings):
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import storages
+
+    seed(db_alias)
+    backup_id = take_backup(db_alias)
+    payload = f"migrator-backups/{get_manifest(backup_id).payload}"
+    storage = storages["backups"]
+    storage.delete(payload)
+    storage.save(payload, ContentFile(b"not a backup"))
+    out, err, code = run_command("backup", "--verify", backup_id, database=db_alias)
+    assert (out, code) == ("", 6)
+    assert "is damaged" in err
+
+
+def test_a_stopped_endpoint_is_one_line_exit_6_and_nothing_changes(db_alias, settings, scenario):
+    server = s3.MotoServer.start()
+    try:
+        settings.STORAGES = {**settings.STORAGES, "backups": server.storage(server.new_bucket())}
+        settings.MIGRATOR = {**settings.MIGRATOR, "BACKUP_STORAGE": "backups"}
+        seed(db_alias)
+        backup_id = take_backup(db_alias)
+        change_everything(db_alias)
+        before = snapshot(db_alias)
+    finally:
+        server.stop()
+    scenario("basic")  # something for safemigrate to apply after its backup
+    commands = [
+        ("backup",),
+        ("backup", "--list"),
+        ("backup", "--verify", backup_id),
+        ("backup", "--prune", "--keep", "0"),
+        ("restore", backup_id),
+        ("safemigrate", "--backup"),
+    ]
+    for command in commands:
+        out, err, code = run_command(*command, database=db_alias)
+        assert code == 6, command
+        assert out == "" or command[0] == "safemigrate"  # which prints the plan's risks first
+        assert len(err.splitlines()) == 1, err
+        assert "Cannot use the storage 'backups' for backups: " in err, err
+        assert err.endswith("nothing was changed.\n"), err
+    assert snapshot(db_alias) == before
+    assert applied(db_alias, "scenarios") == []
