@@ -37,6 +37,9 @@ NOTIFY_EVENTS            [failed, refused,   run events that are sent to NOTIFY
 NOTIFY_TIMEOUT           5                   seconds a notification may take
 STAGE_OVERRIDES          {}                  ``{"app_label.migration_name": "after_deploy"}``:
                                              the deploy stage of migrations you do not own
+DIRECT_DATABASES         {}                  alias -> the alias migrator uses instead for its
+                                             lock, DDL and backups (a direct connection
+                                             when the app's goes through PgBouncer)
 =======================  ==================  ==================================================
 
 An unknown key or a value of the wrong type is ``SettingsInvalid`` (exit 1, one line) when a
@@ -84,6 +87,7 @@ DEFAULTS: dict[str, Any] = {
     "NOTIFY_EVENTS": ["failed", "refused", "interrupted"],
     "NOTIFY_TIMEOUT": 5.0,
     "STAGE_OVERRIDES": {},
+    "DIRECT_DATABASES": {},
 }
 
 
@@ -110,6 +114,7 @@ class MigratorSettings:
     notify_events: frozenset[str]
     notify_timeout: float
     stage_overrides: Mapping[str, str]  # values of migrator.types.Stage
+    direct_databases: dict[str, str]
 
     @property
     def needs_confirmation(self) -> bool:
@@ -206,7 +211,13 @@ def get_settings() -> MigratorSettings:
         notify_events=frozenset(value["NOTIFY_EVENTS"]),
         notify_timeout=value["NOTIFY_TIMEOUT"],
         stage_overrides=value["STAGE_OVERRIDES"],
+        direct_databases=value["DIRECT_DATABASES"],
     )
+
+
+def direct_alias(database: str) -> str:
+    """The alias migrator works through for ``database``: ``DIRECT_DATABASES``' or itself."""
+    return get_settings().direct_databases.get(database, database)
 
 
 def _default(value: bool | None, fallback: bool) -> bool:
@@ -270,6 +281,18 @@ def _names(value: Any) -> tuple[str, ...]:
     return items
 
 
+def _aliases(value: Any) -> dict[str, str]:
+    """``DIRECT_DATABASES``: database aliases to database aliases, each in ``DATABASES``."""
+    if not isinstance(value, Mapping):
+        raise TypeError("must be a dict of database aliases")
+    for alias, direct in value.items():
+        if not isinstance(alias, str) or not isinstance(direct, str):
+            raise TypeError("must be a dict of database aliases")
+        if direct not in settings.DATABASES:
+            raise ValueError(f"{direct!r} is not in DATABASES")
+    return dict(value)
+
+
 def _environments(value: Any) -> frozenset[str]:
     return frozenset(normalize_environment(name) for name in _names(value))
 
@@ -301,6 +324,7 @@ def _app_risks(value: Any) -> dict[str, str]:
 
 
 CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "DIRECT_DATABASES": _aliases,
     "ENVIRONMENT": _text,
     "CONFIRM_ENVIRONMENTS": _environments,
     "BACKUP_BEFORE_MIGRATE": _optional(_flag),

@@ -5,6 +5,11 @@ connection of its own in autocommit (a lock held inside a transaction, or a bloc
 wait, deadlocks with ``CREATE INDEX CONCURRENTLY``), its holder visible in
 ``pg_stat_activity`` through ``application_name``. SQLite: an OS lock on a file beside
 the database. Both vanish with the holder's process, so a kill -9 never leaves one behind.
+
+A session lock needs a session of its own: behind PgBouncer in transaction (or statement)
+pooling, the server session that took it goes back to the pool and serves other clients,
+other runs included. A pooled connection is refused before anything is done; the way out
+is ``MIGRATOR["DIRECT_DATABASES"]``, an alias that reaches PostgreSQL directly.
 """
 
 import getpass
@@ -24,7 +29,8 @@ from typing import Final
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from migrator.exceptions import LockNotAcquired, MigratorError
+from migrator.conf import get_settings
+from migrator.exceptions import LockNotAcquired, MigratorError, PooledConnection
 
 APPLICATION_PREFIX: Final = "migrator lock"
 FIRST_POLL: Final = 0.05
@@ -161,6 +167,34 @@ def lock_key(database_name: str) -> int:
     return struct.unpack(">q", digest[:8])[0]
 
 
+def require_own_session(connection: BaseDatabaseWrapper) -> None:
+    """Refuse a PostgreSQL connection whose session is not its own (a pooler in between).
+
+    When it connects, the driver is told the server process it talks to (libpq's
+    BackendKeyData); a pooler such as PgBouncer answers with a key of its own, so that
+    pid is not ``pg_backend_pid()``. An alias that ``DIRECT_DATABASES`` maps to itself
+    is taken at its word (PgBouncer in session pooling keeps sessions whole).
+    """
+    if connection.vendor != "postgresql":
+        return
+    if get_settings().direct_databases.get(connection.alias) == connection.alias:
+        return
+    connection.ensure_connection()
+    raw = connection.connection
+    info = getattr(raw, "info", None)  # psycopg 3
+    told = info.backend_pid if info is not None else raw.get_backend_pid()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        served_by = cursor.fetchone()[0]
+    if told != served_by:
+        raise PooledConnection(
+            f"Database {connection.alias!r} is reached through a connection pooler "
+            "(PgBouncer?), where migrator's session lock and timeouts do not hold; set "
+            f'MIGRATOR["DIRECT_DATABASES"] = {{{connection.alias!r}: "<an alias that connects '
+            'to PostgreSQL directly>"}.'
+        )
+
+
 class _PostgresLock:
     def __init__(self, connection: BaseDatabaseWrapper, *, resource: str | None = None) -> None:
         """The lock of ``connection``'s database, or of ``resource`` (in the server's
@@ -171,6 +205,7 @@ class _PostgresLock:
         if resource is not None:
             self.connection.settings_dict["NAME"] = None
         self.connection.ensure_connection()
+        require_own_session(self.connection)
         self.connection.set_autocommit(True)
         with self.connection.cursor() as cursor:
             cursor.execute(

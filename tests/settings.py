@@ -38,6 +38,15 @@ DATABASES = {
 if os.environ.get("MIGRATOR_TEST_TARGET"):
     _alias, _name = os.environ["MIGRATOR_TEST_TARGET"].split(":", 1)
     DATABASES["default"] = {**DATABASES[_alias], "NAME": _name}
+if os.environ.get("MIGRATOR_TEST_PGBOUNCER_PORT"):  # 'default' through PgBouncer
+    DATABASES["direct"] = DATABASES["default"]
+    DATABASES["default"] = {
+        **DATABASES["default"],
+        "HOST": "127.0.0.1",
+        "PORT": os.environ["MIGRATOR_TEST_PGBOUNCER_PORT"],
+        "OPTIONS": {},
+        "DISABLE_SERVER_SIDE_CURSORS": True,  # as Django asks behind transaction pooling
+    }
 
 MIGRATION_MODULES = {
     "scenarios": os.environ.get("MIGRATOR_TEST_SCENARIO", "tests.scenarios.migration_sets.empty")

@@ -8,13 +8,14 @@ import signal
 import sys
 import threading
 import time
+from contextlib import suppress
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import DEFAULT_DB_ALIAS, OperationalError, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, OperationalError, connections
 
-from migrator import checks, operations, secrets
-from migrator.conf import get_settings, seconds
+from migrator import checks, locking, operations, secrets
+from migrator.conf import direct_alias, get_settings, seconds
 from migrator.exceptions import MigratorError
 from migrator.planning import PlannedMigration, SqlStep
 from migrator.risks import SEVERITY_RANK, Finding, Severity
@@ -134,6 +135,10 @@ class MigratorCommand(BaseCommand):
                 f"Unknown database {options['database']!r}; configured: {', '.join(connections)}."
             )
         get_settings()  # a bad MIGRATOR setting: one line, before the checks' report
+        options["database"] = direct_alias(options["database"])
+        if self.prompts:  # a changing command: refuse a pooled connection before anything
+            with suppress(DatabaseError):  # a server that does not answer: the command says so
+                locking.require_own_session(connections[options["database"]])
         if not options["skip_checks"]:
             # Integrity is verified by the command itself, with exit 2 and a fuller report.
             with checks.integrity_checks_deferred():

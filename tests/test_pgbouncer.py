@@ -1,0 +1,92 @@
+"""Behind a real PgBouncer in transaction pooling: refused at once, or direct through a setting.
+
+A session advisory lock taken through transaction pooling stays with a server session that
+goes back to the pool and serves other clients, other runs included: migrator refuses such
+a connection before doing anything, naming ``DIRECT_DATABASES``; with it pointing at a
+direct alias, concurrent runs through the pooler apply each migration exactly once.
+"""
+
+import json
+
+import pytest
+from django.db import connections
+
+from migrator.models import Run
+from tests import pgbouncer
+from tests.test_locking import wait_for_line_starting
+from tests.utils import applied, start_child, wait_for_line
+
+pytestmark = pytest.mark.skipif(pgbouncer.binary() is None, reason=pgbouncer.SKIP_REASON)
+
+BASIC = {"MIGRATOR_TEST_SCENARIO": "tests.scenarios.migration_sets.basic"}
+DIRECT = {"MIGRATOR_TEST_SETTINGS": json.dumps({"DIRECT_DATABASES": {"default": "direct"}})}
+RUNS = 5
+
+
+@pytest.fixture(scope="module")
+def bouncer():
+    server = pgbouncer.PgBouncer.start(connections["postgres"].settings_dict)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_alias(db_alias):
+    if db_alias != "postgres":
+        pytest.skip("PgBouncer pools PostgreSQL connections")
+    return db_alias
+
+
+def through(bouncer, alias: str, *args: str, **env: str):
+    """A child command whose 'default' database goes through PgBouncer."""
+    return start_child(alias, *args, MIGRATOR_TEST_PGBOUNCER_PORT=str(bouncer.port), **env)
+
+
+def finish(child) -> tuple[int, str, str]:
+    out, err = child.communicate(timeout=300)
+    return child.returncode, out, err
+
+
+def test_runs_through_transaction_pooling_are_refused_naming_the_setting(bouncer, postgres_alias):
+    children = [through(bouncer, postgres_alias, "safemigrate", **BASIC) for _ in range(RUNS)]
+    for code, out, err in map(finish, children):
+        assert (code, out) == (1, ""), err
+        assert err == (
+            "CommandError: Database 'default' is reached through a connection pooler "
+            "(PgBouncer?), where migrator's session lock and timeouts do not hold; set "
+            'MIGRATOR["DIRECT_DATABASES"] = {\'default\': "<an alias that connects to '
+            'PostgreSQL directly>"}.\n'
+        )
+    with connections[postgres_alias].cursor() as cursor:
+        tables = connections[postgres_alias].introspection.table_names(cursor)
+    assert tables == []  # not even django_migrations
+
+
+def test_concurrent_runs_with_the_direct_setting_apply_exactly_once(bouncer, postgres_alias):
+    first = through(
+        bouncer,
+        postgres_alias,
+        "safemigrate",
+        **BASIC,
+        **DIRECT,
+        PAUSE_AT="scenarios.0003_slow_step",
+    )
+    wait_for_line(first, "PAUSED")  # holds the lock, half-way through the plan
+    others = [
+        through(bouncer, postgres_alias, "safemigrate", **BASIC, **DIRECT) for _ in range(RUNS - 1)
+    ]
+    for child in others:
+        wait_for_line_starting(child, "Waiting for the migration lock held by")
+    first.stdin.write("\n")
+    first.stdin.flush()
+    results = [finish(child) for child in [first, *others]]
+    assert [code for code, _, _ in results] == [0] * RUNS, [err for _, _, err in results]
+    assert all("No migrations to apply." in out for _, out, _ in results[1:])
+    with connections[postgres_alias].cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM scenarios_ledger")  # one row per run of 0003
+        assert cursor.fetchone()[0] == 1
+        cursor.execute("SELECT app, name, count(*) FROM django_migrations GROUP BY 1, 2")
+        assert {count for *_, count in cursor.fetchall()} == {1}
+    assert applied(postgres_alias, "scenarios")[-1] == "0004_widget_weight"
+    run = Run.objects.using(postgres_alias).get(steps__name="0003_slow_step")
+    assert run.database == "direct"
