@@ -81,11 +81,20 @@ def test_a_superuser_sees_runs_hashes_and_status_read_only(admin_db):
     assert client.post(f"/admin/migrator/run/{run.pk}/change/", {}).status_code == 403
     assert Run.objects.using(admin_db).filter(pk=run.pk).exists()
 
+
+def test_the_status_page_shows_pending_migrations_by_stage(admin_db, scenario):
+    client, _ = client_for(admin_db, "root", is_staff=True, is_superuser=True)
+    scenario("basic")  # four migrations now pending, all before_deploy
     status = client.get("/admin/migrator/run/status/")
     assert status.status_code == 200
-    assert f'id="status-{admin_db}"' in status.content.decode()
-    panel = next(p for p in status.context["panels"] if p["alias"] == admin_db)
-    assert (panel["status"]["pending"], panel["status"]["lock_holder"]) == ([], None)
+    html = status.content.decode()
+    assert f'id="status-{admin_db}"' in html
+    panel = next(p for p in status.context["panels"] if p["alias"] == admin_db)["status"]
+    assert panel["pending_by_stage"]["before_deploy"][0] == "scenarios.0001_initial"
+    assert panel["pending_by_stage"]["after_deploy"] == []
+    assert (panel["problems"], panel["lock_holder"]) == ([], None)
+    assert "<th>Pending before deploy</th><td>scenarios.0001_initial<br>" in html
+    assert "<th>Lock holder</th><td>nobody</td>" in html
 
 
 def test_hashes_show_their_verification_state(admin_db):
