@@ -19,6 +19,8 @@ class InvalidRequest(MigratorError):
 
 class UnappliedMigrations(MigratorError):
     """``--check``: migrations are waiting to be applied (exit 1, as ``migrate --check``)."""
+
+
 class PooledConnection(MigratorError):
     """A connection through a transaction pooler (PgBouncer), where a session lock is void."""
 
