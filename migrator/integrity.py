@@ -333,10 +333,15 @@ def violation_message(report: IntegrityReport) -> str:
 def warning_summaries(report: IntegrityReport) -> list[str]:
     """Warnings in a few lines: unverified migrations are summed up, not listed one by one."""
     unverified = report.of_kind(UNVERIFIED)
-    lines = [problem.line() for problem in report.warnings if problem.kind != UNVERIFIED]
+    lines = [
+        f"[{problem.check_id}] {problem.line()}"
+        for problem in report.warnings
+        if problem.kind != UNVERIFIED
+    ]
     if unverified:
         lines.append(
-            f"{unverified_message(report.database, unverified)} {baseline_hint(report.database)}"
+            f"[{unverified[0].check_id}] {unverified_message(report.database, unverified)} "
+            f"{baseline_hint(report.database)}"
         )
     return lines
 
@@ -503,11 +508,21 @@ def _changed(found: dict[str, Any], current: str) -> Problem:
             f"recorded {short(found['recorded_hash'])}, now {short(current)}{_when(found)}."
         ),
         hint=(
-            "Restore the file from version control, or accept the edit with "
+            f"{_restore(found)}, or accept the edit with "
             f"'python manage.py verifymigrations --accept {label} --reason \"...\"'."
         ),
         **found,
     )
+
+
+def _restore(found: dict[str, Any]) -> str:
+    """The way back to the file as applied: a package is reinstalled, not edited."""
+    if found["third_party"]:
+        return (
+            f"Reinstall the package that ships {found['app_label']!r} "
+            "(pip install --force-reinstall, at the version that was applied)"
+        )
+    return "Restore the file from version control"
 
 
 def _missing(found: dict[str, Any]) -> Problem:
@@ -521,7 +536,10 @@ def _missing(found: dict[str, Any]) -> Problem:
             f"{label} was applied{_when(found)} but its file is missing "
             "and no squash on disk replaces it."
         ),
-        hint="Restore the file from version control.",
+        hint=(
+            f"{_restore(found)}; if a release removed it, forget it with "
+            f"'python manage.py safemigrate {found['app_label']} --prune'."
+        ),
         **found,
     )
 

@@ -23,7 +23,13 @@ from django.db.migrations.state import ModelState, ProjectState
 
 from migrator import audit, backup, guard, integrity, operations, planning, risks, secrets, stages
 from migrator.conf import get_settings
-from migrator.exceptions import InvalidRequest, MigrationFailed, MigratorError, RunInterrupted
+from migrator.exceptions import (
+    IntegrityViolation,
+    InvalidRequest,
+    MigrationFailed,
+    MigratorError,
+    RunInterrupted,
+)
 from migrator.executor import RecordingExecutor
 from migrator.lifecycle import ProgressAdapter, locked
 from migrator.models import MigrationHash, Run
@@ -121,7 +127,17 @@ def safemigrate(
     unmigrated = sorted([app_label] if app_label else executor.loader.unmigrated_apps)
     syncing = unmigrated if options.run_syncdb else []
     # Before anything else, even with nothing to do: an edited applied file is exit 2.
-    integrity.require_verified(connection, executor.loader, progress=progress)
+    try:
+        integrity.require_verified(connection, executor.loader, progress=progress)
+    except IntegrityViolation as exc:  # who was stopped, and why, stays in the audit
+        guard.record_refusal(
+            connection,
+            command="safemigrate",
+            arguments=options.arguments,
+            error=str(exc),
+            details={"refused_by": "integrity"},
+        )
+        raise
     report = RunReport(
         command="safemigrate",
         database=options.database,

@@ -76,7 +76,7 @@ def database_status(database: str) -> DatabaseStatus:
         executor = MigrationExecutor(connection)
     report = integrity.verify(connection, executor.loader, check_models=False)
     status.problems = [problem.line() for problem in report.errors]
-    status.warnings = [problem.line() for problem in report.warnings]
+    status.warnings = integrity.warning_summaries(report)
     backups = list_backups(database)
     status.latest_backup = backups[0].as_dict() if backups else None
     plan = executor.migration_plan(executor.loader.graph.leaf_nodes())

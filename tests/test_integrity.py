@@ -152,7 +152,10 @@ def test_deleted_applied_migration_is_missing(db_alias, migration_set):
     _, err, code = run_command("safemigrate", database=db_alias)
     assert code == 2
     assert "scenarios.0003_third was applied (" in err
-    assert "Restore the file from version control." in err
+    assert (
+        "Restore the file from version control; if a release removed it, forget it with "
+        "'python manage.py safemigrate scenarios --prune'."
+    ) in err
 
 
 def test_deleted_dependency_of_another_migration_is_exit_2(db_alias, migration_set):
@@ -370,7 +373,10 @@ def test_third_party_edits_are_warnings_unless_strict(db_alias, migration_set, s
     assert ") (third-party) changed after it was applied" in out
     out, _, code = run_command("safemigrate", database=db_alias)
     assert code == 0
+    assert "[migrator.W002] scenarios.0001_initial (" in out
     assert "(third-party) changed after it was applied" in out
+    assert "Reinstall the package that ships 'scenarios' (pip install --force-reinstall" in out
+    assert "version control" not in out
     _, err, code = run_command("check", "--database", db_alias)
     assert code == 0
     assert "(migrator.W002)" in err
@@ -379,7 +385,13 @@ def test_third_party_edits_are_warnings_unless_strict(db_alias, migration_set, s
     out, _, code = verify(db_alias)
     assert code == 2
     assert "[migrator.E001] scenarios.0001_initial" in out
-    assert run_command("safemigrate", database=db_alias)[2] == 2
+    _, err, code = run_command("safemigrate", database=db_alias)
+    assert code == 2
+    refused = Run.objects.using(db_alias).get(outcome="refused")
+    assert (refused.command, refused.error) == ("safemigrate", err.strip())
+    history, _, _ = run_command("migrationhistory", "--limit", "1", database=db_alias)
+    assert history.splitlines()[0].startswith(f"#{refused.pk} safemigrate ")
+    assert "refused" in history.splitlines()[0]
 
 
 # System checks -------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 import json
 
 from django.db import connections
+from django.db.migrations.recorder import MigrationRecorder
 
 from migrator.models import MigrationHash
 from tests.utils import run_command
@@ -74,3 +75,20 @@ def test_history_shows_a_runs_risk_findings_as_lines(db_alias):
         "      ledger.0004_remove_entry_memo: ML403 warning, column memo of ledger_entry (1 row)",
     ]
     assert "{'" not in out
+
+
+def test_status_of_a_database_migrated_by_plain_migrate_is_one_line(db_alias):
+    assert run_command("migrate", database=db_alias, verbosity=0)[2] == 0
+    out, err, code = run_command("migrationstatus", database=db_alias)
+    assert (code, err) == (0, "")
+    warnings = [line for line in out.splitlines() if line.startswith("  warning: ")]
+    assert len(warnings) == 1
+    applied_count = len(MigrationRecorder(connections[db_alias]).applied_migrations())
+    assert warnings[0].startswith(
+        f"  warning: [migrator.W001] {applied_count} applied migration(s) on {db_alias!r} "
+        "have no recorded hash "
+    )
+    assert warnings[0].endswith(
+        f"Run 'python manage.py verifymigrations --baseline --database {db_alias}' "
+        "to record the current files."
+    )
