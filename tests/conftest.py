@@ -2,6 +2,7 @@
 
 import importlib
 import shutil
+import signal
 import sys
 import uuid
 from collections.abc import Iterator
@@ -12,6 +13,12 @@ from django.db import connections
 
 from tests.third_party import THIRD_PARTY_APPS, THIRD_PARTY_SETTINGS
 from tests.utils import raw_connection
+
+# A suite started in the background (``cmd &`` in a script) inherits SIGINT ignored, and so
+# would every child: Python then installs no KeyboardInterrupt handler, and the Ctrl-C tests
+# hang. Children exec with the default disposition when this process handles SIGINT.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 SCENARIOS = "tests.scenarios.migration_sets"
 SETS = Path(__file__).resolve().parent / "scenarios" / "migration_sets"
