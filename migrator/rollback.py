@@ -45,6 +45,7 @@ from migrator.types import (
     MigrationPlan,
     MigrationTarget,
     ProgressCallback,
+    ProgressEvent,
     RunOptions,
     RunReport,
     ignore_progress,
@@ -242,6 +243,13 @@ def rollback(
         report.outcome = "nothing"
         return report
     runner.report_risks(report.plan, progress)  # shown before anything is asked
+    if report.data_loss or report.not_restored:  # as --plan shows them, in every environment
+        progress(
+            ProgressEvent(
+                "rollback_losses",
+                data={"data_loss": report.data_loss, "not_restored": report.not_restored},
+            )
+        )
     if request.restore:
         return _restore(prepared, connection, options=options, progress=progress, confirm=confirm)
     _confirm(

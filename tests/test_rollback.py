@@ -555,3 +555,30 @@ def test_rollback_sql_prints_the_backward_sql_and_changes_nothing(db_alias):
         "--sql shows the reverse operations; --restore runs none.\n",
         1,
     )
+
+
+def test_a_development_rollback_shows_the_data_it_destroys_as_its_plan_does(
+    db_alias, scenario, settings
+):
+    settings.MIGRATOR = {**settings.MIGRATOR, "ENVIRONMENT": "development"}
+    scenario("basic")
+    migrate(db_alias, "scenarios")
+    execute(
+        db_alias,
+        "INSERT INTO scenarios_widget (name, size, colour, weight) VALUES ('w', 0, '', 1)",
+    )
+
+    def destroyed(out: str) -> list[str]:
+        lines = out.splitlines()
+        start = lines.index("Data the rollback destroys:")
+        return lines[start : start + 2]
+
+    planned, _, code = run_command("rollback", "scenarios", "0003", "--plan", database=db_alias)
+    assert code == 0
+    out, err, code = run_command("rollback", "scenarios", "0003", database=db_alias)
+    assert (code, err) == (0, "")
+    assert destroyed(out) == destroyed(planned)
+    assert destroyed(out)[1] == (
+        "  - scenarios.0004_widget_weight: column weight of scenarios_widget (1 row)"
+    )
+    assert out.index("Data the rollback destroys:") < out.index("Unapplying ")

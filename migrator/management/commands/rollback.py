@@ -9,6 +9,7 @@ from migrator.exceptions import MigratorError
 from migrator.management.base import MigratorCommand, seconds_argument
 from migrator.risks import LabelledFinding
 from migrator.rollback import RollbackReport
+from migrator.types import ProgressEvent
 
 
 class Command(MigratorCommand):
@@ -134,15 +135,31 @@ class Command(MigratorCommand):
         if report.outcome == "planned":
             write("Validation passed; nothing was changed.")
 
-    def render_findings(self, heading: str, findings: list[LabelledFinding], role) -> None:
+    def show_progress(self, event: ProgressEvent) -> None:
+        """Library events; what the rollback destroys is shown before it runs, as in --plan."""
+        if event.action != "rollback_losses":
+            super().show_progress(event)
+        elif self.verbosity >= 1:
+            out, style = self.progress_out, self.style
+            self.render_findings(
+                "Data the rollback destroys:", event.data["data_loss"], style.WARNING, out
+            )
+            self.render_findings(
+                "What it cannot bring back:", event.data["not_restored"], style.NOTICE, out
+            )
+
+    def render_findings(
+        self, heading: str, findings: list[LabelledFinding], role, out: Any = None
+    ) -> None:
         if not findings:
             return
-        self.stdout.write(role(heading))
+        out = out or self.stdout
+        out.write(role(heading))
         for item in findings:
             finding = item.finding
             what = finding.describe_loss() if finding.table else finding.message
             where = f"{item.migration}: " if item.migration else ""
-            self.stdout.write(f"  - {where}{what}")
+            out.write(f"  - {where}{what}")
 
     def render_result(self, report: RollbackReport) -> None:
         if report.outcome == "nothing":
