@@ -9,6 +9,7 @@ import shutil
 
 import pytest
 from django.db import connections
+from django.db.migrations.loader import MigrationLoader
 
 from migrator import compat, integrity
 from migrator.models import MigrationHash
@@ -16,6 +17,7 @@ from tests.conftest import SETS
 from tests.utils import applied, run_command
 
 SCRIPTED = ("--noinput", "--yes", "--allow-data-loss")
+NESTED = SETS / "compat_nested_squash"
 
 
 def hashed(alias: str) -> set[str]:
@@ -44,19 +46,29 @@ def test_squash_recorded_and_unrecorded_as_migrate_does(db_alias, migration_set)
 
 
 @pytest.mark.skipif(not compat.NESTED_SQUASHES, reason="nested squashes need Django 6.0+")
-def test_nested_squash_marked_applied_gets_its_hash(db_alias, migration_set):
+def test_nested_squash_over_applied_files_verifies_and_gets_its_hash(db_alias, migration_set):
     """MigrationLoader.all_replaced_applied (6.0+) follows a squash of a squash."""
-    copy = migration_set("integrity_squashed")
-    shutil.copy(SETS / "compat_nested_squash" / "0003_third.py", copy)
-    assert run_command("safemigrate", "scenarios", "0003", database=db_alias, verbosity=0)[2] == 0
-    outer = "0001_squashed_0003_third"
-    shutil.copy(SETS / "compat_nested_squash" / f"{outer}.py", copy)
+    inner, outer = "0001_squashed_0002_second", "0001_squashed_0003_third"
+    copy = migration_set("integrity_squashed", without=(f"{inner}.py",))
+    for name in ("0003_third.py", "0004_fourth.py"):
+        shutil.copy(NESTED / name, copy)
+    assert run_command("safemigrate", database=db_alias, verbosity=0)[2] == 0
+    shutil.copy(SETS / "integrity_squashed" / f"{inner}.py", copy)
+    shutil.copy(NESTED / f"{outer}.py", copy)
     importlib.invalidate_caches()
 
-    assert run_command("safemigrate", database=db_alias, verbosity=0)[2] == 0
-    assert outer in applied(db_alias, "scenarios")
-    assert MigrationHash.objects.using(db_alias).get(
-        app_label="scenarios", name=outer
-    ).checksum == integrity.file_hash(copy / f"{outer}.py")
+    # The outer squash replaces the inner one: applied through the files both replace.
+    rows = {("scenarios", name) for name in applied(db_alias, "scenarios")}
+    loader = MigrationLoader(connections[db_alias])
+    assert compat.all_replaced_applied(loader, ("scenarios", outer), rows)
+    partly = rows - {("scenarios", "0002_second")}
+    assert not compat.all_replaced_applied(loader, ("scenarios", outer), partly)
     out, err, code = run_command("verifymigrations", database=db_alias)
     assert code == 0, out + err
+    # 0004 now depends on the outer squash: migrate it back through the squash and forth.
+    _, err, code = run_command("rollback", "scenarios", outer, *SCRIPTED, database=db_alias)
+    assert code == 0, err
+    assert run_command("safemigrate", database=db_alias, verbosity=0)[2] == 0
+    assert MigrationHash.objects.using(db_alias).get(
+        app_label="scenarios", name="0004_fourth"
+    ).checksum == integrity.file_hash(copy / "0004_fourth.py")
