@@ -3,13 +3,15 @@
 Runs both commands interleaved (alternating which goes first) as child processes of
 this one, each on a fresh database file, and prints the median of the per-pair ratios.
 The project runs with DEBUG off, as deploys do; ``--debug`` turns it on, as on a laptop.
-Figures vary by a few percent from run to run on a shared machine: use more rounds on a
-quiet one.
+Wall-clock time is the figure; CPU time (user + system of the child) is printed beside it
+because, on a loaded shared machine, wall-clock ratios vary by several percent from run to
+run while CPU ratios hold: use more rounds, or a quiet machine, for the wall-clock one.
 
     python -m benchmarks.overhead [--migrations 300] [--rounds 15] [--debug]
 """
 
 import argparse
+import resource
 import statistics
 import subprocess
 import tempfile
@@ -25,12 +27,21 @@ COMMANDS = {
 }
 
 
-def timed_run(directory: Path, command: list[str], database: Path, debug: bool) -> float:
+def timed_run(
+    directory: Path, command: list[str], database: Path, debug: bool
+) -> tuple[float, float]:
+    """Wall-clock and CPU seconds (user + system) of one child run on a fresh database."""
     database.unlink(missing_ok=True)
     env = project_env(directory, ROOT, BENCH_DB=str(database), BENCH_DEBUG="1" if debug else "0")
+    cpu_before = _children_cpu()
     started = time.perf_counter()
     subprocess.run(django_admin(*command), env=env, check=True, capture_output=True)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, _children_cpu() - cpu_before
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -39,24 +50,31 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--debug", action="store_true", help="run the project with DEBUG on")
     args = parser.parse_args()
+    measures = ("wall", "cpu")
     with tempfile.TemporaryDirectory() as scratch:
         directory = make_project(Path(scratch), args.migrations)
         database = directory / "bench.sqlite3"
         timed_run(directory, COMMANDS["migrate"], database, args.debug)  # warm the file cache
-        ratios, times = [], {name: [] for name in COMMANDS}
+        ratios = {measure: [] for measure in measures}
+        times = {(name, measure): [] for name in COMMANDS for measure in measures}
         for round_number in range(args.rounds):
             order = list(COMMANDS) if round_number % 2 == 0 else list(reversed(COMMANDS))
-            pair = {
-                name: timed_run(directory, COMMANDS[name], database, args.debug) for name in order
-            }
-            for name, seconds in pair.items():
-                times[name].append(seconds)
-            ratios.append(pair["safemigrate"] / pair["migrate"])
+            pair = {}
+            for name in order:
+                seconds = timed_run(directory, COMMANDS[name], database, args.debug)
+                pair[name] = dict(zip(measures, seconds, strict=True))
+            for (name, measure), values in times.items():
+                values.append(pair[name][measure])
+            for measure, values in ratios.items():
+                values.append(pair["safemigrate"][measure] / pair["migrate"][measure])
     debug = "on" if args.debug else "off"
     print(f"{args.migrations} migrations, SQLite, DEBUG {debug}, {args.rounds} interleaved rounds")
-    for name, values in times.items():
-        print(f"  {name:12} median {statistics.median(values):.3f}s")
-    print(f"  median ratio safemigrate/migrate: {statistics.median(ratios):.3f}")
+    for measure in measures:
+        medians = ", ".join(
+            f"{name} {statistics.median(times[name, measure]):.3f}s" for name in COMMANDS
+        )
+        ratio = statistics.median(ratios[measure])
+        print(f"  {measure:4} medians: {medians}; median ratio safemigrate/migrate {ratio:.3f}")
 
 
 if __name__ == "__main__":
