@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from io import StringIO
 from pathlib import Path
@@ -68,6 +69,32 @@ def run_child(
         timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
+
+
+def run_child_peak_rss(
+    alias: str, *args: str, **env: str
+) -> tuple[subprocess.CompletedProcess, int]:
+    """``run_child``, plus the child's own peak RSS in KiB.
+
+    ``os.wait4`` reports this child alone; ``RUSAGE_CHILDREN`` would report the largest child
+    the test process ever reaped, which in a whole-suite run is some other test's.
+    """
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        child = subprocess.Popen(
+            django_admin(*args),
+            env=child_env(alias, **env),
+            cwd=ROOT,
+            stdout=out,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        done = subprocess.CompletedProcess(child.args, child.returncode, out.read(), err.read())
+        return done, usage.ru_maxrss
 
 
 def start_child(alias: str, *args: str, **env: str) -> subprocess.Popen:
