@@ -16,7 +16,12 @@ from migrator.conf import get_settings
 from migrator.models import MigrationHash, Run, RunStep
 
 CI_REVISION_VARIABLES = ("MIGRATOR_REVISION", "GITHUB_SHA", "CI_COMMIT_SHA", "GIT_COMMIT")
-LOCKED_COMMANDS = ("safemigrate", "rollback", "restore")  # commands that run under the lock
+LOCKED_COMMANDS = (
+    "safemigrate",
+    "rollback",
+    "restore",
+    "verifymigrations",
+)  # commands that run under the lock
 
 
 def actor() -> str:
@@ -85,7 +90,16 @@ def close_run(
     run.details = {**run.details, **secrets.mask(details)}
     # If the database went away mid-run, the next run marks this one interrupted.
     with suppress(DatabaseError):
-        run.save(update_fields=["outcome", "error", "failed_migration", "finished_at", "details"])
+        run.save(
+            update_fields=[
+                "outcome",
+                "error",
+                "failed_migration",
+                "finished_at",
+                "details",
+                "backup_id",
+            ]
+        )
     if not reported_already:
         signals.run_closed(run)
 

@@ -14,12 +14,12 @@ migrated through them) is accepted when each of those carries a hash.
 
 import hashlib
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 from django.apps import apps
 from django.db import connections, transaction
@@ -32,7 +32,7 @@ from django.db.migrations.questioner import MigrationQuestioner
 from django.db.migrations.recorder import MigrationRecorder
 from django.db.migrations.state import ProjectState
 
-from migrator import audit, compat, packages
+from migrator import compat, packages
 from migrator.conf import get_settings
 from migrator.exceptions import IntegrityViolation, InvalidRequest, UnknownTarget
 from migrator.models import MigrationHash, Run
@@ -663,6 +663,9 @@ def _display_path(filename: str) -> str:
 
 # Adopting and accepting -------------------------------------------------------------------
 
+# Opens the run that records new hashes, given its details (the run pipeline's ``recorded``).
+Recording: TypeAlias = Callable[[dict[str, Any]], AbstractContextManager[Run]]
+
 
 @dataclass
 class Recorded:
@@ -684,10 +687,10 @@ class Recorded:
         }
 
 
-def baseline(database: str, *, arguments: dict[str, Any] | None = None) -> Recorded:
+def baseline(database: str, *, recording: Recording) -> Recorded:
     """Record the current hash of every applied migration that has none, as one audited run.
 
-    Under the run lock: ``runner.baseline`` takes it.
+    Under the run lock, in the run ``recording(details)`` opens (``runner.baseline``).
     """
     connection = connections[database]
     loader = load(connection)
@@ -706,18 +709,16 @@ def baseline(database: str, *, arguments: dict[str, Any] | None = None) -> Recor
     run = _record(
         connection,
         {key: (checksum, history.applied.get(key)) for key, checksum in pending.items()},
-        arguments=arguments,
+        recording=recording,
         details={"baseline": labels},
     )
     return Recorded(run_id=run.pk, migrations=labels)
 
 
-def accept(
-    database: str, label: str, *, reason: str, arguments: dict[str, Any] | None = None
-) -> Recorded:
+def accept(database: str, label: str, *, reason: str, recording: Recording) -> Recorded:
     """Record the current hash of a deliberately edited applied migration, with the reason.
 
-    Under the run lock: ``runner.accept`` takes it.
+    Under the run lock, in the run ``recording(details)`` opens (``runner.accept``).
     """
     connection = connections[database]
     loader = load(connection)
@@ -742,7 +743,7 @@ def accept(
         "new_hash": checksum,
         "reason": reason,
     }
-    run = _record(connection, {key: (checksum, applied_at)}, arguments=arguments, details=details)
+    run = _record(connection, {key: (checksum, applied_at)}, recording=recording, details=details)
     return Recorded(
         run_id=run.pk,
         migrations=[migration_label(key)],
@@ -771,23 +772,15 @@ def _record(
     connection: BaseDatabaseWrapper,
     checksums: dict[MigrationKey, tuple[str, datetime | None]],
     *,
-    arguments: dict[str, Any] | None,
+    recording: Recording,
     details: dict[str, Any],
 ) -> Run:
-    run = audit.open_run(
-        connection, command="verifymigrations", arguments=arguments or {}, details=details
-    )
-    try:
-        with transaction.atomic(using=connection.alias):
-            for (app_label, name), (checksum, applied_at) in checksums.items():
-                defaults: dict[str, Any] = {"checksum": checksum, "run": run}
-                if applied_at is not None:
-                    defaults["applied_at"] = applied_at
-                MigrationHash.objects.using(connection.alias).update_or_create(
-                    app_label=app_label, name=name, defaults=defaults
-                )
-    except Exception as exc:
-        audit.close_run(run, outcome=Run.Outcome.FAILED, error=f"{type(exc).__name__}: {exc}")
-        raise
-    audit.close_run(run, outcome=Run.Outcome.SUCCEEDED)
+    with recording(details) as run, transaction.atomic(using=connection.alias):
+        for (app_label, name), (checksum, applied_at) in checksums.items():
+            defaults: dict[str, Any] = {"checksum": checksum, "run": run}
+            if applied_at is not None:
+                defaults["applied_at"] = applied_at
+            MigrationHash.objects.using(connection.alias).update_or_create(
+                app_label=app_label, name=name, defaults=defaults
+            )
     return run

@@ -15,12 +15,11 @@ import time
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from migrator import audit, guard
+from migrator import guard
 from migrator.backup import keepaudit, restoring, verify_backup
 from migrator.backup.base import connect, engine_for
 from migrator.conf import get_settings
-from migrator.lifecycle import bootstrap, locked
-from migrator.models import Run
+from migrator.lifecycle import bootstrap, locked, outcome_of, recorded
 from migrator.types import (
     ConfirmCallback,
     ProgressCallback,
@@ -75,13 +74,11 @@ def restore_backup(
         differences=differences,
     )
     options = RunOptions(database=database, assume_yes=assume_yes, lock_timeout=lock_timeout)
-    with locked(connection, options=options, progress=progress):
-        run = audit.open_run(
-            connection,
-            command="restore",
-            arguments=arguments,
-            details={"restored_backup": manifest.id, "format": manifest.format},
-        )
+    details = {"restored_backup": manifest.id, "format": manifest.format}
+    with (
+        locked(connection, options=options, progress=progress),
+        recorded(connection, command="restore", arguments=arguments, details=details) as run,
+    ):
         report.run_id = run.pk
         try:
             merge = restoring.restore_payload(
@@ -90,19 +87,12 @@ def restore_backup(
             if merge:  # the payload had no migrator tables: create them, put the audit back
                 bootstrap(connection, progress)
                 restoring.merge_audit(connection, merge)
-            progress(ProgressEvent("restore_done", message=f"Restored {manifest.id}."))
-            run = keepaudit.find_run(connection, run)
         except BaseException as exc:
-            outcome = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-            report.outcome = outcome
-            audit.close_run(run, outcome=outcome, error=str(exc) or type(exc).__name__)
+            report.outcome = outcome_of(exc)
             raise
+        progress(ProgressEvent("restore_done", message=f"Restored {manifest.id}."))
+        run.pk = keepaudit.find_run(connection, run).pk  # the row merged back into the data
+        run.details.update(safety_backup_id=report.safety_backup_id, forced=report.forced)
     report.duration = time.monotonic() - started
-    audit.close_run(
-        run,
-        outcome=Run.Outcome.SUCCEEDED,
-        safety_backup_id=report.safety_backup_id,
-        forced=report.forced,
-    )
     logger.info("Restored backup %s into %r", manifest.id, database)
     return report

@@ -13,17 +13,16 @@ record.
 
 import difflib
 from collections.abc import Iterable
-from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations import Migration
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.state import ProjectState
 
-from migrator import audit, guard, history, integrity, planning, restore, risks, runner
+from migrator import guard, history, integrity, planning, restore, risks, runner
 from migrator.conf import get_settings
 from migrator.exceptions import (
     IntegrityViolation,
@@ -35,7 +34,7 @@ from migrator.exceptions import (
     UnknownTarget,
 )
 from migrator.executor import RecordingExecutor
-from migrator.lifecycle import ProgressAdapter, locked
+from migrator.lifecycle import ProgressAdapter, locked, recorded
 from migrator.models import Run, RunStep
 from migrator.risks import Finding, LabelledFinding
 from migrator.types import (
@@ -582,30 +581,29 @@ def _unapply(
         details["undoes_run"] = report.source_run_id
     if report.data_loss:
         details["data_loss"] = [item.finding.message for item in report.data_loss]
-    run = audit.open_run(
+    with recorded(
         connection, command="rollback", arguments=options.arguments, details=details
-    )
-    report.run_id, executor.run = run.pk, run
-    report.backup_id = runner.backup_before(
-        run, report, options=options, progress=progress, reason="pre-rollback"
-    )
-    try:
-        runner.execute_plan(
-            executor,
-            run,
-            report,
-            adapter,
-            targets=prepared.targets,
-            plan=prepared.plan,
-            options=options,
+    ) as run:
+        report.run_id, executor.run = run.pk, run
+        report.backup_id = runner.backup_before(
+            run, report, options=options, progress=progress, reason="pre-rollback"
         )
-    except MigrationFailed as exc:
-        raise _failure(exc, report, run) from exc.__cause__ or exc
-    finally:
-        failed = report.outcome != Run.Outcome.SUCCEEDED
-        _record_details(
-            run, unapplied=report.unapplied, **({"remaining": report.remaining} if failed else {})
-        )
+        try:
+            runner.execute_plan(
+                executor,
+                run,
+                report,
+                adapter,
+                targets=prepared.targets,
+                plan=prepared.plan,
+                options=options,
+            )
+        except MigrationFailed as exc:
+            raise _failure(exc, report, run) from exc.__cause__ or exc
+        finally:
+            run.details["unapplied"] = report.unapplied
+            if report.outcome != Run.Outcome.SUCCEEDED:
+                run.details["remaining"] = report.remaining
 
 
 def _failure(exc: MigrationFailed, report: RollbackReport, run: Run) -> MigrationFailed:
@@ -634,14 +632,8 @@ def _failure(exc: MigrationFailed, report: RollbackReport, run: Run) -> Migratio
     )
     error = error_class(message)
     error.report = report  # type: ignore[attr-defined]
-    audit.close_run(run, outcome=report.outcome, error=message, failed_migration=failed)
+    run.error, run.failed_migration = message, failed  # recorded() closes the run with them
     return error
-
-
-def _record_details(run: Run, **details: Any) -> None:
-    run.details = {**run.details, **details}
-    with suppress(DatabaseError):  # the database may be gone: never mask the run's own error
-        run.save(update_fields=["details"])
 
 
 # Restoring the last run's backup -----------------------------------------------------------
@@ -677,24 +669,18 @@ def _restore(
         lock_timeout=options.lock_timeout,
     )
     safety = report.backup_id = restored.safety_backup_id
-    recorded = audit.open_run(
-        connection,
-        command="rollback",
-        arguments=options.arguments,
-        outcome=Run.Outcome.SUCCEEDED,
-        details={
-            "target": report.target,
-            "undoes_run": run.pk,
-            "restored_backup": report.restore_backup_id,
-            "restore_run": restored.run_id,
-            "unapplied": [planned.label for planned in report.plan],
-        },
-    )
-    audit.close_run(recorded, outcome=Run.Outcome.SUCCEEDED)
-    if safety:
-        recorded.backup_id = safety
-        recorded.save(update_fields=["backup_id"])
-    report.run_id, report.outcome = recorded.pk, Run.Outcome.SUCCEEDED
+    details = {
+        "target": report.target,
+        "undoes_run": run.pk,
+        "restored_backup": report.restore_backup_id,
+        "restore_run": restored.run_id,
+        "unapplied": [planned.label for planned in report.plan],
+    }
+    with recorded(
+        connection, command="rollback", arguments=options.arguments, details=details
+    ) as record:
+        record.backup_id = safety or ""
+    report.run_id, report.outcome = record.pk, Run.Outcome.SUCCEEDED
     return report
 
 

@@ -10,7 +10,7 @@ import io
 import signal
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from typing import Any
 
 from django.apps import apps as global_apps
@@ -18,10 +18,10 @@ from django.core.management.commands.migrate import Command as MigrateCommand
 from django.core.management.sql import emit_post_migrate_signal, emit_pre_migrate_signal
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.migrations.graph import MigrationGraph
+from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.state import ModelState, ProjectState
 
-from migrator import audit, backup, guard, integrity, operations, planning, risks, secrets, stages
+from migrator import backup, guard, integrity, operations, planning, risks, secrets, stages
 from migrator.conf import get_settings
 from migrator.exceptions import (
     IntegrityViolation,
@@ -31,7 +31,7 @@ from migrator.exceptions import (
     RunInterrupted,
 )
 from migrator.executor import RecordingExecutor
-from migrator.lifecycle import ProgressAdapter, locked
+from migrator.lifecycle import ProgressAdapter, locked, recorded
 from migrator.models import MigrationHash, Run
 from migrator.planning import PlannedMigration
 from migrator.types import (
@@ -180,25 +180,23 @@ def safemigrate(
             )
         if not plan and not syncing:
             return report
-        run = audit.open_run(
-            connection,
-            command="safemigrate",
-            arguments=options.arguments,
-            details={"risks": risks.audit_summary(report.plan)},
-        )
-        report.run_id, executor.run = run.pk, run
-        report.backup_id = backup_before(run, report, options=options, progress=progress)
-        execute_plan(
-            executor,
-            run,
-            report,
-            adapter,
-            targets=targets,
-            plan=plan,
-            options=options,
-            created_first=created,
-            syncing=syncing,
-        )
+        details = {"risks": risks.audit_summary(report.plan)}
+        with recorded(
+            connection, command="safemigrate", arguments=options.arguments, details=details
+        ) as run:
+            report.run_id, executor.run = run.pk, run
+            report.backup_id = backup_before(run, report, options=options, progress=progress)
+            execute_plan(
+                executor,
+                run,
+                report,
+                adapter,
+                targets=targets,
+                plan=plan,
+                options=options,
+                created_first=created,
+                syncing=syncing,
+            )
     return report
 
 
@@ -224,8 +222,7 @@ def backup_before(
     try:
         manifest = backup.create_backup(options.database, reason=reason, run=run, progress=progress)
     except MigratorError as exc:
-        report.outcome, report.error = Run.Outcome.FAILED, str(exc)
-        audit.close_run(run, outcome=Run.Outcome.FAILED, error=report.error)
+        report.outcome, report.error = Run.Outcome.FAILED, secrets.mask(str(exc))
         raise backup.BackupFailed(f"Nothing was changed: the backup failed. {exc}") from exc
     run.backup_id = manifest.id
     run.save(update_fields=["backup_id"])
@@ -288,7 +285,7 @@ def execute_plan(
     created_first: MigrationPlan | None = None,
     syncing: list[str] | None = None,
 ) -> None:
-    """Apply or unapply a plan with migrate's signals; record the run's outcome, any outcome.
+    """Apply or unapply a plan with migrate's signals; the report and run say how it ended.
 
     ``created_first``: migrator's own migrations, applied by this run before the plan.
     ``syncing``: apps without migrations whose tables are created first (``--run-syncdb``).
@@ -300,7 +297,7 @@ def execute_plan(
             _long_lived_objects_frozen(),
             operations.reporting_progress(adapter.progress),
         ):
-            unseen = _unseen(created_first or [], plan, executor.loader.graph)
+            unseen = _unseen(created_first or [], plan, executor.loader)
             pre_state = executor._create_project_state(with_applied_migrations=True)
             if unseen:
                 for key in [key for key in pre_state.models if key[0] == MIGRATOR_APP]:
@@ -337,7 +334,6 @@ def execute_plan(
     executor.save_steps()
     report.steps = adapter.steps
     report.outcome = Run.Outcome.SUCCEEDED
-    audit.close_run(run, outcome=Run.Outcome.SUCCEEDED)
 
 
 def _sync_apps(
@@ -352,7 +348,7 @@ def _sync_apps(
 
 
 def _unseen(
-    created_first: MigrationPlan, plan: MigrationPlan, graph: MigrationGraph
+    created_first: MigrationPlan, plan: MigrationPlan, loader: MigrationLoader
 ) -> MigrationPlan:
     """migrator's own migrations, applied first by this run, that the plan need not see.
 
@@ -360,11 +356,14 @@ def _unseen(
     database the migrations before them run without migrator's models in the project
     state. safemigrate creates them first, to record the run; its plan still gets the
     smaller state (each re-render of the state pays for every model in it) unless one of
-    its migrations depends on migrator's.
+    its migrations depends on migrator's. Only when this run created all of them: after
+    ``migrate migrator 0001`` the tables exist, and the state must hold them.
     """
     needed = {(migration.app_label, migration.name) for migration, _ in created_first}
+    if needed != {key for key in loader.applied_migrations if key[0] == MIGRATOR_APP}:
+        return []
     for migration, _ in plan:
-        node = graph.node_map[(migration.app_label, migration.name)]
+        node = loader.graph.node_map[(migration.app_label, migration.name)]
         if any(parent.key in needed for parent in node.parents):
             return []
     return created_first
@@ -384,7 +383,7 @@ def _fail(
     report.outcome = outcome
     report.failed_migration = migration_label(adapter.current) if adapter.current else ""
     report.error = secrets.mask(error)  # no credentials from an exception's text
-    audit.close_run(run, outcome=outcome, error=error, failed_migration=report.failed_migration)
+    run.error, run.failed_migration = report.error, report.failed_migration  # for recorded()
 
 
 def _at(adapter: ProgressAdapter) -> str:
@@ -449,7 +448,7 @@ def baseline(database: str, *, arguments: dict[str, Any] | None = None) -> integ
     """``verifymigrations --baseline``: hashes for applied migrations that have none."""
     connection = connections[database]
     with locked(connection, options=RunOptions(database=database), progress=ignore_progress):
-        return integrity.baseline(database, arguments=arguments)
+        return integrity.baseline(database, recording=_verification(connection, arguments))
 
 
 def accept(
@@ -460,7 +459,8 @@ def accept(
         raise InvalidRequest("--accept needs --reason TEXT saying why the applied file was edited.")
     connection = connections[database]
     with locked(connection, options=RunOptions(database=database), progress=ignore_progress):
-        return integrity.accept(database, label, reason=reason, arguments=arguments)
+        recording = _verification(connection, arguments)
+        return integrity.accept(database, label, reason=reason, recording=recording)
 
 
 def prune(
@@ -500,17 +500,25 @@ def prune(
         labels = [migration_label(key) for key in to_prune]
         if not labels:
             return []
-        run = audit.open_run(
-            connection,
-            command="safemigrate",
-            arguments=options.arguments,
-            details={"pruned": labels},
-        )
-        with transaction.atomic(using=connection.alias):
+        details = {"pruned": labels}
+        with (
+            recorded(
+                connection, command="safemigrate", arguments=options.arguments, details=details
+            ),
+            transaction.atomic(using=connection.alias),
+        ):
             for app, name in to_prune:
                 executor.recorder.record_unapplied(app, name)
             MigrationHash.objects.using(connection.alias).filter(
                 app_label=app_label, name__in=[name for _, name in to_prune]
             ).delete()
-        audit.close_run(run, outcome=Run.Outcome.SUCCEEDED)
     return labels
+
+
+def _verification(connection, arguments: dict[str, Any] | None) -> integrity.Recording:
+    def recording(details: dict[str, Any]) -> AbstractContextManager[Run]:
+        return recorded(
+            connection, command="verifymigrations", arguments=arguments or {}, details=details
+        )
+
+    return recording
