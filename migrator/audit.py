@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from migrator import locking, secrets, signals
 from migrator.conf import get_settings
+from migrator.exceptions import LockNotAcquired
 from migrator.models import MigrationHash, Run, RunStep
 
 CI_REVISION_VARIABLES = ("MIGRATOR_REVISION", "GITHUB_SHA", "CI_COMMIT_SHA", "GIT_COMMIT")
@@ -119,6 +120,25 @@ def mark_abandoned_runs(connection: BaseDatabaseWrapper) -> int:
         run.save(update_fields=["outcome", "finished_at", "error"])
         signals.run_closed(run)  # a killed process could not say so itself
     return len(abandoned)
+
+
+def mark_dead_runs(connection: BaseDatabaseWrapper) -> int:
+    """Runs left 'running' by a process that died, marked interrupted by whoever looks.
+
+    A run is recorded only while its process holds the run lock, so a 'running' run whose
+    lock can be taken at once is dead (killed, or its host's session is gone). Nothing is
+    touched while a live run holds the lock.
+    """
+    running = Run.objects.using(connection.alias).filter(
+        command__in=LOCKED_COMMANDS, outcome=Run.Outcome.RUNNING
+    )
+    if not running.exists():
+        return 0
+    try:
+        with locking.migration_lock(connection, timeout=0):
+            return mark_abandoned_runs(connection)
+    except LockNotAcquired:
+        return 0
 
 
 def _restore_apply_steps(connection: BaseDatabaseWrapper, run: Run) -> None:

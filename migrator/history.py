@@ -5,6 +5,7 @@ from typing import Any
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from migrator import audit
 from migrator.models import Run
 
 
@@ -19,6 +20,7 @@ def recent_runs(database: str, *, limit: int | None = 20) -> list[Run]:
     connection = connections[database]
     if not has_audit_tables(connection):
         return []
+    audit.mark_dead_runs(connection)
     runs = Run.objects.using(database).prefetch_related("steps").order_by("-started_at", "-id")
     return list(runs[:limit] if limit else runs)
 

@@ -22,7 +22,7 @@ from django.db.migrations import Migration
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.state import ProjectState
 
-from migrator import guard, history, integrity, planning, restore, risks, runner
+from migrator import audit, guard, history, integrity, planning, restore, risks, runner
 from migrator.conf import get_settings
 from migrator.exceptions import (
     IntegrityViolation,
@@ -119,6 +119,7 @@ class RollbackReport(RunReport):
     target: str = ""  # the request, as typed
     mode: str = "reverse"  # reverse: run reverse operations | restore: restore a backup
     source_run_id: int | None = None  # --last: the safemigrate run being undone
+    source_run_outcome: str | None = None  # ... and how it ended
     restore_backup_id: str | None = None  # --last --restore: the backup restored
     fake: list[str] = field(default_factory=list)  # unapplied as fake: the run only faked them
     problems: list[Problem] = field(default_factory=list)
@@ -157,6 +158,7 @@ class RollbackReport(RunReport):
             "target": self.target,
             "mode": self.mode,
             "source_run_id": self.source_run_id,
+            "source_run_outcome": self.source_run_outcome,
             "restore_backup_id": self.restore_backup_id,
             "fake": self.fake,
             "problems": [problem.as_dict() for problem in self.problems],
@@ -397,11 +399,17 @@ def _check_backward(
 
 
 def last_safemigrate_run(connection: BaseDatabaseWrapper) -> Run | None:
-    """The last safemigrate run on this database that succeeded, if any."""
+    """The last safemigrate run on this database that applied anything, whatever its outcome.
+
+    Succeeded, failed part-way or interrupted (a run killed by -9 is marked so first):
+    what it applied is undone. A run still going is not one to undo.
+    """
     if not history.has_audit_tables(connection):
         return None
+    audit.mark_dead_runs(connection)
     runs = Run.objects.using(connection.alias).filter(
-        command="safemigrate", outcome=Run.Outcome.SUCCEEDED
+        command="safemigrate",
+        outcome__in=[Run.Outcome.SUCCEEDED, Run.Outcome.FAILED, Run.Outcome.INTERRUPTED],
     )
     return runs.order_by("-started_at", "-id").first()
 
@@ -420,10 +428,10 @@ def _last_run_plan(
     run = last_safemigrate_run(connection)
     if run is None:
         raise RollbackRefused(
-            f"No successful safemigrate run is recorded on {connection.alias!r}, so --last has "
+            f"No safemigrate run is recorded on {connection.alias!r}, so --last has "
             "nothing to undo; give a target: rollback <app_label> <migration_name|zero>."
         )
-    report.source_run_id = run.pk
+    report.source_run_id, report.source_run_outcome = run.pk, run.outcome
     if report.mode == "restore":
         report.restore_backup_id = run.backup_id or None
     steps = run.steps.filter(direction=RunStep.Direction.APPLY).exclude(app_label=MIGRATOR_APP)

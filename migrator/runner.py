@@ -21,11 +21,24 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.state import ModelState, ProjectState
 
-from migrator import backup, guard, integrity, operations, planning, risks, secrets, stages
+from migrator import (
+    audit,
+    backup,
+    guard,
+    integrity,
+    locking,
+    operations,
+    planning,
+    risks,
+    secrets,
+    stages,
+)
 from migrator.conf import get_settings
 from migrator.exceptions import (
+    ConfirmationRequired,
     IntegrityViolation,
     InvalidRequest,
+    LockNotAcquired,
     MigrationFailed,
     MigratorError,
     RunInterrupted,
@@ -148,8 +161,39 @@ def safemigrate(
         held_back=held,
     )
     report_held_back(held, progress)
+    try:
+        _apply(
+            executor,
+            report,
+            targets,
+            plan,
+            syncing,
+            options=options,
+            progress=progress,
+            confirm=confirm,
+        )
+    except MigratorError as exc:
+        exc.report = report  # type: ignore[attr-defined]  # for the --json failure document
+        raise
+    return report
+
+
+def _apply(
+    executor: RecordingExecutor,
+    report: RunReport,
+    targets: list[MigrationTarget],
+    plan: MigrationPlan,
+    syncing: list[str],
+    *,
+    options: RunOptions,
+    progress: ProgressCallback,
+    confirm: ConfirmCallback | None,
+) -> None:
+    """Ask, lock, re-plan, record, back up and apply: safemigrate after its checks."""
+    connection = executor.connection
     if not plan and not syncing:
-        return report
+        _complete_post_migrate(executor, options)
+        return
     asking = confirm is not None and not options.assume_yes and get_settings().needs_confirmation
     report_risks(report.plan, progress, whole_plan=asking)
     guard.refuse_blocking_risks(
@@ -169,17 +213,19 @@ def safemigrate(
         adapter = ProgressAdapter(progress)
         executor.progress_callback = adapter
         bootstrapped = set(planning.plan_labels(created))  # applied already, by locked()
-        report.plan = [planned for planned in report.plan if planned.label not in bootstrapped]
+        confirmed = [planned.label for planned in report.plan if planned.label not in bootstrapped]
         # Re-plan: another run may have won.
         plan, report.held_back = stages.select(
             planning.forward_plan(executor, targets), executor.loader, options.stage
         )
+        _refuse_changed_plan(connection, confirmed, planning.plan_labels(plan), options=options)
+        report.plan = [planned for planned in report.plan if planned.label in set(confirmed)]
         if planning.plan_labels(plan) != [planned.label for planned in report.plan]:
             report.plan = planning.describe_plan(
                 plan, connection=connection, loader=executor.loader
             )
         if not plan and not syncing:
-            return report
+            return
         details = {"risks": risks.audit_summary(report.plan)}
         with recorded(
             connection, command="safemigrate", arguments=options.arguments, details=details
@@ -197,7 +243,45 @@ def safemigrate(
                 created_first=created,
                 syncing=syncing,
             )
-    return report
+
+
+def _refuse_changed_plan(
+    connection, confirmed: list[str], replanned: list[str], *, options: RunOptions
+) -> None:
+    """Exit 3 when the plan made under the lock holds a step nobody confirmed.
+
+    A plan that only shrank (another run applied part of it meanwhile) goes ahead; one
+    that grew or changed order (new files, or another host rolled back) was never shown.
+    """
+    remaining = iter(confirmed)
+    if all(label in remaining for label in replanned):  # an ordered subsequence
+        return
+    message = (
+        f"The plan changed while waiting for the lock (now: {', '.join(replanned)}); "
+        "nothing was applied. Run safemigrate again to review it."
+    )
+    guard.record_refusal(
+        connection, command="safemigrate", arguments=options.arguments, error=message
+    )
+    raise ConfirmationRequired(message)
+
+
+def _complete_post_migrate(executor: RecordingExecutor, options: RunOptions) -> None:
+    """Nothing to apply: send pre_migrate and post_migrate all the same, as ``migrate`` does.
+
+    So a run killed inside post_migrate (content types, permissions) is completed by the
+    next one. Only when the lock is free at once, without waiting: a run holding it
+    sends post_migrate itself. Runs whose process died are marked interrupted meanwhile.
+    """
+    connection = executor.connection
+    try:
+        with locking.migration_lock(connection, timeout=0):
+            audit.mark_abandoned_runs(connection)
+            state = executor._create_project_state(with_applied_migrations=True)
+            _emit(emit_pre_migrate_signal, connection, options, state, [])
+            _emit(emit_post_migrate_signal, connection, options, _rendered(state), [])
+    except LockNotAcquired:
+        return
 
 
 def backup_before(

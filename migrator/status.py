@@ -6,7 +6,7 @@ from typing import Any
 from django.db import connections
 from django.db.migrations.executor import MigrationExecutor
 
-from migrator import history, integrity, locking, stages
+from migrator import audit, history, integrity, locking, stages
 from migrator.backup import list_backups
 from migrator.conf import get_settings
 from migrator.models import Run
@@ -90,6 +90,7 @@ def database_status(database: str) -> DatabaseStatus:
     holder = locking.current_holder(connection)
     status.lock_holder = holder.as_dict() if holder else None
     if history.has_audit_tables(connection):
+        audit.mark_dead_runs(connection)
         runs = Run.objects.using(database)
         status.in_progress = [
             history.run_as_dict(run) for run in runs.filter(outcome=Run.Outcome.RUNNING)

@@ -4,12 +4,21 @@ Every flow that changes a database goes through ``migrator.lifecycle``; these te
 it to the failure paths that each flow used to write by hand.
 """
 
+import json
+
+import pytest
 from django.contrib.auth.models import Permission
 from django.contrib.contenttypes.models import ContentType
 from django.core.management import call_command
 
+from migrator import runner
+from migrator.exceptions import ConfirmationRequired
 from migrator.models import Run
-from tests.utils import applied, run_command
+from migrator.types import RunOptions
+from tests.utils import applied, run_child, run_command, start_child, wait_for_line
+
+BASIC = {"MIGRATOR_TEST_SCENARIO": "tests.scenarios.migration_sets.basic"}
+
 
 def test_safemigrate_after_migrate_applied_part_of_migrators_own_migrations(db_alias):
     call_command("migrate", "migrator", "0001", database=db_alias, verbosity=0)
@@ -20,3 +29,90 @@ def test_safemigrate_after_migrate_applied_part_of_migrators_own_migrations(db_a
     assert ContentType.objects.using(db_alias).filter(app_label="ledger").exists()
     assert run_command("migrationstatus", "--check", database=db_alias)[2] == 0
     assert Run.objects.using(db_alias).get(command="safemigrate").outcome == "succeeded"
+
+
+def test_a_run_killed_inside_post_migrate_is_marked_and_completed_by_the_next(db_alias, scenario):
+    assert run_command("safemigrate", database=db_alias)[2] == 0  # all but the scenarios
+    ledger = Permission.objects.using(db_alias).filter(content_type__app_label="ledger")
+    ledger.delete()  # post_migrate makes them again: the marker of a completed one
+    scenario("basic")
+    child = start_child(db_alias, "safemigrate", "--noinput", PAUSE_AT="post_migrate", **BASIC)
+    try:
+        wait_for_line(child, "PAUSED")
+        child.kill()
+        child.wait(timeout=60)
+    finally:
+        for stream in (child.stdin, child.stdout, child.stderr):
+            stream.close()
+    assert not ledger.exists()
+    # Looking is enough to find the dead run: its lock is free.
+    out, _, code = run_command("migrationhistory", "--json", database=db_alias)
+    assert [run["outcome"] for run in json.loads(out)["runs"]] == ["interrupted", "succeeded"]
+    done = run_child(db_alias, "safemigrate", "--noinput", **BASIC)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout == "No migrations to apply.\n"
+    assert ledger.exists()
+    assert run_command("migrationstatus", "--check", database=db_alias)[2] == 0
+    killed = Run.objects.using(db_alias).get(outcome="interrupted")
+    out, err, code = run_command("rollback", "--last", "--plan", database=db_alias)
+    assert (err, code) == ("", 0)
+    assert f"Undoes safemigrate run #{killed.pk} (interrupted)." in out
+    assert "scenarios.0004_widget_weight" in out
+    assert "ledger.0" not in out
+
+
+def test_a_plan_grown_between_the_confirmation_and_the_lock_is_refused(
+    db_alias, scenario, settings
+):
+    scenario("basic")
+    assert run_command("safemigrate", "scenarios", "0002", database=db_alias)[2] == 0
+    settings.MIGRATOR = {**settings.MIGRATOR, "ENVIRONMENT": "production"}
+    answered = []
+
+    def confirm_while_another_host_rolls_back(question: str, expected: str) -> bool:
+        rolled = run_child(
+            db_alias,
+            "rollback",
+            "scenarios",
+            "0001",
+            "--noinput",
+            "--yes",
+            "--no-backup",
+            "--allow-data-loss",
+            **BASIC,
+        )
+        answered.append(rolled.returncode)
+        return True
+
+    with pytest.raises(ConfirmationRequired, match="The plan changed while waiting for the lock"):
+        runner.safemigrate(
+            "scenarios",
+            "0003",
+            options=RunOptions(database=db_alias, backup=False),
+            confirm=confirm_while_another_host_rolls_back,
+        )
+    assert answered == [0]
+    assert applied(db_alias, "scenarios") == ["0001_initial"]
+    refused = Run.objects.using(db_alias).filter(command="safemigrate").latest("id")
+    assert refused.outcome == "refused"
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "outcome", "named"),
+    [
+        (("safemigrate", "scenarios"), 5, "failed", "scenarios.0002_breaks"),
+        (("restore", "20990101-000000-nope", "--yes"), 6, "failed", "20990101-000000-nope"),
+        (("rollback", "scenarios", "0009"), 7, "failed", "0009"),
+    ],
+    ids=["migration-fails", "unknown-backup", "unknown-target"],
+)
+def test_json_failures_write_one_document_naming_what_failed(
+    db_alias, scenario, args, code, outcome, named
+):
+    scenario("failing")
+    out, err, returncode = run_command(*args, "--json", database=db_alias)
+    document = json.loads(out)  # one document, nothing else on stdout
+    assert returncode == code
+    assert (document["exit_code"], document["outcome"]) == (code, outcome)
+    assert named in document["error"]
+    assert document["error"] in err

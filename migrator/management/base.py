@@ -17,6 +17,7 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, OperationalError, connect
 from migrator import checks, locking, operations, secrets
 from migrator.conf import direct_alias, get_settings, seconds
 from migrator.exceptions import MigratorError
+from migrator.lifecycle import outcome_of
 from migrator.planning import PlannedMigration, SqlStep
 from migrator.risks import SEVERITY_RANK, Finding, Severity
 from migrator.types import ProgressEvent, RunOptions
@@ -63,6 +64,7 @@ class MigratorCommand(BaseCommand):
     requires_system_checks: list[str] = []  # run in handle() for the chosen database
     stealth_options = ("stdin",)
     prompts = False  # commands that ask for confirmation set this
+    changes = False  # commands that change a database under the run lock set this
     batch_progress_interval = 10.0  # seconds between batch progress lines off a terminal
     _open_line = _reopen_line = ""  # "  Applying x..." awaiting its OK, and after a bar
     _next_progress_line = 0.0
@@ -81,6 +83,19 @@ class MigratorCommand(BaseCommand):
             dest="as_json",
             help="Write one JSON document to stdout; progress goes to stderr.",
         )
+        if self.changes:
+            parser.add_argument(
+                "--lock-timeout",
+                type=seconds_argument,
+                default=None,
+                metavar="SECONDS",
+                help="How long to wait for another run's lock before exiting with 4.",
+            )
+            parser.add_argument(
+                "--allow-data-loss",
+                action="store_true",
+                help="Allow steps that destroy data without asking.",
+            )
         if self.prompts:
             parser.add_argument(
                 "--noinput",
@@ -111,10 +126,23 @@ class MigratorCommand(BaseCommand):
 
     def execute(self, *args: Any, **options: Any) -> str | None:
         self.stdin = options.get("stdin", sys.stdin)
+        self.json_written = False
+        try:
+            return self.execute_converting_errors(*args, **options)
+        except CommandError as exc:
+            if options.get("as_json") and not self.json_written:
+                self.write_failure(exc, options)
+            raise
+
+    def execute_converting_errors(self, *args: Any, **options: Any) -> str | None:
+        """Django's execute, with every failure a one-line CommandError carrying its exit code."""
         try:
             return super().execute(*args, **options)
         except MigratorError as exc:
-            raise CommandError(secrets.mask(str(exc)), returncode=exc.exit_code) from exc
+            error = CommandError(secrets.mask(str(exc)), returncode=exc.exit_code)
+            error.outcome = outcome_of(exc)  # type: ignore[attr-defined]
+            error.report = getattr(exc, "report", None)  # type: ignore[attr-defined]
+            raise error from exc
         except SyntaxError as exc:  # a migration file that does not compile: name it
             raise CommandError(
                 f"Cannot load {exc.filename}, line {exc.lineno}: {exc.msg}. "
@@ -180,6 +208,23 @@ class MigratorCommand(BaseCommand):
 
     def write_json(self, document: dict[str, Any]) -> None:
         self.stdout.write(json.dumps(document, sort_keys=True, default=str))
+        self.json_written = True
+
+    def write_failure(self, error: CommandError, options: dict[str, Any]) -> None:
+        """``--json``: a failure is one document too, with the outcome, error and exit code."""
+        report = getattr(error, "report", None)
+        document = report.as_dict() if report is not None else {}
+        document.update(
+            command=self.command_name(),
+            database=options.get("database", DEFAULT_DB_ALIAS),
+            outcome=getattr(error, "outcome", "failed"),
+            error=str(error),
+            exit_code=error.returncode,
+        )
+        self.write_json(document)
+
+    def command_name(self) -> str:
+        return type(self).__module__.rpartition(".")[2]
 
     def show_progress(self, event: ProgressEvent) -> None:
         """Render a library progress event as Django's ``migrate`` does."""

@@ -1,4 +1,19 @@
+import os
+import sys
+
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+def pause_in_post_migrate(sender, **kwargs):
+    """With ``PAUSE_AT=post_migrate``: print PAUSED and wait, inside the first post_migrate.
+
+    The first app's receivers have run; the other apps' content types and permissions not.
+    """
+    if os.environ.get("PAUSE_AT") == "post_migrate" and sender.label == "auth":
+        sys.stdout.write("PAUSED\n")
+        sys.stdout.flush()
+        sys.stdin.readline()
 
 
 class ScenariosConfig(AppConfig):
@@ -6,3 +21,6 @@ class ScenariosConfig(AppConfig):
 
     name = "tests.scenarios"
     label = "scenarios"
+
+    def ready(self) -> None:
+        post_migrate.connect(pause_in_post_migrate, dispatch_uid="scenarios-pause")

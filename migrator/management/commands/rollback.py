@@ -6,7 +6,7 @@ from django.core.management.base import CommandError, CommandParser
 
 from migrator import rollback
 from migrator.exceptions import MigratorError
-from migrator.management.base import MigratorCommand, seconds_argument
+from migrator.management.base import MigratorCommand
 from migrator.risks import LabelledFinding
 from migrator.rollback import RollbackReport
 from migrator.types import ProgressEvent
@@ -18,6 +18,7 @@ class Command(MigratorCommand):
         "after checking that every step can be reversed and reporting the data it destroys."
     )
     prompts = True
+    changes = True
 
     def add_arguments(self, parser: CommandParser) -> None:
         super().add_arguments(parser)
@@ -48,23 +49,11 @@ class Command(MigratorCommand):
             help="Print the SQL of the backward plan, naming steps without SQL; change nothing.",
         )
         parser.add_argument(
-            "--allow-data-loss",
-            action="store_true",
-            help="Allow a rollback that destroys data without asking.",
-        )
-        parser.add_argument(
             "--no-backup",
             action="store_false",
             dest="backup",
             default=None,
             help="Skip the backup before rolling back (MIGRATOR['BACKUP_BEFORE_ROLLBACK']).",
-        )
-        parser.add_argument(
-            "--lock-timeout",
-            type=seconds_argument,
-            default=None,
-            metavar="SECONDS",
-            help="How long to wait for another run's lock before exiting with 4.",
         )
 
     def run(self, app_label: str | None, migration_name: str | None, **options: Any) -> None:
@@ -94,7 +83,7 @@ class Command(MigratorCommand):
                 )
         except MigratorError as exc:
             report = getattr(exc, "report", None)
-            if report is not None:
+            if report is not None and not self.as_json:  # --json: the base command writes it
                 self.output(report)
             raise
         self.output(report)
@@ -120,7 +109,9 @@ class Command(MigratorCommand):
             )
         )
         if report.source_run_id is not None:
-            write(f"  Undoes safemigrate run #{report.source_run_id}.")
+            write(
+                f"  Undoes safemigrate run #{report.source_run_id} ({report.source_run_outcome})."
+            )
         if report.restore_backup_id:
             write(f"  Restores backup {report.restore_backup_id}.")
         if not report.plan:

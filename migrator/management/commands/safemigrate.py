@@ -8,13 +8,14 @@ from django.db import connections
 
 from migrator import guard, runner
 from migrator.exceptions import UnappliedMigrations
-from migrator.management.base import MigratorCommand, seconds_argument
+from migrator.management.base import MigratorCommand
 from migrator.types import RunReport, Stage
 
 
 class Command(MigratorCommand):
     help = "Apply migrations safely: integrity check, production guard, lock, audit."
     prompts = True
+    changes = True
 
     def add_arguments(self, parser: CommandParser) -> None:
         super().add_arguments(parser)
@@ -51,18 +52,6 @@ class Command(MigratorCommand):
             "--prune",
             action="store_true",
             help="As migrate: forget the app's applied migrations whose files are gone.",
-        )
-        parser.add_argument(
-            "--lock-timeout",
-            type=seconds_argument,
-            default=None,
-            metavar="SECONDS",
-            help="How long to wait for another run's lock before exiting with 4.",
-        )
-        parser.add_argument(
-            "--allow-data-loss",
-            action="store_true",
-            help="Allow steps that destroy data without asking.",
         )
         parser.add_argument(
             "--stage",
