@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
 
+from migrator import children, scratch
 from migrator.backup.base import BackupEngine, Statement, first_line, scrub, server_version
 from migrator.backup.manifest import Manifest
 from migrator.conf import get_settings
@@ -133,7 +134,7 @@ def tool_path(name: str) -> str:
 def tool_version(path: str) -> str:
     """The first line of ``<tool> --version``, e.g. 'pg_dump (PostgreSQL) 16.2'."""
     try:
-        done = subprocess.run(
+        done = children.run(
             [path, "--version"], capture_output=True, text=True, timeout=30, check=False
         )
     except (OSError, subprocess.SubprocessError) as exc:
@@ -188,7 +189,7 @@ class PgDumpEngine(BackupEngine):
             *self._role_arguments(),
         ]
         with libpq_environment(self.connection) as env, tempfile.TemporaryFile() as errors:
-            done = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, stderr=errors)
+            done = children.run(argv, env=env, stdin=subprocess.DEVNULL, stderr=errors)
             if done.returncode != 0:
                 raise BackupFailed(
                     f"pg_dump failed for {self.connection.alias!r}: "
@@ -216,9 +217,9 @@ class PgDumpEngine(BackupEngine):
         prelude, postlude = self._prelude().encode(), self._postlude(keep_audit).encode()
         with (
             libpq_environment(self.connection) as env,
-            tempfile.TemporaryDirectory(prefix="migrator-pg-") as private,
+            scratch.private_directory("pg-restore") as private,
         ):
-            self._pipe(path, env, Path(private), prelude, postlude)
+            self._pipe(path, env, private, prelude, postlude)
 
     def _pipe(self, path: Path, env: dict, private: Path, prelude: bytes, postlude: bytes):
         """pg_restore's script into one psql transaction, committed only if it is complete.
@@ -247,7 +248,7 @@ class PgDumpEngine(BackupEngine):
             (private / "pg_restore.err").open("w+b") as restore_errors,
             (private / "psql.err").open("w+b") as psql_errors,
         ):
-            reader = subprocess.Popen(
+            reader = children.popen(
                 [*restore_argv, str(path)],
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -255,7 +256,7 @@ class PgDumpEngine(BackupEngine):
                 stderr=restore_errors,
             )
             try:
-                writer = subprocess.Popen(
+                writer = children.popen(
                     psql_argv,
                     env=env,
                     stdin=reader.stdout,
@@ -365,7 +366,7 @@ def libpq_environment(connection) -> Iterator[dict[str, str]]:
     if not password:
         yield env
         return
-    with tempfile.TemporaryDirectory(prefix="migrator-pg-") as private:  # 0700
+    with scratch.private_directory("pg") as private:  # 0700, swept if a kill leaves it
         if "\n" in str(password) or "\r" in str(password):  # a passfile line cannot hold it
             env.pop("PGPASSFILE", None)
             env["PGPASSWORD"] = str(password)
@@ -379,6 +380,6 @@ def libpq_environment(connection) -> Iterator[dict[str, str]]:
 
 
 def _write_private(path: Path, text: str) -> None:
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    descriptor = scratch.private_file(path)
     with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
         handle.write(text)

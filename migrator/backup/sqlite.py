@@ -11,18 +11,19 @@ either replaced whole or left as it was.
 
 import shutil
 import sqlite3
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from contextlib import closing
 from pathlib import Path
 
+from migrator import scratch
 from migrator.backup.base import BackupEngine, Statement, first_line
 from migrator.backup.manifest import Manifest
 from migrator.exceptions import BackupFailed
 from migrator.types import ProgressCallback
 
 BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+COPY_CHUNK = 1 << 20
 DEFAULT_BUSY_TIMEOUT = 5.0  # seconds, as Python's sqlite3.connect() and Django wait
 
 
@@ -53,9 +54,10 @@ class SqliteBackupEngine(BackupEngine):
         keep_audit: Sequence[Statement],
         progress: ProgressCallback,
     ) -> None:
-        with tempfile.TemporaryDirectory(prefix="migrator-restore-") as private:
-            work_path = Path(private, "restore.sqlite3")
-            shutil.copyfile(path, work_path)
+        with scratch.private_directory("sqlite-restore") as private:
+            work_path = private / "restore.sqlite3"
+            with path.open("rb") as source, open(scratch.private_file(work_path), "wb") as copy:
+                shutil.copyfileobj(source, copy, COPY_CHUNK)
             try:
                 with closing(sqlite3.connect(work_path)) as work:
                     self._prepare(work, keep_audit)

@@ -18,13 +18,13 @@ import copy
 import hashlib
 import os
 import shutil
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import closing, contextmanager, suppress
 from pathlib import Path
 from typing import Any, BinaryIO, Final
 
+from migrator import scratch
 from migrator.conf import get_settings
 from migrator.exceptions import BackupFailed
 
@@ -118,6 +118,9 @@ class DirectoryStore(BackupStore):
             with suppress(FileNotFoundError), _unheld(path) as unheld:
                 if unheld:
                     path.unlink()
+        for journal in self.directory.glob(f".*{PARTIAL_SUFFIX}-journal"):  # SQLite's
+            if not journal.with_name(journal.name.removesuffix("-journal")).exists():
+                journal.unlink(missing_ok=True)
 
     def backup_ids(self) -> list[str]:
         if not self.directory.is_dir():
@@ -186,9 +189,9 @@ class DjangoStorageStore(BackupStore):
     @contextmanager
     def staging(self, filename: str) -> Iterator[Path]:
         self.backup_ids()  # a storage that does not answer fails before the dump
-        with tempfile.TemporaryDirectory(prefix="migrator-backup-") as private:
-            staged = Path(private, filename)
-            os.close(os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        with scratch.private_directory("backup") as private:
+            staged = private / filename
+            os.close(scratch.private_file(staged))
             yield staged
 
     def publish(self, staged: Path, filename: str, backup_id: str, manifest: bytes) -> None:
@@ -235,9 +238,9 @@ class DjangoStorageStore(BackupStore):
 
     @contextmanager
     def local_payload(self, filename: str) -> Iterator[Path]:
-        with tempfile.TemporaryDirectory(prefix="migrator-restore-") as private:
-            local = Path(private, filename)
-            descriptor = os.open(local, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with scratch.private_directory("restore") as private:
+            local = private / filename
+            descriptor = scratch.private_file(local)
             with (
                 os.fdopen(descriptor, "wb") as target,
                 self.open_payload(filename) as source,

@@ -14,7 +14,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, OperationalError, connections
 
-from migrator import checks, locking, operations, secrets
+from migrator import checks, locking, operations, scratch, secrets
 from migrator.conf import direct_alias, get_settings, seconds
 from migrator.exceptions import MigratorError
 from migrator.lifecycle import outcome_of
@@ -163,6 +163,7 @@ class MigratorCommand(BaseCommand):
                 f"Unknown database {options['database']!r}; configured: {', '.join(connections)}."
             )
         get_settings()  # a bad MIGRATOR setting: one line, before the checks' report
+        scratch.sweep()  # temporary files that killed runs left behind
         options["database"] = direct_alias(options["database"])
         if self.prompts:  # a changing command: refuse a pooled connection before anything
             with suppress(DatabaseError):  # a server that does not answer: the command says so
