@@ -68,16 +68,9 @@ class Trials:
         del django
 
     def _admin(self, sql: str) -> None:
-        import psycopg2
+        from tests.conftest import _admin_execute  # the suite's CREATE/DROP DATABASE
 
-        params = {**self.connection.get_connection_params(), "dbname": "postgres"}
-        conn = psycopg2.connect(**params)
-        conn.autocommit = True
-        try:
-            with conn.cursor() as cursor:
-                cursor.execute(sql)
-        finally:
-            conn.close()
+        _admin_execute(self.alias, sql)
 
     def drop(self) -> None:
         self.connection.close()
