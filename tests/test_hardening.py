@@ -57,8 +57,14 @@ def backup_dir(settings, tmp_path) -> Path:
             "MIGRATOR['BACKUP_KEEP'] is 'x': must be a whole number. "
             "Fix MIGRATOR['BACKUP_KEEP'] in your settings.",
         ),
+        (
+            "DIRECT_DATABASES",
+            {"default": "pooler"},
+            "MIGRATOR['DIRECT_DATABASES'] is {'default': 'pooler'}: 'pooler' is not in "
+            "DATABASES. Fix MIGRATOR['DIRECT_DATABASES'] in your settings.",
+        ),
     ],
-    ids=["unknown-key", "lock-timeout-abc", "backup-keep-x"],
+    ids=["unknown-key", "lock-timeout-abc", "backup-keep-x", "direct-unknown-alias"],
 )
 def test_a_bad_setting_is_one_line_and_exit_1_for_every_command(
     db_alias, settings, backup_dir, key, value, expected
