@@ -171,7 +171,10 @@ def _child(action: str, *args: str) -> None:
         _report(seconds=time.perf_counter() - started, deleted=pruned.deleted)
         return
     if action == "restore":
-        restore.restore_backup(args[0], database="default", safety_backup=False, assume_yes=True)
+        # Into another (empty) database than the one backed up: that takes --force.
+        restore.restore_backup(
+            args[0], database="default", force=True, safety_backup=False, assume_yes=True
+        )
         _report(seconds=time.perf_counter() - started)
         return
     raise SystemExit(f"unknown action {action!r}")

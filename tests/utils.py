@@ -3,7 +3,6 @@
 import os
 import subprocess
 import sys
-import tempfile
 from collections.abc import Sequence
 from io import StringIO
 from pathlib import Path
@@ -76,25 +75,15 @@ def run_child_peak_rss(
 ) -> tuple[subprocess.CompletedProcess, int]:
     """``run_child``, plus the child's own peak RSS in KiB.
 
-    ``os.wait4`` reports this child alone; ``RUSAGE_CHILDREN`` would report the largest child
-    the test process ever reaped, which in a whole-suite run is some other test's.
+    Measured by ``tests.peak_rss``, a small process that forks the command and reads its
+    ``os.wait4`` rusage: ``RUSAGE_CHILDREN`` would report the largest child the test process
+    ever reaped, and even ``os.wait4`` on a child of the test process counts the test
+    process's own memory (see ``tests/peak_rss.py``).
     """
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        child = subprocess.Popen(
-            django_admin(*args),
-            env=child_env(alias, **env),
-            cwd=ROOT,
-            stdout=out,
-            stderr=err,
-            stdin=subprocess.DEVNULL,
-            text=True,
-        )
-        _, status, usage = os.wait4(child.pid, 0)
-        child.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        done = subprocess.CompletedProcess(child.args, child.returncode, out.read(), err.read())
-        return done, usage.ru_maxrss
+    done = run_child(alias, *args, prefix=[sys.executable, "-m", "tests.peak_rss"], **env)
+    *lines, last = done.stderr.splitlines(keepends=True)
+    done.stderr = "".join(lines)
+    return done, int(last.removeprefix("peak_rss_kb="))
 
 
 def start_child(alias: str, *args: str, **env: str) -> subprocess.Popen:
