@@ -212,7 +212,8 @@ def _apply(
     with locked(connection, options=options, progress=progress, executor=executor) as created:
         adapter = ProgressAdapter(progress)
         executor.progress_callback = adapter
-        bootstrapped = set(planning.plan_labels(created))  # applied already, by locked()
+        report.own_first = planning.plan_labels(created)  # applied already, by locked()
+        bootstrapped = set(report.own_first)
         confirmed = [planned.label for planned in report.plan if planned.label not in bootstrapped]
         # Re-plan: another run may have won.
         plan, report.held_back = stages.select(

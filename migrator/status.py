@@ -86,7 +86,8 @@ def database_status(database: str) -> DatabaseStatus:
         Stage.BEFORE_DEPLOY: [migration_label(migration) for migration, _ in before],
         Stage.AFTER_DEPLOY: [item.label for item in held],
     }
-    status.applied = len(executor.loader.applied_migrations)
+    graph, recorded = executor.loader.graph, executor.loader.applied_migrations
+    status.applied = sum(key in recorded for key in graph.nodes)  # a squash counts once
     holder = locking.current_holder(connection)
     status.lock_holder = holder.as_dict() if holder else None
     if history.has_audit_tables(connection):

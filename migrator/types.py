@@ -111,6 +111,7 @@ class RunReport:
     failed_migration: str = ""
     stage: "Stage | None" = None
     held_back: "list[HeldBack]" = field(default_factory=list)  # by --stage before-deploy
+    own_first: list[str] = field(default_factory=list)  # migrator's own, applied before the plan
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -124,6 +125,7 @@ class RunReport:
             "backup_id": self.backup_id,
             "plan": [migration.as_dict() for migration in self.plan],
             "migrations": [step.as_dict() for step in self.steps],
+            "own_first": self.own_first,
             "error": self.error,
             "failed_migration": self.failed_migration,
         }

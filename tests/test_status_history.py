@@ -92,3 +92,13 @@ def test_status_of_a_database_migrated_by_plain_migrate_is_one_line(db_alias):
         f"Run 'python manage.py verifymigrations --baseline --database {db_alias}' "
         "to record the current files."
     )
+
+
+def test_status_counts_an_applied_squash_once_as_the_plan_does(db_alias, scenario):
+    scenario("integrity_squashed")
+    document = json.loads(run_command("safemigrate", "--plan", "--json", database=db_alias)[0])
+    planned = [migration["migration"] for migration in document["plan"]]
+    assert "scenarios.0001_squashed_0002_second" in planned
+    assert run_command("safemigrate", database=db_alias)[2] == 0
+    out, _, _ = run_command("migrationstatus", database=db_alias)
+    assert f"  applied: {len(planned)} migration(s) (a squash counts once" in out

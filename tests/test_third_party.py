@@ -130,3 +130,22 @@ def test_a_blocking_code_in_an_installed_package_never_asks_to_edit_it(
     assert "axes: installed package(s), not yours to edit; once reviewed, set " in err
     assert "MIGRATOR['APP_RISKS'] = {'axes': 'mute'}; nothing was changed." in err
     assert "axes_accessattempt" not in connections[db_alias].introspection.table_names()
+
+
+def test_plan_run_refusal_and_status_count_the_same_migrations(
+    db_alias, third_party_apps, settings
+):
+    document = json.loads(run_command("safemigrate", "--plan", "--json", database=db_alias)[0])
+    planned = len(document["plan"])
+    settings.MIGRATOR = {**settings.MIGRATOR, "ENVIRONMENT": "production"}
+    _, err, code = run_command("safemigrate", "--noinput", database=db_alias)
+    assert code == 3
+    assert err.startswith(f"Apply {planned} migration(s) to {db_alias!r} in production?")
+    settings.MIGRATOR = {**settings.MIGRATOR, "ENVIRONMENT": "development"}
+    out, err, code = run_command("safemigrate", database=db_alias)
+    assert (code, err) == (0, "")
+    assert out.count("  Applying ") == planned
+    assert f"Applied {planned} migration(s), 2 of them migrator's own, to {db_alias!r}" in out
+    status, _, _ = run_command("migrationstatus", database=db_alias)
+    assert f"  applied: {planned} migration(s) (a squash counts once, as in the plan)" in status
+    assert "  pending: none" in status

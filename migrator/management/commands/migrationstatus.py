@@ -73,7 +73,7 @@ class Command(MigratorCommand):
         stage_of = {
             label: stage for stage, labels in status.pending_by_stage.items() for label in labels
         }
-        self.stdout.write(self.style.WARNING(f"  pending: {len(status.pending)}"))
+        self.stdout.write(self.style.WARNING(f"  pending: {len(status.pending)} migration(s)"))
         for label in status.pending:
             self.stdout.write(f"    {label} [{stage_of[label]}]")
 
@@ -81,7 +81,7 @@ class Command(MigratorCommand):
         write = self.stdout.write
         write(self.style.MIGRATE_HEADING(f"Database {status.database!r} ({status.vendor})"))
         write(f"  environment: {status.environment}")
-        write(f"  applied: {status.applied}")
+        write(f"  applied: {status.applied} migration(s) (a squash counts once, as in the plan)")
         self.render_pending(status)
         for problem in status.problems:
             write(self.style.ERROR(f"  problem: {problem}"))

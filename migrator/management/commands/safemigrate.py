@@ -145,9 +145,11 @@ class Command(MigratorCommand):
             return
         if self.verbosity >= 1:
             total = sum(step.duration or 0 for step in report.steps)
+            count = len(report.steps) + len(report.own_first)  # as many as "Applying" lines
+            own = f", {len(report.own_first)} of them migrator's own," if report.own_first else ""
             self.stdout.write(
                 self.style.SUCCESS(
-                    f"Applied {len(report.steps)} migration(s) to {report.database!r} "
+                    f"Applied {count} migration(s){own} to {report.database!r} "
                     f"in {total:.2f}s (run #{report.run_id})."
                 )
             )
