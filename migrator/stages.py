@@ -25,6 +25,7 @@ from django.db.migrations.state import ProjectState
 from django.db.models import Field
 
 from migrator.conf import get_settings
+from migrator.exceptions import InvalidRequest
 from migrator.risks.fields import narrowing
 from migrator.types import MigrationKey, MigrationPlan, Stage, migration_label
 
@@ -187,7 +188,7 @@ def stage_of(migration: Migration, state: ProjectState) -> StageDecision:
         operation.state_forwards(migration.app_label, state)
     explicit = getattr(migration, "stage", None)
     if explicit is not None:
-        return StageDecision(label, Stage(explicit), "explicit", "stage on the Migration class")
+        return StageDecision(label, _explicit(label, explicit), "explicit", "stage on the class")
     override = get_settings().stage_overrides.get(label)
     if override is not None:
         return StageDecision(label, Stage(override), "override", "MIGRATOR['STAGE_OVERRIDES']")
@@ -197,6 +198,16 @@ def stage_of(migration: Migration, state: ProjectState) -> StageDecision:
         return StageDecision(label, AFTER, "inferred", after[0], (after + early) if early else ())
     reason = inferred[0][1] if inferred else "no operations"
     return StageDecision(label, BEFORE, "inferred", reason)
+
+
+def _explicit(label: str, value: Any) -> Stage:
+    try:
+        return Stage(value)
+    except ValueError:
+        raise InvalidRequest(
+            f"Migration {label} has stage = {value!r}; use Stage.BEFORE_DEPLOY or "
+            "Stage.AFTER_DEPLOY (from migrator.stages import Stage)."
+        ) from None
 
 
 def decide(plan: MigrationPlan, loader: MigrationLoader) -> dict[MigrationKey, StageDecision]:

@@ -18,6 +18,7 @@ from django.db.migrations.state import ModelState, ProjectState
 
 from migrator import stages
 from migrator.conf import get_settings
+from migrator.exceptions import InvalidRequest
 from migrator.operations import (
     AddCheckSafely,
     AddForeignKeySafely,
@@ -187,6 +188,18 @@ def test_a_bad_stage_override_is_a_configuration_error(settings):
     expected = r"MIGRATOR\['STAGE_OVERRIDES'\] is .*: the stage of 'shop.0002' must be one of"
     with pytest.raises(ImproperlyConfigured, match=expected):
         get_settings()
+
+
+def test_a_bad_explicit_stage_is_a_one_line_error():
+    migration = migrations.Migration("0002_step", "shop")
+    migration.stage = "later"
+    with pytest.raises(InvalidRequest) as failed:
+        stages.stage_of(migration, widget_state())
+    assert str(failed.value) == (
+        "Migration shop.0002_step has stage = 'later'; use Stage.BEFORE_DEPLOY or "
+        "Stage.AFTER_DEPLOY (from migrator.stages import Stage)."
+    )
+    assert failed.value.exit_code == 1
 
 
 # The system check -------------------------------------------------------------------
