@@ -238,7 +238,8 @@ class RecordingExecutor(MigrationExecutor):
         if number > retries:
             raise self._timed_out(migration, number, blockers, outcome)
         wait = timeouts.backoff(number)
-        self._report_retry(migration, number, retries, wait, blockers)
+        what = "rolled back" if outcome == ROLLED_BACK else "that statement had no effect"
+        self._report_retry(migration, number, retries, wait, blockers, what)
         time.sleep(wait)
 
     def _timed_out(
@@ -262,6 +263,7 @@ class RecordingExecutor(MigrationExecutor):
         retries: int,
         wait: float,
         blockers: list[timeouts.BlockingSession],
+        what: str,
     ) -> None:
         if not self.progress_callback:
             return
@@ -271,8 +273,7 @@ class RecordingExecutor(MigrationExecutor):
             migration,
             self.fake,
             message=(
-                f"Lock timeout, rolled back; blocked by {who}. Retry {number} of {retries} "
-                f"in {wait:g}s."
+                f"Lock timeout, {what}; blocked by {who}. Retry {number} of {retries} in {wait:g}s."
             ),
             data={
                 "attempt": number,
