@@ -1,5 +1,6 @@
 """Safe operations, and timeouts on every statement of a migration (non-atomic included)."""
 
+import re
 import subprocess
 
 import pytest
@@ -143,15 +144,21 @@ def test_a_safe_operation_in_an_atomic_migration(db_alias, scenario):
     assert applied(db_alias, "scenarios")[-1] == "0006_book_pages_not_null"
 
 
+@POSTGRES_ONLY  # the lock codes (ML3xx) are PostgreSQL's
 def test_plan_shows_the_safe_form_in_the_hint(db_alias, scenario):
     scenario("risk_ops")
     migrate(db_alias, "scenarios", "0001")
-    out, err, code = run_command("safemigrate", "scenarios", "0006", "--plan", database=db_alias)
+    out, err, code = run_command("safemigrate", "scenarios", "0010", "--plan", database=db_alias)
     assert code == 0, err
-    if connections[db_alias].vendor == "postgresql":
-        assert (
-            "hint: Use migrator.operations.AddIndexSafely in a migration with atomic = False" in out
-        )
+    for code, safe_form in [
+        ("ML301", "AddIndexSafely"),
+        ("ML302", "AddUniqueSafely"),
+        ("ML303", "AddCheckSafely"),
+        ("ML304", "AddForeignKeySafely"),
+        ("ML305", "SetNotNullSafely"),
+    ]:
+        hint = rf"\n  {code} in scenarios \(\d+ findings?\): Use migrator\.operations\.{safe_form} "
+        assert re.search(hint, out), (code, out)
 
 
 @POSTGRES_ONLY
