@@ -14,7 +14,6 @@ directory and uploaded from there (multipart, in parts); it is read back as a st
 into one private temporary file for a restore; access control is then the storage's.
 """
 
-import copy
 import hashlib
 import os
 import shutil
@@ -37,7 +36,6 @@ MANIFEST_SUFFIX: Final = ".json"
 PARTIAL_SUFFIX: Final = ".partial"
 STORAGE_PREFIX: Final = "migrator-backups"
 CHUNK: Final = 1024 * 1024
-PART: Final = 5 * CHUNK  # S3's smallest part; boto3 grows it past 10,000 parts (50 GB)
 
 
 class BackupStore(ABC):
@@ -198,15 +196,26 @@ class DjangoStorageStore(BackupStore):
         from django.core.files.base import ContentFile, File
 
         with self._answering(), staged.open("rb") as handle:
-            self._save(_one_part_at_a_time(self.storage), self._name(filename), File(handle))
-            self._save(
-                self.storage, self._name(f"{backup_id}{MANIFEST_SUFFIX}"), ContentFile(manifest)
-            )
+            if _writes_in_parts(self.storage):
+                self._upload(self._name(filename), handle)
+            else:
+                self._save(self._name(filename), File(handle))
+            self._save(self._name(f"{backup_id}{MANIFEST_SUFFIX}"), ContentFile(manifest))
 
-    def _save(self, storage: Any, name: str, content) -> None:
-        saved = storage.save(name, content)
+    def _upload(self, name: str, handle: BinaryIO) -> None:
+        """Write through the storage's own file, one part at a time; no part left on failure."""
+        try:
+            with self.storage.open(name, "wb") as target:
+                shutil.copyfileobj(handle, target, CHUNK)
+        except BaseException:
+            with suppress(Exception):
+                self.storage.delete(name)
+            raise
+
+    def _save(self, name: str, content) -> None:
+        saved = self.storage.save(name, content)
         if saved != name:  # the storage renamed it to avoid a clash: never expected for an id
-            storage.delete(saved)
+            self.storage.delete(saved)
             raise BackupFailed(f"{self.location} already holds {name!r}; backup not stored.")
 
     def backup_ids(self) -> list[str]:
@@ -255,20 +264,15 @@ class DjangoStorageStore(BackupStore):
             self.storage.delete(self._name(filename))
 
 
-def _one_part_at_a_time(storage: Any) -> Any:
-    """The storage, set to upload a payload of any size with flat memory.
+def _writes_in_parts(storage: Any) -> bool:
+    """Whether the storage's files upload as they are written (django-storages' S3 backend).
 
-    django-storages' S3 backend uploads through boto3's transfer manager, which by default
-    keeps up to ten 8 MB parts in memory for its ten threads; without threads, it reads
-    and sends one 5 MB part at a time (a multipart upload). Other storages as they are.
+    Its ``save()`` goes through boto3's transfer manager, which keeps up to ten 8 MB parts
+    in memory for its ten threads; its files in write mode send a multipart upload one
+    part (``AWS_S3_FILE_BUFFER_SIZE``, 5 MB) at a time, so memory stays flat. Other
+    storages (a file system's ``open()`` does not create directories) are given the file.
     """
-    if getattr(storage, "transfer_config", None) is None:
-        return storage
-    from boto3.s3.transfer import TransferConfig
-
-    sequential = copy.copy(storage)
-    sequential.transfer_config = TransferConfig(use_threads=False, multipart_chunksize=PART)
-    return sequential
+    return getattr(storage, "transfer_config", None) is not None
 
 
 def _streaming(handle: Any) -> BinaryIO:
