@@ -12,7 +12,14 @@ from django.db import connections
 
 from migrator import roundtrip
 from tests.conftest import _admin_execute
-from tests.utils import TTYInput, applied, run_command, start_child, wait_for_line
+from tests.utils import (
+    TTYInput,
+    applied,
+    run_child,
+    run_command,
+    start_child,
+    wait_for_line,
+)
 
 RAISES_ERROR = "RuntimeError: scenario step failed on purpose"
 NOTHING_ELSE = "0 failed, 0 not reached; 0 other(s): 0 applied once, 0 failed, 0 not reached.\n"
@@ -207,6 +214,33 @@ def test_two_runs_sharing_a_test_database_take_turns_and_both_report_correctly(d
             ("scenarios.0001_create", "ok"),
             ("scenarios.0002_pause", "ok"),
         ]
+    assert not _test_database_exists(db_alias, test_name)
+
+
+def test_a_run_killed_mid_round_trip_leaves_no_lock_and_the_next_run_replaces_its_database(
+    db_alias,
+):
+    """kill -9 while the test database is locked: the next run takes over at once."""
+    test_name = connections[db_alias].creation._get_test_db_name()
+    child = start_child(db_alias, "testmigrations", "scenarios", "--noinput", **PAUSING)
+    try:
+        wait_for_line(child, "PAUSED")
+    finally:
+        child.kill()  # SIGKILL: no cleanup code runs
+        child.wait(timeout=30)
+    assert _test_database_exists(db_alias, test_name)  # left behind, as Django's runner would
+    done = run_child(
+        db_alias,
+        "testmigrations",
+        "scenarios",
+        "--noinput",
+        "--json",
+        timeout=120,
+        MIGRATOR_TEST_SCENARIO=PAUSING["MIGRATOR_TEST_SCENARIO"],
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Waiting for " not in done.stderr
+    assert json.loads(done.stdout)["counts"]["ok"] == 2
     assert not _test_database_exists(db_alias, test_name)
 
 
