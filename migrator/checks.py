@@ -16,7 +16,7 @@ from django.core.checks import CheckMessage, Error, Warning
 from django.db import connections
 from django.db.migrations.loader import MigrationLoader
 
-from migrator import conf, integrity, stages
+from migrator import conf, integrity, packages, stages
 from migrator.exceptions import IntegrityViolation
 
 _deferred: ContextVar[bool] = ContextVar("migrator_integrity_checks_deferred", default=False)
@@ -91,12 +91,15 @@ def check_deploy_stages(
 
     Reads migration files only (no database), so a plain ``manage.py check`` in CI finds
     it before a deploy does. migrator's commands skip it (they report each migration's
-    stage themselves) rather than load every migration a second time.
+    stage themselves) rather than load every migration a second time. Installed packages'
+    migrations are left out: their authors, not the project, can split them, and an error
+    here would stop ``runserver``; ``safemigrate --stage`` still holds them back.
     """
     if _deferred.get() or conf.settings_problems():  # bad settings: E010/E011 say so
         return []
     labels = None if app_configs is None else {config.label for config in app_configs}
     loader = MigrationLoader(None, ignore_no_migrations=True)
+    third_party = packages.third_party_apps(loader)
     return [
         Error(
             f"Migration {decision.label} mixes deploy stages: {'; '.join(decision.mixed)}.",
@@ -108,5 +111,6 @@ def check_deploy_stages(
             id=stages.CHECK_ID,
         )
         for decision in stages.mixed_migrations(loader)
-        if labels is None or decision.label.split(".", 1)[0] in labels
+        if not third_party.get(app_label := decision.label.split(".", 1)[0])
+        and (labels is None or app_label in labels)
     ]
