@@ -31,6 +31,8 @@ MIGRATOR = {
     "ENVIRONMENT": "benchmark",
     "BACKUP_DIR": os.environ["BENCH_BACKUP_DIR"],
     "PG_BIN_DIR": os.environ.get("BENCH_PG_BIN_DIR") or None,
+    "BACKUP_RECIPIENTS": json.loads(os.environ.get("BENCH_RECIPIENTS") or "[]"),
+    "BACKUP_IDENTITY_FILE": os.environ.get("BENCH_IDENTITY_FILE") or None,
 }
 if os.environ.get("BENCH_STORAGE"):  # a STORAGES entry: backups go through it
     STORAGES = {
@@ -169,6 +171,10 @@ def _child(action: str, *args: str) -> None:
     if action == "prune":
         pruned = backup.prune_backups(keep=int(args[0]), assume_yes=True)
         _report(seconds=time.perf_counter() - started, deleted=pruned.deleted)
+        return
+    if action == "drill":
+        report = backup.drill_backup(args[0], database="default")
+        _report(seconds=time.perf_counter() - started, passed=report.passed, cause=report.cause)
         return
     if action == "restore":
         # Into another (empty) database than the one backed up: that takes --force.

@@ -9,6 +9,7 @@ checks inside ``integrity_checks_deferred()``.
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from importlib.util import find_spec
 from typing import Any
 
 from django.apps import AppConfig
@@ -114,3 +115,30 @@ def check_deploy_stages(
         if not third_party.get(app_label := decision.label.split(".", 1)[0])
         and (labels is None or app_label in labels)
     ]
+
+
+def check_backup_encryption(
+    app_configs: Iterable[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """migrator.E015: recipients are configured but pyrage, which encrypts, is missing."""
+    try:
+        recipients = conf.get_settings().backup_recipients
+    except conf.SettingsInvalid:  # check_settings reports it
+        return []
+    if not recipients or _importable("pyrage"):
+        return []
+    return [
+        Error(
+            "MIGRATOR['BACKUP_RECIPIENTS'] is set, but pyrage, which encrypts backups, is not "
+            "installed: every backup would fail.",
+            hint="pip install 'django-migrator[encryption]'",
+            id="migrator.E015",
+        )
+    ]
+
+
+def _importable(name: str) -> bool:
+    try:
+        return find_spec(name) is not None
+    except ValueError:  # sys.modules[name] is None: imports of it fail
+        return False

@@ -17,6 +17,10 @@ BACKUP_DIR               BASE_DIR/backups    where backups go (else ./backups)
 BACKUP_STORAGE           None                a ``STORAGES`` alias to use instead of BACKUP_DIR
 BACKUP_KEEP              10                  backups per database ``backup --prune`` keeps
                                              when it is given no ``--keep``
+BACKUP_RECIPIENTS        []                  age public keys (``age1...``), or the path of a
+                                             recipients file: every backup is encrypted to them
+BACKUP_IDENTITY_FILE     None                age identity file that decrypts backups (restore,
+                                             drill); else ``MIGRATOR_BACKUP_IDENTITY_FILE``
 PG_BIN_DIR               None                directory of ``pg_dump``/``pg_restore``; else PATH
 PG_DUMP_COMPRESS         1                   ``pg_dump --compress`` level for native backups
 RUN_LOCK_TIMEOUT         600                 seconds a run waits for another run's lock
@@ -73,6 +77,8 @@ DEFAULTS: dict[str, Any] = {
     "BACKUP_DIR": None,
     "BACKUP_STORAGE": None,
     "BACKUP_KEEP": 10,
+    "BACKUP_RECIPIENTS": [],
+    "BACKUP_IDENTITY_FILE": None,
     "PG_BIN_DIR": None,
     "PG_DUMP_COMPRESS": 1,
     "RUN_LOCK_TIMEOUT": 600.0,
@@ -100,6 +106,8 @@ class MigratorSettings:
     backup_dir: Path
     backup_storage: str | None
     backup_keep: int
+    backup_recipients: tuple[str, ...] | str  # keys, or the path of a recipients file
+    backup_identity_file: str | None
     pg_bin_dir: str | None
     pg_dump_compress: int
     run_lock_timeout: float
@@ -197,6 +205,10 @@ def get_settings() -> MigratorSettings:
         backup_dir=Path(value["BACKUP_DIR"] or _base_dir() / "backups"),
         backup_storage=value["BACKUP_STORAGE"],
         backup_keep=value["BACKUP_KEEP"],
+        backup_recipients=value["BACKUP_RECIPIENTS"],
+        backup_identity_file=(
+            value["BACKUP_IDENTITY_FILE"] or _text(os.environ.get("MIGRATOR_BACKUP_IDENTITY_FILE"))
+        ),
         pg_bin_dir=value["PG_BIN_DIR"],
         pg_dump_compress=value["PG_DUMP_COMPRESS"],
         run_lock_timeout=value["RUN_LOCK_TIMEOUT"],
@@ -293,6 +305,13 @@ def _aliases(value: Any) -> dict[str, str]:
     return dict(value)
 
 
+def _recipients(value: Any) -> tuple[str, ...] | str:
+    """age public keys, or the path of a recipients file (one key per line)."""
+    if isinstance(value, str | os.PathLike):
+        return os.fspath(value)
+    return tuple(key.strip() for key in _names(value) if key.strip())
+
+
 def _environments(value: Any) -> frozenset[str]:
     return frozenset(normalize_environment(name) for name in _names(value))
 
@@ -332,6 +351,8 @@ CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "BACKUP_DIR": _text,
     "BACKUP_STORAGE": _text,
     "BACKUP_KEEP": _count(0),
+    "BACKUP_RECIPIENTS": _recipients,
+    "BACKUP_IDENTITY_FILE": _text,
     "PG_BIN_DIR": _text,
     "PG_DUMP_COMPRESS": _count(0, 9),
     "RUN_LOCK_TIMEOUT": seconds,

@@ -17,6 +17,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 
 from migrator import guard
 from migrator.backup import keepaudit, restoring, verify_backup
+from migrator.backup.backups import payload_identities
 from migrator.backup.base import connect, engine_for
 from migrator.conf import get_settings
 from migrator.lifecycle import bootstrap, locked, outcome_of, recorded
@@ -41,15 +42,18 @@ def restore_backup(
     confirm: ConfirmCallback | None = None,
     progress: ProgressCallback = ignore_progress,
     lock_timeout: float | None = None,
+    identity: str | None = None,
 ) -> restoring.RestoreReport:
     """Replace a database's contents with a backup, all or nothing.
 
     ``lock_timeout``: seconds to wait for another run's lock (None: the setting).
+    ``identity``: an age identity file for an encrypted backup (None: the settings').
     """
     started = time.monotonic()
     manifest = verify_backup(backup_id)
     connection = connections[database]
     differences = restoring.check_fits(manifest, connection, force=force)
+    identities = payload_identities(manifest, identity)  # decrypts once, keeps nothing
     arguments = {"backup_id": manifest.id, "force": force, "safety_backup": safety_backup}
     engine = engine_for(connection, manifest.format)
     connect(connection)
@@ -82,7 +86,14 @@ def restore_backup(
         report.run_id = run.pk
         try:
             merge = restoring.restore_payload(
-                manifest, engine, connection, run, report, progress, safety_backup=safety_backup
+                manifest,
+                engine,
+                connection,
+                run,
+                report,
+                progress,
+                safety_backup=safety_backup,
+                identities=identities,
             )
             if merge:  # the payload had no migrator tables: create them, put the audit back
                 bootstrap(connection, progress)

@@ -7,7 +7,7 @@ from django.db import connections
 from django.db.migrations.executor import MigrationExecutor
 
 from migrator import audit, history, integrity, locking, stages
-from migrator.backup import list_backups
+from migrator.backup import last_drill, list_backups
 from migrator.conf import get_settings
 from migrator.models import Run
 from migrator.types import Stage, migration_label
@@ -78,7 +78,8 @@ def database_status(database: str) -> DatabaseStatus:
     status.problems = [problem.line() for problem in report.errors]
     status.warnings = integrity.warning_summaries(report)
     backups = list_backups(database)
-    status.latest_backup = backups[0].as_dict() if backups else None
+    if backups:
+        status.latest_backup = {**backups[0].as_dict(), "last_drill": last_drill(backups[0].id)}
     plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
     status.pending = [migration_label(migration) for migration, _ in plan]
     before, held = stages.select(plan, executor.loader, Stage.BEFORE_DEPLOY)
@@ -99,3 +100,10 @@ def database_status(database: str) -> DatabaseStatus:
         last = runs.exclude(outcome=Run.Outcome.RUNNING).order_by("-started_at", "-id").first()
         status.last_run = history.run_as_dict(last) if last else None
     return status
+
+
+def describe_drill(drill: dict[str, str] | None) -> str:
+    """'drilled 2025-01-01T12:00:00: passed', for status lines and listings."""
+    if not drill:
+        return "never drilled"
+    return f"drilled {str(drill.get('drilled', ''))[:19]}: {drill.get('outcome', '?')}"

@@ -20,18 +20,22 @@ from migrator.backup.backups import (
     prune_backups,
     verify_backup,
 )
+from migrator.backup.drill import DrillReport, drill_backup, last_drill
 from migrator.backup.manifest import Manifest
 from migrator.backup.restoring import RestoreReport
 from migrator.exceptions import BackupFailed
 
 __all__ = [
     "BackupFailed",
+    "DrillReport",
     "Manifest",
     "PruneReport",
     "RestoreReport",
     "create_backup",
+    "drill_backup",
     "get_manifest",
     "human_size",
+    "last_drill",
     "list_backups",
     "prune_backups",
     "verify_backup",

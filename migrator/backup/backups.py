@@ -6,6 +6,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import django
@@ -14,7 +15,8 @@ from django.db.migrations.recorder import MigrationRecorder
 
 import migrator
 from migrator import audit, guard
-from migrator.backup.base import connect, engine_for, first_line, server_version
+from migrator.backup import encryption
+from migrator.backup.base import BackupEngine, connect, engine_for, first_line, server_version
 from migrator.backup.manifest import (
     LIST_HINT,
     REASONS,
@@ -51,6 +53,9 @@ def create_backup(
     engine = engine_for(connection, format)
     connect(connection, must_exist=True)
     engine.check_backup()
+    keys = encryption.configured_recipients()
+    if keys:
+        encryption.parse_recipients(keys)  # a bad key is refused before anything is written
     store = backup_store()
     disk = disk_migrations()
     state = migration_state(connection, disk)
@@ -61,13 +66,11 @@ def create_backup(
     started = time.monotonic()
     try:
         with store.staging(filename) as staged:
-            engine.dump(staged, progress)
+            size, sha256, tables = _write_payload(engine, staged, keys, progress)
             if migration_state(connection, disk) != state:
                 raise BackupFailed(
                     f"Migrations were applied to {database!r} during the backup; take it again."
                 )
-            with staged.open("rb") as handle:
-                size, sha256 = file_digest(handle)
             manifest = Manifest(
                 id=backup_id,
                 created=datetime.now(UTC).isoformat(),
@@ -93,6 +96,9 @@ def create_backup(
                 host=socket.gethostname(),
                 actor=audit.actor(),
                 duration=round(time.monotonic() - started, 3),
+                encryption=encryption.AGE if keys else "",
+                recipients=list(keys),
+                tables=tables,
             )
             store.publish(staged, filename, backup_id, manifest.to_json())
     except OSError as exc:
@@ -112,6 +118,25 @@ def create_backup(
         )
     )
     return manifest
+
+
+def _write_payload(
+    engine: BackupEngine, staged: Path, keys: tuple[str, ...], progress: ProgressCallback
+) -> tuple[int, str, dict[str, int]]:
+    """The payload, encrypted while it is written when there are recipients.
+
+    Returns its size and SHA-256 (of the bytes stored) and the rows of each table.
+    """
+    if not keys:
+        tables = engine.dump(staged, progress)
+        with staged.open("rb") as handle:
+            return (*file_digest(handle), tables)
+    with (
+        staged.open("wb") as destination,
+        encryption.encrypting(destination, keys) as (fifo, sealed),
+    ):
+        tables = engine.dump_stream(fifo, progress)
+    return sealed.size, sealed.sha256, tables
 
 
 def list_backups(database: str | None = None) -> list[Manifest]:
@@ -163,6 +188,30 @@ def _verify(store: BackupStore, manifest: Manifest) -> Manifest:
         raise BackupFailed(f"Cannot read backup {backup_id!r}: {first_line(exc)}.") from exc
     check_digest(manifest, size, sha256)
     return manifest
+
+
+def payload_identities(manifest: Manifest, identity: str | None) -> list[Any]:
+    """The age identities that decrypt an encrypted backup ([] for a plaintext one).
+
+    The whole payload is decrypted once and thrown away, so a missing or wrong identity,
+    or an altered payload, is refused before anything is touched.
+    """
+    if not manifest.encryption:
+        return []
+    path = encryption.identity_file(identity)
+    if path is None:
+        raise BackupFailed(
+            f"Backup {manifest.id!r} is encrypted to "
+            f"{encryption.describe_recipients(manifest.recipients)}; "
+            f"{encryption.IDENTITY_HINT}. Nothing was changed."
+        )
+    identities = encryption.load_identities(path)
+    with backup_store().open_payload(manifest.payload) as handle:
+        size, sha256 = encryption.check_decryptable(
+            handle, identities, backup_id=manifest.id, keys=manifest.recipients
+        )
+    check_digest(manifest, size, sha256)
+    return identities
 
 
 def check_digest(manifest: Manifest, size: int, sha256: str) -> None:

@@ -39,8 +39,15 @@ class BackupEngine(ABC):
         """The name and version of what writes the payload."""
 
     @abstractmethod
-    def dump(self, path: Path, progress: ProgressCallback) -> None:
-        """Write a consistent copy of the database to ``path`` (an existing empty 0600 file)."""
+    def dump(self, path: Path, progress: ProgressCallback) -> dict[str, int]:
+        """Write a consistent copy of the database to ``path`` (an existing empty 0600 file).
+
+        Returns the rows of each table in that copy, which a restore drill checks.
+        """
+
+    def dump_stream(self, path: Path, progress: ProgressCallback) -> dict[str, int]:
+        """``dump`` into a path that can only be written front to back (a FIFO)."""
+        return self.dump(path, progress)
 
     @abstractmethod
     def restore(
@@ -52,6 +59,8 @@ class BackupEngine(ABC):
         progress: ProgressCallback,
     ) -> None:
         """Replace the database's contents with the payload, all or nothing.
+
+        ``path`` may be a FIFO (an encrypted backup being decrypted): read it once, in order.
 
         ``keep_audit`` runs in the same transaction after the data is restored, so that
         runs recorded after the backup survive it (empty when the engine cannot run them

@@ -35,7 +35,10 @@ REASONS: Final = ("manual", "pre-migrate", "pre-rollback", "pre-restore")
 FORMATS: Final = ("native", "portable")
 BACKUP_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 LIST_HINT: Final = "run 'manage.py backup --list' to see the backups"
-LATER_FIELDS: Final = frozenset({"database_host", "database_port"})  # older manifests lack them
+# Older manifests lack these.
+LATER_FIELDS: Final = frozenset(
+    {"database_host", "database_port", "encryption", "recipients", "tables"}
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,6 +67,9 @@ class Manifest:
     host: str = ""
     actor: str = ""
     duration: float = 0.0
+    encryption: str = ""  # "age" when the payload is an age file, else ""
+    recipients: list[str] = field(default_factory=list)  # the age public keys it is for
+    tables: dict[str, int] = field(default_factory=dict)  # rows per table at backup time
     manifest_version: int = MANIFEST_VERSION
     database_host: str | None = None  # None: written before backups had an identity
     database_port: str | None = None
@@ -146,7 +152,8 @@ def load_manifest(raw: bytes, *, backup_id: str) -> Manifest:
     if not names - LATER_FIELDS <= set(document) <= names:
         raise BackupFailed(
             f"The manifest of backup {backup_id!r} has unexpected fields "
-            f"{sorted(set(document) ^ names)}; was it written by another version of migrator?"
+            f"{sorted(set(document) ^ names - LATER_FIELDS)}; was it written by another version "
+            "of migrator?"
         )
     manifest = Manifest(**document)
     problems = _problems(manifest, backup_id)
@@ -172,6 +179,7 @@ def _problems(manifest: Manifest, backup_id: str) -> list[str]:
             and all(isinstance(m, list) and len(m) == 3 for m in manifest.migrations),
             "bad migration state",
         ),
+        (manifest.encryption in ("", "age"), f"unknown encryption {manifest.encryption!r}"),
     ]
     return [problem for ok, problem in checks if not ok]
 

@@ -114,21 +114,28 @@ class PortableEngine(BackupEngine):
 
     # Backup
 
-    def dump(self, path: Path, progress: ProgressCallback) -> None:
+    def dump(self, path: Path, progress: ProgressCallback) -> dict[str, int]:
         models = backed_up_models(self.connection)
         try:
             with gzip.open(path, "wt", encoding="utf-8", compresslevel=COMPRESSLEVEL) as out:
                 with transaction.atomic(using=self.connection.alias):
                     self._snapshot_isolation()
                     out.write(_line(self._header(models)))
-                    objects = sum(self._dump_model(model, out, progress) for model in models)
+                    tables = {
+                        model._meta.db_table: self._dump_model(model, out, progress)
+                        for model in models
+                    }
                     migrations = self._dump_migrations(out)
+                objects = sum(tables.values())
                 out.write(_line({"end": {"objects": objects, "migrations": migrations}}))
         except DatabaseError as exc:
             raise BackupFailed(
                 f"Portable backup of {self.connection.alias!r} failed: "
                 f"{first_line(exc, self.connection)}."
             ) from exc
+        if migrations:
+            tables[MigrationRecorder.Migration._meta.db_table] = migrations
+        return tables
 
     def _snapshot_isolation(self) -> None:
         if self.connection.vendor == "postgresql":

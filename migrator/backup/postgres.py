@@ -178,23 +178,45 @@ class PgDumpEngine(BackupEngine):
     def tool_version(self) -> str:
         return self._version
 
-    def dump(self, path: Path, progress: ProgressCallback) -> None:
+    def dump(self, path: Path, progress: ProgressCallback) -> dict[str, int]:
+        """pg_dump in a snapshot exported by a session that counts the rows meanwhile.
+
+        The counts (what a restore drill checks) are of exactly the data in the archive,
+        and taking them overlaps the dump instead of adding to it.
+        """
         compress = get_settings().pg_dump_compress
-        argv = [
-            self._pg_dump,
-            "--format=custom",
-            f"--compress={compress}",
-            "--no-password",
-            f"--file={path}",
-            *self._role_arguments(),
-        ]
-        with libpq_environment(self.connection) as env, tempfile.TemporaryFile() as errors:
-            done = children.run(argv, env=env, stdin=subprocess.DEVNULL, stderr=errors)
-            if done.returncode != 0:
-                raise BackupFailed(
-                    f"pg_dump failed for {self.connection.alias!r}: "
-                    f"{self._error(errors, 'pg_dump')}."
-                )
+        session = self.connection.copy()  # its own connection: Django's may be in a transaction
+        try:
+            with session.cursor() as cursor:
+                cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+                cursor.execute("SELECT pg_catalog.pg_export_snapshot()")
+                snapshot = cursor.fetchone()[0]
+                argv = [
+                    self._pg_dump,
+                    "--format=custom",
+                    f"--compress={compress}",
+                    "--no-password",
+                    "--no-sync",  # the store syncs the payload; a FIFO cannot be synced
+                    f"--file={path}",
+                    f"--snapshot={snapshot}",
+                    *self._role_arguments(),
+                ]
+                with libpq_environment(self.connection) as env, tempfile.TemporaryFile() as errors:
+                    dump = children.popen(argv, env=env, stdin=subprocess.DEVNULL, stderr=errors)
+                    try:
+                        tables = row_counts(cursor)
+                    finally:
+                        returncode = dump.wait()
+                    if returncode != 0:
+                        raise BackupFailed(
+                            f"pg_dump failed for {self.connection.alias!r}: "
+                            f"{self._error(errors, 'pg_dump')}."
+                        )
+                cursor.execute("ROLLBACK")
+        finally:
+            session.close()
+        return tables
 
     def check_restore(self, manifest: Manifest) -> None:
         self._pg_restore, self._psql = tool_path("pg_restore"), tool_path("psql")
@@ -248,13 +270,14 @@ class PgDumpEngine(BackupEngine):
             (private / "pg_restore.err").open("w+b") as restore_errors,
             (private / "psql.err").open("w+b") as psql_errors,
         ):
-            reader = children.popen(
-                [*restore_argv, str(path)],
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=restore_errors,
-            )
+            with path.open("rb") as archive:  # on stdin: a FIFO cannot be opened twice
+                reader = children.popen(
+                    restore_argv,
+                    env=env,
+                    stdin=archive,
+                    stdout=subprocess.PIPE,
+                    stderr=restore_errors,
+                )
             try:
                 writer = children.popen(
                     psql_argv,
@@ -337,6 +360,30 @@ class PgDumpEngine(BackupEngine):
         errors = [line for line in lines if "error" in line.lower() or "fatal" in line.lower()]
         chosen = (errors or lines or [f"{tool} exited with an error"])[0]
         return scrub(chosen, self.connection).rstrip(".")
+
+
+# Tables whose rows pg_dump archives: ordinary ones (partitions counted one by one) outside
+# the system schemas, not an extension's.
+TABLES: Final = """
+SELECT n.nspname, c.relname
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r' AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'
+  AND NOT EXISTS (
+    SELECT 1 FROM pg_catalog.pg_depend d
+    WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+ORDER BY 1, 2
+"""
+
+
+def row_counts(cursor) -> dict[str, int]:
+    """Rows of every table, keyed ``schema.table``, in the cursor's transaction."""
+    cursor.execute(TABLES)
+    counts = {}
+    for schema, table in cursor.fetchall():
+        quoted = ".".join('"' + part.replace('"', '""') + '"' for part in (schema, table))
+        cursor.execute(f"SELECT count(*) FROM {quoted}")
+        counts[f"{schema}.{table}"] = cursor.fetchone()[0]
+    return counts
 
 
 def _has_error(handle) -> bool:

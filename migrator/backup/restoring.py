@@ -6,15 +6,17 @@ transaction, so a failure leaves the data as it was.
 """
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from django.apps import apps
 from django.db import transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from migrator.backup import keepaudit
+from migrator.backup import encryption, keepaudit
 from migrator.backup.backups import check_digest, create_backup
 from migrator.backup.base import BackupEngine, Statement
 from migrator.backup.manifest import (
@@ -23,7 +25,7 @@ from migrator.backup.manifest import (
     disk_migrations,
     state_differences,
 )
-from migrator.backup.storage import DirectoryStore, backup_store, file_digest
+from migrator.backup.storage import BackupStore, DirectoryStore, backup_store, file_digest
 from migrator.exceptions import BackupFailed, MigratorError
 from migrator.models import Run
 from migrator.types import MIGRATOR_APP, ProgressCallback, ProgressEvent
@@ -103,9 +105,11 @@ def restore_payload(
     progress: ProgressCallback,
     *,
     safety_backup: bool,
+    identities: Sequence[Any] = (),
 ) -> list[Statement]:
     """Under the lock, with the run open: safety backup, then the restore itself.
 
+    ``identities``: the age identities of an encrypted backup (``payload_identities``).
     Returns the statements that put the live audit back, still to run once migrator's
     tables exist again (a native backup without them), else an empty list.
     """
@@ -119,15 +123,28 @@ def restore_payload(
         app_label == MIGRATOR_APP for app_label, _ in manifest.applied
     )
     progress(ProgressEvent("restore_start", message=f"Restoring {manifest.id}..."))
-    with store.local_payload(manifest.payload) as local:
-        if not isinstance(store, DirectoryStore):  # a fresh download: check it again
-            with local.open("rb") as handle:
-                check_digest(manifest, *file_digest(handle))
+    with opened_payload(store, manifest, identities) as local:
         engine.restore(
             local, manifest, keep_audit=merge if merged_inside else [], progress=progress
         )
     _forget_cached_rows()
     return [] if merged_inside else list(merge)
+
+
+@contextmanager
+def opened_payload(
+    store: BackupStore, manifest: Manifest, identities: Sequence[Any]
+) -> Iterator[Path]:
+    """A local path to read the payload from, in plaintext (a FIFO for an encrypted one)."""
+    with store.local_payload(manifest.payload) as local:
+        if not isinstance(store, DirectoryStore):  # a fresh download: check it again
+            with local.open("rb") as handle:
+                check_digest(manifest, *file_digest(handle))
+        if not identities:
+            yield local
+            return
+        with encryption.decrypting(local, list(identities)) as plaintext:
+            yield plaintext
 
 
 def _safety_backup(connection, run: Run, progress, format: str) -> str:

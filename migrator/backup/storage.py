@@ -34,6 +34,7 @@ except ImportError:  # pragma: no cover - Windows: leftovers are kept, not told 
 
 MANIFEST_SUFFIX: Final = ".json"
 PARTIAL_SUFFIX: Final = ".partial"
+NOTE_SUFFIX: Final = ".drill"  # beside the manifest, not sealed by it: it changes
 STORAGE_PREFIX: Final = "migrator-backups"
 CHUNK: Final = 1024 * 1024
 
@@ -72,6 +73,14 @@ class BackupStore(ABC):
     @abstractmethod
     def delete(self, backup_id: str, filename: str) -> None:
         """Remove a backup: the manifest first, so it is never listed without its payload."""
+
+    @abstractmethod
+    def write_note(self, backup_id: str, note: bytes) -> None:
+        """Keep what happened to a backup since (its last restore drill), replacing it."""
+
+    @abstractmethod
+    def read_note(self, backup_id: str) -> bytes | None:
+        """The note of ``write_note``, or None."""
 
 
 class DirectoryStore(BackupStore):
@@ -143,10 +152,22 @@ class DirectoryStore(BackupStore):
         yield self.directory / filename
 
     def delete(self, backup_id: str, filename: str) -> None:
-        with suppress(FileNotFoundError):
-            (self.directory / f"{backup_id}{MANIFEST_SUFFIX}").unlink()
-        with suppress(FileNotFoundError):
-            (self.directory / filename).unlink()
+        for name in (f"{backup_id}{MANIFEST_SUFFIX}", filename, f"{backup_id}{NOTE_SUFFIX}"):
+            with suppress(FileNotFoundError):
+                (self.directory / name).unlink()
+
+    def write_note(self, backup_id: str, note: bytes) -> None:
+        partial = self.directory / f".{backup_id}{NOTE_SUFFIX}{PARTIAL_SUFFIX}"
+        with _claimed(partial) as descriptor:
+            with open(descriptor, "wb", closefd=False) as handle:
+                handle.write(note)
+            os.replace(partial, self.directory / f"{backup_id}{NOTE_SUFFIX}")
+
+    def read_note(self, backup_id: str) -> bytes | None:
+        try:
+            return (self.directory / f"{backup_id}{NOTE_SUFFIX}").read_bytes()
+        except FileNotFoundError:
+            return None
 
 
 class DjangoStorageStore(BackupStore):
@@ -231,7 +252,10 @@ class DjangoStorageStore(BackupStore):
         )
 
     def read_manifest(self, backup_id: str) -> bytes | None:
-        name = self._name(f"{backup_id}{MANIFEST_SUFFIX}")
+        return self._read(f"{backup_id}{MANIFEST_SUFFIX}")
+
+    def _read(self, filename: str) -> bytes | None:
+        name = self._name(filename)
         with self._answering():
             if not self.storage.exists(name):
                 return None
@@ -262,6 +286,18 @@ class DjangoStorageStore(BackupStore):
         with self._answering():
             self.storage.delete(self._name(f"{backup_id}{MANIFEST_SUFFIX}"))
             self.storage.delete(self._name(filename))
+            self.storage.delete(self._name(f"{backup_id}{NOTE_SUFFIX}"))
+
+    def write_note(self, backup_id: str, note: bytes) -> None:
+        from django.core.files.base import ContentFile
+
+        name = self._name(f"{backup_id}{NOTE_SUFFIX}")
+        with self._answering():
+            self.storage.delete(name)  # saving never overwrites: the storage would rename it
+            self._save(self.storage, name, ContentFile(note))
+
+    def read_note(self, backup_id: str) -> bytes | None:
+        return self._read(f"{backup_id}{NOTE_SUFFIX}")
 
 
 def _writes_in_parts(storage: Any) -> bool:

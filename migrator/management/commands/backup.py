@@ -7,6 +7,7 @@ from django.core.management.base import CommandError, CommandParser
 from migrator import backup
 from migrator.backup import Manifest
 from migrator.management.base import MigratorCommand
+from migrator.status import describe_drill
 
 
 class Command(MigratorCommand):
@@ -49,6 +50,18 @@ class Command(MigratorCommand):
             help="With --list: the backups of every database in the store.",
         )
         parser.add_argument(
+            "--full",
+            action="store_true",
+            help="With --verify: restore drill: restore into a scratch database, compare each "
+            "table's rows with the backup's counts, check the migration state, drop it.",
+        )
+        parser.add_argument(
+            "--identity",
+            metavar="FILE",
+            help="age identity file for --verify --full of an encrypted backup (default: "
+            "MIGRATOR['BACKUP_IDENTITY_FILE'], else $MIGRATOR_BACKUP_IDENTITY_FILE).",
+        )
+        parser.add_argument(
             "--keep",
             type=int,
             metavar="N",
@@ -61,10 +74,21 @@ class Command(MigratorCommand):
             raise CommandError("--keep goes with --prune.")
         if options["all_databases"] and not options["list"]:
             raise CommandError("--all goes with --list.")
+        if (options["full"] or options["identity"]) and not options["verify"]:
+            raise CommandError("--full and --identity go with --verify ID.")
         if options["list"]:
             self.render_list(backup.list_backups(None if options["all_databases"] else database))
         elif options["show"]:
             self.render_manifest(backup.get_manifest(options["show"]))
+        elif options["verify"] and options["full"]:
+            self.render_drill(
+                backup.drill_backup(
+                    options["verify"],
+                    database=database,
+                    identity=options["identity"],
+                    progress=self.show_progress if self.verbosity >= 2 else _quiet,
+                )
+            )
         elif options["verify"]:
             self.render_verified(backup.verify_backup(options["verify"]))
         elif options["prune"]:
@@ -99,17 +123,21 @@ class Command(MigratorCommand):
             )
 
     def render_list(self, manifests: list[Manifest]) -> None:
+        drills = {m.id: backup.last_drill(m.id) for m in manifests}
         if self.as_json:
-            self.write_json({"backups": [m.as_dict() for m in manifests]})
+            documents = [{**m.as_dict(), "last_drill": drills[m.id]} for m in manifests]
+            self.write_json({"backups": documents})
             return
         if not manifests:
             self.stdout.write("No backups.")
             return
         for m in manifests:
             label = f"  {m.label}" if m.label else ""
+            encrypted = "age" if m.encryption else "-"
             self.stdout.write(
                 f"{m.id}  {m.created[:19]}  {m.database:<10}  {m.format:<8}  {m.reason:<12}  "
-                f"{backup.human_size(m.size):>9}{label}"
+                f"{backup.human_size(m.size):>9}  {encrypted:<3}  "
+                f"{describe_drill(drills[m.id])}{label}"
             )
 
     def render_manifest(self, manifest: Manifest) -> None:
@@ -136,6 +164,27 @@ class Command(MigratorCommand):
                 )
             )
 
+    def render_drill(self, report: backup.DrillReport) -> None:
+        """Per-table counts, then the verdict; a failed drill exits 6 naming its cause."""
+        if self.as_json:
+            self.write_json(report.as_dict())
+        elif self.verbosity >= 1:
+            for row in report.tables:
+                same = row["recorded"] == row["restored"]
+                recorded, restored = _count(row["recorded"]), _count(row["restored"])
+                line = f"  {row['table']:<40} {recorded:>12} {restored:>12}"
+                self.stdout.write(line if same else self.style.ERROR(line + "  differs"))
+        if not report.passed:
+            raise backup.BackupFailed(f"Drill of backup {report.backup_id} failed: {report.cause}")
+        if not self.as_json:
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"Drill of backup {report.backup_id} passed: {len(report.tables)} table(s) "
+                    f"restored with the recorded row counts, migration state as recorded; "
+                    f"scratch database dropped ({report.duration:.1f}s)."
+                )
+            )
+
     def render_pruned(self, report: backup.PruneReport) -> None:
         if self.as_json:
             self.write_json(report.as_dict())
@@ -147,6 +196,10 @@ class Command(MigratorCommand):
         for backup_id in report.protected:
             self.stdout.write(f"Kept {backup_id}: the only backup of the current migration state")
         self.stdout.write(f"Pruned {len(report.deleted)} backup(s); {len(report.kept)} kept.")
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else str(value)
 
 
 def _quiet(event: Any) -> None:

@@ -8,7 +8,7 @@ from django.db import connections
 from migrator import operations
 from migrator import status as status_module
 from migrator.management.base import MigratorCommand
-from migrator.status import DatabaseStatus
+from migrator.status import DatabaseStatus, describe_drill
 from migrator.types import Stage
 
 
@@ -116,6 +116,10 @@ class Command(MigratorCommand):
             write("  last run: none recorded")
         backup = status.latest_backup
         if backup:
-            write(f"  latest backup: {backup['id']} ({backup['reason']}, {backup['created']})")
+            encrypted = "encrypted (age)" if backup["encryption"] else "not encrypted"
+            write(
+                f"  latest backup: {backup['id']} ({backup['reason']}, {backup['created']}, "
+                f"{encrypted}, {describe_drill(backup['last_drill'])})"
+            )
         else:
             write("  latest backup: none")

@@ -33,6 +33,12 @@ class Command(MigratorCommand):
             dest="safety_backup",
             help="Do not back up the database before replacing it.",
         )
+        parser.add_argument(
+            "--identity",
+            metavar="FILE",
+            help="age identity file that decrypts an encrypted backup (default: "
+            "MIGRATOR['BACKUP_IDENTITY_FILE'], else $MIGRATOR_BACKUP_IDENTITY_FILE).",
+        )
 
     def run(self, backup_id: str, **options: Any) -> None:
         report = restore.restore_backup(
@@ -43,6 +49,7 @@ class Command(MigratorCommand):
             assume_yes=options["assume_yes"],
             confirm=self.confirm_callback(options),
             progress=self.show_progress if self.verbosity >= 2 else _quiet,
+            identity=options["identity"],
         )
         if self.as_json:
             self.write_json(report.as_dict())

@@ -1,0 +1,324 @@
+"""The restore drill, ``backup --verify ID --full``: proof that a backup restores.
+
+A checksum proves the payload is the one written, not that it restores: a missing
+extension or role, or a payload edited consistently with its checksum, shows only when
+the data goes back into a database. The drill restores the backup into a scratch
+database (PostgreSQL: a new database on the same server; SQLite: a new file) with the
+same engine as ``restore``, compares each table's rows with the counts recorded in the
+manifest when the backup was taken, checks the migration state, and drops the scratch
+database whatever happens. The configured database is never touched. A drill killed
+half-way leaves a scratch database or file behind; the next drill removes it (one that
+a live drill still uses is left alone: PostgreSQL refuses to drop a database in use, and
+a live drill holds an OS lock on its SQLite file).
+"""
+
+import json
+import logging
+import os
+import secrets
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.migrations.recorder import MigrationRecorder
+
+from migrator.backup import postgres, sqlite
+from migrator.backup.backups import payload_identities, verify_backup
+from migrator.backup.base import connect, engine_for, first_line
+from migrator.backup.manifest import Manifest
+from migrator.backup.restoring import opened_payload
+from migrator.backup.storage import _claimed, _unheld, backup_store
+from migrator.exceptions import BackupFailed
+from migrator.types import ProgressCallback, ProgressEvent, ignore_progress
+
+logger = logging.getLogger(__name__)
+
+SCRATCH_PREFIX: Final = "migrator_drill_"
+
+
+@dataclass
+class DrillReport:
+    """What a drill found; ``as_dict()`` is the ``backup --verify ID --full --json`` document."""
+
+    backup_id: str
+    vendor: str
+    format: str
+    encrypted: bool
+    scratch: str = ""
+    tables: list[dict[str, Any]] = field(default_factory=list)  # table, recorded, restored
+    migrations_match: bool = False
+    cause: str = ""  # why it failed; "" when it passed
+    drilled: str = ""
+    duration: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return not self.cause
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "backup_id": self.backup_id,
+            "vendor": self.vendor,
+            "format": self.format,
+            "encrypted": self.encrypted,
+            "scratch": self.scratch,
+            "tables": self.tables,
+            "migrations_match": self.migrations_match,
+            "outcome": "passed" if self.passed else "failed",
+            "cause": self.cause,
+            "drilled": self.drilled,
+            "duration": round(self.duration, 3),
+        }
+
+
+def drill_backup(
+    backup_id: str,
+    *,
+    database: str = DEFAULT_DB_ALIAS,
+    identity: str | None = None,
+    progress: ProgressCallback = ignore_progress,
+) -> DrillReport:
+    """Restore a backup into a scratch database and check it; the result is also noted.
+
+    The scratch database is made on the server of the backup's own database alias when it
+    is configured with the backup's vendor (else ``database``'s). BackupFailed only when
+    the drill cannot start (unknown or damaged backup, no identity); a backup that does not
+    restore is a report whose ``cause`` says why.
+    """
+    started = time.monotonic()
+    manifest = verify_backup(backup_id)
+    identities = payload_identities(manifest, identity)
+    connection = _server_for(manifest, database)
+    connect(connection)
+    report = DrillReport(
+        backup_id=manifest.id,
+        vendor=connection.vendor,
+        format=manifest.format,
+        encrypted=bool(manifest.encryption),
+    )
+    progress(ProgressEvent("drill_start", message=f"Drilling {manifest.id}..."))
+    try:
+        with scratch_database(connection) as scratch:
+            report.scratch = str(scratch.settings_dict["NAME"])
+            _restore_and_compare(manifest, scratch, identities, report, progress)
+    except BackupFailed as exc:
+        report.cause = str(exc)
+    report.drilled = datetime.now(UTC).isoformat()
+    report.duration = time.monotonic() - started
+    _note(manifest, report)
+    return report
+
+
+def _server_for(manifest: Manifest, database: str) -> BaseDatabaseWrapper:
+    """The backup's own database alias when it is configured with its vendor, else
+    ``database``: the scratch database goes on that one's server."""
+    for alias in (manifest.database, database):
+        if alias in connections and connections[alias].vendor == manifest.vendor:
+            return connections[alias]
+    raise BackupFailed(
+        f"Backup {manifest.id!r} is a {manifest.vendor} backup and {database!r} is not a "
+        f"{manifest.vendor} database; pass --database naming one, for the scratch database."
+    )
+
+
+def _restore_and_compare(
+    manifest: Manifest, scratch: BaseDatabaseWrapper, identities: list, report, progress
+) -> None:
+    engine = engine_for(scratch, manifest.format)
+    engine.check_restore(manifest)
+    with opened_payload(backup_store(), manifest, identities) as payload:
+        engine.restore(payload, manifest, keep_audit=[], progress=progress)
+    restored = _row_counts(scratch, manifest)
+    report.tables = [
+        {"table": table, "recorded": manifest.tables.get(table), "restored": restored.get(table)}
+        for table in sorted(set(manifest.tables) | set(restored))
+    ]
+    applied = frozenset(MigrationRecorder(scratch).applied_migrations())
+    report.migrations_match = applied == manifest.applied
+    # Backups taken before manifests recorded row counts: the restore itself is the proof.
+    compared = report.tables if manifest.tables else []
+    wrong = [row for row in compared if row["recorded"] != row["restored"]]
+    if wrong:
+        first = wrong[0]
+        more = f" (and {len(wrong) - 1} more table(s))" if len(wrong) > 1 else ""
+        raise BackupFailed(
+            f"Table {first['table']!r} has {_rows(first['restored'])} after the restore; the "
+            f"backup recorded {_rows(first['recorded'])}{more}."
+        )
+    if not report.migrations_match:
+        raise BackupFailed(
+            f"The restored migration state differs from the backup's: {len(applied)} applied "
+            f"migration(s), the manifest records {len(manifest.applied)}."
+        )
+
+
+def _rows(count: int | None) -> str:
+    return "no such table" if count is None else f"{count} row(s)"
+
+
+def _row_counts(scratch: BaseDatabaseWrapper, manifest: Manifest) -> dict[str, int]:
+    """What the restore gave, counted as the backup counted it."""
+    try:
+        if manifest.format == "portable":  # the payload holds these tables only
+            return _count_tables(scratch, list(manifest.tables))
+        if scratch.vendor == "postgresql":
+            with scratch.cursor() as cursor:
+                return postgres.row_counts(cursor)
+        scratch.ensure_connection()
+        return sqlite.row_counts(scratch.connection)
+    except DatabaseError as exc:
+        raise BackupFailed(f"Counting the restored rows failed: {first_line(exc)}.") from exc
+
+
+def _count_tables(scratch: BaseDatabaseWrapper, tables: list[str]) -> dict[str, int]:
+    existing = set(scratch.introspection.table_names())
+    counts = {}
+    with scratch.cursor() as cursor:
+        for table in tables:
+            if table in existing:
+                cursor.execute(f"SELECT count(*) FROM {scratch.ops.quote_name(table)}")
+                counts[table] = cursor.fetchone()[0]
+    return counts
+
+
+@contextmanager
+def scratch_database(connection: BaseDatabaseWrapper) -> Iterator[BaseDatabaseWrapper]:
+    """A new empty database of the connection's vendor, dropped afterwards whatever happens."""
+    if connection.vendor == "postgresql":
+        with _postgresql_scratch(connection) as scratch:
+            yield scratch
+    elif connection.vendor == "sqlite":
+        with _sqlite_scratch(connection) as scratch:
+            yield scratch
+    else:
+        raise BackupFailed(f"No restore drill for {connection.vendor!r} databases.")
+
+
+@contextmanager
+def _registered(connection: BaseDatabaseWrapper, name: str) -> Iterator[BaseDatabaseWrapper]:
+    """A connection to database ``name``, known to Django as alias ``name`` meanwhile.
+
+    The engines address their database by alias (``transaction.atomic(using=...)``), as
+    they do for ``restore``.
+    """
+    settings_dict = {**connection.settings_dict, "NAME": name}
+    scratch = connection.__class__(settings_dict, alias=name)
+    connections.settings[name] = settings_dict
+    connections[name] = scratch
+    try:
+        yield scratch
+    finally:
+        scratch.close()
+        del connections[name]
+        connections.settings.pop(name, None)
+
+
+@contextmanager
+def _postgresql_scratch(connection: BaseDatabaseWrapper) -> Iterator[BaseDatabaseWrapper]:
+    name = f"{SCRATCH_PREFIX}{secrets.token_hex(6)}"
+    admin = connection.copy()
+    quoted = connection.ops.quote_name(name)
+    try:
+        _drop_leftovers(admin)
+        with admin.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_catalog.pg_encoding_to_char(encoding), datcollate, datctype "
+                "FROM pg_catalog.pg_database WHERE datname = current_database()"
+            )
+            encoding, collate, ctype = cursor.fetchone()
+            cursor.execute(
+                f"CREATE DATABASE {quoted} TEMPLATE template0 ENCODING %s LC_COLLATE %s "
+                "LC_CTYPE %s",
+                [encoding, collate, ctype],
+            )
+    except DatabaseError as exc:
+        admin.close()
+        raise BackupFailed(
+            f"Cannot create a scratch database on the server of {connection.alias!r}: "
+            f"{first_line(exc, connection)}. The drill needs CREATEDB."
+        ) from exc
+    try:
+        with _registered(connection, name) as scratch:
+            scratch.ensure_connection()  # a session in it tells other drills it is live
+            yield scratch
+    finally:
+        try:
+            with admin.cursor() as cursor:
+                cursor.execute(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
+        finally:
+            admin.close()
+
+
+def _drop_leftovers(admin: BaseDatabaseWrapper) -> None:
+    """Drop the scratch databases of killed drills: those no session is connected to."""
+    with admin.cursor() as cursor:
+        cursor.execute(
+            "SELECT datname FROM pg_catalog.pg_database d WHERE starts_with(datname, %s) "
+            "AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a "
+            "WHERE a.datid = d.oid)",
+            [SCRATCH_PREFIX],
+        )
+        for (name,) in cursor.fetchall():
+            try:
+                cursor.execute(f"DROP DATABASE IF EXISTS {admin.ops.quote_name(name)}")
+                logger.info("Dropped %s, left by a drill that was killed", name)
+            except DatabaseError:  # someone connected meanwhile: a live drill's
+                continue
+
+
+def scratch_directory() -> Path:
+    """Where SQLite drills make their scratch files: private, shared by this user's drills."""
+    directory = Path(tempfile.gettempdir(), "migrator-drills")
+    directory.mkdir(mode=0o700, exist_ok=True)
+    return directory
+
+
+@contextmanager
+def _sqlite_scratch(connection: BaseDatabaseWrapper) -> Iterator[BaseDatabaseWrapper]:
+    directory = scratch_directory()
+    for leftover in directory.glob(f"{SCRATCH_PREFIX}*.sqlite3"):
+        with suppress(FileNotFoundError), _unheld(leftover) as unheld:
+            if unheld:
+                _remove_sqlite(leftover)
+    path = directory / f"{SCRATCH_PREFIX}{secrets.token_hex(6)}.sqlite3"
+    try:
+        with _claimed(path), _registered(connection, str(path)) as scratch:
+            yield scratch
+    finally:
+        _remove_sqlite(path)
+
+
+def _remove_sqlite(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        with suppress(FileNotFoundError):
+            os.unlink(f"{path}{suffix}")
+
+
+def _note(manifest: Manifest, report: DrillReport) -> None:
+    """Keep the drill's outcome beside the backup, for ``backup --list``/``migrationstatus``."""
+    note = {
+        "drilled": report.drilled,
+        "outcome": report.as_dict()["outcome"],
+        "cause": report.cause,
+    }
+    try:
+        backup_store().write_note(manifest.id, json.dumps(note, sort_keys=True).encode())
+    except (OSError, BackupFailed) as exc:
+        logger.warning("Could not note the drill of %s: %s", manifest.id, exc)
+
+
+def last_drill(backup_id: str) -> dict[str, str] | None:
+    """The last drill's ``drilled``, ``outcome`` and ``cause``, or None (never drilled)."""
+    try:
+        raw = backup_store().read_note(backup_id)
+        note = json.loads(raw) if raw else None
+    except (OSError, ValueError, BackupFailed):
+        return None
+    return note if isinstance(note, dict) else None

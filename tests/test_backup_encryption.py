@@ -1,0 +1,325 @@
+"""Backups encrypted at rest in the age format, restored with the identity, on both vendors."""
+
+import gzip
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pyrage
+import pytest
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+from django.db import connections
+
+from migrator.backup import get_manifest
+from migrator.conf import get_settings
+from migrator.models import Run
+from tests import test_backup
+from tests.pg import pgserver_bin_dir
+from tests.test_backup import (
+    FORMATS,
+    _reseal,
+    change_everything,
+    seed,
+    snapshot,
+    take_backup,
+)
+from tests.utils import ROOT, child_env, django_admin, run_command, start_child
+
+backup_dir = test_backup.backup_dir  # autouse: each test keeps its backups to itself
+
+ROW_TEXT = [b"alice", b"carol", b"a@example.com", b"c@example.com"]
+PLAINTEXT_MAGIC = {
+    ("native", "postgresql"): b"PGDMP",
+    ("native", "sqlite"): b"SQLite format 3\x00",
+    ("portable", "postgresql"): b"\x1f\x8b",
+    ("portable", "sqlite"): b"\x1f\x8b",
+}
+
+
+def new_identity(path: Path) -> str:
+    """Write an age identity file as age-keygen does; return its public key."""
+    identity = pyrage.x25519.Identity.generate()
+    public = str(identity.to_public())
+    path.write_text(f"# public key: {public}\n{identity}\n")
+    path.chmod(0o600)
+    return public
+
+
+@pytest.fixture
+def keys(settings, tmp_path) -> tuple[str, Path]:
+    """Backups are encrypted to a fresh key; its identity file is not configured."""
+    public = new_identity(tmp_path / "key.txt")
+    settings.MIGRATOR = {**settings.MIGRATOR, "BACKUP_RECIPIENTS": [public]}
+    return public, tmp_path / "key.txt"
+
+
+PAUSING_PG_RESTORE = """#!/bin/sh
+if [ "$1" = "--version" ]; then exec {real}/pg_restore --version; fi
+echo PAUSED > {fifo}
+exec sleep 600
+"""
+
+
+def pausing_bin(tmp_path: Path) -> Path:
+    """PG_BIN_DIR whose pg_restore writes PAUSED to the FIFO ``tmp_path/paused`` and stops."""
+    bin_dir, fifo = tmp_path / "bin", tmp_path / "paused"
+    bin_dir.mkdir()
+    os.mkfifo(fifo)
+    for tool in ("pg_dump", "psql"):
+        (bin_dir / tool).symlink_to(Path(pgserver_bin_dir(), tool))
+    script = bin_dir / "pg_restore"
+    script.write_text(PAUSING_PG_RESTORE.format(real=pgserver_bin_dir(), fifo=fifo))
+    script.chmod(0o700)
+    return bin_dir
+
+
+@contextmanager
+def paused_in_pg_restore(
+    alias: str, backup_dir: Path, tmp_path: Path, *args: str
+) -> Iterator[None]:
+    """A child command stopped inside pg_restore; it is killed (kill -9) with its tools after."""
+    fifo = tmp_path / "paused"
+    child = subprocess.Popen(
+        django_admin(*args),
+        env=child_env(
+            alias,
+            MIGRATOR_TEST_BACKUP_DIR=str(backup_dir),
+            MIGRATOR_TEST_PG_BIN_DIR=str(pausing_bin(tmp_path)),
+        ),
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its tools share its process group: killed together below
+    )
+    try:
+        assert fifo.read_text() == "PAUSED\n"
+        yield
+    finally:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait(timeout=30)
+
+
+def decrypted(backup_dir: Path, backup_id: str, identity: Path) -> bytes:
+    payload = (backup_dir / get_manifest(backup_id).payload).read_bytes()
+    secret = identity.read_text().splitlines()[1]
+    return pyrage.decrypt(payload, [pyrage.x25519.Identity.from_str(secret)])
+
+
+@pytest.mark.parametrize("format", FORMATS)
+def test_encrypted_backups_are_age_files_with_no_row_text(db_alias, format, keys, backup_dir):
+    public, identity = keys
+    seed(db_alias)
+    backup_id = take_backup(db_alias, "--format", format)
+
+    manifest = get_manifest(backup_id)
+    payload = (backup_dir / manifest.payload).read_bytes()
+    assert payload.startswith(b"age-encryption.org/v1\n-> X25519 ")
+    assert (manifest.encryption, manifest.recipients) == ("age", [public])
+    vendor = "sqlite" if db_alias == "default" else "postgresql"
+    plaintext = decrypted(backup_dir, backup_id, identity)
+    assert plaintext.startswith(PLAINTEXT_MAGIC[(format, vendor)])
+    if format == "portable":
+        assert b'"name":"alice"' in gzip.decompress(plaintext)
+    written = b"".join(path.read_bytes() for path in backup_dir.rglob("*") if path.is_file())
+    assert [text for text in ROW_TEXT if text in written] == []
+
+
+@pytest.mark.parametrize("format", FORMATS)
+def test_restore_needs_the_identity_and_then_brings_the_rows_back(db_alias, format, keys):
+    public, identity = keys
+    seed(db_alias)
+    before = snapshot(db_alias)
+    backup_id = take_backup(db_alias, "--format", format)
+    change_everything(db_alias)
+    changed = snapshot(db_alias)
+
+    assert run_command("backup", "--verify", backup_id)[2] == 0  # no key needed
+    _, err, code = run_command("restore", backup_id, database=db_alias)
+    assert (code, err) == (
+        6,
+        f"Backup {backup_id!r} is encrypted to {public[:20]}...; pass --identity FILE, or set "
+        "MIGRATOR['BACKUP_IDENTITY_FILE'] or MIGRATOR_BACKUP_IDENTITY_FILE. Nothing was "
+        "changed.\n",
+    )
+    assert snapshot(db_alias) == changed
+    assert not Run.objects.using(db_alias).filter(command="restore").exists()
+
+    out, err, code = run_command(
+        "restore", backup_id, "--identity", str(identity), database=db_alias
+    )
+
+    assert (code, err) == (0, ""), err
+    assert snapshot(db_alias) == before
+    safety = get_manifest(Run.objects.using(db_alias).get(command="restore").backup_id)
+    assert (safety.reason, safety.encryption) == ("pre-restore", "age")
+
+
+def test_the_identity_comes_from_the_setting_or_the_environment(
+    db_alias, keys, settings, monkeypatch
+):
+    _, identity = keys
+    seed(db_alias)
+    before = snapshot(db_alias)
+    backup_id = take_backup(db_alias)
+    change_everything(db_alias)
+    monkeypatch.setenv("MIGRATOR_BACKUP_IDENTITY_FILE", str(identity))
+    get_settings.cache_clear()
+
+    assert run_command("restore", backup_id, database=db_alias)[2] == 0
+    assert snapshot(db_alias) == before
+
+    monkeypatch.delenv("MIGRATOR_BACKUP_IDENTITY_FILE")
+    settings.MIGRATOR = {**settings.MIGRATOR, "BACKUP_IDENTITY_FILE": str(identity)}
+    change_everything(db_alias)
+    assert run_command("restore", backup_id, database=db_alias)[2] == 0
+    assert snapshot(db_alias) == before
+
+
+def test_a_wrong_identity_is_refused_naming_the_recipients(db_alias, keys, tmp_path):
+    public, _ = keys
+    seed(db_alias)
+    backup_id = take_backup(db_alias)
+    change_everything(db_alias)
+    changed = snapshot(db_alias)
+    new_identity(tmp_path / "other.txt")
+
+    _, err, code = run_command(
+        "restore", backup_id, "--identity", str(tmp_path / "other.txt"), database=db_alias
+    )
+
+    assert (code, err) == (
+        6,
+        f"The identity does not decrypt backup {backup_id!r}, which was encrypted to "
+        f"{public[:20]}...; give the matching identity. Nothing was changed.\n",
+    )
+    assert snapshot(db_alias) == changed
+    assert not Run.objects.using(db_alias).filter(command="restore").exists()
+
+
+@pytest.mark.parametrize("resealed", [False, True], ids=["checksum", "age-authentication"])
+def test_a_flipped_byte_in_the_encrypted_payload_is_refused(db_alias, keys, backup_dir, resealed):
+    _, identity = keys
+    seed(db_alias)
+    backup_id = take_backup(db_alias)
+    change_everything(db_alias)
+    changed = snapshot(db_alias)
+    path = backup_dir / get_manifest(backup_id).payload
+    payload = bytearray(path.read_bytes())
+    payload[len(payload) // 2] ^= 0x01
+    if resealed:  # the checksum is made to agree: only age's own authentication is left
+        _reseal(backup_dir, backup_id, bytes(payload))
+        expected = (
+            f"Backup {backup_id!r} fails age's authentication (its encrypted payload was "
+            "altered or truncated); do not restore it. Nothing was changed.\n"
+        )
+    else:
+        path.write_bytes(payload)
+        expected = (
+            f"The payload of backup {backup_id!r} is damaged: its SHA-256 does not match the "
+            "manifest; do not restore it.\n"
+        )
+
+    _, err, code = run_command("restore", backup_id, "--identity", str(identity), database=db_alias)
+
+    assert (code, err) == (6, expected)
+    assert snapshot(db_alias) == changed
+    assert not Run.objects.using(db_alias).filter(command="restore").exists()
+
+
+def test_missing_pyrage_is_a_check_error_and_a_refused_backup(
+    db_alias, keys, monkeypatch, backup_dir
+):
+    seed(db_alias)
+    monkeypatch.setitem(sys.modules, "pyrage", None)  # import pyrage now raises ImportError
+
+    with pytest.raises(SystemCheckError, match=r"migrator\.E015"):
+        call_command("check", stdout=io.StringIO(), stderr=io.StringIO())
+    _, err, code = run_command("backup", database=db_alias)
+
+    assert (code, err) == (
+        6,
+        "Encrypted backups need pyrage, which is not installed; "
+        "pip install 'django-migrator[encryption]'.\n",
+    )
+    assert list(backup_dir.glob("*")) == []
+
+
+def test_a_bad_recipient_is_refused_before_anything_is_written(db_alias, settings, backup_dir):
+    settings.MIGRATOR = {**settings.MIGRATOR, "BACKUP_RECIPIENTS": ["age1notakey"]}
+    seed(db_alias)
+
+    _, err, code = run_command("backup", database=db_alias)
+
+    assert code == 6
+    assert err.startswith("'age1notakey' in MIGRATOR['BACKUP_RECIPIENTS'] is not an age public")
+    assert not backup_dir.exists() or list(backup_dir.iterdir()) == []
+
+
+def test_recipients_from_a_file(db_alias, settings, tmp_path, backup_dir):
+    first, second = new_identity(tmp_path / "a.txt"), new_identity(tmp_path / "b.txt")
+    (tmp_path / "recipients.txt").write_text(f"# ops team\n{first}\n\n{second}\n")
+    settings.MIGRATOR = {
+        **settings.MIGRATOR,
+        "BACKUP_RECIPIENTS": str(tmp_path / "recipients.txt"),
+    }
+    seed(db_alias)
+    backup_id = take_backup(db_alias)
+
+    assert get_manifest(backup_id).recipients == [first, second]
+    for identity in ("a.txt", "b.txt"):  # either identity decrypts
+        assert decrypted(backup_dir, backup_id, tmp_path / identity)
+
+
+def test_encrypted_backups_taken_at_once_are_both_whole(db_alias, keys, backup_dir):
+    _, identity = keys
+    seed(db_alias)
+    env = {
+        "MIGRATOR_TEST_BACKUP_DIR": str(backup_dir),
+        "MIGRATOR_TEST_SETTINGS": json.dumps({"BACKUP_RECIPIENTS": [keys[0]]}),
+    }
+    children = [start_child(db_alias, "backup", "--json", **env) for _ in range(2)]
+    results = [child.communicate(timeout=300) for child in children]
+
+    assert [child.returncode for child in children] == [0, 0], results
+    for out, _ in results:  # each one restores, with every row counted
+        backup_id = json.loads(out)["id"]
+        assert get_manifest(backup_id).encryption == "age"
+        drill = run_command(
+            "backup",
+            "--verify",
+            backup_id,
+            "--full",
+            "--identity",
+            str(identity),
+            database=db_alias,
+        )
+        assert drill[2] == 0, drill
+
+
+def test_an_encrypted_restore_killed_mid_stream_changes_nothing(
+    db_alias, keys, backup_dir, tmp_path
+):
+    if connections[db_alias].vendor != "postgresql":
+        pytest.skip("a SQLite restore runs no tool to stop it in")
+    _, identity = keys
+    seed(db_alias)
+    before = snapshot(db_alias)
+    backup_id = take_backup(db_alias)
+    change_everything(db_alias)
+    changed = snapshot(db_alias)
+    restore = ("restore", backup_id, "--identity", str(identity), "--no-safety-backup")
+    with paused_in_pg_restore(db_alias, backup_dir, tmp_path, *restore):
+        pass  # decrypting into pg_restore, which stopped: killed now
+
+    assert snapshot(db_alias) == changed
+    _, err, code = run_command("restore", backup_id, "--identity", str(identity), database=db_alias)
+    assert (code, err) == (0, "")
+    assert snapshot(db_alias) == before
