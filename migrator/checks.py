@@ -18,6 +18,7 @@ from django.db import connections
 from django.db.migrations.loader import MigrationLoader
 
 from migrator import conf, integrity, packages, stages
+from migrator.backup.encryption import INSTALL_HINT
 from migrator.exceptions import IntegrityViolation
 
 _deferred: ContextVar[bool] = ContextVar("migrator_integrity_checks_deferred", default=False)
@@ -131,7 +132,7 @@ def check_backup_encryption(
         Error(
             "MIGRATOR['BACKUP_RECIPIENTS'] is set, but pyrage, which encrypts backups, is not "
             "installed: every backup would fail.",
-            hint="pip install 'django-migrator[encryption]'",
+            hint=INSTALL_HINT,
             id="migrator.E015",
         )
     ]

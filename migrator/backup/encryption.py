@@ -23,7 +23,6 @@ from migrator.conf import get_settings
 from migrator.exceptions import BackupFailed
 
 AGE: Final = "age"  # the manifest's ``encryption`` value
-AGE_MAGIC: Final = b"age-encryption.org/v1\n"
 INSTALL_HINT: Final = "pip install 'django-migrator[encryption]'"
 IDENTITY_HINT: Final = (
     "pass --identity FILE, or set MIGRATOR['BACKUP_IDENTITY_FILE'] or MIGRATOR_BACKUP_IDENTITY_FILE"
