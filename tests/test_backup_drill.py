@@ -3,7 +3,6 @@
 import json
 from pathlib import Path
 
-import psycopg2
 import pytest
 from django.db import connections
 
@@ -15,7 +14,7 @@ from tests import test_backup
 from tests.conftest import _admin_execute
 from tests.test_backup import FORMATS, _reseal, seed, snapshot, take_backup
 from tests.test_backup_encryption import new_identity, paused_in_pg_restore
-from tests.utils import run_command
+from tests.utils import raw_connection, run_command
 
 backup_dir = test_backup.backup_dir  # autouse: each test keeps its backups to itself
 
@@ -169,9 +168,7 @@ def test_a_killed_drills_leftovers_are_removed_by_the_next_drill(db_alias):
     if connections[db_alias].vendor == "postgresql":
         for name in (leftover, live):
             _admin_execute(db_alias, f'CREATE DATABASE "{name}"')
-        holder = psycopg2.connect(
-            **{**connections[db_alias].get_connection_params(), "dbname": live}
-        )
+        holder = raw_connection(db_alias, dbname=live)
     else:
         Path(scratch_directory(), f"{leftover}.sqlite3").write_bytes(b"")
         Path(scratch_directory(), f"{leftover}.sqlite3-journal").write_bytes(b"")
