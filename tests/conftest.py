@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.core.checks.registry import registry as checks_registry
 from django.db import connections
 
 from tests.third_party import THIRD_PARTY_APPS, THIRD_PARTY_SETTINGS
@@ -71,12 +72,18 @@ def scenario(settings):
 
 
 @pytest.fixture
-def third_party_apps(settings) -> list[str]:
-    """Install the third-party test project's apps (tests/third_party) for this test."""
+def third_party_apps(settings) -> Iterator[list[str]]:
+    """Install the third-party test project's apps (tests/third_party) for this test.
+
+    Their ``ready()`` registers system checks that outlive the apps: the registry is put
+    back afterwards, or a later ``manage.py check`` fails on an app no longer installed.
+    """
+    registry = checks_registry.registered_checks.copy(), checks_registry.deployment_checks.copy()
     settings.INSTALLED_APPS = [*settings.INSTALLED_APPS, *THIRD_PARTY_APPS]
     for name, value in THIRD_PARTY_SETTINGS.items():
         setattr(settings, name, value)
-    return THIRD_PARTY_APPS
+    yield THIRD_PARTY_APPS
+    checks_registry.registered_checks, checks_registry.deployment_checks = registry
 
 
 @pytest.fixture
