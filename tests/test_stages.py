@@ -205,7 +205,9 @@ def test_a_bad_explicit_stage_is_a_one_line_error():
 # The system check -------------------------------------------------------------------
 
 
-def test_a_migration_mixing_stages_fails_manage_py_check(scenario):
+def test_a_migration_mixing_stages_fails_manage_py_check(db_alias, scenario):
+    """With ``db_alias``: from Django 6.1, ``check`` runs model checks against every
+    database, and a JSONField's check opens a connection."""
     scenario("stages_mixed")
     with pytest.raises(SystemCheckError) as failed:
         call_command("check", stdout=None)
@@ -226,7 +228,7 @@ def test_installed_packages_mixing_stages_do_not_fail_manage_py_check(db_alias):
     assert "E006" not in done.stdout + done.stderr
 
 
-def test_an_override_or_a_mark_settles_a_mixed_migration(scenario, settings):
+def test_an_override_or_a_mark_settles_a_mixed_migration(db_alias, scenario, settings):
     scenario("stages_mixed")
     settings.MIGRATOR = {
         **settings.MIGRATOR,
