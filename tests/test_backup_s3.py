@@ -47,6 +47,14 @@ def test_backup_list_verify_restore_and_prune_through_s3(db_alias, bucket, setti
     assert [b["id"] for b in json.loads(out)["backups"]] == [backup_id]
     out, err, code = run_command("backup", "--verify", backup_id, database=db_alias)
     assert (code, err) == (0, ""), err
+    out, err, code = run_command(
+        "backup", "--verify", backup_id, "--full", "--json", database=db_alias
+    )
+    assert (code, err) == (0, ""), err
+    drill = json.loads(out)
+    assert (drill["outcome"], drill["migrations_match"]) == ("passed", True)
+    assert all(row["recorded"] == row["restored"] for row in drill["tables"])
+    assert f"{backup_id}.drill" in stored_keys(settings)  # the drill note is stored beside it
 
     change_everything(db_alias)
     out, err, code = run_command("restore", backup_id, database=db_alias)

@@ -294,7 +294,7 @@ class DjangoStorageStore(BackupStore):
         name = self._name(f"{backup_id}{NOTE_SUFFIX}")
         with self._answering():
             self.storage.delete(name)  # saving never overwrites: the storage would rename it
-            self._save(self.storage, name, ContentFile(note))
+            self._save(name, ContentFile(note))
 
     def read_note(self, backup_id: str) -> bytes | None:
         return self._read(f"{backup_id}{NOTE_SUFFIX}")
