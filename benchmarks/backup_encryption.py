@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.backup_common import child_env, make_project, mb, median, run_child, timed  # noqa: E402
-from benchmarks.backup_postgres import FILL, Admin, server  # noqa: E402
+from benchmarks.backup_postgres import Admin, create_source, server  # noqa: E402
 
 
 def main() -> None:
@@ -65,13 +65,7 @@ def run(options: argparse.Namespace, scratch: Path) -> None:
         "BENCH_RECIPIENTS": json.dumps([public]),
         "BENCH_IDENTITY_FILE": str(key_file),
     }
-    admin.create(source)
-    run_child(plain_env, "migrate")
-    print(f"Filling {source}: {options.accounts:,} accounts, {options.notes:,} notes...")
-    for sql in FILL:
-        admin.execute(sql.format(accounts=options.accounts, notes=options.notes), database=source)
-    size = admin.execute(f"SELECT pg_database_size('{source}')")[0][0]
-    print(f"Database size: {mb(size)}")
+    size = create_source(admin, source, plain_env, options)
 
     direct_file = scratch / "direct.dump"
     pg_dump = [str(Path(bin_dir, "pg_dump")), "-Fc", "--no-password", f"--file={direct_file}"]

@@ -113,6 +113,18 @@ class Admin:
         return {**os.environ, **{names[k]: str(v) for k, v in params.items() if k in names}}
 
 
+def create_source(admin: Admin, source: str, env: dict, options: argparse.Namespace) -> int:
+    """Create, migrate and fill the benchmark's source database; its size in bytes."""
+    admin.create(source)
+    run_child(env, "migrate")
+    print(f"Filling {source}: {options.accounts:,} accounts, {options.notes:,} notes...")
+    for sql in FILL:
+        admin.execute(sql.format(accounts=options.accounts, notes=options.notes), database=source)
+    size = admin.execute(f"SELECT pg_database_size('{source}')")[0][0]
+    print(f"Database size: {mb(size)}")
+    return size
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--accounts", type=int, default=4_000_000)
@@ -137,13 +149,7 @@ def run(options: argparse.Namespace, scratch: Path) -> None:
         return child_env(project, {**settings, "NAME": name}, backups, bin_dir)
 
     source = "backup_bench_source"
-    admin.create(source)
-    run_child(env_for(source), "migrate")
-    print(f"Filling {source}: {options.accounts:,} accounts, {options.notes:,} notes...")
-    for sql in FILL:
-        admin.execute(sql.format(accounts=options.accounts, notes=options.notes), database=source)
-    size = admin.execute(f"SELECT pg_database_size('{source}')")[0][0]
-    print(f"Database size: {mb(size)}")
+    size = create_source(admin, source, env_for(source), options)
 
     pg_dump, pg_restore = str(Path(bin_dir, "pg_dump")), str(Path(bin_dir, "pg_restore"))
     direct_file = scratch / "direct.dump"

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.backup_common import child_env, make_project, mb, run_child  # noqa: E402
-from benchmarks.backup_postgres import FILL, Admin, server  # noqa: E402
+from benchmarks.backup_postgres import Admin, create_source, server  # noqa: E402
 from tests.s3 import MotoServer  # noqa: E402
 
 LIMIT_MB = 100
@@ -54,13 +54,7 @@ def run(options: argparse.Namespace, scratch: Path, moto: MotoServer) -> None:
         return child_env(project, database, scratch / "backups", bin_dir, storage if s3 else None)
 
     source = "backup_s3_source"
-    admin.create(source)
-    run_child(env_for(source), "migrate")
-    print(f"Filling {source}: {options.accounts:,} accounts, {options.notes:,} notes...")
-    for sql in FILL:
-        admin.execute(sql.format(accounts=options.accounts, notes=options.notes), database=source)
-    size = admin.execute(f"SELECT pg_database_size('{source}')")[0][0]
-    print(f"Database size: {mb(size)}")
+    create_source(admin, source, env_for(source), options)
 
     results = {"idle": run_child(env_for(source), "idle")}
     results["backup to a directory"] = run_child(env_for(source, s3=False), "native-backup")
