@@ -445,6 +445,21 @@ def test_lock_timeout_retries_then_exits_5_naming_the_blocker(
     assert "size" not in table_columns(db_alias, "scenarios_widget")
 
 
+def safemigrate_releasing_at_retry(db_alias, blocker, attempt: int):
+    """Migrate scenarios to 0002, the blocker letting go at the given retry; report, events."""
+    events = []
+
+    def release(event):
+        events.append(event)
+        if event.action == "retry" and event.data["attempt"] == attempt:
+            blocker.rollback()
+
+    report = runner.safemigrate(
+        "scenarios", "0002", options=RunOptions(database=db_alias), progress=release
+    )
+    return report, events
+
+
 @POSTGRES_ONLY
 def test_the_run_succeeds_when_the_blocker_lets_go_during_the_retries(
     db_alias, scenario, settings, blocker
@@ -453,16 +468,8 @@ def test_the_run_succeeds_when_the_blocker_lets_go_during_the_retries(
     migrate(db_alias, "scenarios", "0001")
     settings.MIGRATOR = {**settings.MIGRATOR, "PG_LOCK_TIMEOUT": 0.2, "LOCK_RETRIES": 3}
     lock_widgets(blocker)
-    events = []
 
-    def release_on_first_retry(event):
-        events.append(event)
-        if event.action == "retry" and event.data["attempt"] == 1:
-            blocker.rollback()
-
-    report = runner.safemigrate(
-        "scenarios", "0002", options=RunOptions(database=db_alias), progress=release_on_first_retry
-    )
+    report, events = safemigrate_releasing_at_retry(db_alias, blocker, 1)
     assert report.outcome == "succeeded"
     assert [event.data["attempt"] for event in events if event.action == "retry"] == [1]
     assert applied(db_alias, "scenarios") == ["0001_initial", "0002_alter_both"]

@@ -12,7 +12,7 @@ from migrator import runner
 from migrator.exceptions import MigrationFailed
 from migrator.runner import RunOptions
 from tests.scenarios.steps import CHECK_CONDITION
-from tests.test_risks import execute, lock_widgets, migrate
+from tests.test_risks import execute, lock_widgets, migrate, safemigrate_releasing_at_retry
 from tests.utils import (
     ROOT,
     applied,
@@ -245,16 +245,8 @@ def test_a_runsql_in_a_non_atomic_migration_is_stopped_retried_and_reported(
     migrate(db_alias, "scenarios", "0001")
     settings.MIGRATOR = {**settings.MIGRATOR, "PG_LOCK_TIMEOUT": 0.2, "LOCK_RETRIES": 3}
     pid = lock_widgets(blocker)
-    events = []
 
-    def release_on_second_retry(event):
-        events.append(event)
-        if event.action == "retry" and event.data["attempt"] == 2:
-            blocker.rollback()
-
-    report = runner.safemigrate(
-        "scenarios", "0002", options=RunOptions(database=db_alias), progress=release_on_second_retry
-    )
+    report, events = safemigrate_releasing_at_retry(db_alias, blocker, 2)
     assert report.outcome == "succeeded"
     retries = [event for event in events if event.action == "retry"]
     assert [event.data["attempt"] for event in retries] == [1, 2]
