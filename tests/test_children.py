@@ -1,8 +1,9 @@
 """Child processes die with migrator, and what a kill leaves behind is swept.
 
-Real children killed with SIGKILL at a moment the test observes (the tool process exists,
-or the scratch directory does); the processes looked for are found by paths unique to
-the test, never by name.
+Real children killed with SIGKILL at a moment the test observes (what the child's session
+runs in pg_stat_activity, or its scratch files), sometimes after a set delay that places the
+kill later in the same phase. The processes that must not survive are the killed command's
+own descendants, collected by pid (with their start times) while it ran, never by name.
 """
 
 import json
@@ -10,6 +11,7 @@ import os
 import stat
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from django.db import connections
@@ -18,22 +20,78 @@ from tests.utils import run_child, start_child
 
 PASSWORD = "pw-Never-Shown-42"  # noqa: S105  (trusted locally; only its file matters)
 ROWS = 300_000
+BIG_ROWS = 800_000
 SETTLE = 15.0  # seconds the server may take to notice a dropped connection
 
 
-def processes_mentioning(text: str) -> list[int]:
-    """Live processes whose command line holds ``text`` (a path unique to this test)."""
-    found = []
+class Stat(NamedTuple):
+    state: str
+    parent: int
+    started: int  # clock ticks after boot: with the pid, names one process for good
+
+
+def proc_stat(pid: int) -> Stat | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return Stat(fields[0], int(fields[1]), int(fields[19]))
+
+
+def descendants(root: int) -> set[tuple[int, int]]:
+    """(pid, start time) of every live process below ``root``."""
+    below: dict[int, list[tuple[int, int]]] = {}
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-                state = (entry / "stat").read_text().split(") ", 1)[1][0]
-            except (OSError, IndexError):
-                continue
-            if text in cmdline and state != "Z":
-                found.append(int(entry.name))
-    return found
+        if entry.name.isdigit() and (found := proc_stat(int(entry.name))) and found.state != "Z":
+            below.setdefault(found.parent, []).append((int(entry.name), found.started))
+    result, todo = set(), [root]
+    while todo:
+        for process in below.get(todo.pop(), []):
+            result.add(process)
+            todo.append(process[0])
+    return result
+
+
+def alive(process: tuple[int, int]) -> bool:
+    """The very process (not a later one given its pid) still runs; a zombie does not."""
+    found = proc_stat(process[0])
+    return found is not None and found.started == process[1] and found.state != "Z"
+
+
+class Watched:
+    """A child command, the processes it started (collected while it runs), and its kill."""
+
+    def __init__(self, child) -> None:
+        self.child, self.started, self.spawned = child, time.monotonic(), set()
+
+    def look(self) -> None:
+        self.spawned |= descendants(self.child.pid)
+
+    def until(self, condition, *, what: str, timeout: float = 120.0) -> None:
+        """Watch until ``condition()``; the child ending first is a failure."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            self.look()
+            if self.child.poll() is not None:
+                raise AssertionError(f"the child ended before {what}: {self.child.stderr.read()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"gave up waiting for {what}")
+            time.sleep(0.01)
+
+    def kill_after(self, delay: float) -> float:
+        """kill -9 ``delay`` seconds from now (placing the kill), watching meanwhile; returns
+        the seconds since the child started."""
+        deadline = time.monotonic() + delay
+        while time.monotonic() < deadline:
+            self.look()
+            time.sleep(0.01)
+        self.look()
+        moment = time.monotonic() - self.started
+        kill(self.child)
+        return moment
+
+    def survivors(self) -> list[tuple[int, int]]:
+        return [process for process in self.spawned if alive(process)]
 
 
 def wait_until(condition, *, timeout: float = 120.0, what: str = "condition") -> None:
@@ -72,94 +130,150 @@ def bulk_rows(alias: str) -> int:
         return cursor.fetchone()[0]
 
 
-def backed_up(alias: str, env) -> str:
-    """The demo migrated, a big table, and a backup of it; then more rows than backed up."""
+def backed_up(alias: str, env, *, rows: int = ROWS) -> str:
+    """The demo migrated, a big indexed table, and a backup of it; then a row more."""
     assert run_child(alias, "safemigrate", "--noinput", **env).returncode == 0
     with connections[alias].cursor() as cursor:
         cursor.execute("CREATE TABLE bulk (id integer, note text)")
-        series = "generate_series(1, %s)" if connections[alias].vendor == "postgresql" else None
-        if series:
-            cursor.execute(f"INSERT INTO bulk SELECT n, md5(n::text) FROM {series} n", [ROWS])
+        if connections[alias].vendor == "postgresql":  # one statement: 800k rows in seconds
+            cursor.execute(
+                "INSERT INTO bulk SELECT n, md5(n::text) FROM generate_series(1, %s) n", [rows]
+            )
         else:
             cursor.execute(
                 "WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < %s) "
                 "INSERT INTO bulk SELECT n, hex(randomblob(16)) FROM s",
-                [ROWS],
+                [rows],
             )
+        cursor.execute("CREATE INDEX bulk_note ON bulk (note)")
     done = run_child(alias, "backup", "--json", **env)
     assert done.returncode == 0, done.stderr
-    with connections[alias].cursor() as cursor:
-        cursor.execute("INSERT INTO bulk VALUES (0, 'after the backup')")
+    add_a_row(alias)
     return json.loads(done.stdout)["id"]
 
 
-def our_sessions(alias: str) -> int:
-    name = connections[alias].settings_dict["NAME"]
+def add_a_row(alias: str) -> None:
+    """What the backup does not hold: the data is old with it, new without it."""
+    with connections[alias].cursor() as cursor:
+        cursor.execute("INSERT INTO bulk VALUES (0, 'after the backup')")
+
+
+def sessions(alias: str) -> list[tuple]:
+    """Client sessions on the test's own database other than the test's."""
     with connections[alias].cursor() as cursor:
         cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
-            "AND application_name = 'migrator backup'",
-            [name],
+            "SELECT pid, application_name, state, left(query, 60) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND backend_type = 'client backend' "
+            "AND pid <> pg_backend_pid()"
         )
-        return cursor.fetchone()[0]
+        return cursor.fetchall()
 
 
-def test_a_killed_postgresql_restore_leaves_no_psql_no_session_and_old_data(db_alias, env):
+def running(alias: str, query: str) -> bool:
+    """Another session on the test's database runs a statement LIKE ``query``."""
+    return any(found.startswith(query) for *_, found in sessions(alias))
+
+
+# Five kills of a restore, each placed a delay after the child's session is first seen
+# running a statement: the safety backup's pg_dump at its start and later on, psql loading
+# the table at its start and half a second on, and the index build near the end of the
+# restore's transaction. In one run on the shared 2-core machine they landed 1.5, 2.4, 4.2,
+# 4.2 and 5.6 s after the command started.
+RESTORE_KILLS = (
+    ("COPY public.bulk (id, note) TO stdout", 0.0),
+    ("COPY public.bulk (id, note) TO stdout", 0.6),
+    ("COPY public.bulk (id, note) FROM stdin", 0.0),
+    ("COPY public.bulk (id, note) FROM stdin", 0.5),
+    ("CREATE INDEX bulk_note", 0.0),
+)
+
+
+def test_a_postgresql_restore_killed_at_five_moments_leaves_nothing_and_old_or_new_data(
+    db_alias, env
+):
     if connections[db_alias].vendor != "postgresql":
-        pytest.skip("psql and pg_restore are PostgreSQL's")
-    backup_id = backed_up(db_alias, env)
-    connections[db_alias].close()
-    child = start_child(db_alias, "restore", backup_id, "--noinput", "--yes", **env)
-    wait_until(lambda: processes_mentioning(env["TMPDIR"]), what="psql to start")
-    kill(child)
-    wait_until(lambda: not processes_mentioning(env["TMPDIR"]), timeout=SETTLE, what="psql")
-    wait_until(lambda: our_sessions(db_alias) == 0, timeout=SETTLE, what="the session")
-    assert not processes_mentioning(env["MIGRATOR_TEST_BACKUP_DIR"])  # pg_restore
-    assert bulk_rows(db_alias) == ROWS + 1  # all old: the restore never committed
-    connections[db_alias].close()
-    done = run_child(db_alias, "restore", backup_id, "--noinput", "--yes", **env)
-    assert done.returncode == 0, done.stderr  # stderr: the killed restore, now interrupted
-    assert bulk_rows(db_alias) == ROWS
+        pytest.skip("pg_dump, pg_restore and psql are PostgreSQL's")
+    backup_id = backed_up(db_alias, env, rows=BIG_ROWS)
+    for statement, delay in RESTORE_KILLS:
+        kill_a_restore(db_alias, env, backup_id, statement, delay)
+        done = run_child(db_alias, "restore", backup_id, "--noinput", "--yes", **env)
+        assert done.returncode == 0, done.stderr
+        assert (bulk_rows(db_alias), bulk_indexed(db_alias)) == (BIG_ROWS, True)
+        add_a_row(db_alias)
     assert scratch_dirs(env) == []
+
+
+def kill_a_restore(alias: str, env, backup_id: str, statement: str, delay: float) -> None:
+    """kill -9 a restore ``delay`` s after its session runs ``statement``; then, within
+    SETTLE, none of its processes and no session is left, and the data is old or new."""
+    old = bulk_rows(alias), bulk_indexed(alias)
+    watched = Watched(start_child(alias, "restore", backup_id, "--noinput", "--yes", **env))
+    watched.until(lambda: running(alias, statement), what=statement)
+    moment = watched.kill_after(delay)
+    when = f"killed {moment:.2f}s into the restore, {delay}s into {statement!r}"
+    assert watched.spawned, when  # its pg_dump, or its pg_restore and psql
+    wait_until(lambda: not watched.survivors(), timeout=SETTLE, what=f"the children ({when})")
+    wait_until(lambda: not sessions(alias), timeout=SETTLE, what=f"the sessions ({when})")
+    assert (bulk_rows(alias), bulk_indexed(alias)) in {old, (BIG_ROWS, True)}, when
+
+
+def bulk_indexed(alias: str) -> bool:
+    connection = connections[alias]
+    with connection.cursor() as cursor:
+        return "bulk_note" in connection.introspection.get_constraints(cursor, "bulk")
 
 
 def test_a_killed_backup_leaves_no_pg_dump_and_no_password_file(db_alias, env):
     if connections[db_alias].vendor != "postgresql":
         pytest.skip("pg_dump is PostgreSQL's")
     backed_up(db_alias, env)
-    child = start_child(db_alias, "backup", **env)
-    wait_until(
-        lambda: processes_mentioning(env["MIGRATOR_TEST_BACKUP_DIR"]), what="pg_dump to start"
-    )
+    watched = Watched(start_child(db_alias, "backup", **env))
+    watched.until(lambda: running(db_alias, "COPY public.bulk"), what="pg_dump to copy")
     [passfile] = [path / "pgpass" for path in scratch_dirs(env)]
     assert stat.S_IMODE(passfile.stat().st_mode) == 0o600
-    kill(child)
-    wait_until(
-        lambda: not processes_mentioning(env["MIGRATOR_TEST_BACKUP_DIR"]),
-        timeout=SETTLE,
-        what="pg_dump to die with its parent",
-    )
+    watched.kill_after(0)
+    assert watched.spawned
+    wait_until(lambda: not watched.survivors(), timeout=SETTLE, what="pg_dump to die")
+    wait_until(lambda: not sessions(db_alias), timeout=SETTLE, what="the sessions to end")
     assert passfile.exists()  # a kill -9 runs no clean-up: the next command sweeps it
     assert run_child(db_alias, "migrationstatus", **env).returncode == 0
     assert scratch_dirs(env) == []
+
+
+# 24 kills of a SQLite restore, each a different delay after its working copy appears (the
+# longest first: some of those restores finish), every restore sweeping what the kills
+# before it left; the last kill, at once, leaves a copy for the next command to remove.
+SQLITE_KILL_DELAYS = tuple(0.02 * n for n in reversed(range(24)))
 
 
 def test_killed_sqlite_restores_leave_no_copy_after_the_next_command(db_alias, env):
     if connections[db_alias].vendor != "sqlite":
         pytest.skip("the working copy is SQLite's")
     backup_id = backed_up(db_alias, env)
-    seen: set[Path] = set()
-    for _ in range(3):  # each restore also sweeps what the previous kill left
-        child = start_child(db_alias, "restore", backup_id, "--noinput", "--yes", **env)
-        wait_until(
-            lambda: any((d / "restore.sqlite3").exists() for d in set(scratch_dirs(env)) - seen),
-            what="a new working copy",
-        )
-        kill(child)
-        [copy] = [d / "restore.sqlite3" for d in set(scratch_dirs(env)) - seen]
-        assert stat.S_IMODE(os.stat(copy).st_mode) == 0o600
-        seen.add(copy.parent)
-    assert len(scratch_dirs(env)) == 1
+    leftovers: set[Path] = set()
+    for delay in SQLITE_KILL_DELAYS:
+        if bulk_rows(db_alias) == ROWS:  # restored: old and new must differ again
+            add_a_row(db_alias)
+        leftovers = kill_a_sqlite_restore(db_alias, env, backup_id, delay, leftovers)
+    assert leftovers  # the last kill left its copy, which the next command removes
     assert run_child(db_alias, "migrationstatus", **env).returncode == 0
     assert scratch_dirs(env) == []
-    assert bulk_rows(db_alias) in {ROWS, ROWS + 1}  # wholly new or wholly old
+
+
+def kill_a_sqlite_restore(alias: str, env, backup_id: str, delay: float, before: set[Path]):
+    """kill -9 a restore ``delay`` s after its 0600 working copy appears (``before``: the
+    scratch directories already there); returns the scratch directories left."""
+    old = bulk_rows(alias)
+    watched = Watched(start_child(alias, "restore", backup_id, "--noinput", "--yes", **env))
+    copies: list[Path] = []
+
+    def copied() -> bool:
+        copies[:] = [d / "restore.sqlite3" for d in set(scratch_dirs(env)) - before]
+        return any(copy.exists() for copy in copies)
+
+    watched.until(copied, what="a new working copy")
+    assert {stat.S_IMODE(os.stat(copy).st_mode) for copy in copies} == {0o600}
+    watched.kill_after(delay)
+    wait_until(lambda: not watched.survivors(), timeout=SETTLE, what="the children to die")
+    assert bulk_rows(alias) in {old, ROWS}  # wholly old or wholly new
+    return set(scratch_dirs(env))
