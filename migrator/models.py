@@ -78,6 +78,7 @@ class MigrationHash(models.Model):
     )
 
     class Meta:
+        verbose_name_plural = "migration hashes"  # Django's default says "hashs"
         constraints = [
             models.UniqueConstraint(fields=["app_label", "name"], name="migrator_hash_unique")
         ]

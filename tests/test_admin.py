@@ -110,6 +110,17 @@ def test_hashes_show_their_verification_state(admin_db):
     assert client.get("/admin/migrator/migrationhash/add/").status_code == 403
 
 
+def test_hashes_are_named_in_plain_english(admin_db):
+    client, _ = client_for(admin_db, "root", is_staff=True, is_superuser=True)
+    index = client.get("/admin/").content.decode()
+    assert ">Migration hashes</a>" in index
+    assert "hashs" not in index.lower()
+    listing = client.get("/admin/migrator/migrationhash/").content.decode()
+    assert "Select migration hash to view" in listing
+    assert "migration hashes" in listing
+    assert "hashs" not in listing.lower()
+
+
 def test_staff_without_view_permission_sees_nothing_of_migrator(admin_db):
     client, user = client_for(admin_db, "staff", is_staff=True)
     index = client.get("/admin/")
