@@ -41,9 +41,10 @@ NOTIFY_EVENTS            [failed, refused,   run events that are sent to NOTIFY
 NOTIFY_TIMEOUT           5                   seconds a notification may take
 STAGE_OVERRIDES          {}                  ``{"app_label.migration_name": "after_deploy"}``:
                                              the deploy stage of migrations you do not own
-DIRECT_DATABASES         {}                  alias -> the alias migrator uses instead for its
-                                             lock, DDL and backups (a direct connection
-                                             when the app's goes through PgBouncer)
+DIRECT_DATABASES         {}                  alias -> the alias (or database URL) migrator
+                                             uses instead for its lock, DDL and backups (a
+                                             direct connection when the app's goes through
+                                             PgBouncer); a URL is the alias ``<alias>-direct``
 =======================  ==================  ==================================================
 
 An unknown key or a value of the wrong type is ``SettingsInvalid`` (exit 1, one line) when a
@@ -59,15 +60,18 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Final
 
+import dj_database_url
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 from migrator.exceptions import MigratorError
+from migrator.secrets import mask
 
 UNKNOWN_KEY_ID: Final = "migrator.E010"
 BAD_VALUE_ID: Final = "migrator.E011"
+DIRECT_SUFFIX: Final = "-direct"  # the alias of a DIRECT_DATABASES URL: "default-direct"
 
 DEFAULTS: dict[str, Any] = {
     "ENVIRONMENT": None,
@@ -174,7 +178,9 @@ def settings_problems() -> list[SettingProblem]:
                 CONVERTERS[key](value)
             except (TypeError, ValueError) as exc:
                 problems.append(
-                    SettingProblem(key, f"MIGRATOR[{key!r}] is {value!r}: {exc}.", BAD_VALUE_ID)
+                    SettingProblem(
+                        key, mask(f"MIGRATOR[{key!r}] is {value!r}: {exc}."), BAD_VALUE_ID
+                    )
                 )
     return problems
 
@@ -228,8 +234,35 @@ def get_settings() -> MigratorSettings:
 
 
 def direct_alias(database: str) -> str:
-    """The alias migrator works through for ``database``: ``DIRECT_DATABASES``' or itself."""
-    return get_settings().direct_databases.get(database, database)
+    """The alias migrator works through for ``database``: ``DIRECT_DATABASES``' or itself.
+
+    A URL there becomes the connection ``<database>-direct``, added to Django's
+    connections (replaced, its old connection closed, when the URL changes).
+    """
+    direct = get_settings().direct_databases.get(database, database)
+    if not _is_url(direct):
+        return direct
+    from django.db import DEFAULT_DB_ALIAS, connections
+
+    alias = f"{database}{DIRECT_SUFFIX}"
+    wanted = dj_database_url.parse(direct)
+    known = connections.settings.get(alias)
+    if known is None or not _same_database(known, wanted):
+        if known is not None:
+            connections[alias].close()
+            del connections[alias]
+        configured = connections.configure_settings({DEFAULT_DB_ALIAS: {}, alias: wanted})
+        connections.settings[alias] = configured[alias]
+    return alias
+
+
+def _is_url(value: str) -> bool:
+    return "://" in value
+
+
+def _same_database(known: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    """Whether a DATABASES entry is the one ``direct_alias`` makes of a parsed URL."""
+    return all(known.get(key) == value for key, value in wanted.items())
 
 
 def _default(value: bool | None, fallback: bool) -> bool:
@@ -293,16 +326,34 @@ def _names(value: Any) -> tuple[str, ...]:
     return items
 
 
-def _aliases(value: Any) -> dict[str, str]:
-    """``DIRECT_DATABASES``: database aliases to database aliases, each in ``DATABASES``."""
+def _direct_databases(value: Any) -> dict[str, str]:
+    """``DIRECT_DATABASES``: database aliases to an alias in ``DATABASES`` or a database URL."""
     if not isinstance(value, Mapping):
-        raise TypeError("must be a dict of database aliases")
+        raise TypeError("must be a dict of database aliases to aliases or URLs")
     for alias, direct in value.items():
         if not isinstance(alias, str) or not isinstance(direct, str):
-            raise TypeError("must be a dict of database aliases")
-        if direct not in settings.DATABASES:
-            raise ValueError(f"{direct!r} is not in DATABASES")
+            raise TypeError("must be a dict of database aliases to aliases or URLs")
+        if not _is_url(direct):
+            if direct not in settings.DATABASES:
+                raise ValueError(f"{direct!r} is not in DATABASES")
+            continue
+        try:
+            wanted = dj_database_url.parse(direct)
+        except Exception as exc:  # UnknownSchemeError, a bad port, ...: what it says
+            raise ValueError(
+                f"the URL for {alias!r} is not one dj-database-url reads ({_first_sentence(exc)})"
+            ) from None
+        known = settings.DATABASES.get(alias + DIRECT_SUFFIX)
+        if known is not None and not _same_database(known, wanted):  # not one direct_alias added
+            raise ValueError(
+                f"the URL for {alias!r} would be the alias {alias + DIRECT_SUFFIX!r}, "
+                "which DATABASES already has"
+            )
     return dict(value)
+
+
+def _first_sentence(exc: Exception) -> str:
+    return str(exc).split(". ")[0].rstrip(".")
 
 
 def _recipients(value: Any) -> tuple[str, ...] | str:
@@ -343,7 +394,7 @@ def _app_risks(value: Any) -> dict[str, str]:
 
 
 CONVERTERS: dict[str, Callable[[Any], Any]] = {
-    "DIRECT_DATABASES": _aliases,
+    "DIRECT_DATABASES": _direct_databases,
     "ENVIRONMENT": _text,
     "CONFIRM_ENVIRONMENTS": _environments,
     "BACKUP_BEFORE_MIGRATE": _optional(_flag),

@@ -63,8 +63,21 @@ def backup_dir(settings, tmp_path) -> Path:
             "MIGRATOR['DIRECT_DATABASES'] is {'default': 'pooler'}: 'pooler' is not in "
             "DATABASES. Fix MIGRATOR['DIRECT_DATABASES'] in your settings.",
         ),
+        (  # the URL's credentials are masked
+            "DIRECT_DATABASES",
+            {"default": "mysqlx://deploy:hunter2@db.internal/app"},
+            "MIGRATOR['DIRECT_DATABASES'] is {'default': 'mysqlx://***@db.internal/app'}: the "
+            "URL for 'default' is not one dj-database-url reads (Scheme 'mysqlx://' is unknown). "
+            "Fix MIGRATOR['DIRECT_DATABASES'] in your settings.",
+        ),
     ],
-    ids=["unknown-key", "lock-timeout-abc", "backup-keep-x", "direct-unknown-alias"],
+    ids=[
+        "unknown-key",
+        "lock-timeout-abc",
+        "backup-keep-x",
+        "direct-unknown-alias",
+        "direct-unknown-url-scheme",
+    ],
 )
 def test_a_bad_setting_is_one_line_and_exit_1_for_every_command(
     db_alias, settings, backup_dir, key, value, expected
@@ -88,6 +101,7 @@ def test_manage_py_check_reports_bad_settings_with_ids_and_hints(settings):
         "PG_LOCK_TIMEOUT": float("nan"),
         "CONFIRM_ENVIRONMENTS": "production",
         "THIRD_PARTY_STRICT": "no",
+        "DIRECT_DATABASES": {"default": "postgres://deploy:hunter2@db.internal:port/app"},
     }
     _, err, code = run_command("check")
     assert code == 1
@@ -97,7 +111,13 @@ def test_manage_py_check_reports_bad_settings_with_ids_and_hints(settings):
     assert "(migrator.E011) MIGRATOR['PG_LOCK_TIMEOUT'] is nan: must be a finite number" in err
     assert "(migrator.E011) MIGRATOR['CONFIRM_ENVIRONMENTS'] is 'production': must be a " in err
     assert "(migrator.E011) MIGRATOR['THIRD_PARTY_STRICT'] is 'no': must be True or False." in err
-    assert err.count("HINT: Fix MIGRATOR[") == 5
+    assert (
+        "(migrator.E011) MIGRATOR['DIRECT_DATABASES'] is {'default': "
+        "'postgres://***@db.internal:port/app'}: the URL for 'default' is not one "
+        "dj-database-url reads (" in err
+    )
+    assert "hunter2" not in err
+    assert err.count("HINT: Fix MIGRATOR[") == 6
 
 
 def test_on_the_command_line_a_bad_setting_prints_one_line_and_no_traceback(db_alias):

@@ -3,7 +3,8 @@
 A session advisory lock taken through transaction pooling stays with a server session that
 goes back to the pool and serves other clients, other runs included: migrator refuses such
 a connection before doing anything, naming ``DIRECT_DATABASES``; with it pointing at a
-direct alias, concurrent runs through the pooler apply each migration exactly once.
+direct alias or URL, concurrent runs through the pooler apply each migration exactly once.
+In session pooling the alias mapped to itself is trusted, and is right.
 """
 
 import json
@@ -13,6 +14,7 @@ from django.db import connections
 
 from migrator.models import Run
 from tests import pgbouncer
+from tests.test_direct_databases import database_url
 from tests.test_locking import wait_for_line_starting
 from tests.utils import applied, start_child, wait_for_line
 
@@ -20,12 +22,20 @@ pytestmark = pytest.mark.skipif(pgbouncer.binary() is None, reason=pgbouncer.SKI
 
 BASIC = {"MIGRATOR_TEST_SCENARIO": "tests.scenarios.migration_sets.basic"}
 DIRECT = {"MIGRATOR_TEST_SETTINGS": json.dumps({"DIRECT_DATABASES": {"default": "direct"}})}
+SELF = {"MIGRATOR_TEST_SETTINGS": json.dumps({"DIRECT_DATABASES": {"default": "default"}})}
 RUNS = 5
 
 
 @pytest.fixture(scope="module")
 def bouncer():
     server = pgbouncer.PgBouncer.start(connections["postgres"].settings_dict)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def session_bouncer():
+    server = pgbouncer.PgBouncer.start(connections["postgres"].settings_dict, pool_mode="session")
     yield server
     server.stop()
 
@@ -62,18 +72,42 @@ def test_runs_through_transaction_pooling_are_refused_naming_the_setting(bouncer
     assert tables == []  # not even django_migrations
 
 
-def test_concurrent_runs_with_the_direct_setting_apply_exactly_once(bouncer, postgres_alias):
+@pytest.mark.parametrize("direct", ["alias", "url"])
+def test_concurrent_runs_with_the_direct_setting_apply_exactly_once(
+    bouncer, postgres_alias, direct
+):
+    if direct == "alias":
+        setting, recorded = DIRECT, "direct"
+    else:
+        url = json.dumps({"DIRECT_DATABASES": {"default": database_url(postgres_alias)}})
+        setting, recorded = {"MIGRATOR_TEST_SETTINGS": url}, "default-direct"
+    assert_exactly_once(bouncer, postgres_alias, setting)
+    run = Run.objects.using(postgres_alias).get(steps__name="0003_slow_step")
+    assert run.database == recorded
+
+
+def test_session_pooling_is_taken_at_its_word_when_the_alias_maps_to_itself(
+    session_bouncer, postgres_alias
+):
+    """Session pooling keeps a session whole; the client cannot tell it from transaction
+    pooling (pool_mode is not visible to it), so the setting says so."""
+    child = through(session_bouncer, postgres_alias, "safemigrate", **BASIC)
+    assert finish(child)[0] == 1  # refused, as any pooler, until told
+    assert_exactly_once(session_bouncer, postgres_alias, SELF)
+
+
+def assert_exactly_once(bouncer, postgres_alias: str, setting: dict) -> None:
     first = through(
         bouncer,
         postgres_alias,
         "safemigrate",
         **BASIC,
-        **DIRECT,
+        **setting,
         PAUSE_AT="scenarios.0003_slow_step",
     )
     wait_for_line(first, "PAUSED")  # holds the lock, half-way through the plan
     others = [
-        through(bouncer, postgres_alias, "safemigrate", **BASIC, **DIRECT) for _ in range(RUNS - 1)
+        through(bouncer, postgres_alias, "safemigrate", **BASIC, **setting) for _ in range(RUNS - 1)
     ]
     for child in others:
         wait_for_line_starting(child, "Waiting for the migration lock held by")
@@ -88,5 +122,3 @@ def test_concurrent_runs_with_the_direct_setting_apply_exactly_once(bouncer, pos
         cursor.execute("SELECT app, name, count(*) FROM django_migrations GROUP BY 1, 2")
         assert {count for *_, count in cursor.fetchall()} == {1}
     assert applied(postgres_alias, "scenarios")[-1] == "0004_widget_weight"
-    run = Run.objects.using(postgres_alias).get(steps__name="0003_slow_step")
-    assert run.database == "direct"

@@ -1,0 +1,56 @@
+"""``DIRECT_DATABASES`` naming a database URL: migrator works through it, not the alias.
+
+The alias itself points at a database that does not exist, so a command that touched it
+would fail: everything (the migrations, the run audit) lands in the database of the URL,
+recorded under the alias ``<alias>-direct``.
+"""
+
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from django.db import connections
+
+from migrator.models import Run
+from tests.pg import server_url
+from tests.utils import applied, run_command
+
+
+def database_url(alias: str) -> str:
+    """A URL of the database under test, as a deploy's environment would give it."""
+    name = connections[alias].settings_dict["NAME"]
+    if connections[alias].vendor == "sqlite":
+        return f"sqlite:///{name}"
+    return urlunsplit(urlsplit(server_url())._replace(path=f"/{name}"))
+
+
+@pytest.fixture
+def alias_elsewhere(db_alias, tmp_path):
+    """The alias under test pointed at a database that does not exist; put back after."""
+    connection = connections[db_alias]
+    name = connection.settings_dict["NAME"]
+    url = database_url(db_alias)
+    connection.close()
+    absent = "migrator_absent" if connection.vendor == "postgresql" else tmp_path / "no" / "db"
+    connection.settings_dict["NAME"] = str(absent)
+    yield db_alias, url
+    connection.settings_dict["NAME"] = name
+    direct = f"{db_alias}-direct"
+    if direct in connections.settings:
+        connections[direct].close()
+        del connections[direct]
+        del connections.settings[direct]
+
+
+def test_a_url_in_direct_databases_is_where_migrator_works(alias_elsewhere, settings, scenario):
+    alias, url = alias_elsewhere
+    scenario("basic")
+    settings.MIGRATOR = {**settings.MIGRATOR, "DIRECT_DATABASES": {alias: url}}
+    out, err, code = run_command("safemigrate", database=alias)
+    assert code == 0, err
+    assert "Applying scenarios.0004_widget_weight" in out
+    direct = f"{alias}-direct"
+    assert applied(direct, "scenarios")[-1] == "0004_widget_weight"
+    assert Run.objects.using(direct).get(command="safemigrate").database == direct
+    out, err, code = run_command("migrationstatus", database=alias)
+    assert (code, err) == (0, "")
+    assert direct in out
