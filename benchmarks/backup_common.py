@@ -131,8 +131,24 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux
 
 
+def _cpu_seconds(who: int) -> float:
+    usage = resource.getrusage(who)
+    return round(usage.ru_utime + usage.ru_stime, 2)
+
+
 def _report(**values: object) -> None:
-    print(json.dumps({**values, "peak_rss_mb": round(_peak_mb(), 1)}))
+    """One JSON line: the values, peak RSS, and CPU seconds of this process and its tools
+    (the CPU time a change costs shows through the noise of a shared machine)."""
+    print(
+        json.dumps(
+            {
+                **values,
+                "peak_rss_mb": round(_peak_mb(), 1),
+                "cpu_seconds": _cpu_seconds(resource.RUSAGE_SELF),
+                "tools_cpu_seconds": _cpu_seconds(resource.RUSAGE_CHILDREN),
+            }
+        )
+    )
 
 
 def _child(action: str, *args: str) -> None:

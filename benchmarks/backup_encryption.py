@@ -8,9 +8,10 @@ other jobs of a shared machine weigh on all alike:
 * ``backup`` (native, unencrypted: ``pg_dump --compress=1`` plus the row counts);
 * ``backup`` with ``MIGRATOR["BACKUP_RECIPIENTS"]`` set (the same, written through age).
 
-It prints the medians, the ratios measured in this run, and each child's peak RSS (a
-fresh process per backup, Django included). Then it drills the last encrypted backup
-once (``backup --verify ID --full`` with the identity) and reports its time and memory.
+It prints the medians, the ratios measured in this run, each child's peak RSS (a fresh
+process per backup, Django included) and CPU time (its own, and its tools'). Then it
+drills the last encrypted backup once (``backup --verify ID --full`` with the identity)
+and reports its time and memory.
 
     python benchmarks/backup_encryption.py [--accounts 4000000] [--notes 3000000] [--repeat 3]
 """
@@ -76,12 +77,18 @@ def run(options: argparse.Namespace, scratch: Path) -> None:
         sealed.append(run_child(sealed_env, "native-backup"))
         print(
             f"round {round_number + 1}: pg_dump -Fc {direct[-1]:.1f} s, backup "
-            f"{plain[-1]['seconds']:.1f} s, encrypted {sealed[-1]['seconds']:.1f} s"
+            f"{plain[-1]['seconds']:.1f} s, encrypted {sealed[-1]['seconds']:.1f} s "
+            f"(CPU, Python + pg_dump: {cpu(plain[-1])}, {cpu(sealed[-1])})",
+            flush=True,
         )
     drill = run_child(sealed_env, "drill", sealed[-1]["id"])
     if not drill["passed"]:
         raise SystemExit(f"the drill failed: {drill['cause']}")
     report(options, size, direct_file.stat().st_size, direct, plain, sealed, drill)
+
+
+def cpu(result: dict) -> str:
+    return f"{result['cpu_seconds']:.1f} + {result['tools_cpu_seconds']:.1f} s"
 
 
 def report(options, size, dump_size, direct, plain, sealed, drill) -> None:
@@ -123,6 +130,12 @@ def report(options, size, dump_size, direct, plain, sealed, drill) -> None:
     )
     print()
     print(f"encrypted / unencrypted backup: {sealed_time / plain_time:.3f}")
+    for name, rounds in (("unencrypted", plain), ("encrypted", sealed)):
+        print(
+            f"CPU of a {name} backup (medians): Python "
+            f"{median([r['cpu_seconds'] for r in rounds]):.1f} s, pg_dump "
+            f"{median([r['tools_cpu_seconds'] for r in rounds]):.1f} s"
+        )
     print(
         "per round: "
         + ", ".join(

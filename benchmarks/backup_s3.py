@@ -4,10 +4,10 @@ Builds a PostgreSQL database (``--accounts``/``--notes`` rows of the backup benc
 models; the defaults make about 1 GB), starts ``moto.server`` as its own process (S3 over
 HTTP on loopback, so the measured process only talks to it), then in fresh child
 processes: ``backup`` to a directory and to S3 (the ratio of their times), ``--list``,
-``--verify`` (re-hash streamed from S3), ``restore`` from S3 into an empty database, and
-``--prune``. Each line gives the child's wall time and peak RSS (Django included; ``idle``
-is a child that only connects): memory must stay flat whatever the payload's size, under
-100 MB.
+``--verify`` (re-hash streamed from S3), ``--verify --full`` (the restore drill, into a
+scratch database), ``restore`` from S3 into an empty database, and ``--prune``. Each
+line gives the child's wall time and peak RSS (Django included; ``idle`` is a child that
+only connects): memory must stay flat whatever the payload's size, under 100 MB.
 
     python benchmarks/backup_s3.py [--accounts 4000000] [--notes 3000000]
 """
@@ -62,6 +62,9 @@ def run(options: argparse.Namespace, scratch: Path, moto: MotoServer) -> None:
     print(f"Payload: {mb(first['size'])}")
     results["backup --list"] = run_child(env_for(source), "list")
     results["backup --verify"] = run_child(env_for(source), "verify", first["id"])
+    drill = results["backup --verify --full"] = run_child(env_for(source), "drill", first["id"])
+    if not drill["passed"]:
+        raise SystemExit(f"the drill failed: {drill['cause']}")
     target = "backup_s3_target"
     admin.create(target)
     results["restore from S3"] = run_child(env_for(target), "restore", first["id"])
@@ -74,6 +77,8 @@ def run(options: argparse.Namespace, scratch: Path, moto: MotoServer) -> None:
     print(f"{'operation':<26} {'seconds':>8} {'peak RSS':>9}")
     for name, result in results.items():
         print(f"{name:<26} {result['seconds']:>8.1f} {result['peak_rss_mb']:>6.1f} MB")
+    growth = first["peak_rss_mb"] - results["backup --list"]["peak_rss_mb"]
+    print(f"backup to S3 above backup --list (boto3 loaded, the bucket listed): {growth:.1f} MB")
     ratio = first["seconds"] / results["backup to a directory"]["seconds"]
     print(f"S3 / directory backup time: {ratio:.2f}")
     print(f"rows restored: {restored:,} notes of {options.notes:,}")

@@ -50,6 +50,13 @@ if os.environ.get("MIGRATOR_TEST_PGBOUNCER_PORT"):  # 'default' through PgBounce
         "DISABLE_SERVER_SIDE_CURSORS": True,  # as Django asks behind transaction pooling
     }
 
+if os.environ.get("MIGRATOR_TEST_STORAGE"):  # a child's backups storage (tests/s3.py), as JSON
+    STORAGES = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+        "backups": json.loads(os.environ["MIGRATOR_TEST_STORAGE"]),
+    }
+
 MIGRATION_MODULES = {
     "scenarios": os.environ.get("MIGRATOR_TEST_SCENARIO", "tests.scenarios.migration_sets.empty")
 }

@@ -3,11 +3,15 @@
 import json
 
 import pytest
+from django.db import connections
 
 from migrator.backup import get_manifest, list_backups
 from tests import s3
 from tests.test_backup import change_everything, seed, snapshot, take_backup
-from tests.utils import applied, run_command
+from tests.utils import applied, run_child_peak_rss, run_command
+
+PAYLOAD_MB = 40  # random bytes: the payload is at least this large whatever the format
+FLAT_KB = 8 * 1024  # a backup's peak above a listing's (writing each 5 MB part: 14 MB)
 
 pytestmark = pytest.mark.skipif(not s3.available(), reason=s3.SKIP_REASON)
 
@@ -68,6 +72,45 @@ def test_backup_list_verify_restore_and_prune_through_s3(db_alias, bucket, setti
     assert (code, err) == (0, ""), err
     assert [m.id for m in list_backups()] == safety
     assert stored_keys(settings) == sorted([f"{safety[0]}.json", get_manifest(safety[0]).payload])
+
+
+def fill_with_random_bytes(alias: str) -> None:
+    """PAYLOAD_MB of random bytes in a table of their own, 1 MB a row."""
+    with connections[alias].cursor() as cursor:
+        if connections[alias].vendor == "sqlite":
+            cursor.execute("CREATE TABLE noise (data BLOB)")
+            cursor.execute(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < %s) "
+                "INSERT INTO noise SELECT randomblob(1048576) FROM n",
+                [PAYLOAD_MB],
+            )
+        else:
+            cursor.execute("CREATE TABLE noise (data bytea)")
+            cursor.execute(
+                "INSERT INTO noise SELECT (SELECT decode(string_agg(md5(r.i || random()::text "
+                "|| g.j), ''), 'hex') FROM generate_series(1, 65536) g(j)) "
+                "FROM generate_series(1, %s) r(i)",
+                [PAYLOAD_MB],
+            )
+
+
+def test_a_backup_streams_to_s3_in_flat_memory(db_alias, bucket, settings):
+    """The backup child's peak RSS is its listing's (boto3 loaded, the store asked) plus
+    little: the payload is uploaded from its staged file a part at a time."""
+    fill_with_random_bytes(db_alias)
+    env = {
+        "MIGRATOR_TEST_STORAGE": json.dumps(settings.STORAGES["backups"]),
+        "MIGRATOR_TEST_SETTINGS": json.dumps({"BACKUP_STORAGE": "backups"}),
+    }
+    listed, listing_peak = run_child_peak_rss(db_alias, "backup", "--list", **env)
+    assert (listed.returncode, listed.stderr) == (0, "")
+    done, backup_peak = run_child_peak_rss(db_alias, "backup", **env)
+    assert (done.returncode, done.stderr) == (0, "")
+    (manifest,) = list_backups()
+    assert manifest.size > PAYLOAD_MB * 1024 * 1024
+    assert backup_peak - listing_peak < FLAT_KB, (backup_peak, listing_peak)
+    out, err, code = run_command("backup", "--verify", manifest.id, database=db_alias)
+    assert (code, err) == (0, ""), err
 
 
 def test_a_damaged_object_fails_verify_with_6(db_alias, bucket, settings):

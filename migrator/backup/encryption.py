@@ -9,6 +9,7 @@ taken of the encrypted bytes as they are written. Any age tool decrypts a payloa
 ``age -d -i key.txt <payload>``.
 """
 
+import fcntl
 import hashlib
 import os
 import threading
@@ -23,6 +24,7 @@ from migrator.conf import get_settings
 from migrator.exceptions import BackupFailed
 
 AGE: Final = "age"  # the manifest's ``encryption`` value
+PIPE_SIZE: Final = 1024 * 1024
 INSTALL_HINT: Final = "pip install 'django-migrator[encryption]'"
 IDENTITY_HINT: Final = (
     "pass --identity FILE, or set MIGRATOR['BACKUP_IDENTITY_FILE'] or MIGRATOR_BACKUP_IDENTITY_FILE"
@@ -150,6 +152,18 @@ def _fifo() -> Iterator[Path]:
         yield path
 
 
+def _widen(descriptor: int) -> None:
+    """Give the FIFO a 1 MiB buffer instead of 64 KiB, where the OS allows it.
+
+    With 64 KiB the engine (pg_dump, compressing) and pyrage take turns about four times
+    as often (context switches of the encrypting thread, measured); each turn on a busy
+    machine is a wait for the other side to be scheduled.
+    """
+    if hasattr(fcntl, "F_SETPIPE_SZ"):  # Linux
+        with suppress(OSError):  # above /proc/sys/fs/pipe-max-size: keep the default
+            fcntl.fcntl(descriptor, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+
+
 class _Worker(threading.Thread):
     """Runs one pyrage call; its error, if any, is kept for the caller."""
 
@@ -178,6 +192,7 @@ def encrypting(destination: BinaryIO, keys: tuple[str, ...]) -> Iterator[tuple[P
         plaintext = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
         holder = os.open(fifo, os.O_WRONLY)
         os.set_blocking(plaintext, True)
+        _widen(plaintext)
         reader = os.fdopen(plaintext, "rb", buffering=0)
 
         def encrypt() -> None:
@@ -204,6 +219,7 @@ def decrypting(source: Path, identities: list[Any]) -> Iterator[Path]:
 
         def decrypt() -> None:
             with source.open("rb") as ciphertext, fifo.open("wb") as plaintext:
+                _widen(plaintext.fileno())
                 pyrage.decrypt_io(ciphertext, plaintext, identities)
 
         worker = _Worker(decrypt)
