@@ -11,7 +11,7 @@ from django.db import connections
 from django.db.migrations.loader import MigrationLoader
 
 from tests.third_party import THIRD_PARTY_APPS
-from tests.utils import applied, run_command
+from tests.utils import applied, own_migrations, run_command
 
 
 def test_safemigrate_applies_the_third_party_project_as_migrate_does(db_alias, third_party_apps):
@@ -145,7 +145,8 @@ def test_plan_run_refusal_and_status_count_the_same_migrations(
     out, err, code = run_command("safemigrate", database=db_alias)
     assert (code, err) == (0, "")
     assert out.count("  Applying ") == planned
-    assert f"Applied {planned} migration(s), 2 of them migrator's own, to {db_alias!r}" in out
+    own = own_migrations()
+    assert f"Applied {planned} migration(s), {own} of them migrator's own, to {db_alias!r}" in out
     status, _, _ = run_command("migrationstatus", database=db_alias)
     assert f"  applied: {planned} migration(s) (a squash counts once, as in the plan)" in status
     assert "  pending: none" in status

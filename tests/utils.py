@@ -9,6 +9,7 @@ from pathlib import Path
 
 from django.core.management import CommandError, call_command
 from django.db import connections
+from django.db.migrations.loader import MigrationLoader
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -120,6 +121,12 @@ def table_columns(alias: str, table: str) -> list[str]:
     connection = connections[alias]
     with connection.cursor() as cursor:
         return [c.name for c in connection.introspection.get_table_description(cursor, table)]
+
+
+def own_migrations() -> int:
+    """How many migrations migrator ships for its own tables (a run applies them first)."""
+    loader = MigrationLoader(None, ignore_no_migrations=True)
+    return sum(1 for app_label, _ in loader.disk_migrations if app_label == "migrator")
 
 
 def applied(alias: str, app_label: str) -> list[str]:
