@@ -1,10 +1,14 @@
-"""The run audit: who ran what, where, when, and how it ended."""
+"""The run audit: who ran what, where, when, and how it ended.
+
+A run's record is opened and closed in one place, ``recorded``: the flows' runs (under the
+run lock, see ``lifecycle.locked``) and the refusals of runs that never began alike.
+"""
 
 import os
 import socket
 import subprocess
-from collections.abc import Mapping
-from contextlib import suppress
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from django.db import DatabaseError
@@ -13,7 +17,7 @@ from django.utils import timezone
 
 from migrator import locking, secrets, signals
 from migrator.conf import get_settings
-from migrator.exceptions import LockNotAcquired
+from migrator.exceptions import ConfirmationRequired, LockNotAcquired, RunInterrupted
 from migrator.models import MigrationHash, Run, RunStep
 
 CI_REVISION_VARIABLES = ("MIGRATOR_REVISION", "GITHUB_SHA", "CI_COMMIT_SHA", "GIT_COMMIT")
@@ -44,7 +48,52 @@ def git_revision() -> str:
     return done.stdout.strip()[:64] if done.returncode == 0 else ""
 
 
-def open_run(
+@contextmanager
+def recorded(
+    connection: BaseDatabaseWrapper,
+    *,
+    command: str,
+    arguments: Mapping[str, Any],
+    details: Mapping[str, Any] | None = None,
+    refusal: str | None = None,
+) -> Iterator[Run]:
+    """The run's record, opened here and closed once when the block ends.
+
+    A failure inside closes it ``failed`` (``interrupted`` for Ctrl-C and SIGTERM,
+    ``refused`` for a refusal) with the error masked; the block may set ``run.error``,
+    ``run.failed_migration`` and ``run.details`` first to say more than the exception.
+    ``refusal``: the error of a run refused before it began, recorded ``refused``.
+    """
+    refused = refusal is not None
+    run = _open_run(
+        connection,
+        command=command,
+        arguments=arguments,
+        outcome=Run.Outcome.REFUSED if refused else Run.Outcome.RUNNING,
+        details=details,
+    )
+    try:
+        yield run
+    except BaseException as exc:
+        error = run.error or str(exc) or type(exc).__name__
+        _close_run(run, outcome=outcome_of(exc), error=error, failed_migration=run.failed_migration)
+        raise
+    if refused:
+        _close_run(run, outcome=Run.Outcome.REFUSED, error=refusal)
+    else:
+        _close_run(run, outcome=Run.Outcome.SUCCEEDED)
+
+
+def outcome_of(exc: BaseException) -> str:
+    """The outcome a run that raised ``exc`` is recorded with."""
+    if isinstance(exc, KeyboardInterrupt | RunInterrupted):
+        return Run.Outcome.INTERRUPTED
+    if isinstance(exc, ConfirmationRequired):
+        return Run.Outcome.REFUSED
+    return Run.Outcome.FAILED
+
+
+def _open_run(
     connection: BaseDatabaseWrapper,
     *,
     command: str,
@@ -69,7 +118,7 @@ def open_run(
     return run
 
 
-def close_run(
+def _close_run(
     run: Run,
     *,
     outcome: str,
@@ -82,7 +131,7 @@ def close_run(
     A run is reported closed once: a second call (a fuller error message) only updates it.
     """
     reported_already = run.finished_at is not None or (
-        run.outcome == Run.Outcome.REFUSED == outcome  # open_run reported that refusal
+        run.outcome == Run.Outcome.REFUSED == outcome  # _open_run reported that refusal
     )
     run.outcome = outcome
     run.error = secrets.mask(error)

@@ -175,15 +175,10 @@ def record_refusal(
                 "Refused %s on %r (no audit table yet): %s", command, connection.alias, error
             )
             return None
-        run = audit.open_run(
-            connection,
-            command=command,
-            arguments=arguments,
-            outcome=Run.Outcome.REFUSED,
-            details=details,
-        )
+        with audit.recorded(
+            connection, command=command, arguments=arguments, details=details, refusal=error
+        ) as run:
+            return run
     except DatabaseError:
         logger.exception("Could not record the refusal of %s on %r.", command, connection.alias)
         return None
-    audit.close_run(run, outcome=Run.Outcome.REFUSED, error=error)
-    return run

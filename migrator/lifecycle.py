@@ -1,14 +1,15 @@
 """The run life cycle that every flow changing a database goes through.
 
 ``locked`` takes the run lock, creates migrator's own tables (whatever subset of its
-migrations is applied) and marks runs whose process died as interrupted; ``recorded``
-opens the run's record and closes it exactly once with the outcome of what happened
-inside, its error masked. safemigrate, rollback, restore and verifymigrations differ only
-in what they do inside them; none writes a run record by hand.
+migrations is applied) and marks runs whose process died as interrupted; inside it,
+``audit.recorded`` opens the run's record and closes it exactly once with the outcome of
+what happened inside, its error masked (it lives in ``audit`` so that the guard's refusals,
+below this layer, are recorded by the same code). safemigrate, rollback, restore and
+verifymigrations differ only in what they do inside them; none writes a run record by hand.
 """
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -17,9 +18,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations import Migration
 
 from migrator import audit, integrity, locking, planning
-from migrator.exceptions import ConfirmationRequired, RunInterrupted
 from migrator.executor import RecordingExecutor
-from migrator.models import Run
 from migrator.types import (
     MIGRATOR_APP,
     MigrationPlan,
@@ -90,41 +89,6 @@ def locked(
         created = bootstrap(connection, progress, executor=executor)
         audit.mark_abandoned_runs(connection)
         yield created
-
-
-@contextmanager
-def recorded(
-    connection: BaseDatabaseWrapper,
-    *,
-    command: str,
-    arguments: Mapping[str, Any],
-    details: Mapping[str, Any] | None = None,
-) -> Iterator[Run]:
-    """The run's record, opened here and closed once when the block ends, under the lock.
-
-    A failure inside closes it ``failed`` (``interrupted`` for Ctrl-C and SIGTERM,
-    ``refused`` for a refusal) with the error masked; the block may set ``run.error``,
-    ``run.failed_migration`` and ``run.details`` first to say more than the exception.
-    """
-    run = audit.open_run(connection, command=command, arguments=arguments, details=details)
-    try:
-        yield run
-    except BaseException as exc:
-        error = run.error or str(exc) or type(exc).__name__
-        audit.close_run(
-            run, outcome=outcome_of(exc), error=error, failed_migration=run.failed_migration
-        )
-        raise
-    audit.close_run(run, outcome=Run.Outcome.SUCCEEDED)
-
-
-def outcome_of(exc: BaseException) -> str:
-    """The outcome a run that raised ``exc`` is recorded with."""
-    if isinstance(exc, KeyboardInterrupt | RunInterrupted):
-        return Run.Outcome.INTERRUPTED
-    if isinstance(exc, ConfirmationRequired):
-        return Run.Outcome.REFUSED
-    return Run.Outcome.FAILED
 
 
 def bootstrap(

@@ -16,11 +16,12 @@ import time
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from migrator import guard
+from migrator.audit import outcome_of, recorded
 from migrator.backup import keepaudit, restoring, verify_backup
 from migrator.backup.backups import payload_identities
 from migrator.backup.base import connect, engine_for
 from migrator.conf import get_settings
-from migrator.lifecycle import bootstrap, locked, outcome_of, recorded
+from migrator.lifecycle import bootstrap, locked
 from migrator.types import (
     ConfirmCallback,
     ProgressCallback,

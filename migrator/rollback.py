@@ -23,6 +23,7 @@ from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.state import ProjectState
 
 from migrator import audit, guard, history, integrity, planning, restore, risks, runner
+from migrator.audit import recorded
 from migrator.conf import get_settings
 from migrator.exceptions import (
     IntegrityViolation,
@@ -34,7 +35,7 @@ from migrator.exceptions import (
     UnknownTarget,
 )
 from migrator.executor import RecordingExecutor
-from migrator.lifecycle import ProgressAdapter, locked, recorded
+from migrator.lifecycle import ProgressAdapter, locked
 from migrator.models import Run, RunStep
 from migrator.risks import Finding, LabelledFinding
 from migrator.types import (

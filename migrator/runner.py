@@ -33,6 +33,7 @@ from migrator import (
     secrets,
     stages,
 )
+from migrator.audit import recorded
 from migrator.conf import get_settings
 from migrator.exceptions import (
     ConfirmationRequired,
@@ -44,7 +45,7 @@ from migrator.exceptions import (
     RunInterrupted,
 )
 from migrator.executor import RecordingExecutor
-from migrator.lifecycle import ProgressAdapter, locked, recorded
+from migrator.lifecycle import ProgressAdapter, locked
 from migrator.models import MigrationHash, Run
 from migrator.planning import PlannedMigration
 from migrator.types import (

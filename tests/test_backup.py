@@ -188,11 +188,10 @@ def test_audit_of_a_run_recorded_after_a_backup_is_merged_back(db_alias, format)
     first = Run.objects.using(db_alias).get()
     first.outcome = "interrupted"  # changed after the backup: the live row wins
     first.save()
-    later = audit.open_run(connection, command="rollback", arguments={"last": True})
-    RunStep.objects.using(db_alias).create(
-        run=later, app_label="ledger", name="0005", direction="unapply"
-    )
-    audit.close_run(later, outcome="succeeded")
+    with audit.recorded(connection, command="rollback", arguments={"last": True}) as later:
+        RunStep.objects.using(db_alias).create(
+            run=later, app_label="ledger", name="0005", direction="unapply"
+        )
 
     assert run_command("restore", backup_id, database=db_alias)[2] == 0
 

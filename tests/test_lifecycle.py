@@ -5,6 +5,7 @@ it to the failure paths that each flow used to write by hand.
 """
 
 import json
+from contextlib import contextmanager
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -12,7 +13,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.core.management import call_command
 from django.db.migrations.loader import MigrationLoader
 
-from migrator import runner
+from migrator import audit, runner, signals
 from migrator.exceptions import ConfirmationRequired
 from migrator.models import Run
 from migrator.types import RunOptions
@@ -118,3 +119,40 @@ def test_json_failures_write_one_document_naming_what_failed(
     assert (document["exit_code"], document["outcome"]) == (code, outcome)
     assert named in document["error"]
     assert document["error"] in err
+
+
+def test_refusals_are_opened_and_closed_by_the_one_run_record(db_alias, settings, monkeypatch):
+    """The guard's refusals go through ``audit.recorded``, with the same content as before:
+    command, outcome ``refused``, the error, closed; one ``refused`` signal, no start."""
+    assert run_command("safemigrate", "ledger", "0004", database=db_alias)[2] == 0
+    settings.MIGRATOR = {**settings.MIGRATOR, "ENVIRONMENT": "production"}
+    through, events = [], []
+    recorded = audit.recorded
+
+    @contextmanager
+    def watched(*args, **kwargs):
+        with recorded(*args, **kwargs) as run:
+            through.append(run.pk)
+            yield run
+
+    def heard(sender, signal, **kwargs):
+        events.append(signal)
+
+    monkeypatch.setattr(audit, "recorded", watched)
+    for signal in (signals.run_started, signals.run_refused):
+        signal.connect(heard)
+    try:
+        assert run_command("safemigrate", "--noinput", database=db_alias)[2] == 3
+        assert run_command("rollback", "ledger", "0003", "--noinput", database=db_alias)[2] == 3
+    finally:
+        for signal in (signals.run_started, signals.run_refused):
+            signal.disconnect(heard)
+    refused = list(Run.objects.using(db_alias).filter(outcome="refused").order_by("id"))
+    assert [run.pk for run in refused] == through
+    assert [(run.command, run.finished_at is not None) for run in refused] == [
+        ("safemigrate", True),
+        ("rollback", True),
+    ]
+    assert "No terminal to ask on; pass --yes to confirm." in refused[0].error
+    assert "No terminal to ask on; pass --yes to confirm." in refused[1].error
+    assert events == [signals.run_refused, signals.run_refused]

@@ -15,9 +15,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, OperationalError, connections
 
 from migrator import checks, locking, operations, scratch, secrets
+from migrator.audit import outcome_of
 from migrator.conf import direct_alias, get_settings, seconds
 from migrator.exceptions import MigratorError
-from migrator.lifecycle import outcome_of
 from migrator.planning import PlannedMigration, SqlStep
 from migrator.risks import SEVERITY_RANK, Finding, Severity
 from migrator.types import ProgressEvent, RunOptions
