@@ -5,21 +5,27 @@ against the files on disk -> the server is reachable and the tools fit -> produc
 guard -> run lock -> the restore's own run record -> safety backup -> the live audit is
 read -> the engine restores and merges the audit back, in one transaction -> the run is
 closed. Nothing touches the database before the guard, and a failure after it leaves the
-data as it was (the restore's run record then says it failed).
+data as it was (the restore's run record then says it failed). ``rollback --last
+--restore`` runs the same steps with its own guard, and its own run record around the
+restore's under the same lock: ``check_restore``, then ``restore_checked``.
 
     report = restore_backup(manifest.id, database="default", assume_yes=True)
 """
 
 import logging
 import time
+from dataclasses import dataclass
+from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 from migrator import guard
 from migrator.audit import outcome_of, recorded
 from migrator.backup import keepaudit, restoring, verify_backup
 from migrator.backup.backups import payload_identities
-from migrator.backup.base import connect, engine_for
+from migrator.backup.base import BackupEngine, connect, engine_for
+from migrator.backup.manifest import Manifest
 from migrator.conf import get_settings
 from migrator.lifecycle import bootstrap, locked
 from migrator.types import (
@@ -31,6 +37,19 @@ from migrator.types import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class CheckedRestore:
+    """A backup verified and found to fit a database: what ``restore_checked`` restores."""
+
+    manifest: Manifest
+    connection: BaseDatabaseWrapper
+    engine: BackupEngine
+    identities: list[Any]
+    report: restoring.RestoreReport
+    arguments: dict[str, Any]
+    started: float  # time.monotonic() before the checks
 
 
 def restore_backup(
@@ -50,26 +69,42 @@ def restore_backup(
     ``lock_timeout``: seconds to wait for another run's lock (None: the setting).
     ``identity``: an age identity file for an encrypted backup (None: the settings').
     """
+    checked = check_restore(
+        backup_id, database=database, force=force, safety_backup=safety_backup, identity=identity
+    )
+    guard.require_confirmation(
+        checked.connection,
+        question=(
+            f"Replace everything in {database!r} ({get_settings().environment}) with backup "
+            f"{checked.manifest.id!r} of {checked.manifest.created}?"
+        ),
+        assume_yes=assume_yes,
+        confirm=confirm,
+        command="restore",
+        arguments=checked.arguments,
+    )
+    options = RunOptions(database=database, assume_yes=assume_yes, lock_timeout=lock_timeout)
+    with locked(checked.connection, options=options, progress=progress):
+        return restore_checked(checked, progress)
+
+
+def check_restore(
+    backup_id: str,
+    *,
+    database: str = DEFAULT_DB_ALIAS,
+    force: bool = False,
+    safety_backup: bool = True,
+    identity: str | None = None,
+) -> CheckedRestore:
+    """Everything checked before a restore asks or locks anything; changes nothing."""
     started = time.monotonic()
     manifest = verify_backup(backup_id)
     connection = connections[database]
     differences = restoring.check_fits(manifest, connection, force=force)
     identities = payload_identities(manifest, identity)  # decrypts once, keeps nothing
-    arguments = {"backup_id": manifest.id, "force": force, "safety_backup": safety_backup}
     engine = engine_for(connection, manifest.format)
     connect(connection)
     engine.check_restore(manifest)
-    guard.require_confirmation(
-        connection,
-        question=(
-            f"Replace everything in {database!r} ({get_settings().environment}) with backup "
-            f"{manifest.id!r} of {manifest.created}?"
-        ),
-        assume_yes=assume_yes,
-        confirm=confirm,
-        command="restore",
-        arguments=arguments,
-    )
     report = restoring.RestoreReport(
         backup_id=manifest.id,
         database=database,
@@ -78,23 +113,32 @@ def restore_backup(
         forced=bool(differences),
         differences=differences,
     )
-    options = RunOptions(database=database, assume_yes=assume_yes, lock_timeout=lock_timeout)
+    arguments = {"backup_id": manifest.id, "force": force, "safety_backup": safety_backup}
+    return CheckedRestore(
+        manifest, connection, engine, list(identities), report, arguments, started
+    )
+
+
+def restore_checked(
+    checked: CheckedRestore, progress: ProgressCallback = ignore_progress
+) -> restoring.RestoreReport:
+    """The restore itself, recorded as its own run, under the run lock the caller holds."""
+    manifest, connection, report = checked.manifest, checked.connection, checked.report
     details = {"restored_backup": manifest.id, "format": manifest.format}
-    with (
-        locked(connection, options=options, progress=progress),
-        recorded(connection, command="restore", arguments=arguments, details=details) as run,
-    ):
+    with recorded(
+        connection, command="restore", arguments=checked.arguments, details=details
+    ) as run:
         report.run_id = run.pk
         try:
             merge = restoring.restore_payload(
                 manifest,
-                engine,
+                checked.engine,
                 connection,
                 run,
                 report,
                 progress,
-                safety_backup=safety_backup,
-                identities=identities,
+                safety_backup=checked.arguments["safety_backup"],
+                identities=checked.identities,
             )
             if merge:  # the payload had no migrator tables: create them, put the audit back
                 bootstrap(connection, progress)
@@ -105,6 +149,6 @@ def restore_backup(
         progress(ProgressEvent("restore_done", message=f"Restored {manifest.id}."))
         run.pk = keepaudit.find_run(connection, run).pk  # the row merged back into the data
         run.details.update(safety_backup_id=report.safety_backup_id, forced=report.forced)
-    report.duration = time.monotonic() - started
-    logger.info("Restored backup %s into %r", manifest.id, database)
+    report.duration = time.monotonic() - checked.started
+    logger.info("Restored backup %s into %r", manifest.id, report.database)
     return report

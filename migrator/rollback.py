@@ -24,6 +24,7 @@ from django.db.migrations.state import ProjectState
 
 from migrator import audit, guard, history, integrity, planning, restore, risks, runner
 from migrator.audit import recorded
+from migrator.backup import keepaudit
 from migrator.conf import get_settings
 from migrator.exceptions import (
     IntegrityViolation,
@@ -253,7 +254,9 @@ def rollback(
             )
         )
     if request.restore:
-        return _restore(prepared, connection, options=options, progress=progress, confirm=confirm)
+        return _restore(
+            request, prepared, connection, options=options, progress=progress, confirm=confirm
+        )
     _confirm(
         connection,
         report,
@@ -268,25 +271,45 @@ def rollback(
     # is built for that alone.
     with locked(connection, options=options, progress=progress, executor=prepared.executor):
         adapter = ProgressAdapter(progress)
-        confirmed = planning.plan_labels(prepared.plan)
-        # Re-plan and re-validate: another run may have changed the database meanwhile.
-        prepared = _validated(request, connection, options=options, adapter=adapter)
-        report = prepared.report
-        if not prepared.plan:
-            report.outcome = "nothing"
-            return report
-        if planning.plan_labels(prepared.plan) != confirmed:
-            message = (
-                f"The plan changed while waiting for the lock (now: "
-                f"{', '.join(planning.plan_labels(prepared.plan))}); nothing was changed. "
-                "Run rollback again to review it."
-            )
-            guard.record_refusal(
-                connection, command="rollback", arguments=options.arguments, error=message
-            )
-            raise RollbackRefused(message)
-        _unapply(prepared, adapter, options=options, progress=progress)
-    return report
+        prepared = _revalidated(request, connection, prepared, options=options, adapter=adapter)
+        if prepared.plan:
+            _unapply(prepared, adapter, options=options, progress=progress)
+    return prepared.report
+
+
+def _revalidated(
+    request: RollbackRequest,
+    connection: BaseDatabaseWrapper,
+    confirmed: _Prepared,
+    *,
+    options: RunOptions,
+    adapter: ProgressAdapter | None = None,
+) -> _Prepared:
+    """Under the lock, plan and validate again: another run may have changed the database.
+
+    Nothing left to do is outcome ``nothing`` (an empty plan); a plan other than the one
+    confirmed (other steps, or another run to undo) is refused: nobody reviewed it.
+    """
+    prepared = _validated(request, connection, options=options, adapter=adapter)
+    if not prepared.plan:
+        prepared.report.outcome = "nothing"
+        return prepared
+    if _undoing(prepared) != _undoing(confirmed):
+        message = (
+            f"The plan changed while waiting for the lock (now: "
+            f"{', '.join(planning.plan_labels(prepared.plan))}); nothing was changed. "
+            "Run rollback again to review it."
+        )
+        guard.record_refusal(
+            connection, command="rollback", arguments=options.arguments, error=message
+        )
+        raise RollbackRefused(message)
+    return prepared
+
+
+def _undoing(prepared: _Prepared) -> tuple[int | None, list[str]]:
+    source = prepared.source_run
+    return (source.pk if source else None), planning.plan_labels(prepared.plan)
 
 
 def _validated(
@@ -649,6 +672,7 @@ def _failure(exc: MigrationFailed, report: RollbackReport, run: Run) -> Migratio
 
 
 def _restore(
+    request: RollbackRequest,
     prepared: _Prepared,
     connection: BaseDatabaseWrapper,
     *,
@@ -658,7 +682,11 @@ def _restore(
 ) -> RollbackReport:
     """``--last --restore``: put back the backup the last safemigrate run took first."""
     report, run = prepared.report, prepared.source_run
-
+    checked = restore.check_restore(
+        report.restore_backup_id,
+        database=options.database,
+        safety_backup=options.backup is not False,
+    )
     _confirm(
         connection,
         report,
@@ -669,26 +697,25 @@ def _restore(
         options=options,
         confirm=confirm,
     )
-    restored = restore.restore_backup(
-        report.restore_backup_id,
-        database=options.database,
-        safety_backup=options.backup is not False,
-        assume_yes=True,  # confirmed above, once
-        progress=progress,
-        lock_timeout=options.lock_timeout,
-    )
-    safety = report.backup_id = restored.safety_backup_id
     details = {
         "target": report.target,
         "undoes_run": run.pk,
         "restored_backup": report.restore_backup_id,
-        "restore_run": restored.run_id,
         "unapplied": [planned.label for planned in report.plan],
     }
-    with recorded(
-        connection, command="rollback", arguments=options.arguments, details=details
-    ) as record:
-        record.backup_id = safety or ""
+    # One lock around both records: the rollback's is open while the restore runs.
+    with locked(connection, options=options, progress=progress, executor=prepared.executor):
+        again = _revalidated(request, connection, prepared, options=options)
+        if not again.plan:  # another run undid it meanwhile
+            return again.report
+        with recorded(
+            connection, command="rollback", arguments=options.arguments, details=details
+        ) as record:
+            restored = restore.restore_checked(checked, progress)
+            record.pk = keepaudit.find_run(connection, record).pk  # merged back by the restore
+            record.details["restore_run"] = restored.run_id
+            report.backup_id = restored.safety_backup_id
+            record.backup_id = report.backup_id or ""
     report.run_id, report.outcome = record.pk, Run.Outcome.SUCCEEDED
     return report
 

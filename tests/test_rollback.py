@@ -5,6 +5,7 @@ surface: the ``rollback`` command, as an operator or a deploy script runs it.
 """
 
 import json
+import time
 
 import pytest
 from django.db import connections
@@ -12,7 +13,14 @@ from django.utils import timezone
 
 from migrator import guard, locking
 from migrator.models import MigrationHash, Run
-from tests.utils import TTYInput, applied, run_command, table_columns
+from tests.utils import (
+    TTYInput,
+    applied,
+    run_child,
+    run_command,
+    start_child,
+    table_columns,
+)
 
 # Flags a deploy script passes when data loss is not what the test is about.
 SCRIPTED = ("--noinput", "--yes", "--allow-data-loss")
@@ -414,6 +422,70 @@ def test_last_restore_brings_back_what_an_irreversible_migration_changed(
     assert (refused.outcome, run.outcome) == ("refused", "succeeded")
     assert run.details["restored_backup"] == last.backup_id
     assert run.details["undoes_run"] == last.pk
+    # The rollback's record is open around the restore's, both under the one lock.
+    restored = Run.objects.using(db_alias).get(command="restore")
+    assert run.details["restore_run"] == restored.pk
+    assert run.started_at <= restored.started_at <= restored.finished_at <= run.finished_at
+
+
+def ledger_with_a_restorable_run(alias: str, settings, tmp_path) -> dict[str, str]:
+    """Ledger 0005 applied by a run that backed up first, then a big table (a long safety
+    backup); returns the environment of children that see the same backups."""
+    migrate(alias, "ledger", "0004")
+    add_ledger_rows(alias)
+    backups = str(tmp_path / "backups")
+    settings.MIGRATOR = {**settings.MIGRATOR, "BACKUP_BEFORE_MIGRATE": True, "BACKUP_DIR": backups}
+    migrate(alias, "ledger")
+    execute(alias, "CREATE TABLE bulk (n integer, note text)")
+    execute(
+        alias,
+        "WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 200000) "
+        "INSERT INTO bulk SELECT n, 'row ' || n FROM s",
+    )
+    return {"MIGRATOR_TEST_BACKUP_DIR": backups, "TMPDIR": str(tmp_path)}
+
+
+def names(alias: str) -> list[str]:
+    return [name for (name,) in execute(alias, "SELECT name FROM ledger_account ORDER BY id")]
+
+
+def test_last_restore_killed_while_restoring_leaves_its_rollback_run_interrupted(
+    db_alias, settings, tmp_path
+):
+    env = ledger_with_a_restorable_run(db_alias, settings, tmp_path)
+    child = start_child(db_alias, "rollback", "--last", "--restore", *SCRIPTED, **env)
+    restoring = Run.objects.using(db_alias).filter(command="restore", outcome="running")
+    try:
+        while not restoring.exists():  # the restore's record opens under the lock
+            assert child.poll() is None, child.stderr.read()
+            time.sleep(0.01)
+        child.kill()
+        child.wait(timeout=60)
+    finally:
+        for stream in (child.stdin, child.stdout, child.stderr):
+            stream.close()
+    assert run_child(db_alias, "migrationhistory", **env).returncode == 0  # marks the dead
+    [killed] = rollback_runs(db_alias)
+    assert killed.outcome == "interrupted"  # it was open while the restore ran
+    assert Run.objects.using(db_alias).get(command="restore").outcome == "interrupted"
+    assert names(db_alias) == ["alice", "bob"]  # wholly old: the restore never committed
+    done = run_child(db_alias, "rollback", "--last", "--restore", *SCRIPTED, **env)
+    assert done.returncode == 0, done.stderr
+    assert names(db_alias) == ["Alice", "BOB"]
+
+
+def test_two_last_restores_at_once_restore_once(db_alias, settings, tmp_path):
+    env = ledger_with_a_restorable_run(db_alias, settings, tmp_path)
+    argv = ("rollback", "--last", "--restore", *SCRIPTED, "--lock-timeout", "300")
+    children = [start_child(db_alias, *argv, **env) for _ in range(2)]
+    outputs = [child.communicate(timeout=300) for child in children]
+    assert [child.returncode for child in children] == [0, 0], outputs
+    assert names(db_alias) == ["Alice", "BOB"]
+    # The second found, under the lock, that the first had undone the run: nothing to do.
+    restores = Run.objects.using(db_alias).filter(command="restore")
+    assert [run.outcome for run in restores] == ["succeeded"]
+    [rolled_back] = rollback_runs(db_alias)
+    assert rolled_back.details["restore_run"] == restores.get().pk
 
 
 def test_last_restore_waits_for_the_lock_only_as_long_as_lock_timeout(db_alias, settings, tmp_path):
