@@ -51,6 +51,7 @@ from migrator.planning import PlannedMigration
 from migrator.types import (
     MIGRATOR_APP,
     ConfirmCallback,
+    MigrationKey,
     MigrationPlan,
     MigrationTarget,
     ProgressCallback,
@@ -550,13 +551,19 @@ def accept(
 
 
 def prune(
-    app_label: str | None, *, options: RunOptions, progress: ProgressCallback = ignore_progress
+    app_label: str | None,
+    *,
+    options: RunOptions,
+    progress: ProgressCallback = ignore_progress,
+    confirm: ConfirmCallback | None = None,
 ) -> list[str]:
     """``migrate --prune``: forget an app's applied migrations whose files are gone.
 
-    Their ``django_migrations`` rows and hash records are deleted under the run lock, in
-    one audited run. As ``migrate``, nothing is pruned while a squash replaces one of them
-    (it may not be recorded as applied): a warning names it. Returns the pruned labels.
+    Asked through the production guard as every change is; their ``django_migrations``
+    rows and hash records are then deleted under the run lock, in one audited run (a plan
+    grown meanwhile is refused). As ``migrate``, nothing is pruned while a squash replaces
+    one of them (it may not be recorded as applied): a warning names it. Returns the
+    pruned labels.
     """
     if not app_label:
         raise InvalidRequest("Migrations can be pruned only when an app is specified.")
@@ -564,26 +571,22 @@ def prune(
     connection.prepare_database()
     with integrity.graph_errors():
         executor = RecordingExecutor(connection)
+    confirmed = [migration_label(key) for key in _prunable(executor.loader, app_label, progress)]
+    if not confirmed:
+        return []
+    guard.require_confirmation(
+        connection,
+        question=f"Forget {len(confirmed)} applied migration(s) whose files are gone "
+        f"({', '.join(confirmed)}) on {options.database!r} in {get_settings().environment}?",
+        assume_yes=options.assume_yes,
+        confirm=confirm,
+        command="safemigrate",
+        arguments=options.arguments,
+    )
     with locked(connection, options=options, progress=progress, executor=executor):
-        loader = executor.loader
-        gone = set(loader.applied_migrations) - set(loader.disk_migrations)
-        to_prune = sorted(key for key in gone if key[0] == app_label)
-        squashes = sorted(
-            migration_label(key)
-            for key, squash in loader.replacements.items()
-            if any(tuple(replaced) in to_prune for replaced in squash.replaces)
-        )
-        if squashes:
-            progress(
-                ProgressEvent(
-                    "warning",
-                    message=f"Cannot prune: the squashed migration(s) {', '.join(squashes)} "
-                    "replace pruned ones and may not be recorded as applied. Run safemigrate "
-                    "if they are not, then remove their 'replaces' attributes.",
-                )
-            )
-            return []
+        to_prune = _prunable(executor.loader, app_label, progress)
         labels = [migration_label(key) for key in to_prune]
+        _refuse_changed_plan(connection, confirmed, labels, options=options)
         if not labels:
             return []
         details = {"pruned": labels}
@@ -599,6 +602,31 @@ def prune(
                 app_label=app_label, name__in=[name for _, name in to_prune]
             ).delete()
     return labels
+
+
+def _prunable(
+    loader: MigrationLoader, app_label: str, progress: ProgressCallback
+) -> list[MigrationKey]:
+    """The app's applied migrations whose files are gone; none (with a warning) while a
+    squash replaces one of them."""
+    gone = set(loader.applied_migrations) - set(loader.disk_migrations)
+    to_prune = sorted(key for key in gone if key[0] == app_label)
+    squashes = sorted(
+        migration_label(key)
+        for key, squash in loader.replacements.items()
+        if any(tuple(replaced) in to_prune for replaced in squash.replaces)
+    )
+    if squashes:
+        progress(
+            ProgressEvent(
+                "warning",
+                message=f"Cannot prune: the squashed migration(s) {', '.join(squashes)} "
+                "replace pruned ones and may not be recorded as applied. Run safemigrate "
+                "if they are not, then remove their 'replaces' attributes.",
+            )
+        )
+        return []
+    return to_prune
 
 
 def _verification(connection, arguments: dict[str, Any] | None) -> integrity.Recording:

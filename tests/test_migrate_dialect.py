@@ -3,8 +3,13 @@
 import pytest
 from django.db import DatabaseError, connections
 
+from migrator import locking
 from migrator.models import Run
-from tests.utils import applied, run_command, table_columns
+from tests.utils import applied, run_child, run_command, start_child, table_columns
+
+GONE = "INSERT INTO django_migrations (app, name, applied) VALUES ('ledger', %s, %s)"
+PRUNE = ("safemigrate", "ledger", "--prune", "--noinput", "--yes", "--lock-timeout", "300")
+PRODUCTION = {"MIGRATOR_TEST_ENVIRONMENT": "production"}
 
 
 def tables(alias: str) -> set[str]:
@@ -98,3 +103,61 @@ def test_prune_forgets_migrations_whose_files_are_gone_as_migrate_does(db_alias)
     assert run_command("migrate", "--prune", database=db_alias)[2] == 1
     out, err, code = run_command("safemigrate", "--prune", database=db_alias)
     assert (err, code) == ("Migrations can be pruned only when an app is specified.\n", 1)
+
+
+def gone(alias: str, *names: str) -> None:
+    """Applied migrations of the ledger whose files are gone."""
+    assert run_command("safemigrate", "ledger", database=alias)[2] == 0
+    for name in names:
+        sql(alias, GONE, [name, "2025-01-01 00:00:00"])
+
+
+def test_prune_in_production_asks_as_every_change_does(db_alias, settings):
+    gone(db_alias, "0099_gone")
+    settings.MIGRATOR = {**settings.MIGRATOR, "ENVIRONMENT": "production"}
+    _, err, code = run_command("safemigrate", "ledger", "--prune", "--noinput", database=db_alias)
+    assert code == 3
+    assert "Forget 1 applied migration(s) whose files are gone (ledger.0099_gone)" in err
+    assert "No terminal to ask on; pass --yes to confirm." in err
+    assert "0099_gone" in applied(db_alias, "ledger")
+    assert Run.objects.using(db_alias).get(outcome="refused").command == "safemigrate"
+    out, err, code = run_command(*PRUNE, database=db_alias)
+    assert (out, err, code) == ("Pruning migrations:\n  Pruning ledger.0099_gone OK\n", "", 0)
+    assert "0099_gone" not in applied(db_alias, "ledger")
+
+
+def waiting_for_the_lock(child) -> None:
+    for line in child.stdout:
+        if "Waiting for the migration lock" in line:
+            return
+    raise AssertionError(f"the child ended first: {child.stderr.read()}")
+
+
+def test_prune_killed_while_it_waits_for_the_lock_changes_nothing(db_alias):
+    gone(db_alias, "0099_gone")
+    with locking.migration_lock(connections[db_alias], timeout=0):
+        child = start_child(db_alias, *PRUNE, **PRODUCTION)
+        try:
+            waiting_for_the_lock(child)  # asked and confirmed (--yes) already
+            child.kill()
+            child.wait(timeout=60)
+        finally:
+            for stream in (child.stdin, child.stdout, child.stderr):
+                stream.close()
+    assert "0099_gone" in applied(db_alias, "ledger")
+    done = run_child(db_alias, *PRUNE, **PRODUCTION)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert "0099_gone" not in applied(db_alias, "ledger")
+    assert not Run.objects.using(db_alias).filter(outcome="running").exists()
+
+
+def test_prune_refuses_what_another_host_added_while_it_waited_for_the_lock(db_alias):
+    gone(db_alias, "0099_gone")
+    with locking.migration_lock(connections[db_alias], timeout=0):
+        child = start_child(db_alias, *PRUNE, **PRODUCTION)
+        waiting_for_the_lock(child)
+        sql(db_alias, GONE, ["0098_gone", "2025-01-02 00:00:00"])  # nobody confirmed it
+    out, err = child.communicate(timeout=300)
+    assert child.returncode == 3, err
+    assert "The plan changed while waiting for the lock (now: ledger.0098_gone" in err
+    assert {"0098_gone", "0099_gone"} <= set(applied(db_alias, "ledger"))

@@ -85,6 +85,7 @@ class Command(MigratorCommand):
                     app_label,
                     options=self.run_options(options, target),
                     progress=self.show_progress,
+                    confirm=self.confirm_callback(options),
                 )
             )
             return
