@@ -16,10 +16,11 @@ from typing import Any
 from django.apps import apps as global_apps
 from django.core.management.commands.migrate import Command as MigrateCommand
 from django.core.management.sql import emit_post_migrate_signal, emit_pre_migrate_signal
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.state import ModelState, ProjectState
+from django.db.models import Model
 
 from migrator import (
     audit,
@@ -140,7 +141,7 @@ def safemigrate(
         run_syncdb=options.run_syncdb,
     )
     unmigrated = sorted([app_label] if app_label else executor.loader.unmigrated_apps)
-    syncing = unmigrated if options.run_syncdb else []
+    syncing = _unsynchronised(connection, unmigrated) if options.run_syncdb else []
     # Before anything else, even with nothing to do: an edited applied file is exit 2.
     try:
         integrity.require_verified(connection, executor.loader, progress=progress)
@@ -201,9 +202,13 @@ def _apply(
     guard.refuse_blocking_risks(
         connection, report.plan, command="safemigrate", arguments=options.arguments
     )
+    where = f"{options.database!r} in {report.environment}"
+    questions = [f"Apply {len(plan)} migration(s) to {where}?"] if plan else []
+    if syncing:  # only what --run-syncdb would create: nothing asked for nothing
+        questions.append(f"Create the tables of {', '.join(syncing)} (no migrations) in {where}?")
     guard.require_confirmation(
         connection,
-        question=f"Apply {len(plan)} migration(s) to {options.database!r} in {report.environment}?",
+        question=" ".join(questions),
         assume_yes=options.assume_yes,
         confirm=confirm,
         data_loss=() if options.fake else risks.data_loss_findings(report.plan),
@@ -227,6 +232,7 @@ def _apply(
             report.plan = planning.describe_plan(
                 plan, connection=connection, loader=executor.loader
             )
+        syncing = _unsynchronised(connection, syncing)  # of those confirmed, still missing
         if not plan and not syncing:
             return
         details = {"risks": risks.audit_summary(report.plan)}
@@ -421,6 +427,28 @@ def execute_plan(
     executor.save_steps()
     report.steps = adapter.steps
     report.outcome = Run.Outcome.SUCCEEDED
+
+
+def _unsynchronised(connection: BaseDatabaseWrapper, app_labels: list[str]) -> list[str]:
+    """The apps without migrations that ``--run-syncdb`` would create a table for: a
+    model's table is missing, as ``migrate``'s own ``sync_apps`` decides."""
+    with connection.cursor() as cursor:
+        tables = set(connection.introspection.table_names(cursor))
+    convert = connection.introspection.identifier_converter
+
+    def missing(model: type[Model]) -> bool:
+        return model._meta.can_migrate(connection) and convert(model._meta.db_table) not in tables
+
+    return [
+        label
+        for label in app_labels
+        if any(
+            missing(model)
+            for model in router.get_migratable_models(
+                global_apps.get_app_config(label), connection.alias, include_auto_created=False
+            )
+        )
+    ]
 
 
 def _sync_apps(

@@ -58,7 +58,9 @@ if os.environ.get("MIGRATOR_TEST_STORAGE"):  # a child's backups storage (tests/
     }
 
 MIGRATION_MODULES = {
-    "scenarios": os.environ.get("MIGRATOR_TEST_SCENARIO", "tests.scenarios.migration_sets.empty")
+    "scenarios": os.environ.get("MIGRATOR_TEST_SCENARIO", "tests.scenarios.migration_sets.empty"),
+    # apps a child treats as having no migrations (--run-syncdb), comma-separated
+    **{label: None for label in os.environ.get("MIGRATOR_TEST_UNMIGRATED", "").split(",") if label},
 }
 
 MIGRATOR = {

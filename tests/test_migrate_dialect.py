@@ -1,11 +1,21 @@
 """safemigrate speaks migrate's whole dialect: each flag compared with migrate on one database."""
 
 import pytest
+from django.contrib.auth.models import Permission
+from django.core.management import call_command
 from django.db import DatabaseError, connections
 
-from migrator import locking
+from migrator import locking, runner
 from migrator.models import Run
-from tests.utils import applied, run_child, run_command, start_child, table_columns
+from migrator.types import RunOptions
+from tests.utils import (
+    applied,
+    run_child,
+    run_command,
+    start_child,
+    table_columns,
+    wait_for_line,
+)
 
 GONE = "INSERT INTO django_migrations (app, name, applied) VALUES ('ledger', %s, %s)"
 PRUNE = ("safemigrate", "ledger", "--prune", "--noinput", "--yes", "--lock-timeout", "300")
@@ -103,6 +113,61 @@ def test_prune_forgets_migrations_whose_files_are_gone_as_migrate_does(db_alias)
     assert run_command("migrate", "--prune", database=db_alias)[2] == 1
     out, err, code = run_command("safemigrate", "--prune", database=db_alias)
     assert (err, code) == ("Migrations can be pruned only when an app is specified.\n", 1)
+
+
+def test_run_syncdb_asks_only_for_what_it_would_create(db_alias, settings):
+    settings.MIGRATION_MODULES = {**settings.MIGRATION_MODULES, "ledger": None}
+    settings.MIGRATOR = {**settings.MIGRATOR, "ENVIRONMENT": "production"}
+    asked = ("safemigrate", "--run-syncdb", "--noinput")
+    _, err, code = run_command(*asked, database=db_alias)
+    assert code == 3
+    assert f"Create the tables of ledger (no migrations) in {db_alias!r} in production?" in err
+    assert run_command(*asked, "--yes", database=db_alias)[2] == 0
+    assert run_command(*asked, database=db_alias) == ("No migrations to apply.\n", "", 0)
+
+
+def test_run_syncdb_creates_nothing_another_process_created_meanwhile(db_alias, settings):
+    settings.MIGRATION_MODULES = {**settings.MIGRATION_MODULES, "ledger": None}
+    assert run_command("safemigrate", database=db_alias)[2] == 0  # all but ledger's tables
+    settings.MIGRATOR = {**settings.MIGRATOR, "ENVIRONMENT": "production"}
+    runs = Run.objects.using(db_alias).filter(command="safemigrate")
+    before, events = runs.count(), []
+
+    def confirm_while_another_process_syncs(question: str, expected: str) -> bool:
+        assert question.startswith("Create the tables of ledger (no migrations)")
+        call_command("migrate", "--run-syncdb", database=db_alias, verbosity=0)
+        return True
+
+    report = runner.safemigrate(
+        options=RunOptions(database=db_alias, run_syncdb=True, backup=False),
+        progress=events.append,
+        confirm=confirm_while_another_process_syncs,
+    )
+    assert report.outcome == "nothing"
+    assert "syncdb" not in [event.action for event in events]
+    assert runs.count() == before
+    assert {"ledger_account", "ledger_entry"} <= tables(db_alias)
+
+
+def test_run_syncdb_killed_in_post_migrate_is_completed_by_the_next_run(db_alias):
+    env = {"MIGRATOR_TEST_UNMIGRATED": "ledger"}
+    argv = ("safemigrate", "--run-syncdb", "--noinput")
+    child = start_child(db_alias, *argv, PAUSE_AT="post_migrate", **env)
+    try:
+        wait_for_line(child, "PAUSED")  # tables synchronised, migrations applied
+        child.kill()
+        child.wait(timeout=60)
+    finally:
+        for stream in (child.stdin, child.stdout, child.stderr):
+            stream.close()
+    done = run_child(db_alias, *argv, **env)
+    assert (done.returncode, done.stdout) == (0, "No migrations to apply.\n")
+    assert "interrupted" in done.stderr  # the killed run, found dead
+    assert {"ledger_account", "ledger_entry"} <= tables(db_alias)
+    ledger = Permission.objects.using(db_alias).filter(content_type__app_label="ledger")
+    assert ledger.exists()  # post_migrate, completed by the next run
+    outcomes = Run.objects.using(db_alias).values_list("outcome", flat=True)
+    assert list(outcomes) == ["interrupted"]
 
 
 def gone(alias: str, *names: str) -> None:
