@@ -87,8 +87,11 @@ NOT_FOR_TOOLS: Final = frozenset(
         "tcp_user_timeout",
     }
 )
-FIRST_POLL: Final = 0.01  # seconds between looks at whether psql reached the postlude
-LONGEST_POLL: Final = 0.2
+# Seconds between looks at whether psql reached the postlude: every look past the moment
+# adds to the restore (index builds take a while after pg_restore exits), a look is one
+# failed open(2).
+FIRST_POLL: Final = 0.002
+LONGEST_POLL: Final = 0.02
 VERSION: Final = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
 
 # Drops every relation outside the system schemas that no extension owns and no table
