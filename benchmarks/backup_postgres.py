@@ -8,7 +8,9 @@ neither, times:
   ``backup`` (native): the ratio, and the Python process's peak RSS;
 * ``pg_restore --single-transaction --exit-on-error --no-owner`` into an empty database vs
   ``restore --no-safety-backup`` into an empty database (and, once, over the populated
-  source database: the usual case, where every relation is dropped first);
+  source database: the usual case, where every relation is dropped first): the two
+  alternate which goes first from round to round, and each starts from a checkpointed
+  server, so that neither pays for the other's writes;
 * ``backup --format portable``: time, size and peak RSS.
 
 Every migrator figure comes from a fresh child process: its peak RSS is that operation's,
@@ -16,6 +18,10 @@ Django included (``idle``: a child that only connects). Uses ``DATABASE_URL`` wh
 else starts a PostgreSQL server from the ``pgserver`` package.
 
     python benchmarks/backup_postgres.py [--accounts 4000000] [--notes 3000000] [--repeat 3]
+
+Issue 20's restore figure (about 250 MB, 1.5 M rows; the backup rounds skipped):
+
+    python benchmarks/backup_postgres.py --accounts 860000 --notes 640000 --restore-only --repeat 5
 """
 
 import argparse
@@ -131,6 +137,11 @@ def main() -> None:
     parser.add_argument("--notes", type=int, default=3_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--skip-portable", action="store_true")
+    parser.add_argument(
+        "--restore-only",
+        action="store_true",
+        help="take one backup and time only the restores (no portable backup either)",
+    )
     options = parser.parse_args()
 
     scratch = Path(tempfile.mkdtemp(prefix="migrator-bench-"))
@@ -154,7 +165,7 @@ def run(options: argparse.Namespace, scratch: Path) -> None:
     pg_dump, pg_restore = str(Path(bin_dir, "pg_dump")), str(Path(bin_dir, "pg_restore"))
     direct_file = scratch / "direct.dump"
     direct, native, native_peaks, native_ids = [], [], [], []
-    for _ in range(options.repeat):
+    for _ in range(1 if options.restore_only else options.repeat):
         direct.append(
             timed(
                 [
@@ -173,36 +184,42 @@ def run(options: argparse.Namespace, scratch: Path) -> None:
         native_ids.append(result["id"])
     dump_size = direct_file.stat().st_size
 
-    restore_direct, restore_native, restore_peaks = [], [], []
-    for index in range(options.repeat):
-        target = f"backup_bench_direct_{index}"
-        admin.create(target)
-        restore_direct.append(
-            timed(
-                [
-                    pg_restore,
-                    "--single-transaction",
-                    "--exit-on-error",
-                    "--no-owner",
-                    "--no-password",
-                    f"--dbname={target}",
-                    str(direct_file),
-                ],
-                admin.tool_env(target),
-            )
+    def direct_restore(target: str) -> float:
+        return timed(
+            [
+                pg_restore,
+                "--single-transaction",
+                "--exit-on-error",
+                "--no-owner",
+                "--no-password",
+                f"--dbname={target}",
+                str(direct_file),
+            ],
+            admin.tool_env(target),
         )
-        admin.drop(target)
-        target = f"backup_bench_native_{index}"
-        admin.create(target)
+
+    restore_peaks = []
+
+    def native_restore(target: str) -> float:
         result = run_child(env_for(target), "restore", native_ids[-1])
-        restore_native.append(result["seconds"])
         restore_peaks.append(result["peak_rss_mb"])
-        admin.drop(target)
+        return result["seconds"]
+
+    restore_direct, restore_native = [], []
+    for index in range(options.repeat):
+        pair = [(restore_direct, direct_restore), (restore_native, native_restore)]
+        for times, restore in pair if index % 2 == 0 else reversed(pair):
+            target = f"backup_bench_restore_{index}"
+            admin.create(target)
+            admin.execute("CHECKPOINT")
+            times.append(restore(target))
+            admin.drop(target)
+    admin.execute("CHECKPOINT")
     over_source = run_child(env_for(source), "restore", native_ids[-1])
     idle = run_child(env_for(source), "idle")
 
     portable = None
-    if not options.skip_portable:
+    if not (options.skip_portable or options.restore_only):
         portable = run_child(env_for(source), "portable-backup")
 
     report(
@@ -298,6 +315,13 @@ def report(
         f"native restore / pg_restore: {median(restore_native) / median(restore_direct):.3f}  "
         f"(runs: {', '.join(f'{t:.1f}' for t in restore_native)} vs "
         f"{', '.join(f'{t:.1f}' for t in restore_direct)})"
+    )
+    rounds = [ours / theirs for ours, theirs in zip(restore_native, restore_direct, strict=True)]
+    print(
+        "restore into an empty database / `pg_restore --single-transaction --exit-on-error "
+        f"--no-owner` of the same dump: median ratio {median(rounds):.2f} over "
+        f"{len(rounds)} interleaved rounds (rounds: {', '.join(f'{r:.2f}' for r in rounds)}; "
+        f"load average {', '.join(f'{load:.1f}' for load in os.getloadavg())})"
     )
 
 
