@@ -21,7 +21,8 @@ from migrator.backup import get_manifest, list_backups
 from migrator.models import MigrationHash, Run, RunStep
 from project.ledger.models import Account, Entry
 from tests.conftest import _admin_execute
-from tests.utils import TTYInput, applied, run_child, run_command
+from tests.test_children import wait_until
+from tests.utils import TTYInput, applied, raw_connection, run_child, run_command, start_child
 
 FORMATS = ["native", "portable"]
 
@@ -662,6 +663,53 @@ def test_a_native_postgresql_restore_whose_pg_restore_stops_early_changes_nothin
     _reseal(backup_dir, backup_id, payload[: len(payload) * 3 // 4])  # sealed, yet cut short
 
     _assert_failed_restore_changed_nothing(db_alias, backup_id, changed, "pg_restore: error:")
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+@pytest.mark.parametrize("race", ["the reader ends", "psql is terminated"])
+def test_a_native_postgresql_restore_waiting_for_a_readers_lock(db_alias, backup_dir, race):
+    """The restore's psql waits to drop a table a reader holds; then the race is run."""
+    seed(db_alias)
+    before = snapshot(db_alias)
+    backup_id = take_backup(db_alias)
+    change_everything(db_alias)
+    changed = snapshot(db_alias)
+    reader = raw_connection(db_alias)
+    with reader.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM ledger_account")  # ACCESS SHARE until it ends
+    connections[db_alias].close()
+    child = start_child(
+        db_alias, "restore", backup_id, "--yes", MIGRATOR_TEST_BACKUP_DIR=str(backup_dir)
+    )
+    waiting: list[int] = []
+
+    def psql_waits() -> bool:
+        with connections[db_alias].cursor() as cursor:
+            cursor.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = 'migrator backup' "
+                "AND wait_event_type = 'Lock' AND datname = current_database()"
+            )
+            waiting[:] = [row[0] for row in cursor.fetchall()]
+        return bool(waiting) or child.poll() is not None
+
+    wait_until(psql_waits, what="the restore's psql to wait for the reader's lock")
+    assert waiting, child.communicate()
+    if race == "psql is terminated":  # psql ends before it reaches the postlude
+        with connections[db_alias].cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [waiting[0]])
+    reader.rollback()
+    reader.close()
+    _, err = child.communicate(timeout=300)
+
+    outcome = Run.objects.using(db_alias).get(command="restore").outcome
+    if race == "the reader ends":
+        assert (child.returncode, err, outcome) == (0, "", "succeeded"), err
+        assert snapshot(db_alias) == before
+    else:
+        assert (child.returncode, outcome) == (6, "failed"), err
+        assert "Restore into 'default' failed and was rolled back; nothing was changed" in err
+        assert "terminating connection" in err
+        assert snapshot(db_alias) == changed
 
 
 @pytest.mark.parametrize("db_alias", ["default"], indirect=True)
