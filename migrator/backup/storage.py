@@ -327,7 +327,8 @@ def _uploads_with_boto3(storage: Any) -> bool:
     payload is a local file, so it is uploaded from its name instead
     (``DjangoStorageStore._upload``). Other storages are given the file through ``save()``.
     """
-    return getattr(storage, "transfer_config", None) is not None and hasattr(storage, "bucket")
+    boto3_backend = hasattr(type(storage), "bucket")  # a property: not evaluated here
+    return boto3_backend and getattr(storage, "transfer_config", None) is not None
 
 
 def _streaming(handle: Any) -> BinaryIO:
