@@ -10,6 +10,7 @@ import json
 import os
 import stat
 import time
+from contextlib import suppress
 from pathlib import Path
 from typing import NamedTuple
 
@@ -207,6 +208,8 @@ def kill_a_restore(alias: str, env, backup_id: str, statement: str, delay: float
     """kill -9 a restore ``delay`` s after its session runs ``statement``; then, within
     SETTLE, none of its processes and no session is left, and the data is old or new."""
     old = bulk_rows(alias), bulk_indexed(alias)
+    # The sessions of the command before are gone (their last statement could be ``statement``).
+    wait_until(lambda: not sessions(alias), timeout=SETTLE, what="the sessions before")
     watched = Watched(start_child(alias, "restore", backup_id, "--noinput", "--yes", **env))
     watched.until(lambda: running(alias, statement), what=statement)
     moment = watched.kill_after(delay)
@@ -265,14 +268,16 @@ def kill_a_sqlite_restore(alias: str, env, backup_id: str, delay: float, before:
     scratch directories already there); returns the scratch directories left."""
     old = bulk_rows(alias)
     watched = Watched(start_child(alias, "restore", backup_id, "--noinput", "--yes", **env))
-    copies: list[Path] = []
+    modes: dict[Path, int] = {}  # of each new working copy, when first seen
 
     def copied() -> bool:
-        copies[:] = [d / "restore.sqlite3" for d in set(scratch_dirs(env)) - before]
-        return any(copy.exists() for copy in copies)
+        for directory in set(scratch_dirs(env)) - before:
+            with suppress(FileNotFoundError):  # another scratch directory, or just removed
+                modes[directory] = stat.S_IMODE(os.stat(directory / "restore.sqlite3").st_mode)
+        return bool(modes)
 
     watched.until(copied, what="a new working copy")
-    assert {stat.S_IMODE(os.stat(copy).st_mode) for copy in copies} == {0o600}
+    assert set(modes.values()) == {0o600}
     watched.kill_after(delay)
     wait_until(lambda: not watched.survivors(), timeout=SETTLE, what="the children to die")
     assert bulk_rows(alias) in {old, ROWS}  # wholly old or wholly new
