@@ -31,14 +31,27 @@ def private_directory(purpose: str) -> Iterator[Path]:
     """A new 0700 directory for one operation's temporary files, removed afterwards."""
     sweep()
     path = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{purpose}-"))
-    owner = os.open(path / OWNER, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    owner = _owned(path)
     try:
-        if fcntl is not None:
-            fcntl.flock(owner, fcntl.LOCK_EX)
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
         os.close(owner)
+
+
+def _owned(path: Path) -> int:
+    """Give ``path`` its ``.owner`` file, locked before it has that name.
+
+    A sweep that ran between creating the file and locking it would take the directory
+    of a live process for a killed one's: the file is locked under a name no sweep reads,
+    then renamed into place.
+    """
+    pending = path / f"{OWNER}.pending"
+    owner = private_file(pending)
+    if fcntl is not None:
+        fcntl.flock(owner, fcntl.LOCK_EX)
+    pending.rename(path / OWNER)
+    return owner
 
 
 def private_file(path: Path) -> int:

@@ -18,11 +18,20 @@ from django.db.migrations.recorder import MigrationRecorder
 
 from migrator import audit
 from migrator.backup import get_manifest, list_backups
+from migrator.backup.storage import DirectoryStore
 from migrator.models import MigrationHash, Run, RunStep
 from project.ledger.models import Account, Entry
 from tests.conftest import _admin_execute
 from tests.test_children import wait_until
-from tests.utils import TTYInput, applied, raw_connection, run_child, run_command, start_child
+from tests.utils import (
+    TTYInput,
+    applied,
+    raw_connection,
+    run_child,
+    run_command,
+    start_child,
+    sweep_before_locking,
+)
 
 FORMATS = ["native", "portable"]
 
@@ -394,6 +403,26 @@ def test_a_killed_backups_partial_file_is_removed_by_the_next_backup(db_alias, b
         writer.wait(timeout=60)
         writer.stdin.close()
         writer.stdout.close()
+    assert run_command("backup", "--verify", backup_id, database=db_alias)[1:] == ("", 0)
+    assert not [path for path in backup_dir.iterdir() if path.name.startswith(".")]
+
+
+def test_a_backup_whose_new_file_another_backups_sweep_finds_unlocked_succeeds(
+    db_alias, backup_dir, monkeypatch
+):
+    """Two backups at once: one sweeps leftovers as the other has created, not yet locked,
+    its .partial file. The sweep removes it; the backup creates it again, not exit 6."""
+    seed(db_alias)
+
+    def another_backup_starts() -> None:
+        with DirectoryStore(backup_dir).staging("another.sqlite3"):
+            pass
+
+    swept = sweep_before_locking(
+        monkeypatch, lambda path: path.name.endswith(".partial"), another_backup_starts
+    )
+    backup_id = take_backup(db_alias)
+    assert len(swept) == 1
     assert run_command("backup", "--verify", backup_id, database=db_alias)[1:] == ("", 0)
     assert not [path for path in backup_dir.iterdir() if path.name.startswith(".")]
 

@@ -9,6 +9,7 @@ own descendants, collected by pid (with their start times) while it ran, never b
 import json
 import os
 import stat
+import tempfile
 import time
 from contextlib import suppress
 from pathlib import Path
@@ -17,7 +18,8 @@ from typing import NamedTuple
 import pytest
 from django.db import connections
 
-from tests.utils import run_child, start_child
+from migrator import scratch
+from tests.utils import run_child, start_child, sweep_before_locking
 
 PASSWORD = "pw-Never-Shown-42"  # noqa: S105  (trusted locally; only its file matters)
 ROWS = 300_000
@@ -282,3 +284,17 @@ def kill_a_sqlite_restore(alias: str, env, backup_id: str, delay: float, before:
     wait_until(lambda: not watched.survivors(), timeout=SETTLE, what="the children to die")
     assert bulk_rows(alias) in {old, ROWS}  # wholly old or wholly new
     return set(scratch_dirs(env))
+
+
+def test_a_sweep_as_a_scratch_directory_is_made_leaves_it_to_its_process(monkeypatch, tmp_path):
+    """Another command's sweep between the creation of a directory's owner file and its
+    lock must not take the directory of a live process for a killed one's."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    swept = sweep_before_locking(
+        monkeypatch, lambda path: path.parent.name.startswith(scratch.PREFIX), scratch.sweep
+    )
+    with scratch.private_directory("race") as path:
+        assert len(swept) == 1
+        assert path.is_dir()
+        (path / "password").write_text("in use")
+    assert not path.exists()

@@ -1,9 +1,10 @@
 """Helpers for driving migrator the way users do: call_command, and real child processes."""
 
+import fcntl
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from io import StringIO
 from pathlib import Path
 
@@ -133,3 +134,25 @@ def applied(alias: str, app_label: str) -> list[str]:
     with connections[alias].cursor() as cursor:
         cursor.execute("SELECT name FROM django_migrations WHERE app = %s ORDER BY id", [app_label])
         return [row[0] for row in cursor.fetchall()]
+
+
+def sweep_before_locking(monkeypatch, locking: Callable[[Path], bool], sweep: Callable[[], object]):
+    """Run ``sweep`` once, just before the first blocking lock of a file ``locking`` picks.
+
+    That is the instant another process's sweep of leftovers can find a new file not yet
+    locked: a race made to happen every time, in this process. Returns the list of the
+    files it ran before (one at most).
+    """
+    flock = fcntl.flock
+    swept: list[Path] = []
+
+    def flock_after_a_sweep(descriptor, operation):
+        number = descriptor if isinstance(descriptor, int) else descriptor.fileno()
+        path = Path(os.readlink(f"/proc/self/fd/{number}"))
+        if operation == fcntl.LOCK_EX and not swept and locking(path):
+            swept.append(path)
+            sweep()
+        return flock(descriptor, operation)
+
+    monkeypatch.setattr(fcntl, "flock", flock_after_a_sweep)
+    return swept

@@ -36,6 +36,7 @@ except ImportError:  # pragma: no cover - Windows: leftovers are kept, not told 
 
 MANIFEST_SUFFIX: Final = ".json"
 PARTIAL_SUFFIX: Final = ".partial"
+CLAIM_ATTEMPTS: Final = 5  # creations of a .partial file that other backups' sweeps may remove
 NOTE_SUFFIX: Final = ".drill"  # beside the manifest, not sealed by it: it changes
 STORAGE_PREFIX: Final = "migrator-backups"
 CHUNK: Final = 1024 * 1024
@@ -364,13 +365,22 @@ def file_digest(handle: BinaryIO) -> tuple[int, str]:
 
 @contextmanager
 def _claimed(path: Path) -> Iterator[int]:
-    """Create ``path`` (0600) and hold an OS lock on it until it is published or dropped."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    """Create ``path`` (0600) and hold an OS lock on it until it is published or dropped.
+
+    Another backup's sweep can take the file for a leftover in the instant between its
+    creation and its lock, and remove it: it is then created again.
+    """
+    for _attempt in range(CLAIM_ATTEMPTS):
+        descriptor = scratch.private_file(path)
+        if fcntl is None:
+            break
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        if _names(path, descriptor):
+            break
+        os.close(descriptor)
+    else:
+        raise BackupFailed(f"{path.name} was removed as it was created; try again.")
     try:
-        if fcntl is not None:
-            fcntl.flock(descriptor, fcntl.LOCK_EX)
-            if not _names(path, descriptor):  # taken for a leftover before it was locked
-                raise BackupFailed(f"{path.name} was removed as it was created; try again.")
         yield descriptor
     finally:
         os.close(descriptor)
