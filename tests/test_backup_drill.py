@@ -1,13 +1,15 @@
 """The restore drill, ``backup --verify ID --full``, on both vendors and both formats."""
 
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
 from django.db import connections
 
+from migrator import scratch
 from migrator.backup import get_manifest
-from migrator.backup.drill import SCRATCH_PREFIX, scratch_directory
+from migrator.backup.drill import SCRATCH_PREFIX
 from migrator.models import Run
 from project.ledger.models import Entry
 from tests import test_backup
@@ -22,7 +24,8 @@ backup_dir = test_backup.backup_dir  # autouse: each test keeps its backups to i
 def scratch_left(alias: str) -> list[str]:
     """Scratch databases (PostgreSQL) or files (SQLite) that exist now."""
     if connections[alias].vendor == "sqlite":
-        return sorted(path.name for path in scratch_directory().glob(f"{SCRATCH_PREFIX}*"))
+        drills = Path(tempfile.gettempdir()).glob(f"{scratch.PREFIX}drill-*/{SCRATCH_PREFIX}*")
+        return sorted(path.name for path in drills)
     with connections[alias].cursor() as cursor:
         cursor.execute(
             "SELECT datname FROM pg_database WHERE starts_with(datname, %s)", [SCRATCH_PREFIX]
@@ -170,8 +173,10 @@ def test_a_killed_drills_leftovers_are_removed_by_the_next_drill(db_alias):
             _admin_execute(db_alias, f'CREATE DATABASE "{name}"')
         holder = raw_connection(db_alias, dbname=live)
     else:
-        Path(scratch_directory(), f"{leftover}.sqlite3").write_bytes(b"")
-        Path(scratch_directory(), f"{leftover}.sqlite3-journal").write_bytes(b"")
+        killed = Path(tempfile.gettempdir(), f"{scratch.PREFIX}drill-killed")  # owner gone
+        killed.mkdir(mode=0o700)
+        for name in (scratch.OWNER, f"{leftover}.sqlite3", f"{leftover}.sqlite3-journal"):
+            (killed / name).write_bytes(b"")
     try:
         assert drill(db_alias, backup_id)[2] == 0
         remaining = scratch_left(db_alias)

@@ -9,20 +9,17 @@ manifest when the backup was taken, checks the migration state, and drops the sc
 database whatever happens. The configured database is never touched. A drill killed
 half-way leaves a scratch database or file behind; the next drill removes it (one that
 a live drill still uses is left alone: PostgreSQL refuses to drop a database in use, and
-a live drill holds an OS lock on its SQLite file).
+a SQLite file lives in a scratch directory its live drill holds, see ``migrator.scratch``).
 """
 
 import json
 import logging
-import os
 import secrets
-import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Final
 
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
@@ -34,8 +31,9 @@ from migrator.backup.backups import payload_identities, verify_backup
 from migrator.backup.base import connect, engine_for, first_line
 from migrator.backup.manifest import Manifest
 from migrator.backup.restoring import opened_payload
-from migrator.backup.storage import _claimed, _unheld, backup_store
+from migrator.backup.storage import backup_store
 from migrator.exceptions import BackupFailed
+from migrator.scratch import private_directory
 from migrator.types import ProgressCallback, ProgressEvent, ignore_progress
 
 logger = logging.getLogger(__name__)
@@ -273,32 +271,13 @@ def _drop_leftovers(admin: BaseDatabaseWrapper) -> None:
                 continue
 
 
-def scratch_directory() -> Path:
-    """Where SQLite drills make their scratch files: private, shared by this user's drills."""
-    directory = Path(tempfile.gettempdir(), "migrator-drills")
-    directory.mkdir(mode=0o700, exist_ok=True)
-    return directory
-
-
 @contextmanager
 def _sqlite_scratch(connection: BaseDatabaseWrapper) -> Iterator[BaseDatabaseWrapper]:
-    directory = scratch_directory()
-    for leftover in directory.glob(f"{SCRATCH_PREFIX}*.sqlite3"):
-        with suppress(FileNotFoundError), _unheld(leftover) as unheld:
-            if unheld:
-                _remove_sqlite(leftover)
-    path = directory / f"{SCRATCH_PREFIX}{secrets.token_hex(6)}.sqlite3"
-    try:
-        with _claimed(path), _registered(connection, str(path)) as scratch:
+    """A new file in a private scratch directory: a killed drill's is swept with it."""
+    with private_directory("drill") as private:
+        path = private / f"{SCRATCH_PREFIX}{secrets.token_hex(6)}.sqlite3"
+        with _registered(connection, str(path)) as scratch:
             yield scratch
-    finally:
-        _remove_sqlite(path)
-
-
-def _remove_sqlite(path: Path) -> None:
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        with suppress(FileNotFoundError):
-            os.unlink(f"{path}{suffix}")
 
 
 def _note(manifest: Manifest, report: DrillReport) -> None:
