@@ -21,12 +21,8 @@ from migrator.exceptions import ConfirmationRequired, LockNotAcquired, RunInterr
 from migrator.models import MigrationHash, Run, RunStep
 
 CI_REVISION_VARIABLES = ("MIGRATOR_REVISION", "GITHUB_SHA", "CI_COMMIT_SHA", "GIT_COMMIT")
-LOCKED_COMMANDS = (
-    "safemigrate",
-    "rollback",
-    "restore",
-    "verifymigrations",
-)  # commands that run under the lock
+# Commands that run under the lock.
+LOCKED_COMMANDS = ("safemigrate", "rollback", "restore", "verifymigrations")
 
 
 def actor() -> str:

@@ -226,9 +226,10 @@ def _apply(
         plan, report.held_back = stages.select(
             planning.forward_plan(executor, targets), executor.loader, options.stage
         )
-        _refuse_changed_plan(connection, confirmed, planning.plan_labels(plan), options=options)
-        report.plan = [planned for planned in report.plan if planned.label in set(confirmed)]
-        if planning.plan_labels(plan) != [planned.label for planned in report.plan]:
+        replanned = planning.plan_labels(plan)
+        _refuse_changed_plan(connection, confirmed, replanned, options=options)
+        report.plan = [planned for planned in report.plan if planned.label not in bootstrapped]
+        if replanned != confirmed:  # shrank: another run applied part of it
             report.plan = planning.describe_plan(
                 plan, connection=connection, loader=executor.loader
             )
