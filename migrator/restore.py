@@ -22,8 +22,8 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from migrator import guard
 from migrator.audit import outcome_of, recorded
-from migrator.backup import keepaudit, restoring, verify_backup
-from migrator.backup.backups import payload_identities
+from migrator.backup import keepaudit, restoring
+from migrator.backup.backups import verify_payload
 from migrator.backup.base import BackupEngine, connect, engine_for
 from migrator.backup.manifest import Manifest
 from migrator.conf import get_settings
@@ -98,10 +98,9 @@ def check_restore(
 ) -> CheckedRestore:
     """Everything checked before a restore asks or locks anything; changes nothing."""
     started = time.monotonic()
-    manifest = verify_backup(backup_id)
+    manifest, identities = verify_payload(backup_id, identity)  # decrypted, nothing kept
     connection = connections[database]
     differences = restoring.check_fits(manifest, connection, force=force)
-    identities = payload_identities(manifest, identity)  # decrypts once, keeps nothing
     engine = engine_for(connection, manifest.format)
     connect(connection)
     engine.check_restore(manifest)

@@ -175,29 +175,17 @@ def verify_backup(backup_id: str) -> Manifest:
     return _verify(store, _read(store, check_backup_id(backup_id)))
 
 
-def _verify(store: BackupStore, manifest: Manifest) -> Manifest:
-    backup_id = manifest.id
-    try:
-        with store.open_payload(manifest.payload) as handle:
-            size, sha256 = file_digest(handle)
-    except FileNotFoundError:
-        raise BackupFailed(
-            f"The payload of backup {backup_id!r} ({manifest.payload}) is missing."
-        ) from None
-    except OSError as exc:
-        raise BackupFailed(f"Cannot read backup {backup_id!r}: {first_line(exc)}.") from exc
-    check_digest(manifest, size, sha256)
-    return manifest
+def verify_payload(backup_id: str, identity: str | None) -> tuple[Manifest, list[Any]]:
+    """``verify_backup``, and the age identities that decrypt an encrypted backup ([] for a
+    plaintext one), in one read of the payload.
 
-
-def payload_identities(manifest: Manifest, identity: str | None) -> list[Any]:
-    """The age identities that decrypt an encrypted backup ([] for a plaintext one).
-
-    The whole payload is decrypted once and thrown away, so a missing or wrong identity,
-    or an altered payload, is refused before anything is touched.
+    An encrypted payload is decrypted whole and thrown away as it is hashed, so a missing
+    or wrong identity, or an altered payload, is refused before anything is touched.
     """
+    store = backup_store()
+    manifest = _read(store, check_backup_id(backup_id))
     if not manifest.encryption:
-        return []
+        return _verify(store, manifest), []
     path = encryption.identity_file(identity)
     if path is None:
         raise BackupFailed(
@@ -206,12 +194,34 @@ def payload_identities(manifest: Manifest, identity: str | None) -> list[Any]:
             f"{encryption.IDENTITY_HINT}. Nothing was changed."
         )
     identities = encryption.load_identities(path)
-    with backup_store().open_payload(manifest.payload) as handle:
-        size, sha256 = encryption.check_decryptable(
-            handle, identities, backup_id=manifest.id, keys=manifest.recipients
-        )
+    return _verify(store, manifest, identities), identities
+
+
+def _verify(
+    store: BackupStore, manifest: Manifest, identities: list[Any] | None = None
+) -> Manifest:
+    backup_id = manifest.id
+    try:
+        with store.open_payload(manifest.payload) as handle:
+            if not identities:
+                size, sha256 = file_digest(handle)
+            else:
+                try:
+                    size, sha256 = encryption.check_decryptable(
+                        handle, identities, backup_id=backup_id, keys=manifest.recipients
+                    )
+                except BackupFailed:  # a payload that is not the one written says so first
+                    with store.open_payload(manifest.payload) as again:
+                        check_digest(manifest, *file_digest(again))
+                    raise
+    except FileNotFoundError:
+        raise BackupFailed(
+            f"The payload of backup {backup_id!r} ({manifest.payload}) is missing."
+        ) from None
+    except OSError as exc:
+        raise BackupFailed(f"Cannot read backup {backup_id!r}: {first_line(exc)}.") from exc
     check_digest(manifest, size, sha256)
-    return identities
+    return manifest
 
 
 def check_digest(manifest: Manifest, size: int, sha256: str) -> None:

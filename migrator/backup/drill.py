@@ -27,7 +27,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.recorder import MigrationRecorder
 
 from migrator.backup import postgres, sqlite
-from migrator.backup.backups import payload_identities, verify_backup
+from migrator.backup.backups import verify_payload
 from migrator.backup.base import connect, engine_for, first_line
 from migrator.backup.manifest import Manifest
 from migrator.backup.restoring import opened_payload
@@ -91,8 +91,7 @@ def drill_backup(
     restore is a report whose ``cause`` says why.
     """
     started = time.monotonic()
-    manifest = verify_backup(backup_id)
-    identities = payload_identities(manifest, identity)
+    manifest, identities = verify_payload(backup_id, identity)
     connection = _server_for(manifest, database)
     connect(connection)
     report = DrillReport(

@@ -47,14 +47,18 @@ def configured_recipients() -> tuple[str, ...]:
     setting = get_settings().backup_recipients
     if not isinstance(setting, str):
         return tuple(key for key in setting if key)
+    return _key_lines(setting, f"the recipients file {setting!r} of MIGRATOR['BACKUP_RECIPIENTS']")
+
+
+def _key_lines(path: str | os.PathLike[str], described: str, then: str = "") -> tuple[str, ...]:
+    """The keys of a key file as age writes them: one a line, ``#`` comments and blank lines
+    skipped."""
     try:
-        lines = Path(setting).read_text(encoding="utf-8").splitlines()
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
     except OSError as exc:
-        raise BackupFailed(
-            f"Cannot read the recipients file {setting!r} of MIGRATOR['BACKUP_RECIPIENTS']: "
-            f"{exc.strerror or exc}."
-        ) from exc
-    return tuple(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+        raise BackupFailed(f"Cannot read {described}: {exc.strerror or exc}{then}.") from exc
+    stripped = (line.strip() for line in lines)
+    return tuple(line for line in stripped if line and not line.startswith("#"))
 
 
 def parse_recipients(keys: tuple[str, ...]) -> list[Any]:
@@ -76,14 +80,7 @@ def parse_recipients(keys: tuple[str, ...]) -> list[Any]:
 def load_identities(path: str | os.PathLike[str]) -> list[Any]:
     """The identities of an age identity file (``age-keygen`` output; ``#`` comments)."""
     pyrage = pyrage_module()
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise BackupFailed(
-            f"Cannot read the identity file {os.fspath(path)!r}: {exc.strerror or exc}; "
-            "nothing was changed."
-        ) from exc
-    keys = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    keys = _key_lines(path, f"the identity file {os.fspath(path)!r}", then="; nothing was changed")
     try:
         identities = [pyrage.x25519.Identity.from_str(key) for key in keys]
     except pyrage.IdentityError:

@@ -109,7 +109,7 @@ def restore_payload(
 ) -> list[Statement]:
     """Under the lock, with the run open: safety backup, then the restore itself.
 
-    ``identities``: the age identities of an encrypted backup (``payload_identities``).
+    ``identities``: the age identities of an encrypted backup (``verify_payload``).
     Returns the statements that put the live audit back, still to run once migrator's
     tables exist again (a native backup without them), else an empty list.
     """
