@@ -265,7 +265,7 @@ def test_a_bad_recipient_is_refused_before_anything_is_written(db_alias, setting
 
 def test_recipients_from_a_file(db_alias, settings, tmp_path, backup_dir):
     first, second = new_identity(tmp_path / "a.txt"), new_identity(tmp_path / "b.txt")
-    (tmp_path / "recipients.txt").write_text(f"# ops team\n{first}\n\n{second}\n")
+    (tmp_path / "recipients.txt").write_text(f"# ops team\n{first}\n\n  # indented\n{second}\n")
     settings.MIGRATOR = {
         **settings.MIGRATOR,
         "BACKUP_RECIPIENTS": str(tmp_path / "recipients.txt"),
