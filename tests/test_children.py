@@ -133,10 +133,19 @@ def bulk_rows(alias: str) -> int:
         return cursor.fetchone()[0]
 
 
-def backed_up(alias: str, env, *, rows: int = ROWS) -> str:
-    """The demo migrated, a big indexed table, and a backup of it; then a row more."""
+def backed_up(alias: str, env, *, rows: int = ROWS, large_objects: int = 0) -> str:
+    """The demo migrated, a big indexed table, ``large_objects`` of 512 KB referenced by a
+    table (PostgreSQL), and a backup of it; then a row more."""
     assert run_child(alias, "safemigrate", "--noinput", **env).returncode == 0
     with connections[alias].cursor() as cursor:
+        if large_objects:
+            cursor.execute("CREATE TABLE document (id integer PRIMARY KEY, body oid NOT NULL)")
+            cursor.execute(
+                "INSERT INTO document SELECT n, lo_from_bytea(0, decode(string_agg(md5("
+                "(n * 100000 + k)::text), ''), 'hex')) FROM generate_series(1, %s) n, "
+                "generate_series(1, 32768) k GROUP BY n",
+                [large_objects],
+            )
         cursor.execute("CREATE TABLE bulk (id integer, note text)")
         if connections[alias].vendor == "postgresql":  # one statement: 800k rows in seconds
             cursor.execute(
@@ -206,10 +215,57 @@ def test_a_postgresql_restore_killed_at_five_moments_leaves_nothing_and_old_or_n
     assert scratch_dirs(env) == []
 
 
-def kill_a_restore(alias: str, env, backup_id: str, statement: str, delay: float) -> None:
+# Kills of a restore of an archive holding large objects, whose script migrator relays:
+# loading the table, writing the large objects, and the index build after them (where
+# pg_restore's own COMMIT after the large objects had ended the restore's transaction).
+LARGE_OBJECT_KILLS = (
+    ("COPY public.bulk (id, note) FROM stdin", 0.2),
+    ("SELECT pg_catalog.lowrite", 0.0),
+    ("CREATE INDEX bulk_note", 0.0),
+)
+
+
+def test_a_postgresql_restore_of_large_objects_killed_leaves_nothing_and_old_or_new_data(
+    db_alias, env
+):
+    if connections[db_alias].vendor != "postgresql":
+        pytest.skip("large objects, pg_restore and psql are PostgreSQL's")
+    backup_id = backed_up(db_alias, env, large_objects=20)
+    objects = documents(db_alias)
+    for statement, delay in LARGE_OBJECT_KILLS:
+        kill_a_restore(db_alias, env, backup_id, statement, delay, rows=ROWS, also=documents)
+        assert documents(db_alias) == objects
+        done = run_child(db_alias, "restore", backup_id, "--noinput", "--yes", **env)
+        assert done.returncode == 0, done.stderr
+        assert (bulk_rows(db_alias), bulk_indexed(db_alias)) == (ROWS, True)
+        assert documents(db_alias) == objects
+        add_a_row(db_alias)
+    assert scratch_dirs(env) == []
+
+
+def documents(alias: str) -> list[tuple]:
+    """Each large object the document table references, with the MD5 of its contents."""
+    with connections[alias].cursor() as cursor:
+        cursor.execute("SELECT id, body, md5(lo_get(body)) FROM document ORDER BY id")
+        return cursor.fetchall()
+
+
+def kill_a_restore(
+    alias: str,
+    env,
+    backup_id: str,
+    statement: str,
+    delay: float,
+    *,
+    rows: int = BIG_ROWS,
+    also=lambda alias: None,
+) -> None:
     """kill -9 a restore ``delay`` s after its session runs ``statement``; then, within
-    SETTLE, none of its processes and no session is left, and the data is old or new."""
+    SETTLE, none of its processes and no session is left, and the data is old or new:
+    the backup's ``rows``, indexed (``also(alias)``: the same in both). Either way the
+    audit has the killed restore's run (a restore merges it back as it commits)."""
     old = bulk_rows(alias), bulk_indexed(alias)
+    unchanged, restores = also(alias), restore_runs(alias)
     # The sessions of the command before are gone (their last statement could be ``statement``).
     wait_until(lambda: not sessions(alias), timeout=SETTLE, what="the sessions before")
     watched = Watched(start_child(alias, "restore", backup_id, "--noinput", "--yes", **env))
@@ -219,7 +275,14 @@ def kill_a_restore(alias: str, env, backup_id: str, statement: str, delay: float
     assert watched.spawned, when  # its pg_dump, or its pg_restore and psql
     wait_until(lambda: not watched.survivors(), timeout=SETTLE, what=f"the children ({when})")
     wait_until(lambda: not sessions(alias), timeout=SETTLE, what=f"the sessions ({when})")
-    assert (bulk_rows(alias), bulk_indexed(alias)) in {old, (BIG_ROWS, True)}, when
+    assert (bulk_rows(alias), bulk_indexed(alias)) in {old, (rows, True)}, when
+    assert (also(alias), restore_runs(alias)) == (unchanged, restores + 1), when
+
+
+def restore_runs(alias: str) -> int:
+    with connections[alias].cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM migrator_run WHERE command = 'restore'")
+        return cursor.fetchone()[0]
 
 
 def bulk_indexed(alias: str) -> bool:

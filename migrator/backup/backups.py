@@ -99,6 +99,7 @@ def create_backup(
                 encryption=encryption.AGE if keys else "",
                 recipients=list(keys),
                 tables=tables,
+                large_objects=engine.large_objects(),
             )
             store.publish(staged, filename, backup_id, manifest.to_json())
     except OSError as exc:

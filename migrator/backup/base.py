@@ -38,6 +38,10 @@ class BackupEngine(ABC):
     def tool_version(self) -> str:
         """The name and version of what writes the payload."""
 
+    def large_objects(self) -> int | None:
+        """PostgreSQL large objects in the payload ``dump`` wrote; None when not counted."""
+        return None
+
     @abstractmethod
     def dump(self, path: Path, progress: ProgressCallback) -> dict[str, int]:
         """Write a consistent copy of the database to ``path`` (an existing empty 0600 file).

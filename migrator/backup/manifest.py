@@ -37,7 +37,7 @@ BACKUP_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 LIST_HINT: Final = "run 'manage.py backup --list' to see the backups"
 # Older manifests lack these.
 LATER_FIELDS: Final = frozenset(
-    {"database_host", "database_port", "encryption", "recipients", "tables"}
+    {"database_host", "database_port", "encryption", "recipients", "tables", "large_objects"}
 )
 
 
@@ -73,6 +73,9 @@ class Manifest:
     manifest_version: int = MANIFEST_VERSION
     database_host: str | None = None  # None: written before backups had an identity
     database_port: str | None = None
+    # PostgreSQL large objects in a native backup; None: not counted (another format, or
+    # written before they were), so the restore must expect some.
+    large_objects: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -180,6 +183,11 @@ def _problems(manifest: Manifest, backup_id: str) -> list[str]:
             "bad migration state",
         ),
         (manifest.encryption in ("", "age"), f"unknown encryption {manifest.encryption!r}"),
+        (
+            manifest.large_objects is None
+            or (isinstance(manifest.large_objects, int) and manifest.large_objects >= 0),
+            "bad large object count",
+        ),
     ]
     return [problem for ok, problem in checks if not ok]
 

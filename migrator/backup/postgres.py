@@ -12,7 +12,9 @@ instead of a prompt.
 relation (so that tables created after the backup go too, and the database ends up
 exactly as it was backed up), the script ``pg_restore --file=-`` writes, and a postlude
 that merges the live run audit back. Any error, or a ``pg_restore`` that stops early,
-ends the session before COMMIT: the server rolls everything back.
+ends the session before COMMIT: the server rolls everything back. An archive that may
+hold large objects (its manifest does not say it holds none) goes through this process
+instead, so that the COMMIT ``pg_restore`` writes can be taken out (``_relay``).
 """
 
 import errno
@@ -24,9 +26,9 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
-from typing import Final
+from typing import BinaryIO, Final, NamedTuple
 
 from migrator import children, scratch
 from migrator.backup.base import BackupEngine, Statement, first_line, scrub, server_version
@@ -93,6 +95,12 @@ NOT_FOR_TOOLS: Final = frozenset(
 FIRST_POLL: Final = 0.002
 LONGEST_POLL: Final = 0.02
 VERSION: Final = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
+# What ``pg_restore --single-transaction --file=-`` writes after its COMMIT: comments and,
+# from PostgreSQL 16.10 and 17.6 on, ``\unrestrict <key>``. The relay holds back the last
+# HELD_BACK bytes of the script, which hold all of it.
+SCRIPT_END: Final = re.compile(rb"\nCOMMIT;\n((?:[ \t]*\n|--[^\n]*\n|\\unrestrict [^\n]*\n)*)\Z")
+HELD_BACK: Final = 4096
+RELAY_CHUNK: Final = 1 << 16
 
 # Drops every relation outside the system schemas that no extension owns and no table
 # owns (identity and serial sequences go with their tables), so the restored database
@@ -181,6 +189,9 @@ class PgDumpEngine(BackupEngine):
     def tool_version(self) -> str:
         return self._version
 
+    def large_objects(self) -> int | None:
+        return self._large_objects
+
     def dump(self, path: Path, progress: ProgressCallback) -> dict[str, int]:
         """pg_dump in a snapshot exported by a session that counts the rows meanwhile.
 
@@ -209,6 +220,8 @@ class PgDumpEngine(BackupEngine):
                     dump = children.popen(argv, env=env, stdin=subprocess.DEVNULL, stderr=errors)
                     try:
                         tables = row_counts(cursor)
+                        cursor.execute("SELECT count(*) FROM pg_catalog.pg_largeobject_metadata")
+                        self._large_objects = cursor.fetchone()[0]
                     finally:
                         returncode = dump.wait()
                     if returncode != 0:
@@ -239,14 +252,19 @@ class PgDumpEngine(BackupEngine):
         keep_audit: Sequence[Statement],
         progress: ProgressCallback,
     ) -> None:
-        prelude, postlude = self._prelude().encode(), self._postlude(keep_audit).encode()
+        prelude, postlude = self._prelude(), self._postlude(keep_audit).encode()
         with (
             libpq_environment(self.connection) as env,
             scratch.private_directory("pg-restore") as private,
         ):
-            self._pipe(path, env, private, prelude, postlude)
+            prelude_file = private / "prelude.sql"
+            _write_private(prelude_file, prelude)
+            if manifest.large_objects == 0:
+                self._pipe(path, env, private, prelude_file, postlude)
+            else:  # large objects, or a backup taken before they were counted
+                self._relay(path, env, private, prelude_file, postlude)
 
-    def _pipe(self, path: Path, env: dict, private: Path, prelude: bytes, postlude: bytes):
+    def _pipe(self, path: Path, env: dict, private: Path, prelude_file: Path, postlude: bytes):
         """pg_restore's script into one psql transaction, committed only if it is complete.
 
         psql reads the prelude, then pg_restore's output straight from a pipe, then the
@@ -254,9 +272,42 @@ class PgDumpEngine(BackupEngine):
         until then psql cannot reach COMMIT, and a pg_restore that stopped early (leaving
         a script that merely looks complete) gets psql killed, which rolls it all back.
         """
-        prelude_file, postlude_fifo = private / "prelude.sql", private / "postlude.sql"
-        _write_private(prelude_file, prelude.decode())
+        postlude_fifo = private / "postlude.sql"
         os.mkfifo(postlude_fifo, 0o600)
+        psql_files = [prelude_file, "-", postlude_fifo]
+        with self._restoring(path, env, private, psql_files, relayed=False) as tools:
+            self._check_reader(tools)
+            self._send_postlude(postlude_fifo, postlude, tools)
+            self._check_writer(tools)
+
+    def _relay(self, path: Path, env: dict, private: Path, prelude_file: Path, postlude: bytes):
+        """pg_restore's script passed on to psql by this process, without its own COMMIT.
+
+        Without ``--single-transaction`` the script wraps the large objects in its own
+        ``BEGIN;`` ... ``COMMIT;``, and that COMMIT would end psql's transaction half way.
+        With it, the script's only COMMIT is its last statement: it is held back, checked
+        and dropped, the postlude is written in its place once pg_restore has exited
+        cleanly, and psql commits once, at the end of its input.
+        """
+        with self._restoring(path, env, private, [prelude_file, "-"], relayed=True) as tools:
+            try:
+                end = _relay_script(tools.reader.stdout, tools.writer.stdin)
+                self._check_reader(tools)
+                tools.writer.stdin.write(self._without_final_commit(end) + postlude)
+                tools.writer.stdin.close()
+            except BrokenPipeError:  # psql stopped at an error in the script
+                tools.writer.wait()
+                raise self._failed(tools.psql_errors, "psql") from None
+            self._check_writer(tools)
+
+    @contextmanager
+    def _restoring(
+        self, path: Path, env: dict, private: Path, psql_files: list, *, relayed: bool
+    ) -> Iterator["_Tools"]:
+        """pg_restore reading the archive on stdin, and psql in one transaction reading
+        ``psql_files`` ("-": pg_restore's script, or what this process relays when
+        ``relayed``); whichever still runs on the way out is killed (psql before COMMIT:
+        the server rolls back). Their errors go to ``pg_restore.err`` and ``psql.err``."""
         restore_argv = [self._pg_restore, "--file=-", "--clean", "--if-exists", "--no-owner"]
         psql_argv = [
             self._psql,
@@ -265,48 +316,59 @@ class PgDumpEngine(BackupEngine):
             "--no-password",
             "--set=ON_ERROR_STOP=1",
             "--single-transaction",
-            f"--file={prelude_file}",
-            "--file=-",
-            f"--file={postlude_fifo}",
+            *(f"--file={name}" for name in psql_files),
         ]
-        with (
-            (private / "pg_restore.err").open("w+b") as restore_errors,
-            (private / "psql.err").open("w+b") as psql_errors,
-        ):
+        with ExitStack() as stack:
+            restore_errors = stack.enter_context((private / "pg_restore.err").open("w+b"))
+            psql_errors = stack.enter_context((private / "psql.err").open("w+b"))
             with path.open("rb") as archive:  # on stdin: a FIFO cannot be opened twice
                 reader = children.popen(
-                    restore_argv,
+                    restore_argv + (["--single-transaction"] if relayed else []),
                     env=env,
                     stdin=archive,
                     stdout=subprocess.PIPE,
                     stderr=restore_errors,
                 )
+            _killed_on_exit(stack, reader)
             try:
                 writer = children.popen(
                     psql_argv,
                     env=env,
-                    stdin=reader.stdout,
+                    stdin=subprocess.PIPE if relayed else reader.stdout,
                     stdout=subprocess.DEVNULL,
                     stderr=psql_errors,
                 )
             finally:
-                reader.stdout.close()  # psql holds the read end now
-            try:
-                if reader.wait() != 0:  # psql may have stopped first (pg_restore saw EPIPE)
-                    writer.kill()
-                    writer.wait()
-                    failed = psql_errors if _has_error(psql_errors) else restore_errors
-                    raise self._failed(failed, "psql" if failed is psql_errors else "pg_restore")
-                self._send_postlude(postlude_fifo, postlude, writer, psql_errors)
-                if writer.wait() != 0:
-                    raise self._failed(psql_errors, "psql")
-            finally:
-                for process in (reader, writer):
-                    if process.poll() is None:
-                        process.kill()  # psql killed before COMMIT: the server rolls back
-                    process.wait()
+                if not relayed:
+                    reader.stdout.close()  # psql holds the read end now
+            _killed_on_exit(stack, writer)
+            yield _Tools(reader, writer, restore_errors, psql_errors)
 
-    def _send_postlude(self, fifo: Path, postlude: bytes, writer, psql_errors) -> None:
+    def _check_reader(self, tools: "_Tools") -> None:
+        """pg_restore exited cleanly, else psql is killed before COMMIT."""
+        if tools.reader.wait() != 0:  # psql may have stopped first (pg_restore saw EPIPE)
+            tools.writer.kill()
+            tools.writer.wait()
+            if _has_error(tools.psql_errors):
+                raise self._failed(tools.psql_errors, "psql")
+            raise self._failed(tools.restore_errors, "pg_restore")
+
+    def _check_writer(self, tools: "_Tools") -> None:
+        if tools.writer.wait() != 0:
+            raise self._failed(tools.psql_errors, "psql")
+
+    def _without_final_commit(self, end: bytes) -> bytes:
+        """The end of the script without its COMMIT, which must be there and last."""
+        match = SCRIPT_END.search(end)
+        if match is None:
+            raise BackupFailed(
+                f"Restore into {self.connection.alias!r} failed and was rolled back; nothing "
+                "was changed: the script pg_restore wrote does not end with its COMMIT "
+                f"({tool_version(self._pg_restore)})."
+            )
+        return end[: match.start() + 1] + match.group(1)
+
+    def _send_postlude(self, fifo: Path, postlude: bytes, tools: "_Tools") -> None:
         """Write the postlude once psql opens the FIFO; psql ending first is its failure."""
         pause = FIRST_POLL
         while True:
@@ -316,8 +378,8 @@ class PgDumpEngine(BackupEngine):
             except OSError as exc:
                 if exc.errno != errno.ENXIO:  # ENXIO: nobody reads the FIFO yet
                     raise
-            if writer.poll() is not None:  # psql stopped at an error in the script
-                raise self._failed(psql_errors, "psql")
+            if tools.writer.poll() is not None:  # psql stopped at an error in the script
+                raise self._failed(tools.psql_errors, "psql")
             time.sleep(pause)
             pause = min(pause * 2, LONGEST_POLL)
         os.set_blocking(descriptor, True)
@@ -325,8 +387,8 @@ class PgDumpEngine(BackupEngine):
             with os.fdopen(descriptor, "wb") as handle:
                 handle.write(postlude)
         except BrokenPipeError:
-            writer.wait()
-            raise self._failed(psql_errors, "psql") from None
+            tools.writer.wait()
+            raise self._failed(tools.psql_errors, "psql") from None
 
     def _failed(self, errors, tool: str) -> BackupFailed:
         return BackupFailed(
@@ -337,7 +399,9 @@ class PgDumpEngine(BackupEngine):
     def _prelude(self) -> str:
         role = self.connection.settings_dict.get("OPTIONS", {}).get("assume_role")
         set_role = f"SET ROLE {self.connection.ops.quote_name(role)};\n" if role else ""
-        return f"SET client_min_messages = warning;\n{set_role}{DROP_RELATIONS}"
+        # error: the relayed script's BEGIN (psql's transaction is open) warns; the script
+        # sets warning itself after it.
+        return f"SET client_min_messages = error;\n{set_role}{DROP_RELATIONS}"
 
     def _postlude(self, keep_audit: Sequence[Statement]) -> str:
         with self.connection.cursor() as cursor:
@@ -387,6 +451,41 @@ def row_counts(cursor) -> dict[str, int]:
         cursor.execute(f"SELECT count(*) FROM {quoted}")
         counts[f"{schema}.{table}"] = cursor.fetchone()[0]
     return counts
+
+
+class _Tools(NamedTuple):
+    """A restore's pg_restore (reader) and psql (writer), and the files of their stderr."""
+
+    reader: subprocess.Popen
+    writer: subprocess.Popen
+    restore_errors: BinaryIO
+    psql_errors: BinaryIO
+
+
+def _killed_on_exit(stack: ExitStack, process: subprocess.Popen) -> None:
+    """On the way out: the process killed if it still runs, reaped, its pipes closed."""
+
+    def end() -> None:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        for pipe in (process.stdin, process.stdout):
+            if pipe is not None:
+                with suppress(BrokenPipeError):  # what psql will never read
+                    pipe.close()
+
+    stack.callback(end)
+
+
+def _relay_script(source: BinaryIO, sink: BinaryIO) -> bytes:
+    """Copy ``source`` to ``sink`` up to its end, and return its last HELD_BACK bytes, unsent."""
+    held = b""
+    while chunk := source.read1(RELAY_CHUNK):
+        held += chunk
+        if len(held) > HELD_BACK:
+            sink.write(held[:-HELD_BACK])
+            held = held[-HELD_BACK:]
+    return held
 
 
 def _has_error(handle) -> bool:
