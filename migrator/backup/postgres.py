@@ -9,12 +9,13 @@ instead of a prompt.
 
 ``pg_dump`` writes the archive straight to the destination file. A restore feeds one
 ``psql --single-transaction`` session (``ON_ERROR_STOP``): a prelude that drops every
-relation (so that tables created after the backup go too, and the database ends up
-exactly as it was backed up), the script ``pg_restore --file=-`` writes, and a postlude
-that merges the live run audit back. Any error, or a ``pg_restore`` that stops early,
-ends the session before COMMIT: the server rolls everything back. An archive that may
-hold large objects (its manifest does not say it holds none) goes through this process
-instead, so that the COMMIT ``pg_restore`` writes can be taken out (``_relay``).
+relation and large object (so that those created after the backup go too, and the
+database ends up exactly as it was backed up), the script ``pg_restore --file=-``
+writes, and a postlude that merges the live run audit back. Any error, or a
+``pg_restore`` that stops early, ends the session before COMMIT: the server rolls
+everything back. The script of an archive that may hold large objects (its manifest
+does not say it holds none) goes through this process, so that the COMMIT
+``pg_restore`` writes can be taken out (``_relay``).
 """
 
 import errno
@@ -103,9 +104,10 @@ HELD_BACK: Final = 4096
 RELAY_CHUNK: Final = 1 << 16
 
 # Drops every relation outside the system schemas that no extension owns and no table
-# owns (identity and serial sequences go with their tables), so the restored database
-# holds exactly what the archive holds.
-DROP_RELATIONS: Final = """
+# owns (identity and serial sequences go with their tables), and every large object (one
+# made after the backup would outlive the rows that referenced it), so the restored
+# database holds exactly what the archive holds.
+DROP_CONTENTS: Final = """
 DO $migrator$
 DECLARE item record;
 BEGIN
@@ -124,6 +126,7 @@ BEGIN
         WHEN 'f' THEN 'FOREIGN TABLE' WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END,
       item.nspname, item.relname);
   END LOOP;
+  PERFORM pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata;
 END
 $migrator$;
 """
@@ -401,7 +404,7 @@ class PgDumpEngine(BackupEngine):
         set_role = f"SET ROLE {self.connection.ops.quote_name(role)};\n" if role else ""
         # error: the relayed script's BEGIN (psql's transaction is open) warns; the script
         # sets warning itself after it.
-        return f"SET client_min_messages = error;\n{set_role}{DROP_RELATIONS}"
+        return f"SET client_min_messages = error;\n{set_role}{DROP_CONTENTS}"
 
     def _postlude(self, keep_audit: Sequence[Statement]) -> str:
         with self.connection.cursor() as cursor:
