@@ -278,6 +278,26 @@ def test_recipients_from_a_file(db_alias, settings, tmp_path, backup_dir):
         assert decrypted(backup_dir, backup_id, tmp_path / identity)
 
 
+def test_a_recipients_file_with_no_key_is_refused_not_ignored(
+    db_alias, settings, tmp_path, backup_dir
+):
+    """Encryption was asked for: an empty file (a failed deploy step) must not mean plaintext."""
+    recipients = tmp_path / "recipients.txt"
+    recipients.write_text("# ops team\n\n")
+    settings.MIGRATOR = {**settings.MIGRATOR, "BACKUP_RECIPIENTS": str(recipients)}
+    seed(db_alias)
+
+    _, err, code = run_command("backup", database=db_alias)
+
+    assert code == 6
+    assert err == (
+        f"The recipients file {str(recipients)!r} of MIGRATOR['BACKUP_RECIPIENTS'] holds no "
+        "key; add the public keys (age1...), one a line, or set BACKUP_RECIPIENTS to [] "
+        "to write backups unencrypted.\n"
+    )
+    assert not backup_dir.exists() or list(backup_dir.iterdir()) == []
+
+
 def test_encrypted_backups_taken_at_once_are_both_whole(db_alias, keys, backup_dir):
     _, identity = keys
     seed(db_alias)

@@ -47,7 +47,14 @@ def configured_recipients() -> tuple[str, ...]:
     setting = get_settings().backup_recipients
     if not isinstance(setting, str):
         return tuple(key for key in setting if key)
-    return _key_lines(setting, f"the recipients file {setting!r} of MIGRATOR['BACKUP_RECIPIENTS']")
+    where = f"recipients file {setting!r} of MIGRATOR['BACKUP_RECIPIENTS']"
+    keys = _key_lines(setting, f"the {where}")
+    if not keys:  # asked for encryption: an empty file must not mean plaintext backups
+        raise BackupFailed(
+            f"The {where} holds no key; add the public keys "
+            "(age1...), one a line, or set BACKUP_RECIPIENTS to [] to write backups unencrypted."
+        )
+    return keys
 
 
 def _key_lines(path: str | os.PathLike[str], described: str, then: str = "") -> tuple[str, ...]:
