@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
+from urllib.parse import unquote, urlsplit
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
@@ -303,6 +304,8 @@ def _sqlite_lock_path(connection: BaseDatabaseWrapper) -> Path:
     if connection.is_in_memory_db():
         digest = hashlib.sha256(name.encode()).hexdigest()[:16]
         return Path(tempfile.gettempdir(), f"migrator-{digest}.lock")
+    if name.startswith("file:"):  # a URI name (Django opens SQLite with uri=True)
+        name = unquote(urlsplit(name).path)
     return Path(f"{name}.migrator.lock")
 
 

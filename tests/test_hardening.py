@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from django.db import connections
 
-from tests.conftest import SETS
+from tests.conftest import SETS, _admin_execute
 from tests.utils import ROOT, applied, run_child, run_command
 
 EVERY_COMMAND = [
@@ -33,6 +33,10 @@ RUN_LOCK_TIMEOUT_ABC = (
     "MIGRATOR['RUN_LOCK_TIMEOUT'] is 'abc': must be a number of seconds. "
     "Fix MIGRATOR['RUN_LOCK_TIMEOUT'] in your settings."
 )
+READ_ONLY = {
+    "sqlite": "attempt to write a readonly database",
+    "postgresql": "cannot execute CREATE TABLE in a read-only transaction",
+}
 BROKEN_MIGRATION = "from django.db import migrations\n\n\nclass Migration(migrations.Migration)\n"
 
 
@@ -272,3 +276,35 @@ def test_a_uid_without_passwd_entry_and_no_user_runs_every_command(db_alias):
         assert applied(db_alias, "ledger") == []
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+# A read-only database (a replica, a file mounted read-only) -------------------------------
+
+
+def make_read_only(alias: str) -> None:
+    """SQLite: the file opened read-only; PostgreSQL: every transaction read-only, as on a
+    hot standby."""
+    connection = connections[alias]
+    connection.close()
+    name = connection.settings_dict["NAME"]
+    if connection.vendor == "sqlite":
+        connection.settings_dict["NAME"] = f"file:{name}?mode=ro"
+    else:
+        _admin_execute(alias, f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+
+
+@pytest.mark.parametrize("command", [("safemigrate",), ("safemigrate", "--fake")])
+def test_a_read_only_database_is_one_line_and_nothing_is_written(db_alias, command):
+    with connections[db_alias].cursor() as cursor:  # create the file (SQLite)
+        cursor.execute("SELECT 1")
+    make_read_only(db_alias)
+
+    out, err, code = run_command(*command, database=db_alias)
+
+    assert code == 1
+    assert err.splitlines() == [
+        f"Cannot write to database {db_alias!r}: {READ_ONLY[connections[db_alias].vendor]}. "
+        "Point --database at a writable (primary) "
+        "database, or grant this user write access, and run the command again."
+    ]
+    assert connections[db_alias].introspection.table_names() == []

@@ -13,9 +13,11 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, OperationalError, connections
+from django.db.migrations.exceptions import MigrationSchemaMissing
 
 from migrator import checks, locking, operations, scratch, secrets
 from migrator.audit import outcome_of
+from migrator.backup.base import first_line
 from migrator.conf import direct_alias, get_settings, seconds
 from migrator.exceptions import MigratorError
 from migrator.planning import PlannedMigration, SqlStep
@@ -147,6 +149,12 @@ class MigratorCommand(BaseCommand):
             raise CommandError(
                 f"Cannot load {exc.filename}, line {exc.lineno}: {exc.msg}. "
                 "Fix the file and run the command again."
+            ) from exc
+        except MigrationSchemaMissing as exc:  # a replica, a file opened read-only
+            raise CommandError(
+                f"Cannot write to database {options.get('database', DEFAULT_DB_ALIAS)!r}: "
+                f"{first_line(exc.__context__ or exc)}. Point --database at a writable (primary) "
+                "database, or grant this user write access, and run the command again."
             ) from exc
         except OperationalError as exc:
             # Almost always an unreachable server or wrong credentials: one line, no secret.
