@@ -1,6 +1,7 @@
 """Backups in object storage: django-storages' S3 backend against moto's S3 server over HTTP."""
 
 import json
+import socket
 
 import pytest
 from django.db import connections
@@ -8,7 +9,7 @@ from django.db import connections
 from migrator.backup import get_manifest, list_backups
 from tests import s3
 from tests.test_backup import change_everything, seed, snapshot, take_backup
-from tests.utils import applied, run_child_peak_rss, run_command
+from tests.utils import applied, run_child, run_child_peak_rss, run_command
 
 PAYLOAD_MB = 40  # random bytes: the payload is at least this large whatever the format
 FLAT_KB = 8 * 1024  # a backup's peak above a listing's (writing each 5 MB part: 14 MB)
@@ -157,3 +158,26 @@ def test_a_stopped_endpoint_is_one_line_exit_6_and_nothing_changes(db_alias, set
         assert err.endswith("nothing was changed.\n"), err
     assert snapshot(db_alias) == before
     assert applied(db_alias, "scenarios") == []
+
+
+@pytest.fixture
+def silent_endpoint():
+    """An endpoint that accepts connections and never answers (a proxy or firewall that
+    swallows the request): botocore's defaults wait 60 s per read, five times over."""
+    with socket.create_server(("127.0.0.1", 0), backlog=64) as listener:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+def test_an_endpoint_that_never_answers_fails_with_6_instead_of_hanging(db_alias, silent_endpoint):
+    storage = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {**s3.CREDENTIALS, "bucket_name": "backups", "endpoint_url": silent_endpoint},
+    }
+    env = {
+        "MIGRATOR_TEST_STORAGE": json.dumps(storage),
+        "MIGRATOR_TEST_SETTINGS": json.dumps({"BACKUP_STORAGE": "backups"}),
+    }
+    done = run_child(db_alias, "backup", "--list", timeout=120, **env)  # was: 5 minutes
+    assert (done.stdout, done.returncode) == ("", 6)
+    assert len(done.stderr.splitlines()) == 1, done.stderr
+    assert "Cannot use the storage 'backups' for backups: Read timeout" in done.stderr

@@ -40,6 +40,13 @@ CLAIM_ATTEMPTS: Final = 5  # creations of a .partial file that other backups' sw
 NOTE_SUFFIX: Final = ".drill"  # beside the manifest, not sealed by it: it changes
 STORAGE_PREFIX: Final = "migrator-backups"
 CHUNK: Final = 1024 * 1024
+# botocore's defaults wait 60 s to connect and 60 s per read, five attempts: a store that
+# swallows requests held a command for 5 minutes. Settings the project gives win.
+S3_CLIENT_LIMITS: Final = {
+    "connect_timeout": 5,
+    "read_timeout": 10,
+    "retries": {"mode": "standard", "max_attempts": 3},
+}
 
 
 class BackupStore(ABC):
@@ -185,7 +192,7 @@ class DjangoStorageStore(BackupStore):
         from django.core.files.storage import storages
 
         try:
-            self.storage = storages[alias]
+            self.storage = _bounded(storages[alias])
         except Exception as exc:  # InvalidStorageError, ImportError of a backend, ...
             raise BackupFailed(f"Cannot use the storage {alias!r} for backups: {exc}.") from exc
         self.location = f"storage {alias!r}"
@@ -317,6 +324,22 @@ class DjangoStorageStore(BackupStore):
 
     def read_note(self, backup_id: str) -> bytes | None:
         return self._read(f"{backup_id}{NOTE_SUFFIX}")
+
+
+def _bounded(storage: Any) -> Any:
+    """An S3 storage whose client gives up on a silent store within seconds (S3_CLIENT_LIMITS).
+
+    A copy: the project's own storage instance keeps its settings. The limits apply where
+    the storage's ``client_config`` (``AWS_S3_CLIENT_CONFIG``) sets none of its own.
+    """
+    config = getattr(storage, "client_config", None)
+    if config is None or not callable(getattr(config, "merge", None)):
+        return storage  # not django-storages' S3 backend
+    from botocore.config import Config
+
+    bounded = copy.copy(storage)  # its __getstate__ leaves the connections behind
+    bounded.client_config = Config(**S3_CLIENT_LIMITS).merge(config)
+    return bounded
 
 
 def _uploads_with_boto3(storage: Any) -> bool:
