@@ -137,6 +137,16 @@ def test_on_the_command_line_a_bad_setting_prints_one_line_and_no_traceback(db_a
     assert "Traceback (most recent call last):" in done.stderr
 
 
+def test_on_the_command_line_a_refusal_is_one_line_on_stderr(db_alias):
+    """migrator logs each refused run; with no logging configured, Python's last-resort
+    handler printed that record to stderr above the error."""
+    assert run_child(db_alias, "safemigrate", "--noinput").returncode == 0
+    done = run_child(db_alias, "rollback", "nosuchapp", "zero")
+    assert (done.returncode, done.stdout) == (7, "")
+    assert len(done.stderr.splitlines()) == 1, done.stderr
+    assert done.stderr.startswith("CommandError: No app with migrations is labelled 'nosuchapp'")
+
+
 # A migration file that does not compile ------------------------------------------------------
 
 
