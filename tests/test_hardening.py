@@ -147,6 +147,25 @@ def test_on_the_command_line_a_refusal_is_one_line_on_stderr(db_alias):
     assert done.stderr.startswith("CommandError: No app with migrations is labelled 'nosuchapp'")
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("backup", "--prune", "--keep", "x"),
+        ("backup", "--list", "--prune"),
+        ("safemigrate", "--stage", "later"),
+        ("restore",),
+    ],
+    ids=["not-a-number", "exclusive-flags", "unknown-choice", "missing-argument"],
+)
+def test_on_the_command_line_bad_arguments_with_json_still_write_one_document(db_alias, args):
+    done = run_child(db_alias, *args, "--json", "--database", "default")
+    assert done.returncode == 1
+    document = json.loads(done.stdout)  # one document, nothing else on stdout
+    assert (document["command"], document["database"]) == (args[0], "default")
+    assert (document["outcome"], document["exit_code"]) == ("failed", 1)
+    assert done.stderr.endswith(f"error: {document['error']}\n")
+
+
 # A migration file that does not compile ------------------------------------------------------
 
 

@@ -114,16 +114,25 @@ class MigratorCommand(BaseCommand):
             )
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
-        """Bad arguments exit 1 as the contract says, not argparse's 2 (integrity's code)."""
+        """Bad arguments exit 1 as the contract says, not argparse's 2 (integrity's code);
+        with ``--json`` among them, stdout still carries the one failure document."""
         parser = super().create_parser(prog_name, subcommand, **kwargs)
+        parse_args, given = parser.parse_args, []
+
+        def remembering(args: Any = None, namespace: Any = None) -> argparse.Namespace:
+            given[:] = sys.argv[2:] if args is None else args
+            return parse_args(args, namespace)
 
         def error(message: str) -> None:
             if not parser.called_from_command_line:
                 raise CommandError(f"Error: {message}")
+            if "--json" in given:
+                failure = CommandError(message, returncode=1)
+                self.write_failure(failure, {"database": _database_in(given)})
             parser.print_usage(sys.stderr)
             parser.exit(1, f"{parser.prog}: error: {message}\n")
 
-        parser.error = error
+        parser.parse_args, parser.error = remembering, error
         return parser
 
     def execute(self, *args: Any, **options: Any) -> str | None:
@@ -347,6 +356,16 @@ class MigratorCommand(BaseCommand):
             return answer.strip() == expected
 
         return confirm
+
+
+def _database_in(args: list[str]) -> str:
+    """The ``--database`` of arguments that did not parse (for their failure document)."""
+    for index, arg in enumerate(args):
+        if arg.startswith("--database="):
+            return arg.partition("=")[2]
+        if arg == "--database" and index + 1 < len(args):
+            return str(args[index + 1])
+    return DEFAULT_DB_ALIAS
 
 
 def _stage(migration: PlannedMigration) -> str:
