@@ -333,6 +333,10 @@ def _direct_databases(value: Any) -> dict[str, str]:
     for alias, direct in value.items():
         if not isinstance(alias, str) or not isinstance(direct, str):
             raise TypeError("must be a dict of database aliases to aliases or URLs")
+        if alias not in settings.DATABASES:
+            raise ValueError(
+                f"its key {alias!r} is not in DATABASES (keys are the aliases the app uses)"
+            )
         if not _is_url(direct):
             if direct not in settings.DATABASES:
                 raise ValueError(f"{direct!r} is not in DATABASES")

@@ -67,6 +67,13 @@ def backup_dir(settings, tmp_path) -> Path:
             "MIGRATOR['DIRECT_DATABASES'] is {'default': 'pooler'}: 'pooler' is not in "
             "DATABASES. Fix MIGRATOR['DIRECT_DATABASES'] in your settings.",
         ),
+        (  # a typo in the key would leave the pooled connection in use
+            "DIRECT_DATABASES",
+            {"defualt": "postgres"},
+            "MIGRATOR['DIRECT_DATABASES'] is {'defualt': 'postgres'}: its key 'defualt' is not "
+            "in DATABASES (keys are the aliases the app uses). "
+            "Fix MIGRATOR['DIRECT_DATABASES'] in your settings.",
+        ),
         (  # the URL's credentials are masked
             "DIRECT_DATABASES",
             {"default": "mysqlx://deploy:hunter2@db.internal/app"},
@@ -80,6 +87,7 @@ def backup_dir(settings, tmp_path) -> Path:
         "lock-timeout-abc",
         "backup-keep-x",
         "direct-unknown-alias",
+        "direct-unknown-key",
         "direct-unknown-url-scheme",
     ],
 )
