@@ -34,11 +34,26 @@ def alias_elsewhere(db_alias, tmp_path):
     connection.settings_dict["NAME"] = str(absent)
     yield db_alias, url
     connection.settings_dict["NAME"] = name
-    direct = f"{db_alias}-direct"
+    forget_direct(db_alias)
+
+
+def forget_direct(alias: str) -> None:
+    direct = f"{alias}-direct"
     if direct in connections.settings:
         connections[direct].close()
         del connections[direct]
         del connections.settings[direct]
+
+
+@pytest.fixture
+def absent_direct(db_alias, tmp_path):
+    """A URL for the alias under test whose database does not exist."""
+    if connections[db_alias].vendor == "sqlite":
+        url = f"sqlite:///{tmp_path / 'no' / 'db'}"
+    else:
+        url = urlunsplit(urlsplit(server_url())._replace(path="/migrator_absent"))
+    yield db_alias, url
+    forget_direct(db_alias)
 
 
 def test_a_url_in_direct_databases_is_where_migrator_works(alias_elsewhere, settings, scenario):
@@ -54,3 +69,17 @@ def test_a_url_in_direct_databases_is_where_migrator_works(alias_elsewhere, sett
     out, err, code = run_command("migrationstatus", database=alias)
     assert (code, err) == (0, "")
     assert direct in out
+
+
+@pytest.mark.parametrize("command", ["safemigrate", "migrationstatus", "migrationhistory"])
+def test_a_direct_database_that_cannot_be_used_is_the_one_named(absent_direct, settings, command):
+    alias, url = absent_direct
+    settings.MIGRATOR = {**settings.MIGRATOR, "DIRECT_DATABASES": {alias: url}}
+    out, err, code = run_command(command, database=alias)
+    assert (code, out) == (1, "")
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(
+        f"Cannot use database '{alias}-direct' (MIGRATOR['DIRECT_DATABASES'] for '{alias}'): "
+    )
+    assert err.endswith("Check that the server is up and MIGRATOR['DIRECT_DATABASES'] is right.\n")
+    assert connections[alias].introspection.table_names() == []

@@ -168,10 +168,14 @@ class MigratorCommand(BaseCommand):
         except OperationalError as exc:
             # Almost always an unreachable server or wrong credentials: one line, no secret.
             alias = options.get("database", DEFAULT_DB_ALIAS)
+            named, configured = repr(alias), "the DATABASES settings are"
+            if (used := direct_alias(alias)) != alias:  # the connection that failed
+                named = f"{used!r} (MIGRATOR['DIRECT_DATABASES'] for {alias!r})"
+                configured = "MIGRATOR['DIRECT_DATABASES'] is"
             reason = secrets.mask(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
             raise CommandError(
-                f"Cannot use database {alias!r}: {reason or type(exc).__name__}. "
-                "Check that the server is up and the DATABASES settings are right."
+                f"Cannot use database {named}: {reason or type(exc).__name__}. "
+                f"Check that the server is up and {configured} right."
             ) from exc
 
     def handle(self, *args: Any, **options: Any) -> None:
