@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import unquote, urlsplit
 
+from django.db import Error
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from migrator.conf import get_settings
@@ -162,6 +163,24 @@ def current_holder(connection: BaseDatabaseWrapper) -> LockHolder | None:
         lock.close()
 
 
+def end_own_lock_session(admin: BaseDatabaseWrapper, database_name: str) -> None:
+    """End this process's lock session in PostgreSQL database ``database_name`` (and so its
+    lock), from ``admin``, a session elsewhere: a database is renamed only when no session
+    is in it (a parallel restore's swap). Its ``release()`` then has nothing left to do."""
+    with admin.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity "
+            "WHERE datname = %s AND starts_with(application_name, %s)",
+            [database_name, own_application_prefix()],
+        )
+
+
+def own_application_prefix() -> str:
+    """How this process's lock sessions begin their ``application_name``."""
+    me = this_process()
+    return f"{APPLICATION_PREFIX} {me.host} pid {me.pid} since "
+
+
 def lock_key(database_name: str) -> int:
     """A stable signed 64-bit advisory lock key for a database name."""
     digest = hashlib.sha256(f"migrator:{database_name}".encode()).digest()
@@ -211,7 +230,7 @@ class _PostgresLock:
         with self.connection.cursor() as cursor:
             cursor.execute(
                 "SELECT set_config('application_name', %s, false)",
-                [f"{APPLICATION_PREFIX} {self.me.host} pid {self.me.pid} since {self.me.since}"],
+                [own_application_prefix() + self.me.since],
             )
 
     def try_acquire(self) -> bool:
@@ -251,6 +270,8 @@ class _PostgresLock:
         try:
             with self.connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_unlock(%s)", [self.key])
+        except Error:  # its session is gone (see end_own_lock_session), and the lock with it
+            pass
         finally:
             self.close()
 

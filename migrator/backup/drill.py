@@ -26,7 +26,7 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.recorder import MigrationRecorder
 
-from migrator.backup import postgres, sqlite
+from migrator.backup import postgres, scratchdb, sqlite
 from migrator.backup.backups import verify_payload
 from migrator.backup.base import connect, engine_for, first_line
 from migrator.backup.manifest import Manifest
@@ -199,42 +199,12 @@ def scratch_database(connection: BaseDatabaseWrapper) -> Iterator[BaseDatabaseWr
 
 
 @contextmanager
-def _registered(connection: BaseDatabaseWrapper, name: str) -> Iterator[BaseDatabaseWrapper]:
-    """A connection to database ``name``, known to Django as alias ``name`` meanwhile.
-
-    The engines address their database by alias (``transaction.atomic(using=...)``), as
-    they do for ``restore``.
-    """
-    settings_dict = {**connection.settings_dict, "NAME": name}
-    scratch = connection.__class__(settings_dict, alias=name)
-    connections.settings[name] = settings_dict
-    connections[name] = scratch
-    try:
-        yield scratch
-    finally:
-        scratch.close()
-        del connections[name]
-        connections.settings.pop(name, None)
-
-
-@contextmanager
 def _postgresql_scratch(connection: BaseDatabaseWrapper) -> Iterator[BaseDatabaseWrapper]:
     name = f"{SCRATCH_PREFIX}{secrets.token_hex(6)}"
     admin = connection.copy()
-    quoted = connection.ops.quote_name(name)
     try:
-        _drop_leftovers(admin)
-        with admin.cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_catalog.pg_encoding_to_char(encoding), datcollate, datctype "
-                "FROM pg_catalog.pg_database WHERE datname = current_database()"
-            )
-            encoding, collate, ctype = cursor.fetchone()
-            cursor.execute(
-                f"CREATE DATABASE {quoted} TEMPLATE template0 ENCODING %s LC_COLLATE %s "
-                "LC_CTYPE %s",
-                [encoding, collate, ctype],
-            )
+        scratchdb.drop_unused(admin, SCRATCH_PREFIX, why="left by a drill that was killed")
+        scratchdb.create_like(admin, connection.settings_dict["NAME"], name)
     except DatabaseError as exc:
         admin.close()
         raise BackupFailed(
@@ -242,32 +212,14 @@ def _postgresql_scratch(connection: BaseDatabaseWrapper) -> Iterator[BaseDatabas
             f"{first_line(exc, connection)}. The drill needs CREATEDB."
         ) from exc
     try:
-        with _registered(connection, name) as scratch:
+        with scratchdb.registered(connection, name) as scratch:
             scratch.ensure_connection()  # a session in it tells other drills it is live
             yield scratch
     finally:
         try:
-            with admin.cursor() as cursor:
-                cursor.execute(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
+            scratchdb.drop(admin, name)
         finally:
             admin.close()
-
-
-def _drop_leftovers(admin: BaseDatabaseWrapper) -> None:
-    """Drop the scratch databases of killed drills: those no session is connected to."""
-    with admin.cursor() as cursor:
-        cursor.execute(
-            "SELECT datname FROM pg_catalog.pg_database d WHERE starts_with(datname, %s) "
-            "AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a "
-            "WHERE a.datid = d.oid)",
-            [SCRATCH_PREFIX],
-        )
-        for (name,) in cursor.fetchall():
-            try:
-                cursor.execute(f"DROP DATABASE IF EXISTS {admin.ops.quote_name(name)}")
-                logger.info("Dropped %s, left by a drill that was killed", name)
-            except DatabaseError:  # someone connected meanwhile: a live drill's
-                continue
 
 
 @contextmanager
@@ -275,7 +227,7 @@ def _sqlite_scratch(connection: BaseDatabaseWrapper) -> Iterator[BaseDatabaseWra
     """A new file in a private scratch directory: a killed drill's is swept with it."""
     with private_directory("drill") as private:
         path = private / f"{SCRATCH_PREFIX}{secrets.token_hex(6)}.sqlite3"
-        with _registered(connection, str(path)) as scratch:
+        with scratchdb.registered(connection, str(path)) as scratch:
             yield scratch
 
 

@@ -32,11 +32,12 @@ from pathlib import Path
 from typing import BinaryIO, Final, NamedTuple
 
 from migrator import children, scratch
+from migrator.backup import swap
 from migrator.backup.base import BackupEngine, Statement, first_line, scrub, server_version
 from migrator.backup.manifest import Manifest
 from migrator.conf import get_settings
 from migrator.exceptions import BackupFailed
-from migrator.types import ProgressCallback
+from migrator.types import ProgressCallback, ProgressEvent
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +96,8 @@ NOT_FOR_TOOLS: Final = frozenset(
 # failed open(2).
 FIRST_POLL: Final = 0.002
 LONGEST_POLL: Final = 0.02
+SWAPPING: Final = "Restoring with pg_restore --jobs {jobs} into a new database, to swap in..."
+SERIAL: Final = "Restoring in one transaction (RESTORE_JOBS set, but no swap)"
 VERSION: Final = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
 # What ``pg_restore --single-transaction --file=-`` writes after its COMMIT: comments and,
 # from PostgreSQL 16.10 and 17.6 on, ``\unrestrict <key>``. The relay holds back the last
@@ -255,11 +258,30 @@ class PgDumpEngine(BackupEngine):
         keep_audit: Sequence[Statement],
         progress: ProgressCallback,
     ) -> None:
-        prelude, postlude = self._prelude(), self._postlude(keep_audit).encode()
+        jobs = get_settings().restore_jobs
+        obstacle = swap.obstacle(self.connection, path, keep_audit, jobs)
         with (
             libpq_environment(self.connection) as env,
             scratch.private_directory("pg-restore") as private,
         ):
+            if obstacle is None:
+                progress(ProgressEvent("restore_swap", message=SWAPPING.format(jobs=jobs)))
+                with (private / "pg_restore.err").open("w+b") as errors:
+                    swap.restore(
+                        self.connection,
+                        self._pg_restore,
+                        path,
+                        env,
+                        keep_audit=keep_audit,
+                        jobs=jobs,
+                        backup_id=manifest.id,
+                        errors=errors,
+                        failed=self._failed,
+                    )
+                return
+            if jobs > 1:
+                progress(ProgressEvent("restore_serial", message=f"{SERIAL}: {obstacle}."))
+            prelude, postlude = self._prelude(), self._postlude(keep_audit).encode()
             prelude_file = private / "prelude.sql"
             _write_private(prelude_file, prelude)
             if manifest.large_objects == 0:

@@ -1,0 +1,80 @@
+"""New PostgreSQL databases on a connection's server, for a drill or a parallel restore.
+
+Each is created empty from ``template0`` with the encoding and locale of the database it
+stands in for. A scratch database left by a killed process is dropped by the next one of
+its kind: one that no session is connected to (a live one always holds a session).
+"""
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from django.db import DatabaseError, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+logger = logging.getLogger(__name__)
+
+
+def maintenance(connection: BaseDatabaseWrapper) -> BaseDatabaseWrapper:
+    """A new connection to the server's maintenance database (as Django's ``_nodb_cursor``):
+    one that is in neither the database it stands in for nor a scratch database."""
+    admin = connection.copy()
+    admin.settings_dict["NAME"] = None
+    return admin
+
+
+def create_like(admin: BaseDatabaseWrapper, model: str, name: str) -> None:
+    """CREATE DATABASE ``name``, empty, with the encoding and locale of database ``model``."""
+    with admin.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_catalog.pg_encoding_to_char(encoding), datcollate, datctype "
+            "FROM pg_catalog.pg_database WHERE datname = %s",
+            [model],
+        )
+        encoding, collate, ctype = cursor.fetchone()
+        cursor.execute(
+            f"CREATE DATABASE {admin.ops.quote_name(name)} TEMPLATE template0 ENCODING %s "
+            "LC_COLLATE %s LC_CTYPE %s",
+            [encoding, collate, ctype],
+        )
+
+
+def drop_unused(admin: BaseDatabaseWrapper, prefix: str, *, why: str) -> None:
+    """Drop the databases named ``prefix...`` that no session is connected to."""
+    with admin.cursor() as cursor:
+        cursor.execute(
+            "SELECT datname FROM pg_catalog.pg_database d WHERE starts_with(datname, %s) "
+            "AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a "
+            "WHERE a.datid = d.oid)",
+            [prefix],
+        )
+        for (name,) in cursor.fetchall():
+            try:
+                cursor.execute(f"DROP DATABASE IF EXISTS {admin.ops.quote_name(name)}")
+                logger.info("Dropped %s, %s", name, why)
+            except DatabaseError:  # someone connected meanwhile: a live one's
+                continue
+
+
+def drop(admin: BaseDatabaseWrapper, name: str) -> None:
+    with admin.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS {admin.ops.quote_name(name)} WITH (FORCE)")
+
+
+@contextmanager
+def registered(connection: BaseDatabaseWrapper, name: str) -> Iterator[BaseDatabaseWrapper]:
+    """A connection to database ``name``, known to Django as alias ``name`` meanwhile.
+
+    The engines address their database by alias (``transaction.atomic(using=...)``), as
+    they do for ``restore``.
+    """
+    settings_dict = {**connection.settings_dict, "NAME": name}
+    scratch = connection.__class__(settings_dict, alias=name)
+    connections.settings[name] = settings_dict
+    connections[name] = scratch
+    try:
+        yield scratch
+    finally:
+        scratch.close()
+        del connections[name]
+        connections.settings.pop(name, None)

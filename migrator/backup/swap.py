@@ -1,0 +1,236 @@
+"""A native PostgreSQL restore in parallel: into a new database, swapped in by name.
+
+With ``MIGRATOR["RESTORE_JOBS"]`` above 1, ``pg_restore --jobs N`` fills a new database on
+the same server (several sessions: tables load and indexes build side by side), the live
+run audit is merged into it, and one transaction in the server's maintenance database
+renames the database being restored ``migrator_replaced_<hex>`` and gives the new one its
+name. Until that commit the database being restored is not touched, so a failure or a
+kill at any moment leaves it exactly as it was (a killed restore's new database is
+dropped by the next one). The replaced database is kept, its comment saying what it
+was, for an undo by hand (two renames) until the next such restore of the same database.
+
+The route is taken only where it holds, else the restore runs in one transaction as
+usual (``obstacle`` says why, in the restore's progress): the payload must be a file
+(``pg_restore --jobs`` seeks in it; an encrypted payload is streamed), the backup must
+hold migrator's tables (the audit is merged before the swap), the role must own the
+database and may create databases, the database must carry nothing a new one would not
+(grants on it, settings of its own, a comment, a connection limit, another tablespace,
+an ICU locale), and no other session may be connected to it. A rename needs the
+database to itself, so this process's own sessions in it, its run lock's included, end
+just before: a run that connects meanwhile makes the rename fail, changing nothing.
+"""
+
+import logging
+import secrets
+import subprocess
+from collections.abc import Callable, Sequence
+from contextlib import suppress
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Final
+
+from django.db import DatabaseError, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from migrator import children, locking
+from migrator.backup import scratchdb
+from migrator.backup.base import Statement, first_line
+from migrator.exceptions import BackupFailed
+
+logger = logging.getLogger(__name__)
+
+SCRATCH_PREFIX: Final = "migrator_restore_"
+REPLACED_PREFIX: Final = "migrator_replaced_"
+
+# What a database created from template0 by this role would not carry, one column each.
+OBSTACLES: Final = (
+    ("NOT (r.rolsuper OR r.rolcreatedb)", "the role may not create databases (CREATEDB)"),
+    ("d.datdba <> r.oid", "the role does not own the database"),
+    ("d.datacl IS NOT NULL", "the database has grants of its own"),
+    ("d.datconnlimit <> -1", "the database has a connection limit"),
+    ("t.spcname <> 'pg_default'", "the database is in another tablespace"),
+    (
+        "EXISTS (SELECT 1 FROM pg_catalog.pg_db_role_setting s WHERE s.setdatabase = d.oid)",
+        "the database has settings of its own (ALTER DATABASE ... SET)",
+    ),
+    (
+        "EXISTS (SELECT 1 FROM pg_catalog.pg_shdescription c WHERE c.objoid = d.oid "
+        "AND c.classoid = 'pg_catalog.pg_database'::regclass)",
+        "the database has a comment",
+    ),
+)
+ICU: Final = ("d.datlocprovider <> 'c'", "the database uses an ICU locale")
+OTHER_SESSIONS: Final = (
+    "(SELECT count(*) FROM pg_catalog.pg_stat_activity a WHERE a.datid = d.oid "
+    "AND NOT a.pid = ANY(%s) AND NOT starts_with(coalesce(a.application_name, ''), %s))"
+)
+
+
+def obstacle(
+    connection: BaseDatabaseWrapper, path: Path, keep_audit: Sequence[Statement], jobs: int
+) -> str | None:
+    """Why this restore cannot take the parallel route, or None when it can."""
+    if jobs < 2:
+        return "RESTORE_JOBS is 1"
+    if not path.is_file():
+        return "the payload is streamed (encrypted), and pg_restore --jobs needs a file"
+    if not keep_audit:
+        return "the backup holds no migrator tables, so the audit cannot be merged before"
+    checks = [*OBSTACLES, ICU] if connection.pg_version >= 150000 else list(OBSTACLES)
+    columns = ", ".join(sql for sql, _ in checks)
+    admin = scratchdb.maintenance(connection)
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {columns}, {OTHER_SESSIONS} FROM pg_catalog.pg_database d "
+                "JOIN pg_catalog.pg_tablespace t ON t.oid = d.dattablespace, "
+                "pg_catalog.pg_roles r WHERE d.datname = %s AND r.rolname = current_user",
+                [
+                    _own_pids(connection),
+                    locking.own_application_prefix(),
+                    connection.settings_dict["NAME"],
+                ],
+            )
+            row = cursor.fetchone()
+    except DatabaseError as exc:
+        return f"the server's maintenance database is out of reach ({first_line(exc)})"
+    finally:
+        admin.close()
+    if row is None:
+        return "the database is not found by its name"
+    *found, others = row
+    reasons = [reason for (_, reason), there in zip(checks, found, strict=True) if there]
+    if others:
+        reasons.append(f"{others} other session(s) are connected to it")
+    return "; ".join(reasons) or None
+
+
+def restore(
+    connection: BaseDatabaseWrapper,
+    pg_restore: str,
+    path: Path,
+    env: dict[str, str],
+    *,
+    keep_audit: Sequence[Statement],
+    jobs: int,
+    backup_id: str,
+    errors: IO[bytes],
+    failed: Callable[[IO[bytes], str], BackupFailed],
+) -> None:
+    """Restore ``path`` into a new database, merge the audit in, and swap it in by name.
+
+    ``env``: libpq's environment for ``connection``; ``errors``: a file for pg_restore's
+    stderr; ``failed``: the engine's BackupFailed for a tool that failed.
+    """
+    target = connection.settings_dict["NAME"]
+    name = f"{SCRATCH_PREFIX}{secrets.token_hex(6)}"
+    admin = scratchdb.maintenance(connection)
+    try:
+        try:
+            scratchdb.drop_unused(admin, SCRATCH_PREFIX, why="left by a restore that was killed")
+            _drop_replaced(admin, target)
+            scratchdb.create_like(admin, target, name)
+        except DatabaseError as exc:
+            raise BackupFailed(
+                f"Restore into {connection.alias!r} could not create its new database; "
+                f"nothing was changed: {first_line(exc, connection)}."
+            ) from exc
+        try:
+            with scratchdb.registered(connection, name) as scratch:
+                scratch.ensure_connection()  # a session in it: other restores' sweeps skip it
+                argv = [pg_restore, f"--jobs={jobs}", "--exit-on-error", "--no-owner"]
+                argv += ["--no-password", f"--dbname={name}", str(path)]
+                done = children.popen(
+                    argv,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=errors,
+                )
+                if done.wait() != 0:
+                    raise failed(errors, "pg_restore")
+                with transaction.atomic(using=name), scratch.cursor() as cursor:
+                    for sql, params in keep_audit:
+                        cursor.execute(sql, params or None)
+            _swap(admin, connection, name, backup_id)
+        except BaseException:
+            with suppress(DatabaseError):
+                scratchdb.drop(admin, name)
+            raise
+    finally:
+        admin.close()
+
+
+def _swap(admin: BaseDatabaseWrapper, connection: BaseDatabaseWrapper, name: str, backup_id: str):
+    """Rename the restored database away and the new one into its place, in one transaction."""
+    target = connection.settings_dict["NAME"]
+    replaced = f"{REPLACED_PREFIX}{secrets.token_hex(6)}"
+    quote = admin.ops.quote_name
+    comment = (
+        f"migrator: {target} as it was before backup {backup_id} was restored at "
+        f"{datetime.now(UTC).isoformat(timespec='seconds')}"
+    )
+    for session in _own_sessions(connection):
+        session.close()
+    locking.end_own_lock_session(admin, target)
+    with admin.cursor() as cursor:
+        try:
+            cursor.execute("BEGIN")
+            cursor.execute(f"ALTER DATABASE {quote(target)} RENAME TO {quote(replaced)}")
+            cursor.execute(f"ALTER DATABASE {quote(name)} RENAME TO {quote(target)}")
+            cursor.execute(f"COMMENT ON DATABASE {quote(replaced)} IS %s", [comment])
+            cursor.execute("COMMIT")
+        except DatabaseError as exc:
+            with suppress(DatabaseError):
+                cursor.execute("ROLLBACK")
+            raise BackupFailed(
+                f"Restore into {connection.alias!r} was not swapped in, nothing was changed: "
+                f"{first_line(exc, connection)}. Another session connected to it meanwhile; "
+                "try again, or set MIGRATOR['RESTORE_JOBS'] = 1 to restore in one transaction."
+            ) from exc
+    logger.info("Restored %s by a swap; %s was kept as %s", backup_id, target, replaced)
+
+
+def _drop_replaced(admin: BaseDatabaseWrapper, target: str) -> None:
+    """The database an earlier swap replaced: kept until this one."""
+    with admin.cursor() as cursor:
+        cursor.execute(
+            "SELECT d.datname FROM pg_catalog.pg_database d "
+            "JOIN pg_catalog.pg_shdescription c ON c.objoid = d.oid "
+            "AND c.classoid = 'pg_catalog.pg_database'::regclass "
+            "WHERE starts_with(d.datname, %s) AND starts_with(c.description, %s)",
+            [REPLACED_PREFIX, f"migrator: {target} as it was "],
+        )
+        for (replaced,) in cursor.fetchall():
+            try:
+                cursor.execute(f"DROP DATABASE IF EXISTS {admin.ops.quote_name(replaced)}")
+            except DatabaseError:  # someone is looking into it: left for the next time
+                continue
+
+
+def _own_sessions(connection: BaseDatabaseWrapper) -> list[BaseDatabaseWrapper]:
+    """This process's open connections to ``connection``'s database, it included."""
+    key = _database_key(connection)
+    return [connection] + [
+        other
+        for other in connections.all(initialized_only=True)
+        if other is not connection
+        and other.vendor == "postgresql"
+        and other.connection is not None
+        and _database_key(other) == key
+    ]
+
+
+def _own_pids(connection: BaseDatabaseWrapper) -> list[int]:
+    pids = []
+    for session in _own_sessions(connection):
+        if session.connection is not None:
+            with session.cursor() as cursor:
+                cursor.execute("SELECT pg_catalog.pg_backend_pid()")
+                pids.append(cursor.fetchone()[0])
+    return pids
+
+
+def _database_key(connection: BaseDatabaseWrapper) -> tuple:
+    settings = connection.settings_dict
+    return (settings.get("NAME"), settings.get("HOST") or "", str(settings.get("PORT") or ""))

@@ -1,0 +1,243 @@
+"""``RESTORE_JOBS``: a native PostgreSQL restore in parallel into a new database, swapped in.
+
+Each test restores the demo project's seeded rows over changed ones; the database under
+test is then either the restored copy under the same name (a new OID, the replaced one
+kept beside it) or, where the swap cannot hold, restored in one transaction as usual.
+"""
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.db import connections
+
+from migrator.models import Run
+from tests.conftest import _admin_execute
+from tests.pg import pgserver_bin_dir
+from tests.test_backup import change_everything, seed, snapshot, take_backup
+from tests.test_children import wait_until
+from tests.utils import raw_connection, run_command, start_child
+
+SWAPPING = "Restoring with pg_restore --jobs 2 into a new database, to swap in..."
+SERIAL = "Restoring in one transaction (RESTORE_JOBS set, but no swap): "
+
+# pg_restore that, restoring with --jobs, writes its pid to the FIFO "paused" and waits
+# for a line on the FIFO "go" before it goes on.
+PAUSING_PG_RESTORE = """#!/bin/sh
+case " $* " in *" --jobs="*) echo $$ > {paused}; read line < {go};; esac
+exec {real}/pg_restore "$@"
+"""
+
+
+@pytest.fixture(autouse=True)
+def backup_dir(settings, tmp_path) -> Path:
+    directory = tmp_path / "backups"
+    settings.MIGRATOR = {**settings.MIGRATOR, "BACKUP_DIR": str(directory), "RESTORE_JOBS": 2}
+    return directory
+
+
+@pytest.fixture
+def postgres(db_alias) -> Iterator[str]:
+    """The PostgreSQL database under test; databases a swap left beside it dropped after."""
+    yield db_alias
+    for name in databases("migrator_replaced_") + databases("migrator_restore_"):
+        _admin_execute(db_alias, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def databases(prefix: str) -> list[str]:
+    with connections["postgres"].cursor() as cursor:
+        cursor.execute(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, %s) ORDER BY 1", [prefix]
+        )
+        return [name for (name,) in cursor.fetchall()]
+
+
+def oid(alias: str) -> int:
+    with connections[alias].cursor() as cursor:
+        cursor.execute("SELECT oid FROM pg_database WHERE datname = current_database()")
+        return cursor.fetchone()[0]
+
+
+def changed_after_a_backup(alias: str) -> tuple[str, dict, dict]:
+    seed(alias)
+    before = snapshot(alias)
+    backup_id = take_backup(alias)
+    change_everything(alias)
+    return backup_id, before, snapshot(alias)
+
+
+def pausing_bin(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A PG_BIN_DIR whose pg_restore --jobs stops at the FIFOs ``paused`` and ``go``."""
+    bin_dir, paused, go = tmp_path / "bin", tmp_path / "paused", tmp_path / "go"
+    bin_dir.mkdir()
+    os.mkfifo(paused)
+    os.mkfifo(go)
+    for tool in ("pg_dump", "psql"):
+        (bin_dir / tool).symlink_to(Path(pgserver_bin_dir(), tool))
+    script = bin_dir / "pg_restore"
+    script.write_text(PAUSING_PG_RESTORE.format(real=pgserver_bin_dir(), paused=paused, go=go))
+    script.chmod(0o700)
+    return bin_dir, paused, go
+
+
+def paused_restore(alias: str, backup_id: str, backup_dir: Path, tmp_path: Path):
+    """A child ``restore`` stopped in pg_restore --jobs; returns it and pg_restore's pid."""
+    bin_dir, paused, go = pausing_bin(tmp_path)
+    connections[alias].close()
+    child = start_child(
+        alias,
+        "restore",
+        backup_id,
+        "--yes",
+        MIGRATOR_TEST_BACKUP_DIR=str(backup_dir),
+        MIGRATOR_TEST_SETTINGS=f'{{"RESTORE_JOBS": 2, "PG_BIN_DIR": "{bin_dir}"}}',
+    )
+    pid = int(paused.read_text())
+    return child, pid, go
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+def test_a_restore_with_restore_jobs_swaps_a_new_database_in(postgres):
+    backup_id, before, _ = changed_after_a_backup(postgres)
+    old_oid = oid(postgres)
+
+    out, err, code = run_command("restore", backup_id, "--yes", database=postgres, verbosity=2)
+
+    assert (code, err) == (0, ""), err
+    assert SWAPPING in out
+    assert snapshot(postgres) == before
+    assert oid(postgres) != old_oid
+    run = Run.objects.using(postgres).get(command="restore")
+    assert (run.outcome, run.details["restored_backup"]) == ("succeeded", backup_id)
+    [replaced] = databases("migrator_replaced_")
+    with connections[postgres].cursor() as cursor:
+        cursor.execute(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+            [replaced],
+        )
+        comment = cursor.fetchone()[0]
+    name = connections[postgres].settings_dict["NAME"]
+    assert comment.startswith(f"migrator: {name} as it was before backup {backup_id} ")
+    assert databases("migrator_restore_") == []
+
+    assert run_command("restore", backup_id, "--yes", database=postgres)[2] == 0
+    assert snapshot(postgres) == before
+    assert len(databases("migrator_replaced_")) == 1  # the earlier one went
+    assert databases("migrator_replaced_") != [replaced]
+    runs = Run.objects.using(postgres).filter(command="restore").values_list("outcome", flat=True)
+    assert list(runs) == ["succeeded", "succeeded"]
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+@pytest.mark.parametrize(
+    ("obstacle", "expected"),
+    [
+        ("session", "1 other session(s) are connected to it"),
+        ("setting", "the database has settings of its own (ALTER DATABASE ... SET)"),
+        ("grant", "the database has grants of its own"),
+    ],
+)
+def test_a_restore_with_restore_jobs_that_cannot_swap_runs_in_one_transaction(
+    postgres, obstacle, expected
+):
+    backup_id, before, _ = changed_after_a_backup(postgres)
+    old_oid = oid(postgres)
+    name = connections[postgres].settings_dict["NAME"]
+    other = raw_connection(postgres)
+    if obstacle == "setting":
+        _admin_execute(postgres, f"ALTER DATABASE \"{name}\" SET work_mem = '8MB'")
+    elif obstacle == "grant":
+        _admin_execute(postgres, f'GRANT CONNECT ON DATABASE "{name}" TO PUBLIC')
+    if obstacle != "session":
+        other.close()
+    try:
+        out, err, code = run_command("restore", backup_id, "--yes", database=postgres, verbosity=2)
+    finally:
+        other.close()
+
+    assert (code, err) == (0, ""), err
+    assert f"{SERIAL}{expected}." in out
+    assert snapshot(postgres) == before
+    assert oid(postgres) == old_oid
+    assert databases("migrator_replaced_") == databases("migrator_restore_") == []
+
+
+@pytest.mark.parametrize("db_alias", ["default"], indirect=True)
+def test_restore_jobs_leaves_a_sqlite_restore_as_it_is(db_alias):
+    backup_id, before, _ = changed_after_a_backup(db_alias)
+
+    out, err, code = run_command("restore", backup_id, "--yes", database=db_alias, verbosity=2)
+
+    assert (code, err) == (0, ""), err
+    assert "RESTORE_JOBS" not in out
+    assert "--jobs" not in out
+    assert snapshot(db_alias) == before
+
+
+@pytest.mark.parametrize("value", [0, "two"])
+def test_a_bad_restore_jobs_setting_is_refused(db_alias, settings, value):
+    settings.MIGRATOR = {**settings.MIGRATOR, "RESTORE_JOBS": value}
+
+    _, err, code = run_command("restore", "default-20260101T000000Z-000000", database=db_alias)
+
+    assert code == 1
+    assert err.startswith(f"MIGRATOR['RESTORE_JOBS'] is {value!r}: must be")
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+def test_a_session_that_connects_during_a_parallel_restore_stops_the_swap(
+    postgres, backup_dir, tmp_path
+):
+    backup_id, _, changed = changed_after_a_backup(postgres)
+    old_oid = oid(postgres)
+    child, _, go = paused_restore(postgres, backup_id, backup_dir, tmp_path)
+    other = raw_connection(postgres)  # connects while the new database is being filled
+    try:
+        go.write_text("go\n")
+        _, err = child.communicate(timeout=300)
+    finally:
+        other.close()
+
+    assert child.returncode == 6, err
+    assert "Restore into 'default' was not swapped in, nothing was changed: " in err
+    assert "is being accessed by other users" in err
+    assert snapshot(postgres) == changed
+    assert oid(postgres) == old_oid
+    assert Run.objects.using(postgres).get(command="restore").outcome == "failed"
+    assert databases("migrator_replaced_") == databases("migrator_restore_") == []
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+def test_a_parallel_restore_killed_leaves_the_database_and_the_next_one_sweeps(
+    postgres, backup_dir, tmp_path
+):
+    backup_id, before, changed = changed_after_a_backup(postgres)
+    old_oid = oid(postgres)
+    child, pg_restore, _ = paused_restore(postgres, backup_id, backup_dir, tmp_path)
+    [scratch] = databases("migrator_restore_")
+
+    child.kill()  # kill -9, while the new database is being filled
+    child.communicate(timeout=60)
+    wait_until(lambda: not alive(pg_restore), what="the killed restore's pg_restore to end")
+
+    assert snapshot(postgres) == changed
+    assert oid(postgres) == old_oid
+    assert databases("migrator_restore_") == [scratch]
+    assert databases("migrator_replaced_") == []
+
+    out, err, code = run_command("restore", backup_id, "--yes", database=postgres)
+
+    assert (code, err) == (0, ""), err
+    assert snapshot(postgres) == before
+    assert databases("migrator_restore_") == []
+    outcomes = Run.objects.using(postgres).filter(command="restore").order_by("pk")
+    assert [run.outcome for run in outcomes] == ["interrupted", "succeeded"]
