@@ -7,10 +7,12 @@ neither, times:
 * ``pg_dump --format=custom --compress=1`` (migrator's default level) vs
   ``backup`` (native): the ratio, and the Python process's peak RSS;
 * ``pg_restore --single-transaction --exit-on-error --no-owner`` into an empty database vs
-  ``restore --no-safety-backup`` into an empty database (and, once, over the populated
-  source database: the usual case, where every relation is dropped first): the two
-  alternate which goes first from round to round, and each starts from a checkpointed
-  server, so that neither pays for the other's writes;
+  ``restore --no-safety-backup`` into an empty database, in one transaction and with
+  ``RESTORE_JOBS`` (``--restore-jobs``, default 2: ``pg_restore --jobs`` into a new
+  database swapped in by name), and, once, over the populated source database (the usual
+  case, where every relation is dropped first): the three take turns going first from
+  round to round, and each starts from a checkpointed server, so that none pays for
+  another's writes;
 * ``backup --format portable``: time, size and peak RSS.
 
 Every migrator figure comes from a fresh child process: its peak RSS is that operation's,
@@ -21,7 +23,7 @@ else starts a PostgreSQL server from the ``pgserver`` package.
 
 Issue 20's restore figure (about 250 MB, 1.5 M rows; the backup rounds skipped):
 
-    python benchmarks/backup_postgres.py --accounts 860000 --notes 640000 --restore-only --repeat 5
+    python benchmarks/backup_postgres.py --accounts 860000 --notes 640000 --restore-only --repeat 6
 """
 
 import argparse
@@ -142,6 +144,12 @@ def main() -> None:
         action="store_true",
         help="take one backup and time only the restores (no portable backup either)",
     )
+    parser.add_argument(
+        "--restore-jobs",
+        type=int,
+        default=2,
+        help="RESTORE_JOBS of the parallel restore timed beside the others (default 2)",
+    )
     options = parser.parse_args()
 
     scratch = Path(tempfile.mkdtemp(prefix="migrator-bench-"))
@@ -156,8 +164,9 @@ def run(options: argparse.Namespace, scratch: Path) -> None:
     project = make_project(scratch / "project")
     backups = scratch / "backups"
 
-    def env_for(name: str) -> dict:
-        return child_env(project, {**settings, "NAME": name}, backups, bin_dir)
+    def env_for(name: str, jobs: int = 1) -> dict:
+        env = child_env(project, {**settings, "NAME": name}, backups, bin_dir)
+        return {**env, "BENCH_RESTORE_JOBS": str(jobs)}
 
     source = "backup_bench_source"
     size = create_source(admin, source, env_for(source), options)
@@ -200,15 +209,28 @@ def run(options: argparse.Namespace, scratch: Path) -> None:
 
     restore_peaks = []
 
-    def native_restore(target: str) -> float:
-        result = run_child(env_for(target), "restore", native_ids[-1])
+    def native_restore(target: str, jobs: int = 1) -> float:
+        result = run_child(env_for(target, jobs), "restore", native_ids[-1])
         restore_peaks.append(result["peak_rss_mb"])
         return result["seconds"]
 
-    restore_direct, restore_native = [], []
+    def parallel_restore(target: str) -> float:
+        seconds = native_restore(target, options.restore_jobs)
+        for (replaced,) in admin.execute(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, 'migrator_replaced_')"
+        ):
+            admin.drop(replaced)
+        return seconds
+
+    restore_direct, restore_native, restore_parallel = [], [], []
     for index in range(options.repeat):
-        pair = [(restore_direct, direct_restore), (restore_native, native_restore)]
-        for times, restore in pair if index % 2 == 0 else reversed(pair):
+        # Each goes first, second and third in turn.
+        order = [
+            (restore_direct, direct_restore),
+            (restore_native, native_restore),
+            (restore_parallel, parallel_restore),
+        ]
+        for times, restore in order[index % 3 :] + order[: index % 3]:
             target = f"backup_bench_restore_{index}"
             admin.create(target)
             admin.execute("CHECKPOINT")
@@ -231,6 +253,7 @@ def run(options: argparse.Namespace, scratch: Path) -> None:
         native_peaks,
         restore_direct,
         restore_native,
+        restore_parallel,
         restore_peaks,
         over_source,
         idle,
@@ -247,6 +270,7 @@ def report(
     native_peaks,
     restore_direct,
     restore_native,
+    restore_parallel,
     restore_peaks,
     over_source,
     idle,
@@ -285,6 +309,15 @@ def report(
     )
     print(
         row(
+            f"`restore --no-safety-backup`, RESTORE_JOBS={options.restore_jobs} (new database "
+            "swapped in), into an empty database",
+            median(restore_parallel),
+            median(restore_direct),
+            max(restore_peaks),
+        )
+    )
+    print(
+        row(
             "`restore --no-safety-backup` over the populated database",
             over_source["seconds"],
             median(restore_direct),
@@ -316,13 +349,17 @@ def report(
         f"(runs: {', '.join(f'{t:.1f}' for t in restore_native)} vs "
         f"{', '.join(f'{t:.1f}' for t in restore_direct)})"
     )
-    rounds = [ours / theirs for ours, theirs in zip(restore_native, restore_direct, strict=True)]
-    print(
-        "restore into an empty database / `pg_restore --single-transaction --exit-on-error "
-        f"--no-owner` of the same dump: median ratio {median(rounds):.2f} over "
-        f"{len(rounds)} interleaved rounds (rounds: {', '.join(f'{r:.2f}' for r in rounds)}; "
-        f"load average {', '.join(f'{load:.1f}' for load in os.getloadavg())})"
-    )
+    for name, ours in (
+        ("restore", restore_native),
+        (f"restore with RESTORE_JOBS={options.restore_jobs}", restore_parallel),
+    ):
+        rounds = [mine / theirs for mine, theirs in zip(ours, restore_direct, strict=True)]
+        print(
+            f"{name} into an empty database / `pg_restore --single-transaction --exit-on-error "
+            f"--no-owner` of the same dump: median ratio {median(rounds):.2f} over "
+            f"{len(rounds)} interleaved rounds (rounds: {', '.join(f'{r:.2f}' for r in rounds)}; "
+            f"load average {', '.join(f'{load:.1f}' for load in os.getloadavg())})"
+        )
 
 
 if __name__ == "__main__":

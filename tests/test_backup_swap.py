@@ -13,11 +13,25 @@ import pytest
 from django.db import connections
 
 from migrator.models import Run
+from tests import test_children
 from tests.conftest import _admin_execute
 from tests.pg import pgserver_bin_dir
 from tests.test_backup import change_everything, seed, snapshot, take_backup
-from tests.test_children import wait_until
-from tests.utils import raw_connection, run_command, start_child
+from tests.test_children import (
+    BIG_ROWS,
+    SETTLE,
+    Watched,
+    add_a_row,
+    alive,
+    backed_up,
+    bulk_indexed,
+    bulk_rows,
+    proc_stat,
+    wait_until,
+)
+from tests.utils import raw_connection, run_child, run_command, start_child
+
+env = test_children.env  # the children's own TMPDIR and backup directory
 
 SWAPPING = "Restoring with pg_restore --jobs 2 into a new database, to swap in..."
 SERIAL = "Restoring in one transaction (RESTORE_JOBS set, but no swap): "
@@ -95,14 +109,6 @@ def paused_restore(alias: str, backup_id: str, backup_dir: Path, tmp_path: Path)
     )
     pid = int(paused.read_text())
     return child, pid, go
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
 
 
 @pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
@@ -222,7 +228,8 @@ def test_a_parallel_restore_killed_leaves_the_database_and_the_next_one_sweeps(
 ):
     backup_id, before, changed = changed_after_a_backup(postgres)
     old_oid = oid(postgres)
-    child, pg_restore, _ = paused_restore(postgres, backup_id, backup_dir, tmp_path)
+    child, pid, _ = paused_restore(postgres, backup_id, backup_dir, tmp_path)
+    pg_restore = (pid, proc_stat(pid).started)
     [scratch] = databases("migrator_restore_")
 
     child.kill()  # kill -9, while the new database is being filled
@@ -241,3 +248,59 @@ def test_a_parallel_restore_killed_leaves_the_database_and_the_next_one_sweeps(
     assert databases("migrator_restore_") == []
     outcomes = Run.objects.using(postgres).filter(command="restore").order_by("pk")
     assert [run.outcome for run in outcomes] == ["interrupted", "succeeded"]
+
+
+# Four kills of a parallel restore, each a delay after a session is first seen running a
+# statement: the safety backup's pg_dump in the database, then, in the new database,
+# pg_restore --jobs loading the table at its start and later on, and its index build.
+PARALLEL_KILLS = (
+    ("COPY public.bulk (id, note) TO stdout", 0.3),
+    ("COPY public.bulk (id, note) FROM stdin", 0.0),
+    ("COPY public.bulk (id, note) FROM stdin", 0.4),
+    ("CREATE INDEX bulk_note", 0.0),
+)
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+def test_a_parallel_restore_killed_at_four_moments_leaves_old_or_new_data(postgres, env):
+    env["MIGRATOR_TEST_SETTINGS"] = '{"RESTORE_JOBS": 2}'
+    backup_id = backed_up(postgres, env, rows=BIG_ROWS)
+    watcher = raw_connection(postgres, dbname="postgres")  # a session in it would stop swaps
+    watcher.autocommit = True
+    try:
+        for statement, delay in PARALLEL_KILLS:
+            old = bulk_rows(postgres), bulk_indexed(postgres)
+            connections[postgres].close()
+            watched = Watched(
+                start_child(postgres, "restore", backup_id, "--noinput", "--yes", **env)
+            )
+            watched.until(lambda s=statement: running(watcher, s), what=statement)
+            moment = watched.kill_after(delay)
+            when = f"killed {moment:.2f}s in, {delay}s into {statement!r}"
+            assert watched.spawned, when
+            wait_until(
+                lambda w=watched: not w.survivors(), timeout=SETTLE, what=f"children ({when})"
+            )
+            wait_until(lambda: not running(watcher, ""), timeout=SETTLE, what=f"sessions ({when})")
+            assert (bulk_rows(postgres), bulk_indexed(postgres)) in {old, (BIG_ROWS, True)}, when
+            connections[postgres].close()
+            done = run_child(postgres, "restore", backup_id, "--noinput", "--yes", **env)
+            assert done.returncode == 0, done.stderr
+            assert (bulk_rows(postgres), bulk_indexed(postgres)) == (BIG_ROWS, True)
+            add_a_row(postgres)
+    finally:
+        watcher.close()
+    assert databases("migrator_restore_") == []
+    assert len(databases("migrator_replaced_")) == 1
+
+
+def running(watcher, statement: str) -> bool:
+    """A client session in the test's database or a restore's new one runs ``statement``."""
+    name = connections["postgres"].settings_dict["NAME"]
+    with watcher.cursor() as cursor:
+        cursor.execute(
+            "SELECT query FROM pg_stat_activity WHERE backend_type = 'client backend' "
+            "AND (datname = %s OR starts_with(datname, 'migrator_restore_'))",
+            [name],
+        )
+        return any(query.startswith(statement) for (query,) in cursor.fetchall())

@@ -140,15 +140,20 @@ def restore(
                 scratch.ensure_connection()  # a session in it: other restores' sweeps skip it
                 argv = [pg_restore, f"--jobs={jobs}", "--exit-on-error", "--no-owner"]
                 argv += ["--no-password", f"--dbname={name}", str(path)]
-                done = children.popen(
+                filling = children.popen(
                     argv,
                     env=env,
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL,
                     stderr=errors,
                 )
-                if done.wait() != 0:
-                    raise failed(errors, "pg_restore")
+                try:
+                    if filling.wait() != 0:
+                        raise failed(errors, "pg_restore")
+                finally:
+                    if filling.poll() is None:  # interrupted meanwhile
+                        filling.kill()
+                        filling.wait()
                 with transaction.atomic(using=name), scratch.cursor() as cursor:
                     for sql, params in keep_audit:
                         cursor.execute(sql, params or None)
