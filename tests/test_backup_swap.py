@@ -6,7 +6,9 @@ kept beside it) or, where the swap cannot hold, restored in one transaction as u
 """
 
 import os
+import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -95,8 +97,22 @@ def pausing_bin(tmp_path: Path) -> tuple[Path, Path, Path]:
     return bin_dir, paused, go
 
 
-def paused_restore(alias: str, backup_id: str, backup_dir: Path, tmp_path: Path):
-    """A child ``restore`` stopped in pg_restore --jobs; returns it and pg_restore's pid."""
+@dataclass
+class PausedRestore:
+    """A child ``restore`` of changed rows, stopped in pg_restore --jobs."""
+
+    backup_id: str
+    before: dict  # the rows backed up
+    changed: dict  # the rows the restore replaces
+    oid: int  # of the database before the restore
+    child: subprocess.Popen
+    pg_restore: tuple[int, int]  # pid and start time
+    go: Path  # a line written to it lets pg_restore go on
+
+
+def paused_restore(alias: str, backup_dir: Path, tmp_path: Path) -> PausedRestore:
+    backup_id, before, changed = changed_after_a_backup(alias)
+    old_oid = oid(alias)
     bin_dir, paused, go = pausing_bin(tmp_path)
     connections[alias].close()
     child = start_child(
@@ -108,7 +124,9 @@ def paused_restore(alias: str, backup_id: str, backup_dir: Path, tmp_path: Path)
         MIGRATOR_TEST_SETTINGS=f'{{"RESTORE_JOBS": 2, "PG_BIN_DIR": "{bin_dir}"}}',
     )
     pid = int(paused.read_text())
-    return child, pid, go
+    return PausedRestore(
+        backup_id, before, changed, old_oid, child, (pid, proc_stat(pid).started), go
+    )
 
 
 @pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
@@ -203,21 +221,19 @@ def test_a_bad_restore_jobs_setting_is_refused(db_alias, settings, value):
 def test_a_session_that_connects_during_a_parallel_restore_stops_the_swap(
     postgres, backup_dir, tmp_path
 ):
-    backup_id, _, changed = changed_after_a_backup(postgres)
-    old_oid = oid(postgres)
-    child, _, go = paused_restore(postgres, backup_id, backup_dir, tmp_path)
+    paused = paused_restore(postgres, backup_dir, tmp_path)
     other = raw_connection(postgres)  # connects while the new database is being filled
     try:
-        go.write_text("go\n")
-        _, err = child.communicate(timeout=300)
+        paused.go.write_text("go\n")
+        _, err = paused.child.communicate(timeout=300)
     finally:
         other.close()
 
-    assert child.returncode == 6, err
+    assert paused.child.returncode == 6, err
     assert "Restore into 'default' was not swapped in, nothing was changed: " in err
     assert "is being accessed by other users" in err
-    assert snapshot(postgres) == changed
-    assert oid(postgres) == old_oid
+    assert snapshot(postgres) == paused.changed
+    assert oid(postgres) == paused.oid
     assert Run.objects.using(postgres).get(command="restore").outcome == "failed"
     assert databases("migrator_replaced_") == databases("migrator_restore_") == []
 
@@ -226,25 +242,22 @@ def test_a_session_that_connects_during_a_parallel_restore_stops_the_swap(
 def test_a_parallel_restore_killed_leaves_the_database_and_the_next_one_sweeps(
     postgres, backup_dir, tmp_path
 ):
-    backup_id, before, changed = changed_after_a_backup(postgres)
-    old_oid = oid(postgres)
-    child, pid, _ = paused_restore(postgres, backup_id, backup_dir, tmp_path)
-    pg_restore = (pid, proc_stat(pid).started)
+    paused = paused_restore(postgres, backup_dir, tmp_path)
     [scratch] = databases("migrator_restore_")
 
-    child.kill()  # kill -9, while the new database is being filled
-    child.communicate(timeout=60)
-    wait_until(lambda: not alive(pg_restore), what="the killed restore's pg_restore to end")
+    paused.child.kill()  # kill -9, while the new database is being filled
+    paused.child.communicate(timeout=60)
+    wait_until(lambda: not alive(paused.pg_restore), what="the killed restore's pg_restore")
 
-    assert snapshot(postgres) == changed
-    assert oid(postgres) == old_oid
+    assert snapshot(postgres) == paused.changed
+    assert oid(postgres) == paused.oid
     assert databases("migrator_restore_") == [scratch]
     assert databases("migrator_replaced_") == []
 
-    out, err, code = run_command("restore", backup_id, "--yes", database=postgres)
+    out, err, code = run_command("restore", paused.backup_id, "--yes", database=postgres)
 
     assert (code, err) == (0, ""), err
-    assert snapshot(postgres) == before
+    assert snapshot(postgres) == paused.before
     assert databases("migrator_restore_") == []
     outcomes = Run.objects.using(postgres).filter(command="restore").order_by("pk")
     assert [run.outcome for run in outcomes] == ["interrupted", "succeeded"]

@@ -200,17 +200,12 @@ def scratch_database(connection: BaseDatabaseWrapper) -> Iterator[BaseDatabaseWr
 
 @contextmanager
 def _postgresql_scratch(connection: BaseDatabaseWrapper) -> Iterator[BaseDatabaseWrapper]:
-    name = f"{SCRATCH_PREFIX}{secrets.token_hex(6)}"
     admin = connection.copy()
     try:
-        scratchdb.drop_unused(admin, SCRATCH_PREFIX, why="left by a drill that was killed")
-        scratchdb.create_like(admin, connection.settings_dict["NAME"], name)
-    except DatabaseError as exc:
+        name = scratchdb.create(admin, connection, SCRATCH_PREFIX, then="The drill needs CREATEDB.")
+    except BackupFailed:
         admin.close()
-        raise BackupFailed(
-            f"Cannot create a scratch database on the server of {connection.alias!r}: "
-            f"{first_line(exc, connection)}. The drill needs CREATEDB."
-        ) from exc
+        raise
     try:
         with scratchdb.registered(connection, name) as scratch:
             scratch.ensure_connection()  # a session in it tells other drills it is live

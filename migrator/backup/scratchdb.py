@@ -6,11 +6,15 @@ its kind: one that no session is connected to (a live one always holds a session
 """
 
 import logging
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from django.db import DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
+
+from migrator.backup.base import first_line
+from migrator.exceptions import BackupFailed
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +25,23 @@ def maintenance(connection: BaseDatabaseWrapper) -> BaseDatabaseWrapper:
     admin = connection.copy()
     admin.settings_dict["NAME"] = None
     return admin
+
+
+def create(
+    admin: BaseDatabaseWrapper, connection: BaseDatabaseWrapper, prefix: str, *, then: str
+) -> str:
+    """A new empty database ``prefix<random>`` like ``connection``'s, created after
+    dropping the unused ones of that prefix; BackupFailed ending with ``then`` if it cannot."""
+    name = f"{prefix}{secrets.token_hex(6)}"
+    try:
+        drop_unused(admin, prefix)
+        create_like(admin, connection.settings_dict["NAME"], name)
+    except DatabaseError as exc:
+        raise BackupFailed(
+            f"Cannot create a scratch database on the server of {connection.alias!r}: "
+            f"{first_line(exc, connection)}. {then}"
+        ) from exc
+    return name
 
 
 def create_like(admin: BaseDatabaseWrapper, model: str, name: str) -> None:
@@ -39,8 +60,9 @@ def create_like(admin: BaseDatabaseWrapper, model: str, name: str) -> None:
         )
 
 
-def drop_unused(admin: BaseDatabaseWrapper, prefix: str, *, why: str) -> None:
-    """Drop the databases named ``prefix...`` that no session is connected to."""
+def drop_unused(admin: BaseDatabaseWrapper, prefix: str) -> None:
+    """Drop the databases named ``prefix...`` that no session is connected to: those of
+    killed processes (a live one always holds a session)."""
     with admin.cursor() as cursor:
         cursor.execute(
             "SELECT datname FROM pg_catalog.pg_database d WHERE starts_with(datname, %s) "
@@ -51,7 +73,7 @@ def drop_unused(admin: BaseDatabaseWrapper, prefix: str, *, why: str) -> None:
         for (name,) in cursor.fetchall():
             try:
                 cursor.execute(f"DROP DATABASE IF EXISTS {admin.ops.quote_name(name)}")
-                logger.info("Dropped %s, %s", name, why)
+                logger.info("Dropped %s, left by a process that was killed", name)
             except DatabaseError:  # someone connected meanwhile: a live one's
                 continue
 

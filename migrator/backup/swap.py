@@ -122,38 +122,16 @@ def restore(
     ``env``: libpq's environment for ``connection``; ``errors``: a file for pg_restore's
     stderr; ``failed``: the engine's BackupFailed for a tool that failed.
     """
-    target = connection.settings_dict["NAME"]
-    name = f"{SCRATCH_PREFIX}{secrets.token_hex(6)}"
     admin = scratchdb.maintenance(connection)
     try:
-        try:
-            scratchdb.drop_unused(admin, SCRATCH_PREFIX, why="left by a restore that was killed")
-            _drop_replaced(admin, target)
-            scratchdb.create_like(admin, target, name)
-        except DatabaseError as exc:
-            raise BackupFailed(
-                f"Restore into {connection.alias!r} could not create its new database; "
-                f"nothing was changed: {first_line(exc, connection)}."
-            ) from exc
+        _drop_replaced(admin, connection.settings_dict["NAME"])
+        name = scratchdb.create(admin, connection, SCRATCH_PREFIX, then="Nothing was changed.")
         try:
             with scratchdb.registered(connection, name) as scratch:
                 scratch.ensure_connection()  # a session in it: other restores' sweeps skip it
                 argv = [pg_restore, f"--jobs={jobs}", "--exit-on-error", "--no-owner"]
                 argv += ["--no-password", f"--dbname={name}", str(path)]
-                filling = children.popen(
-                    argv,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=errors,
-                )
-                try:
-                    if filling.wait() != 0:
-                        raise failed(errors, "pg_restore")
-                finally:
-                    if filling.poll() is None:  # interrupted meanwhile
-                        filling.kill()
-                        filling.wait()
+                _run(argv, env, errors, failed)
                 with transaction.atomic(using=name), scratch.cursor() as cursor:
                     for sql, params in keep_audit:
                         cursor.execute(sql, params or None)
@@ -162,8 +140,26 @@ def restore(
             with suppress(DatabaseError):
                 scratchdb.drop(admin, name)
             raise
+    except DatabaseError as exc:
+        raise BackupFailed(
+            f"Restore into {connection.alias!r} failed and its new database was dropped; "
+            f"nothing was changed: {first_line(exc, connection)}."
+        ) from exc
     finally:
         admin.close()
+
+
+def _run(argv: list[str], env: dict[str, str], errors: IO[bytes], failed) -> None:
+    """pg_restore to its end; killed if this process is interrupted meanwhile."""
+    quiet = subprocess.DEVNULL
+    filling = children.popen(argv, env=env, stdin=quiet, stdout=quiet, stderr=errors)
+    try:
+        if filling.wait() != 0:
+            raise failed(errors, "pg_restore")
+    finally:
+        if filling.poll() is None:
+            filling.kill()
+            filling.wait()
 
 
 def _swap(admin: BaseDatabaseWrapper, connection: BaseDatabaseWrapper, name: str, backup_id: str):
