@@ -18,7 +18,15 @@ from migrator.models import Run
 from tests import test_children
 from tests.conftest import _admin_execute
 from tests.pg import pgserver_bin_dir
-from tests.test_backup import change_everything, seed, snapshot, take_backup
+from tests.test_backup import (
+    add_large_objects,
+    change_everything,
+    change_large_objects,
+    large_objects,
+    seed,
+    snapshot,
+    take_backup,
+)
 from tests.test_children import (
     BIG_ROWS,
     SETTLE,
@@ -159,6 +167,22 @@ def test_a_restore_with_restore_jobs_swaps_a_new_database_in(postgres):
     assert databases("migrator_replaced_") != [replaced]
     runs = Run.objects.using(postgres).filter(command="restore").values_list("outcome", flat=True)
     assert list(runs) == ["succeeded", "succeeded"]
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+def test_a_parallel_restore_brings_large_objects_back(postgres):
+    seed(postgres)
+    add_large_objects(postgres)
+    before = snapshot(postgres), large_objects(postgres)
+    backup_id = take_backup(postgres)
+    change_everything(postgres)
+    change_large_objects(postgres)
+
+    out, err, code = run_command("restore", backup_id, "--yes", database=postgres, verbosity=2)
+
+    assert (code, err) == (0, ""), err
+    assert SWAPPING in out
+    assert (snapshot(postgres), large_objects(postgres)) == before
 
 
 @pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
