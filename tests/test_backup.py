@@ -689,14 +689,20 @@ def large_objects(alias: str) -> dict[str, list[tuple]]:
         return found
 
 
+def large_objects_changed_after_a_backup(alias: str) -> tuple[str, tuple[dict, dict]]:
+    """The backup's id, and its rows and large objects, which have changed since."""
+    seed(alias)
+    add_large_objects(alias)
+    before = snapshot(alias), large_objects(alias)
+    backup_id = take_backup(alias)
+    change_everything(alias)
+    change_large_objects(alias)
+    return backup_id, before
+
+
 @pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
 def test_a_native_postgresql_restore_brings_large_objects_back(db_alias):
-    seed(db_alias)
-    add_large_objects(db_alias)
-    before = snapshot(db_alias), large_objects(db_alias)
-    backup_id = take_backup(db_alias)
-    change_everything(db_alias)
-    change_large_objects(db_alias)
+    backup_id, before = large_objects_changed_after_a_backup(db_alias)
 
     _, err, code = run_command("restore", backup_id, database=db_alias)
 

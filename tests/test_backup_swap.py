@@ -19,10 +19,9 @@ from tests import test_children
 from tests.conftest import _admin_execute
 from tests.pg import pgserver_bin_dir
 from tests.test_backup import (
-    add_large_objects,
     change_everything,
-    change_large_objects,
     large_objects,
+    large_objects_changed_after_a_backup,
     seed,
     snapshot,
     take_backup,
@@ -171,12 +170,7 @@ def test_a_restore_with_restore_jobs_swaps_a_new_database_in(postgres):
 
 @pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
 def test_a_parallel_restore_brings_large_objects_back(postgres):
-    seed(postgres)
-    add_large_objects(postgres)
-    before = snapshot(postgres), large_objects(postgres)
-    backup_id = take_backup(postgres)
-    change_everything(postgres)
-    change_large_objects(postgres)
+    backup_id, before = large_objects_changed_after_a_backup(postgres)
 
     out, err, code = run_command("restore", backup_id, "--yes", database=postgres, verbosity=2)
 
