@@ -304,6 +304,17 @@ def _count(minimum: int, maximum: int | None = None) -> Callable[[Any], int]:
     return convert
 
 
+def _storage_alias(value: Any) -> str | None:
+    """``BACKUP_STORAGE``: an alias of ``STORAGES``, or unset."""
+    alias = _text(value)
+    if alias is not None:
+        from django.core.files.storage import storages
+
+        if alias not in storages.backends:
+            raise ValueError(f"{alias!r} is not in STORAGES ({', '.join(storages.backends)})")
+    return alias
+
+
 def _optional(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return lambda value: None if value is None else convert(value)
 
@@ -410,7 +421,7 @@ CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "BACKUP_BEFORE_MIGRATE": _optional(_flag),
     "BACKUP_BEFORE_ROLLBACK": _optional(_flag),
     "BACKUP_DIR": _text,
-    "BACKUP_STORAGE": _text,
+    "BACKUP_STORAGE": _storage_alias,
     "BACKUP_KEEP": _count(0),
     "BACKUP_RECIPIENTS": _recipients,
     "BACKUP_IDENTITY_FILE": _text,

@@ -67,6 +67,12 @@ def backup_dir(settings, tmp_path) -> Path:
             "MIGRATOR['DIRECT_DATABASES'] is {'default': 'pooler'}: 'pooler' is not in "
             "DATABASES. Fix MIGRATOR['DIRECT_DATABASES'] in your settings.",
         ),
+        (
+            "BACKUP_STORAGE",
+            "backup",
+            "MIGRATOR['BACKUP_STORAGE'] is 'backup': 'backup' is not in STORAGES (default, "
+            "staticfiles). Fix MIGRATOR['BACKUP_STORAGE'] in your settings.",
+        ),
         (  # a typo in the key would leave the pooled connection in use
             "DIRECT_DATABASES",
             {"defualt": "postgres"},
@@ -86,6 +92,7 @@ def backup_dir(settings, tmp_path) -> Path:
         "unknown-key",
         "lock-timeout-abc",
         "backup-keep-x",
+        "storage-unknown-alias",
         "direct-unknown-alias",
         "direct-unknown-key",
         "direct-unknown-url-scheme",
