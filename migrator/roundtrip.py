@@ -1099,10 +1099,17 @@ def added_files(since: str, paths: Iterable[Path]) -> set[Path]:
         raise InvalidRequest("--since needs the migrations to be in a git repository.")
     added: set[Path] = set()
     for top in sorted(tops):
-        listed = _git(
-            Path(top),
-            "diff", "-z", "--name-only", "--no-renames", "--diff-filter=A", f"{since}...HEAD", "--",
-        )  # fmt: skip
+        try:
+            listed = _git(
+                Path(top),
+                "diff", "-z", "--name-only", "--no-renames", "--diff-filter=A", f"{since}...HEAD",
+                "--",
+            )  # fmt: skip
+        except InvalidRequest as exc:  # almost always a revision this clone lacks
+            raise InvalidRequest(
+                f"--since {since!r}: {exc}; give a branch, tag or commit that this clone has "
+                "(a shallow CI clone may need 'git fetch' first)."
+            ) from None
         added.update(Path(top, name).resolve() for name in listed.split("\0") if name)
     return added
 

@@ -407,7 +407,12 @@ def test_since_round_trips_only_the_migrations_a_git_range_added(
         "testmigrations", "--since", "no-such-ref", "--noinput", database=alias
     )
     assert code == 1
-    assert "git diff in " in err
+    assert err.startswith("--since 'no-such-ref': git diff in "), err
+    assert err.endswith(
+        "; give a branch, tag or commit that this clone has "
+        "(a shallow CI clone may need 'git fetch' first).\n"
+    )
+    assert len(err.splitlines()) == 1
 
 
 def test_since_refuses_an_option_as_revision(alias):
