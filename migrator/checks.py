@@ -89,7 +89,8 @@ def _messages(alias: str, problems: list[integrity.Problem]) -> list[CheckMessag
 def check_deploy_stages(
     app_configs: Iterable[AppConfig] | None = None, **kwargs: Any
 ) -> list[CheckMessage]:
-    """migrator.E006: a migration whose operations need both deploy stages.
+    """migrator.E006: a migration whose operations need both deploy stages; migrator.W003:
+    a STAGE_OVERRIDES entry that names no migration.
 
     Reads migration files only (no database), so a plain ``manage.py check`` in CI finds
     it before a deploy does. migrator's commands skip it (they report each migration's
@@ -102,7 +103,7 @@ def check_deploy_stages(
     labels = None if app_configs is None else {config.label for config in app_configs}
     loader = MigrationLoader(None, ignore_no_migrations=True)
     third_party = packages.third_party_apps(loader)
-    return [
+    mixed = [
         Error(
             f"Migration {decision.label} mixes deploy stages: {'; '.join(decision.mixed)}.",
             hint=(
@@ -115,6 +116,23 @@ def check_deploy_stages(
         for decision in stages.mixed_migrations(loader)
         if not third_party.get(app_label := decision.label.split(".", 1)[0])
         and (labels is None or app_label in labels)
+    ]
+    return [*_unknown_stage_overrides(loader), *mixed]
+
+
+def _unknown_stage_overrides(loader: MigrationLoader) -> list[CheckMessage]:
+    """migrator.W003: an override of no migration (a typo) would hold nothing back."""
+    on_disk = {f"{app_label}.{name}" for app_label, name in loader.disk_migrations}
+    return [
+        Warning(
+            f"MIGRATOR['STAGE_OVERRIDES'] names {label!r}, which is no migration on disk: "
+            "it overrides nothing.",
+            hint="Give the full name (app_label.migration_name, as showmigrations lists it), "
+            "or remove the entry.",
+            id="migrator.W003",
+        )
+        for label in conf.get_settings().stage_overrides
+        if label not in on_disk
     ]
 
 

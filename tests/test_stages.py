@@ -228,6 +228,28 @@ def test_installed_packages_mixing_stages_do_not_fail_manage_py_check(db_alias):
     assert "E006" not in done.stdout + done.stderr
 
 
+def test_an_override_naming_no_migration_is_a_check_warning(db_alias, scenario, settings):
+    """A typo (a prefix, a wrong app) would override nothing: the migration it meant to
+    hold back until after the deploy would run before it."""
+    scenario("stages_mixed")
+    settings.MIGRATOR = {
+        **settings.MIGRATOR,
+        "STAGE_OVERRIDES": {
+            "scenarios.0002": "after_deploy",
+            "scenarios.0002_add_and_remove": "after_deploy",
+        },
+    }
+    out, err, code = run_command("check")
+    assert code == 0
+    assert (
+        "?: (migrator.W003) MIGRATOR['STAGE_OVERRIDES'] names 'scenarios.0002', which is no "
+        "migration on disk: it overrides nothing.\n"
+        "\tHINT: Give the full name (app_label.migration_name, as showmigrations lists it), "
+        "or remove the entry."
+    ) in err
+    assert err.count("migrator.W003") == 1
+
+
 def test_an_override_or_a_mark_settles_a_mixed_migration(db_alias, scenario, settings):
     scenario("stages_mixed")
     settings.MIGRATOR = {
