@@ -337,6 +337,21 @@ def test_server_down_exits_6_with_one_clear_line(db_alias, tmp_path):
         connection.settings_dict.update(saved)
 
 
+@pytest.mark.parametrize("label", ["fix\n\nlong commit message", "tab\there", "cr\r"])
+def test_a_label_that_is_not_one_line_is_refused_before_anything_is_written(
+    db_alias, backup_dir, label
+):
+    """``--label "$(git log -1 --format=%B)"`` would break ``backup --list``'s one line each."""
+    seed(db_alias)
+    out, err, code = run_command("backup", "--label", label, database=db_alias)
+    assert (out, code) == ("", 1)
+    assert err == (
+        f"The label {label!r} is not one line of printable text; give a short note, "
+        "such as the release it precedes.\n"
+    )
+    assert not backup_dir.exists() or list(backup_dir.iterdir()) == []
+
+
 def test_files_are_private_and_the_manifest_describes_the_backup(db_alias, backup_dir):
     seed(db_alias)
     backup_id = take_backup(db_alias, "--label", "before the big one")

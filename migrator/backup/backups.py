@@ -49,6 +49,11 @@ def create_backup(
     """Back up a database; the backup exists once its payload is on disk and hashed."""
     if reason not in REASONS:
         raise InvalidRequest(f"Unknown backup reason {reason!r}; one of {', '.join(REASONS)}.")
+    if not label.isprintable():  # a newline would break backup --list's one line each
+        raise InvalidRequest(
+            f"The label {label!r} is not one line of printable text; give a short note, "
+            "such as the release it precedes."
+        )
     connection = connections[database]
     engine = engine_for(connection, format)
     connect(connection, must_exist=True)
