@@ -24,6 +24,9 @@ else starts a PostgreSQL server from the ``pgserver`` package.
 Issue 20's restore figure (about 250 MB, 1.5 M rows; the backup rounds skipped):
 
     python benchmarks/backup_postgres.py --accounts 860000 --notes 640000 --restore-only --repeat 6
+
+The same with ``--large-objects 1``: the restore is relayed through migrator (an archive
+holding large objects), which that ratio prices against the direct pipe's.
 """
 
 import argparse
@@ -55,6 +58,14 @@ FILL = [
               (g % 100000) / 100.0, now() - g * interval '1 second'
        FROM generate_series(1, {notes}) g""",
     "VACUUM ANALYZE",
+]
+# --large-objects N: a table referencing N small large objects, so that the restore goes
+# through migrator's relay (the script's final COMMIT taken out) instead of a direct pipe.
+LARGE_OBJECTS = [
+    "CREATE TABLE bench_document (id integer PRIMARY KEY, body oid NOT NULL)",
+    """INSERT INTO bench_document
+       SELECT g, lo_from_bytea(0, convert_to(md5(g::text), 'UTF8'))
+       FROM generate_series(1, {large_objects}) g""",
 ]
 
 
@@ -126,8 +137,9 @@ def create_source(admin: Admin, source: str, env: dict, options: argparse.Namesp
     admin.create(source)
     run_child(env, "migrate")
     print(f"Filling {source}: {options.accounts:,} accounts, {options.notes:,} notes...")
-    for sql in FILL:
-        admin.execute(sql.format(accounts=options.accounts, notes=options.notes), database=source)
+    for sql in FILL + (LARGE_OBJECTS if options.large_objects else []):
+        values = {"accounts": options.accounts, "notes": options.notes}
+        admin.execute(sql.format(**values, large_objects=options.large_objects), database=source)
     size = admin.execute(f"SELECT pg_database_size('{source}')")[0][0]
     print(f"Database size: {mb(size)}")
     return size
@@ -149,6 +161,12 @@ def main() -> None:
         type=int,
         default=2,
         help="RESTORE_JOBS of the parallel restore timed beside the others (default 2)",
+    )
+    parser.add_argument(
+        "--large-objects",
+        type=int,
+        default=0,
+        help="add a table referencing this many large objects (the restore is then relayed)",
     )
     options = parser.parse_args()
 
@@ -283,7 +301,8 @@ def report(
 
     print()
     print(
-        f"PostgreSQL, {mb(size)} database ({options.accounts:,} + {options.notes:,} rows), "
+        f"PostgreSQL, {mb(size)} database ({options.accounts:,} + {options.notes:,} rows, "
+        f"{options.large_objects:,} large objects), "
         f"custom-format dump {mb(dump_size)}; medians of {options.repeat} runs."
     )
     print()

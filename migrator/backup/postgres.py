@@ -503,13 +503,18 @@ def _killed_on_exit(stack: ExitStack, process: subprocess.Popen) -> None:
 
 
 def _relay_script(source: BinaryIO, sink: BinaryIO) -> bytes:
-    """Copy ``source`` to ``sink`` up to its end, and return its last HELD_BACK bytes, unsent."""
+    """Copy ``source`` to ``sink`` up to its end, and return its last HELD_BACK bytes, unsent.
+
+    Each chunk is read with one read(2) and written without another copy in Python (a
+    pipe fills chunks of 64 KB while psql keeps up): the copies are the kernel's.
+    """
     held = b""
-    while chunk := source.read1(RELAY_CHUNK):
-        held += chunk
-        if len(held) > HELD_BACK:
-            sink.write(held[:-HELD_BACK])
-            held = held[-HELD_BACK:]
+    while chunk := os.read(source.fileno(), RELAY_CHUNK):
+        if len(chunk) < HELD_BACK:
+            chunk, held = held + chunk, b""
+        sink.write(held)
+        sink.write(memoryview(chunk)[:-HELD_BACK])
+        held = chunk[-HELD_BACK:]
     return held
 
 
