@@ -213,6 +213,19 @@ def test_plan_of_a_refused_rollback_shows_everything_and_exits_with_the_refusal(
         "ledger.0004_remove_entry_memo",
     ]
     assert "refused; nothing was changed" in err
+    assert document["exit_code"] == 7  # as every failure's document says
+    assert document["error"].startswith("Rollback ledger 0003 refused; nothing was changed:")
+
+
+def test_a_refused_rollback_is_refused_in_its_json_as_in_the_audit(db_alias):
+    migrate(db_alias, "ledger")
+    out, err, code = run_command("rollback", "ledger", "0003", "--json", database=db_alias)
+    document = json.loads(out)
+    assert (code, document["exit_code"]) == (7, 7)
+    assert document["outcome"] == "refused"
+    assert document["error"].startswith("Rollback ledger 0003 refused; nothing was changed:")
+    (run,) = Run.objects.using(db_alias).filter(command="rollback")
+    assert run.outcome == "refused"
 
 
 def test_a_target_shows_and_unapplies_the_dependants_in_other_apps(db_alias, scenario):

@@ -236,10 +236,12 @@ class MigratorCommand(BaseCommand):
         """``--json``: a failure is one document too, with the outcome, error and exit code."""
         report = getattr(error, "report", None)
         document = report.as_dict() if report is not None else {}
+        outcome = getattr(error, "outcome", "failed")
         document.update(
             command=self.command_name(),
             database=options.get("database", DEFAULT_DB_ALIAS),
-            outcome=getattr(error, "outcome", "failed"),
+            # a refusal that validation recorded as such (the audit says refused too)
+            outcome="refused" if document.get("outcome") == "refused" else outcome,
             error=str(error),
             exit_code=error.returncode,
         )

@@ -86,8 +86,9 @@ class Command(MigratorCommand):
             if report is not None and not self.as_json:  # --json: the base command writes it
                 self.output(report)
             raise
-        self.output(report)
         refusal = report.refusal()
+        if refusal is None or not self.as_json:  # --json: the base command writes the report
+            self.output(report)
         if refusal is not None:  # --plan: the plan is shown, and the exit code says no
             raise refusal
 
