@@ -1,12 +1,14 @@
 """Reading the run audit back: for ``migrationhistory`` and ``migrationstatus``."""
 
-from typing import Any
+from typing import Any, Final
 
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from migrator import audit
 from migrator.models import Run
+
+SQL_LIMIT_MAX: Final = 2**63 - 1  # a larger LIMIT overflows the database's integer: every run
 
 
 def has_audit_tables(connection: BaseDatabaseWrapper) -> bool:
@@ -22,7 +24,7 @@ def recent_runs(database: str, *, limit: int | None = 20) -> list[Run]:
         return []
     audit.mark_dead_runs(connection)
     runs = Run.objects.using(database).prefetch_related("steps").order_by("-started_at", "-id")
-    return list(runs[:limit] if limit else runs)
+    return list(runs[:limit] if limit and limit <= SQL_LIMIT_MAX else runs)
 
 
 def run_as_dict(run: Run) -> dict[str, Any]:

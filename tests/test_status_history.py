@@ -45,6 +45,15 @@ def test_history_lists_runs_newest_first(db_alias, scenario):
     assert [m["migration"] for m in run["migrations"]] == ["scenarios.0001_initial"]
 
 
+def test_history_with_a_limit_beyond_any_sql_integer_shows_every_run(db_alias):
+    assert run_command("safemigrate", "ledger", "0001", database=db_alias)[2] == 0
+    out, err, code = run_command(
+        "migrationhistory", "--json", "--limit", str(2**64), database=db_alias
+    )
+    assert (code, err) == (0, "")
+    assert [run["command"] for run in json.loads(out)["runs"]] == ["safemigrate"]
+
+
 def test_history_on_a_database_never_migrated(db_alias):
     assert run_command("migrationhistory", database=db_alias) == (
         f"No runs recorded on {db_alias!r} yet.\n",
