@@ -420,8 +420,10 @@ def execute_plan(
         raise
     except Exception as exc:
         _fail(executor, run, report, adapter, "failed", f"{type(exc).__name__}: {exc}")
-        raise MigrationFailed(
-            f"Migration {report.failed_migration or 'run'} failed: {report.error}. "
+        lines = (line.strip() for line in report.error.splitlines() if line.strip())
+        said = "; ".join(lines).rstrip(".")
+        raise MigrationFailed(  # one line; the audit keeps the database's DETAIL/HINT lines
+            f"Migration {report.failed_migration or 'run'} failed: {said}. "
             f"It was rolled back; {len(report.steps)} earlier migration(s) stay applied. "
             "Fix it and run safemigrate again."
         ) from exc

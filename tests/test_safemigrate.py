@@ -147,3 +147,21 @@ def test_bad_arguments_exit_1_not_argparse_2(db_alias):
     assert done.stderr.endswith(
         "error: argument --lock-timeout: 'nan' must be a finite number of seconds, 0 or more\n"
     )
+
+
+def test_a_failing_migration_is_one_line_even_when_the_database_says_more(db_alias, scenario):
+    """PostgreSQL's errors carry DETAIL and HINT lines; the error stays one line, all kept."""
+    scenario("failing_unique")
+    out, err, code = run_command("safemigrate", "scenarios", database=db_alias)
+    assert code == 5
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("Migration scenarios.0002_unique_name failed: IntegrityError: ")
+    if connections[db_alias].vendor == "postgresql":
+        assert "; DETAIL:  Key (name)=(same) is duplicated. It was rolled back;" in err
+    assert err.endswith(
+        "It was rolled back; 1 earlier migration(s) stay applied. "
+        "Fix it and run safemigrate again.\n"
+    )
+    assert applied(db_alias, "scenarios") == ["0001_initial"]
+    run = Run.objects.using(db_alias).get(command="safemigrate")
+    assert "\n" in run.error or connections[db_alias].vendor == "sqlite"  # the audit keeps all
