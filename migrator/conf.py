@@ -288,6 +288,17 @@ def seconds(value: Any) -> float:
     return number
 
 
+PG_TIMEOUT_MAX: Final = (2**31 - 1) / 1000  # lock_timeout, statement_timeout: int ms
+
+
+def _pg_timeout(value: Any) -> float:
+    """PG_LOCK_TIMEOUT, PG_STATEMENT_TIMEOUT: seconds that PostgreSQL accepts (ms, an int)."""
+    number = seconds(value)
+    if number > PG_TIMEOUT_MAX:
+        raise ValueError(f"must be at most {PG_TIMEOUT_MAX:.10g} seconds (PostgreSQL's limit)")
+    return number
+
+
 def _count(minimum: int, maximum: int | None = None) -> Callable[[Any], int]:
     def convert(value: Any) -> int:
         if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
@@ -429,8 +440,8 @@ CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "PG_DUMP_COMPRESS": _count(0, 9),
     "RESTORE_JOBS": _count(1, 64),
     "RUN_LOCK_TIMEOUT": seconds,
-    "PG_LOCK_TIMEOUT": _optional(seconds),
-    "PG_STATEMENT_TIMEOUT": _optional(seconds),
+    "PG_LOCK_TIMEOUT": _optional(_pg_timeout),
+    "PG_STATEMENT_TIMEOUT": _optional(_pg_timeout),
     "LOCK_RETRIES": _count(0),
     "THIRD_PARTY_STRICT": _flag,
     "BLOCKING_RISKS": _names,

@@ -67,6 +67,12 @@ def backup_dir(settings, tmp_path) -> Path:
             "MIGRATOR['DIRECT_DATABASES'] is {'default': 'pooler'}: 'pooler' is not in "
             "DATABASES. Fix MIGRATOR['DIRECT_DATABASES'] in your settings.",
         ),
+        (  # PostgreSQL refused it only when the first migration ran
+            "PG_LOCK_TIMEOUT",
+            1e12,
+            "MIGRATOR['PG_LOCK_TIMEOUT'] is 1000000000000.0: must be at most 2147483.647 "
+            "seconds (PostgreSQL's limit). Fix MIGRATOR['PG_LOCK_TIMEOUT'] in your settings.",
+        ),
         (
             "BACKUP_STORAGE",
             "backup",
@@ -92,6 +98,7 @@ def backup_dir(settings, tmp_path) -> Path:
         "unknown-key",
         "lock-timeout-abc",
         "backup-keep-x",
+        "pg-lock-timeout-too-long",
         "storage-unknown-alias",
         "direct-unknown-alias",
         "direct-unknown-key",
