@@ -1,21 +1,5 @@
-from django.db import migrations, models
+"""The widget table (id, name) of the stages_marked set."""
 
+from importlib import import_module
 
-def two_alike(apps, schema_editor):
-    Widget = apps.get_model("scenarios", "Widget")
-    alias = schema_editor.connection.alias
-    Widget.objects.using(alias).bulk_create([Widget(name="same"), Widget(name="same")])
-
-
-class Migration(migrations.Migration):
-    initial = True
-    operations = [
-        migrations.CreateModel(
-            name="Widget",
-            fields=[
-                ("id", models.AutoField(primary_key=True)),
-                ("name", models.CharField(max_length=20)),
-            ],
-        ),
-        migrations.RunPython(two_alike, migrations.RunPython.noop),
-    ]
+Migration = import_module("tests.scenarios.migration_sets.stages_marked.0001_initial").Migration
