@@ -62,6 +62,7 @@ OBSTACLES: Final = (
 ICU: Final = ("d.datlocprovider <> 'c'", "the database uses an ICU locale")
 OTHER_SESSIONS: Final = (
     "(SELECT count(*) FROM pg_catalog.pg_stat_activity a WHERE a.datid = d.oid "
+    "AND a.backend_type <> 'autovacuum worker' "  # the rename has them stop
     "AND NOT a.pid = ANY(%s) AND NOT starts_with(coalesce(a.application_name, ''), %s))"
 )
 
