@@ -764,7 +764,10 @@ def _resolve(loader: MigrationLoader, label: str) -> MigrationKey:
             f"More than one migration of {app_label!r} matches {name!r}; give more of its name."
         ) from None
     except KeyError:
-        raise UnknownTarget(f"No migration {label!r} on disk.") from None
+        raise UnknownTarget(
+            f"No migration {label!r} on disk; give app_label.migration_name (or the start of "
+            "the name) as 'showmigrations' lists it."
+        ) from None
     return migration.app_label, migration.name
 
 

@@ -301,7 +301,11 @@ def test_accept_refuses_what_it_cannot_accept(db_alias, migration_set):
             ("--accept", "scenarios.0003_third", "--reason", "r"),
             "scenarios.0003_third is not applied",
         ),
-        (("--accept", "scenarios.0099", "--reason", "r"), "No migration 'scenarios.0099' on disk."),
+        (
+            ("--accept", "scenarios.0099", "--reason", "r"),
+            "No migration 'scenarios.0099' on disk; give app_label.migration_name (or the start "
+            "of the name) as 'showmigrations' lists it.\n",
+        ),
         (
             ("--accept", "scenarios", "--reason", "r"),
             "Name the migration as app_label.migration_name",
