@@ -19,6 +19,7 @@ from migrator import locking, secrets, signals
 from migrator.conf import get_settings
 from migrator.exceptions import ConfirmationRequired, LockNotAcquired, RunInterrupted
 from migrator.models import MigrationHash, Run, RunStep
+from migrator.types import ProgressCallback, ProgressEvent, ignore_progress
 
 CI_REVISION_VARIABLES = ("MIGRATOR_REVISION", "GITHUB_SHA", "CI_COMMIT_SHA", "GIT_COMMIT")
 # Commands that run under the lock.
@@ -150,8 +151,13 @@ def _close_run(
         signals.run_closed(run)
 
 
-def mark_abandoned_runs(connection: BaseDatabaseWrapper) -> int:
-    """Runs still 'running' while we hold the lock were killed: record them as interrupted."""
+def mark_abandoned_runs(
+    connection: BaseDatabaseWrapper, progress: ProgressCallback = ignore_progress
+) -> int:
+    """Runs still 'running' while we hold the lock were killed: record them as interrupted.
+
+    Each is reported (``interrupted_found``): the run that finds it is where someone looks.
+    """
     abandoned = list(
         Run.objects.using(connection.alias).filter(
             command__in=LOCKED_COMMANDS, outcome=Run.Outcome.RUNNING
@@ -164,6 +170,13 @@ def mark_abandoned_runs(connection: BaseDatabaseWrapper) -> int:
         run.error = "The process ended without finishing the run (killed or lost)."
         run.save(update_fields=["outcome", "finished_at", "error"])
         signals.run_closed(run)  # a killed process could not say so itself
+        progress(
+            ProgressEvent(
+                "interrupted_found",
+                message=f"{run.command} run #{run.pk} (pid {run.pid}) ended without finishing "
+                "(killed or lost); recorded as interrupted.",
+            )
+        )
     return len(abandoned)
 
 

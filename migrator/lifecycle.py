@@ -87,7 +87,7 @@ def locked(
         connection, timeout=options.run_lock_timeout, on_wait=_report_wait(progress)
     ):
         created = bootstrap(connection, progress, executor=executor)
-        audit.mark_abandoned_runs(connection)
+        audit.mark_abandoned_runs(connection, progress)
         yield created
 
 

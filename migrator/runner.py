@@ -195,7 +195,7 @@ def _apply(
     """Ask, lock, re-plan, record, back up and apply: safemigrate after its checks."""
     connection = executor.connection
     if not plan and not syncing:
-        _complete_post_migrate(executor, options)
+        _complete_post_migrate(executor, options, progress)
         return
     asking = confirm is not None and not options.assume_yes and get_settings().needs_confirmation
     report_risks(report.plan, progress, whole_plan=asking)
@@ -276,7 +276,9 @@ def _refuse_changed_plan(
     raise ConfirmationRequired(message)
 
 
-def _complete_post_migrate(executor: RecordingExecutor, options: RunOptions) -> None:
+def _complete_post_migrate(
+    executor: RecordingExecutor, options: RunOptions, progress: ProgressCallback
+) -> None:
     """Nothing to apply: send pre_migrate and post_migrate all the same, as ``migrate`` does.
 
     So a run killed inside post_migrate (content types, permissions) is completed by the
@@ -286,7 +288,7 @@ def _complete_post_migrate(executor: RecordingExecutor, options: RunOptions) -> 
     connection = executor.connection
     try:
         with locking.migration_lock(connection, timeout=0):
-            audit.mark_abandoned_runs(connection)
+            audit.mark_abandoned_runs(connection, progress)
             state = executor._create_project_state(with_applied_migrations=True)
             _emit(emit_pre_migrate_signal, connection, options, state, [])
             _emit(emit_post_migrate_signal, connection, options, _rendered(state), [])

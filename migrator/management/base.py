@@ -254,7 +254,8 @@ class MigratorCommand(BaseCommand):
         """Render a library progress event as Django's ``migrate`` does."""
         if self.verbosity < 1:
             return
-        out = self.progress_out
+        # a run found killed is a warning beside the output, not part of it
+        out = self.stderr if event.action == "interrupted_found" else self.progress_out
         if event.action in {"apply_start", "unapply_start"}:
             verb = "Applying" if event.action == "apply_start" else "Unapplying"
             self._open_line = f"  {verb} {event.migration}..."
@@ -278,7 +279,7 @@ class MigratorCommand(BaseCommand):
         elif event.message:
             out.write(
                 self.style.NOTICE(event.message)
-                if event.action in {"lock_wait", "warning"}
+                if event.action in {"lock_wait", "warning", "interrupted_found"}
                 else event.message
             )
 
