@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
+from django.conf import settings
 from django.db import connections
 
 from migrator import scratch
@@ -241,6 +242,31 @@ def test_a_postgresql_restore_of_large_objects_killed_leaves_nothing_and_old_or_
         assert documents(db_alias) == objects
         add_a_row(db_alias)
     assert scratch_dirs(env) == []
+
+
+def test_a_psql_outliving_a_killed_relayed_restore_commits_nothing(db_alias, env, tmp_path):
+    """psql sees the end of its input when migrator dies before psql does (in the instant
+    between the kernel closing the dead process's pipes and killing its children, or where
+    there is no PR_SET_PDEATHSIG at all): what it has read is then no COMMIT. Here psql
+    runs under a shell, the child that dies with migrator, so that it outlives it."""
+    if connections[db_alias].vendor != "postgresql":
+        pytest.skip("large objects, pg_restore and psql are PostgreSQL's")
+    backup_id = backed_up(db_alias, env, large_objects=2)
+    real = Path(settings.MIGRATOR["PG_BIN_DIR"])
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for tool in ("pg_dump", "pg_restore"):
+        (tools / tool).symlink_to(real / tool)
+    (tools / "psql").write_text(f"#!/bin/sh\n'{real / 'psql'}' \"$@\"\n")  # not exec
+    (tools / "psql").chmod(0o755)
+    outlived = {**env, "MIGRATOR_TEST_SETTINGS": json.dumps({"PG_BIN_DIR": str(tools)})}
+    statement = "COPY public.bulk (id, note) FROM stdin"
+
+    kill_a_restore(db_alias, outlived, backup_id, statement, 0.0, rows=ROWS, also=documents)
+
+    done = run_child(db_alias, "restore", backup_id, "--noinput", "--yes", **outlived)
+    assert done.returncode == 0, done.stderr
+    assert (bulk_rows(db_alias), bulk_indexed(db_alias)) == (ROWS, True)
 
 
 def documents(alias: str) -> list[tuple]:

@@ -8,14 +8,14 @@ connection detail at all, and ``--no-password`` makes a missing password an erro
 instead of a prompt.
 
 ``pg_dump`` writes the archive straight to the destination file. A restore feeds one
-``psql --single-transaction`` session (``ON_ERROR_STOP``): a prelude that drops every
-relation and large object (so that those created after the backup go too, and the
+``psql`` session (``ON_ERROR_STOP``) one transaction: a prelude that opens it and drops
+every relation and large object (so that those created after the backup go too, and the
 database ends up exactly as it was backed up), the script ``pg_restore --file=-``
-writes, and a postlude that merges the live run audit back. Any error, or a
-``pg_restore`` that stops early, ends the session before COMMIT: the server rolls
-everything back. The script of an archive that may hold large objects (its manifest
-does not say it holds none) goes through this process, so that the COMMIT
-``pg_restore`` writes can be taken out (``_relay``).
+writes, and a postlude that merges the live run audit back and ends with the COMMIT.
+Any error, or a ``pg_restore`` that stops early, or migrator dying, ends the session
+before COMMIT: the server rolls everything back. The script of an archive that may
+hold large objects (its manifest does not say it holds none) goes through this process,
+so that the COMMIT ``pg_restore`` writes can be taken out (``_relay``).
 """
 
 import errno
@@ -311,8 +311,8 @@ class PgDumpEngine(BackupEngine):
         Without ``--single-transaction`` the script wraps the large objects in its own
         ``BEGIN;`` ... ``COMMIT;``, and that COMMIT would end psql's transaction half way.
         With it, the script's only COMMIT is its last statement: it is held back, checked
-        and dropped, the postlude is written in its place once pg_restore has exited
-        cleanly, and psql commits once, at the end of its input.
+        and dropped, and the postlude (whose last line is the restore's one COMMIT) is
+        written in its place once pg_restore has exited cleanly.
         """
         with self._restoring(path, env, private, [prelude_file, "-"], relayed=True) as tools:
             try:
@@ -329,8 +329,8 @@ class PgDumpEngine(BackupEngine):
     def _restoring(
         self, path: Path, env: dict, private: Path, psql_files: list, *, relayed: bool
     ) -> Iterator["_Tools"]:
-        """pg_restore reading the archive on stdin, and psql in one transaction reading
-        ``psql_files`` ("-": pg_restore's script, or what this process relays when
+        """pg_restore reading the archive on stdin, and psql (stopping at the first error)
+        reading ``psql_files`` ("-": pg_restore's script, or what this process relays when
         ``relayed``); whichever still runs on the way out is killed (psql before COMMIT:
         the server rolls back). Their errors go to ``pg_restore.err`` and ``psql.err``."""
         restore_argv = [self._pg_restore, "--file=-", "--clean", "--if-exists", "--no-owner"]
@@ -340,7 +340,6 @@ class PgDumpEngine(BackupEngine):
             "--quiet",
             "--no-password",
             "--set=ON_ERROR_STOP=1",
-            "--single-transaction",
             *(f"--file={name}" for name in psql_files),
         ]
         with ExitStack() as stack:
@@ -422,11 +421,18 @@ class PgDumpEngine(BackupEngine):
         )
 
     def _prelude(self) -> str:
+        """Opens the restore's transaction, which only the postlude's last line commits.
+
+        Not ``psql --single-transaction``: psql would commit whatever it had read on
+        reaching the end of its input, and it does when migrator dies before psql (the
+        kernel closes the dead process's pipes before it kills its children, and some
+        platforms do not kill them at all). Without that last line the session ends
+        without COMMIT, and the server rolls back.
+        """
         role = self.connection.settings_dict.get("OPTIONS", {}).get("assume_role")
         set_role = f"SET ROLE {self.connection.ops.quote_name(role)};\n" if role else ""
-        # error: the relayed script's BEGIN (psql's transaction is open) warns; the script
-        # sets warning itself after it.
-        return f"SET client_min_messages = error;\n{set_role}{DROP_CONTENTS}"
+        # error: the relayed script's own BEGIN warns; the script sets warning after it.
+        return f"BEGIN;\nSET client_min_messages = error;\n{set_role}{DROP_CONTENTS}"
 
     def _postlude(self, keep_audit: Sequence[Statement]) -> str:
         with self.connection.cursor() as cursor:
@@ -436,7 +442,7 @@ class PgDumpEngine(BackupEngine):
             self._render("SELECT pg_catalog.set_config('search_path', %s, false);", [search_path])
         ]
         lines += [self._render(sql + ";", params) for sql, params in keep_audit]
-        return "\n".join(lines) + "\n"
+        return "\n".join([*lines, "COMMIT;"]) + "\n"
 
     def _render(self, sql: str, params: Sequence[object]) -> str:
         return self.connection.ops.compose_sql(sql, params) if params else sql
