@@ -359,3 +359,54 @@ def test_a_read_only_database_is_one_line_and_nothing_is_written(db_alias, comma
         "database, or grant this user write access, and run the command again."
     ]
     assert connections[db_alias].introspection.table_names() == []
+
+
+# A backup directory this user cannot read ------------------------------------------------
+
+# root reads any directory: the child drops that override, as a deploy user never had it.
+WITHOUT_OVERRIDE = (
+    ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+)
+
+
+@pytest.mark.skipif(
+    bool(WITHOUT_OVERRIDE) and not shutil.which("setpriv"), reason="root needs setpriv"
+)
+def test_an_unreadable_backup_directory_is_one_line_exit_6_and_nothing_is_lost(
+    db_alias, backup_dir
+):
+    if WITHOUT_OVERRIDE and connections[db_alias].vendor == "postgresql":
+        pytest.skip("the test server's socket is private to its uid, out of the child's reach")
+    assert run_command("safemigrate", "ledger", "0002", database=db_alias)[2] == 0
+    out, _, _ = run_command("backup", database=db_alias)
+    backup_id = out.split(" to ")[1].split(" ")[0]
+    before = sorted(path.name for path in backup_dir.iterdir())
+    backup_dir.chmod(0)
+    try:
+        for command in [
+            ("backup", "--list"),
+            ("backup", "--show", backup_id),
+            ("backup", "--verify", backup_id),
+            ("backup", "--prune", "--keep", "0"),
+            ("restore", backup_id),
+            ("migrationstatus",),
+        ]:
+            done = run_child(
+                db_alias,
+                *command,
+                prefix=WITHOUT_OVERRIDE,
+                MIGRATOR_TEST_BACKUP_DIR=str(backup_dir),
+            )
+            assert (done.returncode, done.stdout) == (6, ""), (command, done.stderr)
+            assert len(done.stderr.splitlines()) == 1, (command, done.stderr)
+            assert done.stderr.startswith(
+                f"CommandError: Cannot use the backup directory '{backup_dir}': [Errno 13] "
+                f"Permission denied: '{backup_dir}"
+            ), (command, done.stderr)
+            assert done.stderr.endswith(
+                "; check that this user may read and write it; nothing was changed.\n"
+            ), (command, done.stderr)
+    finally:
+        backup_dir.chmod(0o700)
+    assert sorted(path.name for path in backup_dir.iterdir()) == before
+    assert applied(db_alias, "ledger") == ["0001_initial", "0002_entry_email"]

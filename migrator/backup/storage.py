@@ -53,6 +53,24 @@ class BackupStore(ABC):
     """The operations the backup engine needs from a place to keep backups."""
 
     location: str  # for messages
+    described: str  # what "Cannot use the ...: <why>" names
+    failures: tuple[type[Exception], ...]  # what the store raises when it cannot be used
+    advice: str  # the next step when it cannot
+
+    @contextmanager
+    def _answering(self) -> Iterator[None]:
+        """Failures of the store (network, credentials, permissions) as one line, exit 6."""
+        from migrator.backup.base import first_line
+
+        try:
+            yield
+        except (BackupFailed, FileNotFoundError):
+            raise
+        except self.failures as exc:
+            raise BackupFailed(
+                f"Cannot use the {self.described}: {first_line(exc)}; "
+                f"{self.advice}; nothing was changed."
+            ) from exc
 
     @abstractmethod
     @contextmanager
@@ -94,9 +112,13 @@ class BackupStore(ABC):
 
 
 class DirectoryStore(BackupStore):
+    failures = (OSError,)
+    advice = "check that this user may read and write it"
+
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.location = repr(str(directory))
+        self.described = f"backup directory {self.location}"
 
     def _ensure_directory(self) -> None:
         try:
@@ -142,20 +164,24 @@ class DirectoryStore(BackupStore):
     def backup_ids(self) -> list[str]:
         if not self.directory.is_dir():
             return []
+        with self._answering():
+            names = [path.name for path in self.directory.iterdir()]
         return sorted(
-            path.name.removesuffix(MANIFEST_SUFFIX)
-            for path in self.directory.iterdir()
-            if path.name.endswith(MANIFEST_SUFFIX) and not path.name.startswith(".")
+            name.removesuffix(MANIFEST_SUFFIX)
+            for name in names
+            if name.endswith(MANIFEST_SUFFIX) and not name.startswith(".")
         )
 
     def read_manifest(self, backup_id: str) -> bytes | None:
         try:
-            return (self.directory / f"{backup_id}{MANIFEST_SUFFIX}").read_bytes()
+            with self._answering():
+                return (self.directory / f"{backup_id}{MANIFEST_SUFFIX}").read_bytes()
         except FileNotFoundError:
             return None
 
     def open_payload(self, filename: str) -> BinaryIO:
-        return (self.directory / filename).open("rb")
+        with self._answering():
+            return (self.directory / filename).open("rb")
 
     @contextmanager
     def local_payload(self, filename: str) -> Iterator[Path]:
@@ -163,7 +189,7 @@ class DirectoryStore(BackupStore):
 
     def delete(self, backup_id: str, filename: str) -> None:
         for name in (f"{backup_id}{MANIFEST_SUFFIX}", filename, f"{backup_id}{NOTE_SUFFIX}"):
-            with suppress(FileNotFoundError):
+            with suppress(FileNotFoundError), self._answering():
                 (self.directory / name).unlink()
 
     def write_note(self, backup_id: str, note: bytes) -> None:
@@ -175,7 +201,8 @@ class DirectoryStore(BackupStore):
 
     def read_note(self, backup_id: str) -> bytes | None:
         try:
-            return (self.directory / f"{backup_id}{NOTE_SUFFIX}").read_bytes()
+            with self._answering():
+                return (self.directory / f"{backup_id}{NOTE_SUFFIX}").read_bytes()
         except FileNotFoundError:
             return None
 
@@ -188,6 +215,9 @@ class DjangoStorageStore(BackupStore):
     before it dumps anything.
     """
 
+    failures = (Exception,)  # botocore, google.cloud, azure: no common base class
+    advice = "check that it is reachable and its settings"
+
     def __init__(self, alias: str) -> None:
         from django.core.files.storage import storages
 
@@ -196,24 +226,10 @@ class DjangoStorageStore(BackupStore):
         except Exception as exc:  # InvalidStorageError, ImportError of a backend, ...
             raise BackupFailed(f"Cannot use the storage {alias!r} for backups: {exc}.") from exc
         self.location = f"storage {alias!r}"
+        self.described = f"{self.location} for backups"
 
     def _name(self, filename: str) -> str:
         return f"{STORAGE_PREFIX}/{filename}"
-
-    @contextmanager
-    def _answering(self) -> Iterator[None]:
-        """Storage failures (network, credentials, bucket) as one line, exit 6."""
-        from migrator.backup.base import first_line
-
-        try:
-            yield
-        except (BackupFailed, FileNotFoundError):
-            raise
-        except Exception as exc:  # botocore, google.cloud, azure: no common base class
-            raise BackupFailed(
-                f"Cannot use the {self.location} for backups: {first_line(exc)}; "
-                "check that it is reachable and its settings; nothing was changed."
-            ) from exc
 
     @contextmanager
     def staging(self, filename: str) -> Iterator[Path]:
