@@ -365,23 +365,45 @@ def _direct_databases(value: Any) -> dict[str, str]:
             raise ValueError(
                 f"its key {alias!r} is not in DATABASES (keys are the aliases the app uses)"
             )
-        if not _is_url(direct):
-            if direct not in settings.DATABASES:
-                raise ValueError(f"{direct!r} is not in DATABASES")
-            continue
-        try:
-            wanted = dj_database_url.parse(direct)
-        except Exception as exc:  # UnknownSchemeError, a bad port, ...: what it says
+        target = _direct_target(alias, direct)
+        vendor, direct_vendor = _vendor(settings.DATABASES[alias]), _vendor(target)
+        if vendor != direct_vendor:  # it would migrate, lock and back up another database
             raise ValueError(
-                f"the URL for {alias!r} is not one dj-database-url reads ({_first_sentence(exc)})"
-            ) from None
-        known = settings.DATABASES.get(alias + DIRECT_SUFFIX)
-        if known is not None and not _same_database(known, wanted):  # not one direct_alias added
-            raise ValueError(
-                f"the URL for {alias!r} would be the alias {alias + DIRECT_SUFFIX!r}, "
-                "which DATABASES already has"
+                f"{alias!r} is a {vendor} database and its direct connection a {direct_vendor} "
+                "one; both must reach the same database"
             )
     return dict(value)
+
+
+def _direct_target(alias: str, direct: str) -> Mapping[str, Any]:
+    """The DATABASES entry a DIRECT_DATABASES value names, or the one its URL makes."""
+    if not _is_url(direct):
+        if direct not in settings.DATABASES:
+            raise ValueError(f"{direct!r} is not in DATABASES")
+        return settings.DATABASES[direct]
+    try:
+        wanted = dj_database_url.parse(direct)
+    except Exception as exc:  # UnknownSchemeError, a bad port, ...: what it says
+        raise ValueError(
+            f"the URL for {alias!r} is not one dj-database-url reads ({_first_sentence(exc)})"
+        ) from None
+    known = settings.DATABASES.get(alias + DIRECT_SUFFIX)
+    if known is not None and not _same_database(known, wanted):  # not one direct_alias added
+        raise ValueError(
+            f"the URL for {alias!r} would be the alias {alias + DIRECT_SUFFIX!r}, "
+            "which DATABASES already has"
+        )
+    return wanted
+
+
+def _vendor(database: Mapping[str, Any]) -> str:
+    """PostgreSQL or SQLite (their GIS engines included), else the engine as written."""
+    engine = str(database.get("ENGINE", ""))
+    if "postg" in engine:
+        return "PostgreSQL"
+    if "sqlite" in engine or "spatialite" in engine:
+        return "SQLite"
+    return engine
 
 
 def _first_sentence(exc: Exception) -> str:

@@ -86,6 +86,13 @@ def backup_dir(settings, tmp_path) -> Path:
             "in DATABASES (keys are the aliases the app uses). "
             "Fix MIGRATOR['DIRECT_DATABASES'] in your settings.",
         ),
+        (  # a direct connection elsewhere would migrate another database
+            "DIRECT_DATABASES",
+            {"default": "postgres"},
+            "MIGRATOR['DIRECT_DATABASES'] is {'default': 'postgres'}: 'default' is a SQLite "
+            "database and its direct connection a PostgreSQL one; both must reach the same "
+            "database. Fix MIGRATOR['DIRECT_DATABASES'] in your settings.",
+        ),
         (  # the URL's credentials are masked
             "DIRECT_DATABASES",
             {"default": "mysqlx://deploy:hunter2@db.internal/app"},
@@ -102,6 +109,7 @@ def backup_dir(settings, tmp_path) -> Path:
         "storage-unknown-alias",
         "direct-unknown-alias",
         "direct-unknown-key",
+        "direct-other-vendor",
         "direct-unknown-url-scheme",
     ],
 )
