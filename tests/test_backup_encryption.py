@@ -278,23 +278,35 @@ def test_recipients_from_a_file(db_alias, settings, tmp_path, backup_dir):
         assert decrypted(backup_dir, backup_id, tmp_path / identity)
 
 
-def test_a_recipients_file_with_no_key_is_refused_not_ignored(
-    db_alias, settings, tmp_path, backup_dir
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (  # encryption was asked for: an empty file (a failed deploy step) is not plaintext
+            "# ops team\n\n",
+            "The recipients file {path!r} of MIGRATOR['BACKUP_RECIPIENTS'] holds no key; add "
+            "the public keys (age1...), one a line, or set BACKUP_RECIPIENTS to [] to write "
+            "backups unencrypted.\n",
+        ),
+        (
+            None,
+            "Cannot read the recipients file {path!r} of MIGRATOR['BACKUP_RECIPIENTS']: No such "
+            "file or directory; give a readable file of public keys, or the keys as a list.\n",
+        ),
+    ],
+    ids=["no-key", "missing"],
+)
+def test_a_recipients_file_without_keys_is_refused_saying_what_to_fix(
+    db_alias, settings, tmp_path, backup_dir, content, expected
 ):
-    """Encryption was asked for: an empty file (a failed deploy step) must not mean plaintext."""
     recipients = tmp_path / "recipients.txt"
-    recipients.write_text("# ops team\n\n")
+    if content is not None:
+        recipients.write_text(content)
     settings.MIGRATOR = {**settings.MIGRATOR, "BACKUP_RECIPIENTS": str(recipients)}
     seed(db_alias)
 
     _, err, code = run_command("backup", database=db_alias)
 
-    assert code == 6
-    assert err == (
-        f"The recipients file {str(recipients)!r} of MIGRATOR['BACKUP_RECIPIENTS'] holds no "
-        "key; add the public keys (age1...), one a line, or set BACKUP_RECIPIENTS to [] "
-        "to write backups unencrypted.\n"
-    )
+    assert (code, err) == (6, expected.format(path=str(recipients)))
     assert not backup_dir.exists() or list(backup_dir.iterdir()) == []
 
 

@@ -48,7 +48,8 @@ def configured_recipients() -> tuple[str, ...]:
     if not isinstance(setting, str):
         return tuple(key for key in setting if key)
     where = f"recipients file {setting!r} of MIGRATOR['BACKUP_RECIPIENTS']"
-    keys = _key_lines(setting, f"the {where}")
+    then = "; give a readable file of public keys, or the keys as a list"
+    keys = _key_lines(setting, f"the {where}", then=then)
     if not keys:  # asked for encryption: an empty file must not mean plaintext backups
         raise BackupFailed(
             f"The {where} holds no key; add the public keys "
