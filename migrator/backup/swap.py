@@ -35,6 +35,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from migrator import children, locking
 from migrator.backup import scratchdb
 from migrator.backup.base import Statement, first_line
+from migrator.backup.manifest import database_identity
 from migrator.exceptions import BackupFailed
 
 logger = logging.getLogger(__name__)
@@ -212,14 +213,13 @@ def _drop_replaced(admin: BaseDatabaseWrapper, target: str) -> None:
 
 def _own_sessions(connection: BaseDatabaseWrapper) -> list[BaseDatabaseWrapper]:
     """This process's open connections to ``connection``'s database, it included."""
-    key = _database_key(connection)
+    identity = database_identity(connection)
     return [connection] + [
         other
         for other in connections.all(initialized_only=True)
         if other is not connection
-        and other.vendor == "postgresql"
         and other.connection is not None
-        and _database_key(other) == key
+        and database_identity(other) == identity
     ]
 
 
@@ -231,8 +231,3 @@ def _own_pids(connection: BaseDatabaseWrapper) -> list[int]:
                 cursor.execute("SELECT pg_catalog.pg_backend_pid()")
                 pids.append(cursor.fetchone()[0])
     return pids
-
-
-def _database_key(connection: BaseDatabaseWrapper) -> tuple:
-    settings = connection.settings_dict
-    return (settings.get("NAME"), settings.get("HOST") or "", str(settings.get("PORT") or ""))
