@@ -60,21 +60,29 @@ def create_like(admin: BaseDatabaseWrapper, model: str, name: str) -> None:
         )
 
 
-def drop_unused(admin: BaseDatabaseWrapper, prefix: str) -> None:
-    """Drop the databases named ``prefix...`` that no session is connected to: those of
-    killed processes (a live one always holds a session)."""
+def drop_unused(
+    admin: BaseDatabaseWrapper,
+    prefix: str,
+    *,
+    described: str = "",
+    why: str = "left by a process that was killed",
+) -> None:
+    """Drop the databases named ``prefix...`` (and commented ``described...``) that no
+    session is connected to: by default those of killed processes (a live one always
+    holds a session)."""
     with admin.cursor() as cursor:
         cursor.execute(
             "SELECT datname FROM pg_catalog.pg_database d WHERE starts_with(datname, %s) "
-            "AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a "
+            "AND starts_with(coalesce(pg_catalog.shobj_description(d.oid, 'pg_database'), ''), "
+            "%s) AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a "
             "WHERE a.datid = d.oid)",
-            [prefix],
+            [prefix, described],
         )
         for (name,) in cursor.fetchall():
             try:
                 cursor.execute(f"DROP DATABASE IF EXISTS {admin.ops.quote_name(name)}")
-                logger.info("Dropped %s, left by a process that was killed", name)
-            except DatabaseError:  # someone connected meanwhile: a live one's
+                logger.info("Dropped %s, %s", name, why)
+            except DatabaseError:  # someone connected meanwhile
                 continue
 
 

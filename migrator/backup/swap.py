@@ -126,7 +126,12 @@ def restore(
     """
     admin = scratchdb.maintenance(connection)
     try:
-        _drop_replaced(admin, connection.settings_dict["NAME"])
+        scratchdb.drop_unused(  # the database an earlier swap replaced: kept until this one
+            admin,
+            REPLACED_PREFIX,
+            described=_replaced(connection.settings_dict["NAME"]),
+            why="replaced by an earlier restore",
+        )
         name = scratchdb.create(admin, connection, SCRATCH_PREFIX, then="Nothing was changed.")
         try:
             with scratchdb.registered(connection, name) as scratch:
@@ -170,7 +175,7 @@ def _swap(admin: BaseDatabaseWrapper, connection: BaseDatabaseWrapper, name: str
     replaced = f"{REPLACED_PREFIX}{secrets.token_hex(6)}"
     quote = admin.ops.quote_name
     comment = (
-        f"migrator: {target} as it was before backup {backup_id} was restored at "
+        f"{_replaced(target)}before backup {backup_id} was restored at "
         f"{datetime.now(UTC).isoformat(timespec='seconds')}"
     )
     for session in _own_sessions(connection):
@@ -194,21 +199,9 @@ def _swap(admin: BaseDatabaseWrapper, connection: BaseDatabaseWrapper, name: str
     logger.info("Restored %s by a swap; %s was kept as %s", backup_id, target, replaced)
 
 
-def _drop_replaced(admin: BaseDatabaseWrapper, target: str) -> None:
-    """The database an earlier swap replaced: kept until this one."""
-    with admin.cursor() as cursor:
-        cursor.execute(
-            "SELECT d.datname FROM pg_catalog.pg_database d "
-            "JOIN pg_catalog.pg_shdescription c ON c.objoid = d.oid "
-            "AND c.classoid = 'pg_catalog.pg_database'::regclass "
-            "WHERE starts_with(d.datname, %s) AND starts_with(c.description, %s)",
-            [REPLACED_PREFIX, f"migrator: {target} as it was "],
-        )
-        for (replaced,) in cursor.fetchall():
-            try:
-                cursor.execute(f"DROP DATABASE IF EXISTS {admin.ops.quote_name(replaced)}")
-            except DatabaseError:  # someone is looking into it: left for the next time
-                continue
+def _replaced(target: str) -> str:
+    """How the comment of a database that a swap replaced begins."""
+    return f"migrator: {target} as it was "
 
 
 def _own_sessions(connection: BaseDatabaseWrapper) -> list[BaseDatabaseWrapper]:
