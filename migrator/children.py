@@ -26,6 +26,14 @@ def run(argv: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess:
     return subprocess.run(list(argv), preexec_fn=_die_with(os.getpid()), **kwargs)
 
 
+def reap(process: subprocess.Popen) -> None:
+    """Kill ``process`` if it still runs (a restore's psql before COMMIT: rolled back), and
+    wait for it: what an interrupted caller leaves behind on its way out."""
+    if process.poll() is None:
+        process.kill()
+    process.wait()
+
+
 def _die_with(parent: int) -> Callable[[], None] | None:
     if not sys.platform.startswith("linux"):
         return None

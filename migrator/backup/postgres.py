@@ -497,9 +497,7 @@ def _killed_on_exit(stack: ExitStack, process: subprocess.Popen) -> None:
     """On the way out: the process killed if it still runs, reaped, its pipes closed."""
 
     def end() -> None:
-        if process.poll() is None:
-            process.kill()
-        process.wait()
+        children.reap(process)
         for pipe in (process.stdin, process.stdout):
             if pipe is not None:
                 with suppress(BrokenPipeError):  # what psql will never read

@@ -164,9 +164,7 @@ def _run(argv: list[str], env: dict[str, str], errors: IO[bytes], failed) -> Non
         if filling.wait() != 0:
             raise failed(errors, "pg_restore")
     finally:
-        if filling.poll() is None:
-            filling.kill()
-            filling.wait()
+        children.reap(filling)
 
 
 def _swap(admin: BaseDatabaseWrapper, connection: BaseDatabaseWrapper, name: str, backup_id: str):
