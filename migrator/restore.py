@@ -5,7 +5,9 @@ against the files on disk -> the server is reachable and the tools fit -> produc
 guard -> run lock -> the restore's own run record -> safety backup -> the live audit is
 read -> the engine restores and merges the audit back, in one transaction -> the run is
 closed. Nothing touches the database before the guard, and a failure after it leaves the
-data as it was (the restore's run record then says it failed). ``rollback --last
+data as it was (the restore's run record then says it failed). An engine may begin its
+restore right after the guard where that touches nothing it does not swap in later, under
+the lock (the parallel route's new database, ``BackupEngine.restoring_ahead``). ``rollback --last
 --restore`` runs the same steps with its own guard, and its own run record around the
 restore's under the same lock: ``check_restore``, then ``restore_checked``.
 
@@ -84,7 +86,10 @@ def restore_backup(
         arguments=checked.arguments,
     )
     options = RunOptions(database=database, assume_yes=assume_yes, lock_timeout=lock_timeout)
-    with locked(checked.connection, options=options, progress=progress):
+    with (
+        restoring.begun_ahead(checked.manifest, checked.engine, checked.identities, progress),
+        locked(checked.connection, options=options, progress=progress),
+    ):
         return restore_checked(checked, progress)
 
 

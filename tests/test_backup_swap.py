@@ -38,6 +38,7 @@ from tests.test_children import (
     proc_stat,
     wait_until,
 )
+from tests.test_locking import wait_for_line_starting
 from tests.utils import raw_connection, run_child, run_command, start_child
 
 env = test_children.env  # the children's own TMPDIR and backup directory
@@ -50,6 +51,13 @@ SERIAL = "Restoring in one transaction (RESTORE_JOBS set, but no swap): "
 PAUSING_PG_RESTORE = """#!/bin/sh
 case " $* " in *" --jobs="*) echo $$ > {paused}; read line < {go};; esac
 exec {real}/pg_restore "$@"
+"""
+
+# pg_dump that reports its version, and fails at anything else.
+FAILING_PG_DUMP = """#!/bin/sh
+case "$1" in --version) exec {real}/pg_dump --version;; esac
+echo "pg_dump: error: refused by the test" >&2
+exit 1
 """
 
 
@@ -262,6 +270,7 @@ def test_a_parallel_restore_killed_leaves_the_database_and_the_next_one_sweeps(
 ):
     paused = paused_restore(postgres, backup_dir, tmp_path)
     [scratch] = databases("migrator_restore_")
+    wait_until(lambda: restore_running(postgres), what="the restore's run, opened meanwhile")
 
     paused.child.kill()  # kill -9, while the new database is being filled
     paused.child.communicate(timeout=60)
@@ -323,6 +332,66 @@ def test_a_parallel_restore_killed_at_four_moments_leaves_old_or_new_data(postgr
         watcher.close()
     assert databases("migrator_restore_") == []
     assert len(databases("migrator_replaced_")) == 1
+
+
+def restore_running(alias: str) -> bool:
+    return Run.objects.using(alias).filter(command="restore", outcome="running").exists()
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+def test_a_restore_started_while_a_parallel_one_fills_waits_and_the_swap_gives_way(
+    postgres, backup_dir, tmp_path
+):
+    paused = paused_restore(postgres, backup_dir, tmp_path)
+    wait_until(lambda: restore_running(postgres), what="the parallel restore's run lock")
+    connections[postgres].close()
+    second = start_child(
+        postgres,
+        *("restore", paused.backup_id, "--yes", "--verbosity=2"),
+        MIGRATOR_TEST_BACKUP_DIR=str(backup_dir),
+        MIGRATOR_TEST_SETTINGS='{"RUN_LOCK_TIMEOUT": 120}',
+    )
+    try:
+        wait_for_line_starting(second, "Waiting for the migration lock held by ")
+        paused.go.write_text("go\n")
+        _, err = paused.child.communicate(timeout=300)
+        _, second_err = second.communicate(timeout=300)
+    finally:
+        second.kill()
+
+    assert paused.child.returncode == 6, err
+    assert "was not swapped in, nothing was changed: " in err
+    assert second.returncode == 0, second_err
+    assert snapshot(postgres) == paused.before
+    outcomes = Run.objects.using(postgres).filter(command="restore").order_by("pk")
+    assert [run.outcome for run in outcomes] == ["failed", "succeeded"]
+    assert databases("migrator_restore_") == []
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+def test_a_parallel_restore_whose_safety_backup_fails_drops_its_new_database(
+    postgres, settings, tmp_path
+):
+    backup_id, _, changed = changed_after_a_backup(postgres)
+    old_oid = oid(postgres)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("pg_restore", "psql"):
+        (bin_dir / tool).symlink_to(Path(pgserver_bin_dir(), tool))
+    (bin_dir / "pg_dump").write_text(FAILING_PG_DUMP.format(real=pgserver_bin_dir()))
+    (bin_dir / "pg_dump").chmod(0o700)
+    settings.MIGRATOR = {**settings.MIGRATOR, "PG_BIN_DIR": str(bin_dir)}
+
+    out, err, code = run_command("restore", backup_id, "--yes", database=postgres, verbosity=2)
+
+    assert code == 6
+    assert SWAPPING in out  # the new database was being filled meanwhile
+    assert "The safety backup failed, so nothing was restored: " in err
+    assert "refused by the test" in err
+    assert snapshot(postgres) == changed
+    assert oid(postgres) == old_oid
+    assert Run.objects.using(postgres).get(command="restore").outcome == "failed"
+    assert databases("migrator_replaced_") == databases("migrator_restore_") == []
 
 
 def running(watcher, statement: str) -> bool:

@@ -2,6 +2,7 @@
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, ClassVar, Final, TypeAlias
 
@@ -52,6 +53,14 @@ class BackupEngine(ABC):
     def dump_stream(self, path: Path, progress: ProgressCallback) -> dict[str, int]:
         """``dump`` into a path that can only be written front to back (a FIFO)."""
         return self.dump(path, progress)
+
+    def restoring_ahead(
+        self, path: Path, manifest: Manifest, progress: ProgressCallback
+    ) -> AbstractContextManager[None]:
+        """Begin restoring ``path`` while the caller goes on to take the run lock, where that
+        touches nothing the restore does not swap in later; ``restore`` of the same path in
+        this context then finishes it. Most engines cannot: they begin nothing."""
+        return nullcontext()
 
     @abstractmethod
     def restore(

@@ -28,7 +28,7 @@ from django.db.migrations.recorder import MigrationRecorder
 
 from migrator import integrity
 from migrator.exceptions import BackupFailed
-from migrator.types import MigrationKey
+from migrator.types import MIGRATOR_APP, MigrationKey
 
 MANIFEST_VERSION: Final = 1
 REASONS: Final = ("manual", "pre-migrate", "pre-rollback", "pre-restore")
@@ -84,6 +84,12 @@ class Manifest:
     def applied(self) -> frozenset[MigrationKey]:
         """The migrations applied in the backed-up database."""
         return frozenset((app_label, name) for app_label, name, _ in self.migrations)
+
+    @property
+    def holds_audit(self) -> bool:
+        """Whether restoring it brings migrator's tables back, for the live audit to merge
+        into (a native backup holds them only when the backed-up database had them)."""
+        return self.format == "portable" or any(app == MIGRATOR_APP for app, _ in self.applied)
 
     @property
     def identity(self) -> "DatabaseIdentity":

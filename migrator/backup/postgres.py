@@ -179,6 +179,7 @@ class PgDumpEngine(BackupEngine):
     format = "native"
     engine = "pg_dump-custom"
     extension = ".dump"
+    _ahead: tuple[Path, swap.Filling] | None = None  # restoring_ahead's payload and fill
 
     def check_backup(self) -> None:
         self._pg_dump = tool_path("pg_dump")
@@ -258,27 +259,19 @@ class PgDumpEngine(BackupEngine):
         keep_audit: Sequence[Statement],
         progress: ProgressCallback,
     ) -> None:
+        if self._ahead is not None and self._ahead[0] == path:
+            self._ahead[1].swap_in(keep_audit, manifest.id)
+            return
         jobs = get_settings().restore_jobs
-        obstacle = swap.obstacle(self.connection, path, keep_audit, jobs)
+        obstacle = swap.obstacle(self.connection, path, audit_inside=bool(keep_audit), jobs=jobs)
+        if obstacle is None:
+            with self._filling(path, jobs, progress) as fill:
+                fill.swap_in(keep_audit, manifest.id)
+            return
         with (
             libpq_environment(self.connection) as env,
             scratch.private_directory("pg-restore") as private,
         ):
-            if obstacle is None:
-                progress(ProgressEvent("restore_swap", message=SWAPPING.format(jobs=jobs)))
-                with (private / "pg_restore.err").open("w+b") as errors:
-                    swap.restore(
-                        self.connection,
-                        self._pg_restore,
-                        path,
-                        env,
-                        keep_audit=keep_audit,
-                        jobs=jobs,
-                        backup_id=manifest.id,
-                        errors=errors,
-                        failed=self._failed,
-                    )
-                return
             if jobs > 1:
                 progress(ProgressEvent("restore_serial", message=f"{SERIAL}: {obstacle}."))
             prelude, postlude = self._prelude(), self._postlude(keep_audit).encode()
@@ -288,6 +281,42 @@ class PgDumpEngine(BackupEngine):
                 self._pipe(path, env, private, prelude_file, postlude)
             else:  # large objects, or a backup taken before they were counted
                 self._relay(path, env, private, prelude_file, postlude)
+
+    @contextmanager
+    def restoring_ahead(
+        self, path: Path, manifest: Manifest, progress: ProgressCallback
+    ) -> Iterator[None]:
+        """The parallel route's new database filled from here on, while the run lock is
+        taken, migrator's tables made, the run opened and the safety backup taken."""
+        jobs = get_settings().restore_jobs
+        if swap.obstacle(self.connection, path, audit_inside=manifest.holds_audit, jobs=jobs):
+            yield
+            return
+        with self._filling(path, jobs, progress) as fill:
+            self._ahead = (path, fill)
+            try:
+                yield
+            finally:
+                self._ahead = None
+
+    @contextmanager
+    def _filling(self, path: Path, jobs: int, progress: ProgressCallback) -> Iterator[swap.Filling]:
+        progress(ProgressEvent("restore_swap", message=SWAPPING.format(jobs=jobs)))
+        with (
+            libpq_environment(self.connection) as env,
+            scratch.private_directory("pg-restore") as private,
+            (private / "pg_restore.err").open("w+b") as errors,
+            swap.filling(
+                self.connection,
+                self._pg_restore,
+                path,
+                env,
+                jobs=jobs,
+                errors=errors,
+                failed=self._failed,
+            ) as fill,
+        ):
+            yield fill
 
     def _pipe(self, path: Path, env: dict, private: Path, prelude_file: Path, postlude: bytes):
         """pg_restore's script into one psql transaction, committed only if it is complete.

@@ -28,7 +28,7 @@ from migrator.backup.manifest import (
 from migrator.backup.storage import BackupStore, DirectoryStore, backup_store, file_digest
 from migrator.exceptions import BackupFailed, MigratorError
 from migrator.models import Run
-from migrator.types import MIGRATOR_APP, ProgressCallback, ProgressEvent
+from migrator.types import ProgressCallback, ProgressEvent
 
 logger = logging.getLogger(__name__)
 
@@ -118,10 +118,7 @@ def restore_payload(
     store = backup_store()
     audit_rows = keepaudit.snapshot(connection)
     merge = keepaudit.merge_statements(connection, audit_rows)
-    # Native payloads hold migrator's tables only when the backed-up database had them.
-    merged_inside = manifest.format == "portable" or any(
-        app_label == MIGRATOR_APP for app_label, _ in manifest.applied
-    )
+    merged_inside = manifest.holds_audit
     progress(ProgressEvent("restore_start", message=f"Restoring {manifest.id}..."))
     with opened_payload(store, manifest, identities) as local:
         engine.restore(
@@ -129,6 +126,25 @@ def restore_payload(
         )
     _forget_cached_rows()
     return [] if merged_inside else list(merge)
+
+
+@contextmanager
+def begun_ahead(
+    manifest: Manifest, engine: BackupEngine, identities: Sequence[Any], progress: ProgressCallback
+) -> Iterator[None]:
+    """The engine's restore begun before the run lock, where it touches nothing that
+    ``restore`` does not swap in later (``BackupEngine.restoring_ahead``): only for a
+    plaintext payload in a backup directory, which needs no download or decryption first.
+    """
+    store = backup_store()
+    if identities or not isinstance(store, DirectoryStore):
+        yield
+        return
+    with (
+        store.local_payload(manifest.payload) as local,
+        engine.restoring_ahead(local, manifest, progress),
+    ):
+        yield
 
 
 @contextmanager

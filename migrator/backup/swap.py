@@ -6,8 +6,10 @@ run audit is merged into it, and one transaction in the server's maintenance dat
 renames the database being restored ``migrator_replaced_<hex>`` and gives the new one its
 name. Until that commit the database being restored is not touched, so a failure or a
 kill at any moment leaves it exactly as it was (a killed restore's new database is
-dropped by the next one). The replaced database is kept, its comment saying what it
-was, for an undo by hand (two renames) until the next such restore of the same database.
+dropped by the next one), and the fill may start before the run lock is held
+(``filling``; ``Filling.swap_in`` under it). The replaced database is kept, its comment
+saying what it was, for an undo by hand (two renames) until the next such restore of the
+same database.
 
 The route is taken only where it holds, else the restore runs in one transaction as
 usual (``obstacle`` says why, in the restore's progress): the payload must be a file
@@ -23,8 +25,9 @@ just before: a run that connects meanwhile makes the rename fail, changing nothi
 import logging
 import secrets
 import subprocess
-from collections.abc import Callable, Sequence
-from contextlib import suppress
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Final
@@ -69,14 +72,17 @@ OTHER_SESSIONS: Final = (
 
 
 def obstacle(
-    connection: BaseDatabaseWrapper, path: Path, keep_audit: Sequence[Statement], jobs: int
+    connection: BaseDatabaseWrapper, path: Path, *, audit_inside: bool, jobs: int
 ) -> str | None:
-    """Why this restore cannot take the parallel route, or None when it can."""
+    """Why this restore cannot take the parallel route, or None when it can.
+
+    ``audit_inside``: the backup holds migrator's tables, which the live audit merges into.
+    """
     if jobs < 2:
         return "RESTORE_JOBS is 1"
     if not path.is_file():
         return "the payload is streamed (encrypted), and pg_restore --jobs needs a file"
-    if not keep_audit:
+    if not audit_inside:
         return "the backup holds no migrator tables, so the audit cannot be merged before"
     checks = [*OBSTACLES, ICU] if connection.pg_version >= 150000 else list(OBSTACLES)
     columns = ", ".join(sql for sql, _ in checks)
@@ -107,64 +113,94 @@ def obstacle(
     return "; ".join(reasons) or None
 
 
-def restore(
+@dataclass
+class Filling:
+    """A new database being filled by ``pg_restore --jobs``: ``swap_in`` once it is wanted.
+
+    Made by ``filling``, which drops the new database unless it was swapped in.
+    """
+
+    connection: BaseDatabaseWrapper  # of the database being restored
+    admin: BaseDatabaseWrapper  # to the maintenance database
+    scratch: BaseDatabaseWrapper  # to the new database, its alias its name
+    child: subprocess.Popen
+    errors: IO[bytes]
+    failed: Callable[[IO[bytes], str], BackupFailed]
+    swapped: bool = False
+
+    def swap_in(self, keep_audit: Sequence[Statement], backup_id: str) -> None:
+        """Wait for the fill, merge the live audit into it, and give it the database's name."""
+        if self.child.wait() != 0:
+            raise self.failed(self.errors, "pg_restore")
+        with _failing(self.connection):
+            with transaction.atomic(using=self.scratch.alias), self.scratch.cursor() as cursor:
+                for sql, params in keep_audit:
+                    cursor.execute(sql, params or None)
+            self.scratch.close()
+            _swap(self.admin, self.connection, self.scratch.alias, backup_id)
+        self.swapped = True
+
+
+@contextmanager
+def filling(
     connection: BaseDatabaseWrapper,
     pg_restore: str,
     path: Path,
     env: dict[str, str],
     *,
-    keep_audit: Sequence[Statement],
     jobs: int,
-    backup_id: str,
     errors: IO[bytes],
     failed: Callable[[IO[bytes], str], BackupFailed],
-) -> None:
-    """Restore ``path`` into a new database, merge the audit in, and swap it in by name.
+) -> Iterator[Filling]:
+    """Start filling a new database from ``path``; dropped on the way out unless swapped in.
 
-    ``env``: libpq's environment for ``connection``; ``errors``: a file for pg_restore's
-    stderr; ``failed``: the engine's BackupFailed for a tool that failed.
+    The database being restored is not touched until ``swap_in``, so the fill may start
+    before the run lock is held. ``env``: libpq's environment for ``connection``;
+    ``errors``: a file for pg_restore's stderr; ``failed``: the engine's BackupFailed for
+    a tool that failed.
     """
     admin = scratchdb.maintenance(connection)
     try:
-        scratchdb.drop_unused(  # the database an earlier swap replaced: kept until this one
-            admin,
-            REPLACED_PREFIX,
-            described=_replaced(connection.settings_dict["NAME"]),
-            why="replaced by an earlier restore",
-        )
+        with _failing(connection):
+            scratchdb.drop_unused(  # the database an earlier swap replaced: kept until now
+                admin,
+                REPLACED_PREFIX,
+                described=_replaced(connection.settings_dict["NAME"]),
+                why="replaced by an earlier restore",
+            )
         name = scratchdb.create(admin, connection, SCRATCH_PREFIX, then="Nothing was changed.")
+        fill = None
         try:
             with scratchdb.registered(connection, name) as scratch:
-                scratch.ensure_connection()  # a session in it: other restores' sweeps skip it
+                with _failing(connection):
+                    scratch.ensure_connection()  # a session in it: other sweeps skip it
                 argv = [pg_restore, f"--jobs={jobs}", "--exit-on-error", "--no-owner"]
                 argv += ["--no-password", f"--dbname={name}", str(path)]
-                _run(argv, env, errors, failed)
-                with transaction.atomic(using=name), scratch.cursor() as cursor:
-                    for sql, params in keep_audit:
-                        cursor.execute(sql, params or None)
-            _swap(admin, connection, name, backup_id)
-        except BaseException:
-            with suppress(DatabaseError):
-                scratchdb.drop(admin, name)
-            raise
+                quiet = subprocess.DEVNULL
+                child = children.popen(argv, env=env, stdin=quiet, stdout=quiet, stderr=errors)
+                try:
+                    fill = Filling(connection, admin, scratch, child, errors, failed)
+                    yield fill
+                finally:
+                    children.reap(child)
+        finally:
+            if fill is None or not fill.swapped:
+                with suppress(DatabaseError):
+                    scratchdb.drop(admin, name)
+    finally:
+        admin.close()
+
+
+@contextmanager
+def _failing(connection: BaseDatabaseWrapper) -> Iterator[None]:
+    """A database error of the parallel route as the restore's BackupFailed."""
+    try:
+        yield
     except DatabaseError as exc:
         raise BackupFailed(
             f"Restore into {connection.alias!r} failed and its new database was dropped; "
             f"nothing was changed: {first_line(exc, connection)}."
         ) from exc
-    finally:
-        admin.close()
-
-
-def _run(argv: list[str], env: dict[str, str], errors: IO[bytes], failed) -> None:
-    """pg_restore to its end; killed if this process is interrupted meanwhile."""
-    quiet = subprocess.DEVNULL
-    filling = children.popen(argv, env=env, stdin=quiet, stdout=quiet, stderr=errors)
-    try:
-        if filling.wait() != 0:
-            raise failed(errors, "pg_restore")
-    finally:
-        children.reap(filling)
 
 
 def _swap(admin: BaseDatabaseWrapper, connection: BaseDatabaseWrapper, name: str, backup_id: str):
