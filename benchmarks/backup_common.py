@@ -193,10 +193,14 @@ def _child(action: str, *args: str) -> None:
         report = backup.drill_backup(args[0], database="default")
         _report(seconds=time.perf_counter() - started, passed=report.passed, cause=report.cause)
         return
-    if action == "restore":
+    if action in {"restore", "safe-restore"}:
         # Into another (empty) database than the one backed up: that takes --force.
         restore.restore_backup(
-            args[0], database="default", force=True, safety_backup=False, assume_yes=True
+            args[0],
+            database="default",
+            force=True,
+            safety_backup=action == "safe-restore",
+            assume_yes=True,
         )
         _report(seconds=time.perf_counter() - started)
         return

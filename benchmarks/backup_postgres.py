@@ -13,6 +13,10 @@ neither, times:
   case, where every relation is dropped first): the three take turns going first from
   round to round, and each starts from a checkpointed server, so that none pays for
   another's writes;
+* ``restore`` with its safety backup (the production default) over the populated database,
+  in one transaction and with ``RESTORE_JOBS`` (whose new database fills while the safety
+  backup is taken), against the same by hand: ``pg_dump -Fc --compress=1`` of the database,
+  then ``pg_restore --single-transaction --clean --if-exists`` (``--safety-rounds``, in turns);
 * ``backup --format portable``: time, size and peak RSS.
 
 Every migrator figure comes from a fresh child process: its peak RSS is that operation's,
@@ -163,6 +167,12 @@ def main() -> None:
         help="RESTORE_JOBS of the parallel restore timed beside the others (default 2)",
     )
     parser.add_argument(
+        "--safety-rounds",
+        type=int,
+        default=3,
+        help="rounds of restores over the populated database with a safety backup (default 3)",
+    )
+    parser.add_argument(
         "--large-objects",
         type=int,
         default=0,
@@ -257,6 +267,7 @@ def run(options: argparse.Namespace, scratch: Path) -> None:
     admin.execute("CHECKPOINT")
     over_source = run_child(env_for(source), "restore", native_ids[-1])
     idle = run_child(env_for(source), "idle")
+    safely = safe_restores(options, admin, source, native_ids[-1], env_for, direct_file, bin_dir)
 
     portable = None
     if not (options.skip_portable or options.restore_only):
@@ -276,7 +287,61 @@ def run(options: argparse.Namespace, scratch: Path) -> None:
         over_source,
         idle,
         portable,
+        safely,
     )
+
+
+BY_HAND = "by hand: `pg_dump -Fc --compress=1` then `pg_restore --single-transaction --clean`"
+
+
+def safe_restores(options, admin, source, backup_id, env_for, dump: Path, bin_dir) -> dict:
+    """Restores over the populated database with a backup of it taken first, the production
+    default, against the same done by hand: in turns, ``--safety-rounds`` of each.
+
+    Returns each one's times and the peak RSS of migrator's children (none by hand)."""
+    safety_file = dump.with_name("safety.dump")
+    tool_env = admin.tool_env(source)
+
+    def by_hand() -> float:
+        dumped = timed(
+            [
+                str(Path(bin_dir, "pg_dump")),
+                "--format=custom",
+                "--compress=1",
+                "--no-password",
+                f"--file={safety_file}",
+            ],
+            tool_env,
+        )
+        restore = [str(Path(bin_dir, "pg_restore")), "--single-transaction", "--clean"]
+        restore += ["--if-exists", "--exit-on-error", "--no-owner", "--no-password"]
+        return dumped + timed([*restore, f"--dbname={source}", str(dump)], tool_env)
+
+    def migrator(jobs: int) -> float:
+        result = run_child(env_for(source, jobs), "safe-restore", backup_id)
+        peaks.append(result["peak_rss_mb"])
+        for (replaced,) in admin.execute(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, 'migrator_replaced_')"
+        ):
+            admin.drop(replaced)
+        return result["seconds"]
+
+    peaks: list[float] = []
+    order = [
+        (BY_HAND, by_hand),
+        ("`restore` with its safety backup, over the populated database", lambda: migrator(1)),
+        (
+            f"the same, RESTORE_JOBS={options.restore_jobs} (the new database fills while the "
+            "safety backup is taken)",
+            lambda: migrator(options.restore_jobs),
+        ),
+    ]
+    times: dict[str, list[float]] = {name: [] for name, _ in order}
+    for index in range(options.safety_rounds):
+        for name, restore in order[index % 3 :] + order[: index % 3]:
+            admin.execute("CHECKPOINT")
+            times[name].append(restore())
+    return {name: (seconds, [] if name == BY_HAND else peaks) for name, seconds in times.items()}
 
 
 def report(
@@ -293,6 +358,7 @@ def report(
     over_source,
     idle,
     portable,
+    safely,
 ) -> None:
     def row(name: str, seconds: float, baseline: float | None, peak: float | None) -> str:
         ratio = f"{seconds / baseline:.2f}x" if baseline else ""
@@ -343,6 +409,9 @@ def report(
             over_source["peak_rss_mb"],
         )
     )
+    for name, (times, peaks) in safely.items():
+        baseline = median(safely[BY_HAND][0])
+        print(row(name, median(times), baseline, max(peaks) if peaks else None))
     if portable:
         print(
             row(
