@@ -9,6 +9,7 @@ from django.db.migrations.executor import MigrationExecutor
 from migrator import audit, history, integrity, locking, stages
 from migrator.backup import last_drill, list_backups
 from migrator.conf import get_settings
+from migrator.exceptions import BackupFailed
 from migrator.models import Run
 from migrator.types import Stage, migration_label
 
@@ -28,6 +29,7 @@ class DatabaseStatus:
     in_progress: list[dict[str, Any]] = field(default_factory=list)
     last_run: dict[str, Any] | None = None
     latest_backup: dict[str, Any] | None = None
+    backup_store_error: str | None = None  # the backups could not be listed: why
 
     @property
     def exit_code(self) -> int:
@@ -59,6 +61,7 @@ class DatabaseStatus:
             "problems": self.problems,
             "warnings": self.warnings,
             "latest_backup": self.latest_backup,
+            "backup_store_error": self.backup_store_error,
             "lock_holder": self.lock_holder,
             "in_progress": self.in_progress,
             "last_run": self.last_run,
@@ -77,9 +80,13 @@ def database_status(database: str) -> DatabaseStatus:
     report = integrity.verify(connection, executor.loader, check_models=False)
     status.problems = [problem.line() for problem in report.errors]
     status.warnings = integrity.warning_summaries(report)
-    backups = list_backups(database)
-    if backups:
-        status.latest_backup = {**backups[0].as_dict(), "last_drill": last_drill(backups[0].id)}
+    try:
+        backups = list_backups(database)
+        if backups:
+            latest = backups[0]
+            status.latest_backup = {**latest.as_dict(), "last_drill": last_drill(latest.id)}
+    except BackupFailed as exc:  # a store out of reach: the rest still answers a deploy gate
+        status.backup_store_error = str(exc)
     plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
     status.pending = [migration_label(migration) for migration, _ in plan]
     before, held = stages.select(plan, executor.loader, Stage.BEFORE_DEPLOY)

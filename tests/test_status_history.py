@@ -111,3 +111,30 @@ def test_status_counts_an_applied_squash_once_as_the_plan_does(db_alias, scenari
     assert run_command("safemigrate", database=db_alias)[2] == 0
     out, _, _ = run_command("migrationstatus", database=db_alias)
     assert f"  applied: {len(planned)} migration(s) (a squash counts once" in out
+
+
+def test_status_with_its_backup_store_out_of_reach_still_gates_the_deploy(
+    db_alias, settings, tmp_path
+):
+    not_a_directory = tmp_path / "bucket"
+    not_a_directory.write_text("")
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "backups": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(not_a_directory)},
+        },
+    }
+    settings.MIGRATOR = {**settings.MIGRATOR, "BACKUP_STORAGE": "backups"}
+    run_command("safemigrate", "--no-backup", database=db_alias)
+
+    out, err, code = run_command("migrationstatus", "--check", database=db_alias)
+
+    assert (code, err) == (0, ""), err
+    [line] = [line for line in out.splitlines() if line.startswith("  latest backup: ")]
+    assert line.startswith("  latest backup: unknown: Cannot ")
+    assert "storage 'backups'" in line, line
+    assert "  integrity: every applied migration matches its file" in out
+    document = json.loads(run_command("migrationstatus", "--json", database=db_alias)[0])
+    assert document["latest_backup"] is None
+    assert document["backup_store_error"] == line.removeprefix("  latest backup: unknown: ")

@@ -115,7 +115,9 @@ class Command(MigratorCommand):
         else:
             write("  last run: none recorded")
         backup = status.latest_backup
-        if backup:
+        if status.backup_store_error:
+            write(self.style.WARNING(f"  latest backup: unknown: {status.backup_store_error}"))
+        elif backup:
             encrypted = "encrypted (age)" if backup["encryption"] else "not encrypted"
             write(
                 f"  latest backup: {backup['id']} ({backup['reason']}, {backup['created']}, "
