@@ -5,6 +5,7 @@ test is then either the restored copy under the same name (a new OID, the replac
 kept beside it) or, where the swap cannot hold, restored in one transaction as usual.
 """
 
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -155,9 +156,10 @@ def test_a_restore_with_restore_jobs_swaps_a_new_database_in(postgres):
     assert SWAPPING in out
     assert snapshot(postgres) == before
     assert oid(postgres) != old_oid
+    [replaced] = databases("migrator_replaced_")
+    assert f"The database it replaced is kept as {replaced} until the next such restore." in out
     run = Run.objects.using(postgres).get(command="restore")
     assert (run.outcome, run.details["restored_backup"]) == ("succeeded", backup_id)
-    [replaced] = databases("migrator_replaced_")
     with connections[postgres].cursor() as cursor:
         cursor.execute(
             "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
@@ -168,10 +170,12 @@ def test_a_restore_with_restore_jobs_swaps_a_new_database_in(postgres):
     assert comment.startswith(f"migrator: {name} as it was before backup {backup_id} ")
     assert databases("migrator_restore_") == []
 
-    assert run_command("restore", backup_id, "--yes", database=postgres)[2] == 0
+    out, err, code = run_command("restore", backup_id, "--yes", "--json", database=postgres)
+    assert (code, err) == (0, ""), err
     assert snapshot(postgres) == before
     assert len(databases("migrator_replaced_")) == 1  # the earlier one went
     assert databases("migrator_replaced_") != [replaced]
+    assert json.loads(out)["replaced_database"] == databases("migrator_replaced_")[0]
     runs = Run.objects.using(postgres).filter(command="restore").values_list("outcome", flat=True)
     assert list(runs) == ["succeeded", "succeeded"]
 
@@ -216,6 +220,7 @@ def test_a_restore_with_restore_jobs_that_cannot_swap_runs_in_one_transaction(
 
     assert (code, err) == (0, ""), err
     assert f"{SERIAL}{expected}." in out
+    assert "The database it replaced" not in out
     assert snapshot(postgres) == before
     assert oid(postgres) == old_oid
     assert databases("migrator_replaced_") == databases("migrator_restore_") == []

@@ -70,8 +70,9 @@ class BackupEngine(ABC):
         *,
         keep_audit: Sequence[Statement],
         progress: ProgressCallback,
-    ) -> None:
-        """Replace the database's contents with the payload, all or nothing.
+    ) -> str | None:
+        """Replace the database's contents with the payload, all or nothing; the name of
+        the database it replaced and kept (a parallel restore's swap), else None.
 
         ``path`` may be a FIFO (an encrypted backup being decrypted): read it once, in order.
 

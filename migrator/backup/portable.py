@@ -200,7 +200,7 @@ class PortableEngine(BackupEngine):
         *,
         keep_audit: Sequence[Statement],
         progress: ProgressCallback,
-    ) -> None:
+    ) -> str | None:
         sqlite = self.connection.vendor == "sqlite"
         try:
             with gzip.open(path, "rt", encoding="utf-8") as lines:

@@ -258,16 +258,14 @@ class PgDumpEngine(BackupEngine):
         *,
         keep_audit: Sequence[Statement],
         progress: ProgressCallback,
-    ) -> None:
+    ) -> str | None:
         if self._ahead is not None and self._ahead[0] == path:
-            self._ahead[1].swap_in(keep_audit, manifest.id)
-            return
+            return self._ahead[1].swap_in(keep_audit, manifest.id)
         jobs = get_settings().restore_jobs
         obstacle = swap.obstacle(self.connection, path, audit_inside=bool(keep_audit), jobs=jobs)
         if obstacle is None:
             with self._filling(path, jobs, progress) as fill:
-                fill.swap_in(keep_audit, manifest.id)
-            return
+                return fill.swap_in(keep_audit, manifest.id)
         with (
             libpq_environment(self.connection) as env,
             scratch.private_directory("pg-restore") as private,
@@ -281,6 +279,7 @@ class PgDumpEngine(BackupEngine):
                 self._pipe(path, env, private, prelude_file, postlude)
             else:  # large objects, or a backup taken before they were counted
                 self._relay(path, env, private, prelude_file, postlude)
+        return None
 
     @contextmanager
     def restoring_ahead(

@@ -43,6 +43,7 @@ class RestoreReport:
     created: str
     outcome: str = "succeeded"
     safety_backup_id: str | None = None
+    replaced_database: str | None = None  # kept for an undo by hand (a parallel restore)
     run_id: int | None = None
     duration: float = 0.0
     forced: bool = False
@@ -56,6 +57,7 @@ class RestoreReport:
             "created": self.created,
             "outcome": self.outcome,
             "safety_backup_id": self.safety_backup_id,
+            "replaced_database": self.replaced_database,
             "run_id": self.run_id,
             "duration": round(self.duration, 3),
             "forced": self.forced,
@@ -121,7 +123,7 @@ def restore_payload(
     merged_inside = manifest.holds_audit
     progress(ProgressEvent("restore_start", message=f"Restoring {manifest.id}..."))
     with opened_payload(store, manifest, identities) as local:
-        engine.restore(
+        report.replaced_database = engine.restore(
             local, manifest, keep_audit=merge if merged_inside else [], progress=progress
         )
     _forget_cached_rows()

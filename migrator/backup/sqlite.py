@@ -101,7 +101,7 @@ class SqliteBackupEngine(BackupEngine):
         *,
         keep_audit: Sequence[Statement],
         progress: ProgressCallback,
-    ) -> None:
+    ) -> str | None:
         with scratch.private_directory("sqlite-restore") as private:
             work_path = private / "restore.sqlite3"
             with path.open("rb") as source, open(scratch.private_file(work_path), "wb") as copy:

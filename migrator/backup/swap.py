@@ -128,8 +128,9 @@ class Filling:
     failed: Callable[[IO[bytes], str], BackupFailed]
     swapped: bool = False
 
-    def swap_in(self, keep_audit: Sequence[Statement], backup_id: str) -> None:
-        """Wait for the fill, merge the live audit into it, and give it the database's name."""
+    def swap_in(self, keep_audit: Sequence[Statement], backup_id: str) -> str:
+        """Wait for the fill, merge the live audit into it, and give it the database's name;
+        the name the replaced database is kept under."""
         if self.child.wait() != 0:
             raise self.failed(self.errors, "pg_restore")
         with _failing(self.connection):
@@ -137,8 +138,9 @@ class Filling:
                 for sql, params in keep_audit:
                     cursor.execute(sql, params or None)
             self.scratch.close()
-            _swap(self.admin, self.connection, self.scratch.alias, backup_id)
+            replaced = _swap(self.admin, self.connection, self.scratch.alias, backup_id)
         self.swapped = True
+        return replaced
 
 
 @contextmanager
@@ -203,8 +205,11 @@ def _failing(connection: BaseDatabaseWrapper) -> Iterator[None]:
         ) from exc
 
 
-def _swap(admin: BaseDatabaseWrapper, connection: BaseDatabaseWrapper, name: str, backup_id: str):
-    """Rename the restored database away and the new one into its place, in one transaction."""
+def _swap(
+    admin: BaseDatabaseWrapper, connection: BaseDatabaseWrapper, name: str, backup_id: str
+) -> str:
+    """Rename the restored database away and the new one into its place, in one transaction;
+    the name it was renamed to."""
     target = connection.settings_dict["NAME"]
     replaced = f"{REPLACED_PREFIX}{secrets.token_hex(6)}"
     quote = admin.ops.quote_name
@@ -231,6 +236,7 @@ def _swap(admin: BaseDatabaseWrapper, connection: BaseDatabaseWrapper, name: str
                 "try again, or set MIGRATOR['RESTORE_JOBS'] = 1 to restore in one transaction."
             ) from exc
     logger.info("Restored %s by a swap; %s was kept as %s", backup_id, target, replaced)
+    return replaced
 
 
 def _replaced(target: str) -> str:

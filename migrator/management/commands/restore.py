@@ -62,6 +62,11 @@ class Command(MigratorCommand):
         for difference in report.differences:
             self.stdout.write(self.style.WARNING(f"Forced: {difference}"))
         safety = f" Safety backup: {report.safety_backup_id}." if report.safety_backup_id else ""
+        if report.replaced_database:
+            safety += (
+                f" The database it replaced is kept as {report.replaced_database} until the "
+                "next such restore."
+            )
         self.stdout.write(
             self.style.SUCCESS(
                 f"Restored backup {report.backup_id} into {report.database!r} in "
