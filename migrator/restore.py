@@ -7,9 +7,10 @@ read -> the engine restores and merges the audit back, in one transaction -> the
 closed. Nothing touches the database before the guard, and a failure after it leaves the
 data as it was (the restore's run record then says it failed). An engine may begin its
 restore right after the guard where that touches nothing it does not swap in later, under
-the lock (the parallel route's new database, ``BackupEngine.restoring_ahead``). ``rollback --last
---restore`` runs the same steps with its own guard, and its own run record around the
-restore's under the same lock: ``check_restore``, then ``restore_checked``.
+the lock (the parallel route's new database, ``BackupEngine.restoring_ahead``).
+``rollback --last --restore`` runs the same steps with its own guard, and its own run
+record around the restore's under the same lock: ``check_restore``, then
+``restore_checked``.
 
     report = restore_backup(manifest.id, database="default", assume_yes=True)
 """

@@ -397,7 +397,6 @@ def test_an_unreadable_backup_directory_is_one_line_exit_6_and_nothing_is_lost(
             ("backup", "--verify", backup_id),
             ("backup", "--prune", "--keep", "0"),
             ("restore", backup_id),
-            ("migrationstatus",),
         ]:
             done = run_child(
                 db_alias,
@@ -414,6 +413,17 @@ def test_an_unreadable_backup_directory_is_one_line_exit_6_and_nothing_is_lost(
             assert done.stderr.endswith(
                 "; check that this user may read and write it; nothing was changed.\n"
             ), (command, done.stderr)
+        status = run_child(
+            db_alias,
+            "migrationstatus",
+            prefix=WITHOUT_OVERRIDE,
+            MIGRATOR_TEST_BACKUP_DIR=str(backup_dir),
+        )
+        assert (status.returncode, status.stderr) == (0, "")  # the rest of the status holds
+        assert (
+            f"  latest backup: unknown: Cannot use the backup directory '{backup_dir}': "
+            "[Errno 13] Permission denied: "
+        ) in status.stdout
     finally:
         backup_dir.chmod(0o700)
     assert sorted(path.name for path in backup_dir.iterdir()) == before
