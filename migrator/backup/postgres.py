@@ -286,7 +286,10 @@ class PgDumpEngine(BackupEngine):
         self, path: Path, manifest: Manifest, progress: ProgressCallback
     ) -> Iterator[None]:
         """The parallel route's new database filled from here on, while the run lock is
-        taken, migrator's tables made, the run opened and the safety backup taken."""
+        taken, migrator's tables made, the run opened and the safety backup taken.
+
+        Where the route does not hold yet, ``restore`` asks again under the lock: the
+        session in the way may have been the lock holder's, and it reports why not."""
         jobs = get_settings().restore_jobs
         if swap.obstacle(self.connection, path, audit_inside=manifest.holds_audit, jobs=jobs):
             yield
