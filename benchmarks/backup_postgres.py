@@ -409,7 +409,7 @@ def report(
             over_source["peak_rss_mb"],
         )
     )
-    for name, (times, peaks) in safely.items():
+    for name, (times, peaks) in safely.items() if options.safety_rounds else ():
         baseline = median(safely[BY_HAND][0])
         print(row(name, median(times), baseline, max(peaks) if peaks else None))
     if portable:

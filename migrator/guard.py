@@ -33,6 +33,11 @@ def confirmation_word(connection: BaseDatabaseWrapper) -> str:
     return Path(name).name if connection.vendor == "sqlite" else name
 
 
+def goes_ahead_unasked(*, assume_yes: bool) -> bool:
+    """Whether ``require_confirmation`` returns without asking or refusing (no data loss)."""
+    return assume_yes or not get_settings().needs_confirmation
+
+
 def require_confirmation(
     connection: BaseDatabaseWrapper,
     *,

@@ -7,7 +7,8 @@ read -> the engine restores and merges the audit back, in one transaction -> the
 closed. Nothing touches the database before the guard, and a failure after it leaves the
 data as it was (the restore's run record then says it failed). An engine may begin its
 restore right after the guard where that touches nothing it does not swap in later, under
-the lock (the parallel route's new database, ``BackupEngine.restoring_ahead``).
+the lock (the parallel route's new database, ``BackupEngine.restoring_ahead``). Where the
+guard asks nobody, the payload's checksum is taken meanwhile, and still before the lock.
 ``rollback --last --restore`` runs the same steps with its own guard, and its own run
 record around the restore's under the same lock: ``check_restore``, then
 ``restore_checked``.
@@ -72,8 +73,16 @@ def restore_backup(
     ``lock_timeout``: seconds to wait for another run's lock (None: the setting).
     ``identity``: an age identity file for an encrypted backup (None: the settings').
     """
+    # Unless someone is asked, the payload is hashed while the parallel route's new
+    # database is created (restoring.begun_ahead): a damaged one still touches nothing.
+    unasked = guard.goes_ahead_unasked(assume_yes=assume_yes)
     checked = check_restore(
-        backup_id, database=database, force=force, safety_backup=safety_backup, identity=identity
+        backup_id,
+        database=database,
+        force=force,
+        safety_backup=safety_backup,
+        identity=identity,
+        checksum=not unasked,
     )
     guard.require_confirmation(
         checked.connection,
@@ -88,7 +97,9 @@ def restore_backup(
     )
     options = RunOptions(database=database, assume_yes=assume_yes, lock_timeout=lock_timeout)
     with (
-        restoring.begun_ahead(checked.manifest, checked.engine, checked.identities, progress),
+        restoring.begun_ahead(
+            checked.manifest, checked.engine, checked.identities, progress, checksum=unasked
+        ),
         locked(checked.connection, options=options, progress=progress),
     ):
         return restore_checked(checked, progress)
@@ -101,10 +112,14 @@ def check_restore(
     force: bool = False,
     safety_backup: bool = True,
     identity: str | None = None,
+    checksum: bool = True,
 ) -> CheckedRestore:
-    """Everything checked before a restore asks or locks anything; changes nothing."""
+    """Everything checked before a restore asks or locks anything; changes nothing.
+
+    ``checksum=False``: a plaintext payload is left to hash (``restoring.begun_ahead``).
+    """
     started = time.monotonic()
-    manifest, identities = verify_payload(backup_id, identity)  # decrypted, nothing kept
+    manifest, identities = verify_payload(backup_id, identity, checksum=checksum)
     connection = connections[database]
     differences = restoring.check_fits(manifest, connection, force=force)
     engine = engine_for(connection, manifest.format)

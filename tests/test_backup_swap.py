@@ -20,6 +20,7 @@ from tests import test_children
 from tests.conftest import _admin_execute
 from tests.pg import pgserver_bin_dir
 from tests.test_backup import (
+    _tamper,
     change_everything,
     large_objects,
     large_objects_changed_after_a_backup,
@@ -40,7 +41,7 @@ from tests.test_children import (
     wait_until,
 )
 from tests.test_locking import wait_for_line_starting
-from tests.utils import raw_connection, run_child, run_command, start_child
+from tests.utils import TTYInput, raw_connection, run_child, run_command, start_child
 
 env = test_children.env  # the children's own TMPDIR and backup directory
 
@@ -397,6 +398,39 @@ def test_a_parallel_restore_whose_safety_backup_fails_drops_its_new_database(
     assert oid(postgres) == old_oid
     assert Run.objects.using(postgres).get(command="restore").outcome == "failed"
     assert databases("migrator_replaced_") == databases("migrator_restore_") == []
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+@pytest.mark.parametrize("how", ["truncated payload", "altered payload"])
+def test_a_damaged_payload_is_refused_while_the_new_database_is_made(postgres, backup_dir, how):
+    backup_id, _, changed = changed_after_a_backup(postgres)
+    old_oid = oid(postgres)
+    _tamper(backup_dir, backup_id, how)
+
+    out, err, code = run_command("restore", backup_id, "--yes", database=postgres, verbosity=2)
+
+    assert code == 6
+    assert f"The payload of backup {backup_id!r} is damaged: " in err
+    assert SWAPPING in out  # hashed while the new database was created, then dropped
+    assert snapshot(postgres) == changed
+    assert oid(postgres) == old_oid
+    assert not Run.objects.using(postgres).filter(command="restore").exists()  # no lock taken
+    assert databases("migrator_replaced_") == databases("migrator_restore_") == []
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+def test_a_damaged_payload_is_refused_before_production_asks(postgres, backup_dir, settings):
+    settings.MIGRATOR = {**settings.MIGRATOR, "ENVIRONMENT": "production"}
+    backup_id, _, changed = changed_after_a_backup(postgres)
+    _tamper(backup_dir, backup_id, "altered payload")
+
+    out, err, code = run_command("restore", backup_id, database=postgres, stdin=TTYInput("no\n"))
+
+    assert code == 6
+    assert err.startswith(f"The payload of backup {backup_id!r} is damaged: ")
+    assert "Type " not in out  # nobody was asked
+    assert snapshot(postgres) == changed
+    assert databases("migrator_restore_") == []
 
 
 def running(watcher, statement: str) -> bool:

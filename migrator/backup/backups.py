@@ -4,6 +4,8 @@ import logging
 import platform
 import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -181,17 +183,21 @@ def verify_backup(backup_id: str) -> Manifest:
     return _verify(store, _read(store, check_backup_id(backup_id)))
 
 
-def verify_payload(backup_id: str, identity: str | None) -> tuple[Manifest, list[Any]]:
+def verify_payload(
+    backup_id: str, identity: str | None, *, checksum: bool = True
+) -> tuple[Manifest, list[Any]]:
     """``verify_backup``, and the age identities that decrypt an encrypted backup ([] for a
     plaintext one), in one read of the payload.
 
     An encrypted payload is decrypted whole and thrown away as it is hashed, so a missing
     or wrong identity, or an altered payload, is refused before anything is touched.
+    ``checksum=False``: a plaintext payload is left for the caller to hash
+    (``check_payload``) before it touches anything.
     """
     store = backup_store()
     manifest = _read(store, check_backup_id(backup_id))
     if not manifest.encryption:
-        return _verify(store, manifest), []
+        return (_verify(store, manifest) if checksum else manifest), []
     path = encryption.identity_file(identity)
     if path is None:
         raise BackupFailed(
@@ -203,31 +209,41 @@ def verify_payload(backup_id: str, identity: str | None) -> tuple[Manifest, list
     return _verify(store, manifest, identities), identities
 
 
+def check_payload(store: BackupStore, manifest: Manifest) -> None:
+    """Hash a plaintext payload; BackupFailed unless it is the one the manifest describes."""
+    with _reading(manifest), store.open_payload(manifest.payload) as handle:
+        check_digest(manifest, *file_digest(handle))
+
+
 def _verify(
     store: BackupStore, manifest: Manifest, identities: list[Any] | None = None
 ) -> Manifest:
-    backup_id = manifest.id
-    try:
-        with store.open_payload(manifest.payload) as handle:
-            if not identities:
-                size, sha256 = file_digest(handle)
-            else:
-                try:
-                    size, sha256 = encryption.check_decryptable(
-                        handle, identities, backup_id=backup_id, keys=manifest.recipients
-                    )
-                except BackupFailed:  # a payload that is not the one written says so first
-                    with store.open_payload(manifest.payload) as again:
-                        check_digest(manifest, *file_digest(again))
-                    raise
-    except FileNotFoundError:
-        raise BackupFailed(
-            f"The payload of backup {backup_id!r} ({manifest.payload}) is missing."
-        ) from None
-    except OSError as exc:
-        raise BackupFailed(f"Cannot read backup {backup_id!r}: {first_line(exc)}.") from exc
+    if not identities:
+        check_payload(store, manifest)
+        return manifest
+    with _reading(manifest), store.open_payload(manifest.payload) as handle:
+        try:
+            size, sha256 = encryption.check_decryptable(
+                handle, identities, backup_id=manifest.id, keys=manifest.recipients
+            )
+        except BackupFailed:  # a payload that is not the one written says so first
+            check_payload(store, manifest)
+            raise
     check_digest(manifest, size, sha256)
     return manifest
+
+
+@contextmanager
+def _reading(manifest: Manifest) -> Iterator[None]:
+    """A payload that cannot be read as BackupFailed."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise BackupFailed(
+            f"The payload of backup {manifest.id!r} ({manifest.payload}) is missing."
+        ) from None
+    except OSError as exc:
+        raise BackupFailed(f"Cannot read backup {manifest.id!r}: {first_line(exc)}.") from exc
 
 
 def check_digest(manifest: Manifest, size: int, sha256: str) -> None:

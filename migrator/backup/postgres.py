@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import BinaryIO, Final, NamedTuple
 
 from migrator import children, scratch
-from migrator.backup import swap
+from migrator.backup import scratchdb, swap
 from migrator.backup.base import BackupEngine, Statement, first_line, scrub, server_version
 from migrator.backup.manifest import Manifest
 from migrator.conf import get_settings
@@ -262,16 +262,13 @@ class PgDumpEngine(BackupEngine):
         if self._ahead is not None and self._ahead[0] == path:
             return self._ahead[1].swap_in(keep_audit, manifest.id)
         jobs = get_settings().restore_jobs
-        obstacle = swap.obstacle(self.connection, path, audit_inside=bool(keep_audit), jobs=jobs)
-        if obstacle is None:
-            with self._filling(path, jobs, progress) as fill:
+        with self._parallel(path, jobs, progress, audit_inside=bool(keep_audit)) as fill:
+            if fill is not None:
                 return fill.swap_in(keep_audit, manifest.id)
         with (
             libpq_environment(self.connection) as env,
             scratch.private_directory("pg-restore") as private,
         ):
-            if jobs > 1:
-                progress(ProgressEvent("restore_serial", message=f"{SERIAL}: {obstacle}."))
             prelude, postlude = self._prelude(), self._postlude(keep_audit).encode()
             prelude_file = private / "prelude.sql"
             _write_private(prelude_file, prelude)
@@ -291,34 +288,57 @@ class PgDumpEngine(BackupEngine):
         Where the route does not hold yet, ``restore`` asks again under the lock: the
         session in the way may have been the lock holder's, and it reports why not."""
         jobs = get_settings().restore_jobs
-        if swap.obstacle(self.connection, path, audit_inside=manifest.holds_audit, jobs=jobs):
-            yield
-            return
-        with self._filling(path, jobs, progress) as fill:
-            self._ahead = (path, fill)
+        with self._parallel(
+            path, jobs, progress, audit_inside=manifest.holds_audit, explain=False
+        ) as fill:
+            self._ahead = None if fill is None else (path, fill)
             try:
                 yield
             finally:
                 self._ahead = None
 
     @contextmanager
-    def _filling(self, path: Path, jobs: int, progress: ProgressCallback) -> Iterator[swap.Filling]:
-        progress(ProgressEvent("restore_swap", message=SWAPPING.format(jobs=jobs)))
-        with (
-            libpq_environment(self.connection) as env,
-            scratch.private_directory("pg-restore") as private,
-            (private / "pg_restore.err").open("w+b") as errors,
-            swap.filling(
-                self.connection,
-                self._pg_restore,
-                path,
-                env,
-                jobs=jobs,
-                errors=errors,
-                failed=self._failed,
-            ) as fill,
-        ):
-            yield fill
+    def _parallel(
+        self,
+        path: Path,
+        jobs: int,
+        progress: ProgressCallback,
+        *,
+        audit_inside: bool,
+        explain: bool = True,
+    ) -> Iterator[swap.Filling | None]:
+        """The parallel route's fill begun, or None where it does not hold (``explain``:
+        the progress then says why the restore runs in one transaction)."""
+        admin = scratchdb.maintenance(self.connection)
+        try:
+            obstacle = swap.obstacle(
+                self.connection, admin, path, audit_inside=audit_inside, jobs=jobs
+            )
+            if obstacle is not None:
+                admin.close()  # not kept through a restore in one transaction
+                if explain and jobs > 1:
+                    progress(ProgressEvent("restore_serial", message=f"{SERIAL}: {obstacle}."))
+                yield None
+                return
+            progress(ProgressEvent("restore_swap", message=SWAPPING.format(jobs=jobs)))
+            with (
+                libpq_environment(self.connection) as env,
+                scratch.private_directory("pg-restore") as private,
+                (private / "pg_restore.err").open("w+b") as errors,
+                swap.filling(
+                    self.connection,
+                    admin,
+                    self._pg_restore,
+                    path,
+                    env,
+                    jobs=jobs,
+                    errors=errors,
+                    failed=self._failed,
+                ) as fill,
+            ):
+                yield fill
+        finally:
+            admin.close()
 
     def _pipe(self, path: Path, env: dict, private: Path, prelude_file: Path, postlude: bytes):
         """pg_restore's script into one psql transaction, committed only if it is complete.

@@ -6,8 +6,9 @@ transaction, so a failure leaves the data as it was.
 """
 
 import logging
+import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from django.db import transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from migrator.backup import encryption, keepaudit
-from migrator.backup.backups import check_digest, create_backup
+from migrator.backup.backups import check_digest, check_payload, create_backup
 from migrator.backup.base import BackupEngine, Statement
 from migrator.backup.manifest import (
     Manifest,
@@ -132,21 +133,59 @@ def restore_payload(
 
 @contextmanager
 def begun_ahead(
-    manifest: Manifest, engine: BackupEngine, identities: Sequence[Any], progress: ProgressCallback
+    manifest: Manifest,
+    engine: BackupEngine,
+    identities: Sequence[Any],
+    progress: ProgressCallback,
+    *,
+    checksum: bool = False,
 ) -> Iterator[None]:
     """The engine's restore begun before the run lock, where it touches nothing that
     ``restore`` does not swap in later (``BackupEngine.restoring_ahead``): only for a
     plaintext payload in a backup directory, which needs no download or decryption first.
+
+    ``checksum``: the payload is hashed meanwhile (in a thread, while the new database is
+    created), and a damaged one refused before the body runs, the new database dropped.
     """
     store = backup_store()
     if identities or not isinstance(store, DirectoryStore):
+        if checksum:
+            check_payload(store, manifest)
         yield
         return
-    with (
-        store.local_payload(manifest.payload) as local,
-        engine.restoring_ahead(local, manifest, progress),
-    ):
+    with store.local_payload(manifest.payload) as local, ExitStack() as begun:
+        hashing = _Hashing(store, manifest) if checksum else None
+        try:
+            begun.enter_context(engine.restoring_ahead(local, manifest, progress))
+        except Exception:
+            if hashing is not None:  # a damaged payload is the reason, whatever else failed
+                hashing.check()
+            raise
+        if hashing is not None:
+            hashing.check()
         yield
+
+
+class _Hashing:
+    """``check_payload`` in a daemon thread, so that a Ctrl-C meanwhile need not wait for it."""
+
+    def __init__(self, store: BackupStore, manifest: Manifest) -> None:
+        self.failure: BaseException | None = None
+        self.thread = threading.Thread(
+            target=self._run, args=(store, manifest), name="migrator-checksum", daemon=True
+        )
+        self.thread.start()
+
+    def _run(self, store: BackupStore, manifest: Manifest) -> None:
+        try:
+            check_payload(store, manifest)
+        except BaseException as exc:  # raised again by check(), in the restoring thread
+            self.failure = exc
+
+    def check(self) -> None:
+        self.thread.join()
+        if self.failure is not None:
+            raise self.failure
 
 
 @contextmanager

@@ -72,10 +72,16 @@ OTHER_SESSIONS: Final = (
 
 
 def obstacle(
-    connection: BaseDatabaseWrapper, path: Path, *, audit_inside: bool, jobs: int
+    connection: BaseDatabaseWrapper,
+    admin: BaseDatabaseWrapper,
+    path: Path,
+    *,
+    audit_inside: bool,
+    jobs: int,
 ) -> str | None:
     """Why this restore cannot take the parallel route, or None when it can.
 
+    ``admin``: a connection to the maintenance database (``scratchdb.maintenance``);
     ``audit_inside``: the backup holds migrator's tables, which the live audit merges into.
     """
     if jobs < 2:
@@ -86,7 +92,6 @@ def obstacle(
         return "the backup holds no migrator tables, so the audit cannot be merged before"
     checks = [*OBSTACLES, ICU] if connection.pg_version >= 150000 else list(OBSTACLES)
     columns = ", ".join(sql for sql, _ in checks)
-    admin = scratchdb.maintenance(connection)
     try:
         with admin.cursor() as cursor:
             cursor.execute(
@@ -102,8 +107,6 @@ def obstacle(
             row = cursor.fetchone()
     except DatabaseError as exc:
         return f"the server's maintenance database is out of reach ({first_line(exc)})"
-    finally:
-        admin.close()
     if row is None:
         return "the database is not found by its name"
     *found, others = row
@@ -146,6 +149,7 @@ class Filling:
 @contextmanager
 def filling(
     connection: BaseDatabaseWrapper,
+    admin: BaseDatabaseWrapper,
     pg_restore: str,
     path: Path,
     env: dict[str, str],
@@ -157,40 +161,36 @@ def filling(
     """Start filling a new database from ``path``; dropped on the way out unless swapped in.
 
     The database being restored is not touched until ``swap_in``, so the fill may start
-    before the run lock is held. ``env``: libpq's environment for ``connection``;
-    ``errors``: a file for pg_restore's stderr; ``failed``: the engine's BackupFailed for
-    a tool that failed.
+    before the run lock is held. ``admin``: as for ``obstacle``; ``env``: libpq's
+    environment for ``connection``; ``errors``: a file for pg_restore's stderr;
+    ``failed``: the engine's BackupFailed for a tool that failed.
     """
-    admin = scratchdb.maintenance(connection)
+    with _failing(connection):
+        scratchdb.drop_unused(  # the database an earlier swap replaced: kept until now
+            admin,
+            REPLACED_PREFIX,
+            described=_replaced(connection.settings_dict["NAME"]),
+            why="replaced by an earlier restore",
+        )
+    name = scratchdb.create(admin, connection, SCRATCH_PREFIX, then="Nothing was changed.")
+    fill = None
     try:
-        with _failing(connection):
-            scratchdb.drop_unused(  # the database an earlier swap replaced: kept until now
-                admin,
-                REPLACED_PREFIX,
-                described=_replaced(connection.settings_dict["NAME"]),
-                why="replaced by an earlier restore",
-            )
-        name = scratchdb.create(admin, connection, SCRATCH_PREFIX, then="Nothing was changed.")
-        fill = None
-        try:
-            with scratchdb.registered(connection, name) as scratch:
-                with _failing(connection):
-                    scratch.ensure_connection()  # a session in it: other sweeps skip it
-                argv = [pg_restore, f"--jobs={jobs}", "--exit-on-error", "--no-owner"]
-                argv += ["--no-password", f"--dbname={name}", str(path)]
-                quiet = subprocess.DEVNULL
-                child = children.popen(argv, env=env, stdin=quiet, stdout=quiet, stderr=errors)
-                try:
-                    fill = Filling(connection, admin, scratch, child, errors, failed)
-                    yield fill
-                finally:
-                    children.reap(child)
-        finally:
-            if fill is None or not fill.swapped:
-                with suppress(DatabaseError):
-                    scratchdb.drop(admin, name)
+        with scratchdb.registered(connection, name) as scratch:
+            with _failing(connection):
+                scratch.ensure_connection()  # a session in it: other sweeps skip it
+            argv = [pg_restore, f"--jobs={jobs}", "--exit-on-error", "--no-owner"]
+            argv += ["--no-password", f"--dbname={name}", str(path)]
+            quiet = subprocess.DEVNULL
+            child = children.popen(argv, env=env, stdin=quiet, stdout=quiet, stderr=errors)
+            try:
+                fill = Filling(connection, admin, scratch, child, errors, failed)
+                yield fill
+            finally:
+                children.reap(child)
     finally:
-        admin.close()
+        if fill is None or not fill.swapped:
+            with suppress(DatabaseError):
+                scratchdb.drop(admin, name)
 
 
 @contextmanager
