@@ -34,6 +34,7 @@ MIGRATOR = {
     "BACKUP_RECIPIENTS": json.loads(os.environ.get("BENCH_RECIPIENTS") or "[]"),
     "BACKUP_IDENTITY_FILE": os.environ.get("BENCH_IDENTITY_FILE") or None,
     "RESTORE_JOBS": int(os.environ.get("BENCH_RESTORE_JOBS") or 1),
+    "PG_DUMP_COMPRESS": int(os.environ.get("BENCH_PG_DUMP_COMPRESS") or 1),
 }
 if os.environ.get("BENCH_STORAGE"):  # a STORAGES entry: backups go through it
     STORAGES = {

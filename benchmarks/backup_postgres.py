@@ -4,7 +4,8 @@ Builds a database of about 1 GB (two Django models: 4 M accounts and 3 M notes b
 hex text that compresses about 2:1), then, interleaving the two so that caches favour
 neither, times:
 
-* ``pg_dump --format=custom --compress=1`` (migrator's default level) vs
+* ``pg_dump --format=custom --compress=1`` (migrator's default level, else
+  ``--pg-dump-compress``, which sets ``PG_DUMP_COMPRESS`` too) vs
   ``backup`` (native): the ratio, and the Python process's peak RSS;
 * ``pg_restore --single-transaction --exit-on-error --no-owner`` into an empty database vs
   ``restore --no-safety-backup`` into an empty database, in one transaction and with
@@ -15,7 +16,7 @@ neither, times:
   another's writes;
 * ``restore`` with its safety backup (the production default) over the populated database,
   in one transaction and with ``RESTORE_JOBS`` (whose new database fills while the safety
-  backup is taken), against the same by hand: ``pg_dump -Fc --compress=1`` of the database,
+  backup is taken), against the same by hand: ``pg_dump -Fc`` (same level) of the database,
   then ``pg_restore --single-transaction --clean --if-exists`` (``--safety-rounds``, in turns);
 * ``backup --format portable``: time, size and peak RSS.
 
@@ -167,6 +168,12 @@ def main() -> None:
         help="RESTORE_JOBS of the parallel restore timed beside the others (default 2)",
     )
     parser.add_argument(
+        "--pg-dump-compress",
+        type=int,
+        default=1,
+        help="PG_DUMP_COMPRESS of the backups, and pg_dump's level beside them (default 1)",
+    )
+    parser.add_argument(
         "--safety-rounds",
         type=int,
         default=3,
@@ -194,7 +201,8 @@ def run(options: argparse.Namespace, scratch: Path) -> None:
 
     def env_for(name: str, jobs: int = 1) -> dict:
         env = child_env(project, {**settings, "NAME": name}, backups, bin_dir)
-        return {**env, "BENCH_RESTORE_JOBS": str(jobs)}
+        compress = str(options.pg_dump_compress)
+        return {**env, "BENCH_RESTORE_JOBS": str(jobs), "BENCH_PG_DUMP_COMPRESS": compress}
 
     source = "backup_bench_source"
     size = create_source(admin, source, env_for(source), options)
@@ -208,7 +216,7 @@ def run(options: argparse.Namespace, scratch: Path) -> None:
                 [
                     pg_dump,
                     "--format=custom",
-                    "--compress=1",
+                    f"--compress={options.pg_dump_compress}",
                     "--no-password",
                     f"--file={direct_file}",
                 ],
@@ -291,7 +299,7 @@ def run(options: argparse.Namespace, scratch: Path) -> None:
     )
 
 
-BY_HAND = "by hand: `pg_dump -Fc --compress=1` then `pg_restore --single-transaction --clean`"
+BY_HAND = "by hand: `pg_dump -Fc` then `pg_restore --single-transaction --clean`"
 
 
 def safe_restores(options, admin, source, backup_id, env_for, dump: Path, bin_dir) -> dict:
@@ -307,7 +315,7 @@ def safe_restores(options, admin, source, backup_id, env_for, dump: Path, bin_di
             [
                 str(Path(bin_dir, "pg_dump")),
                 "--format=custom",
-                "--compress=1",
+                f"--compress={options.pg_dump_compress}",
                 "--no-password",
                 f"--file={safety_file}",
             ],
@@ -374,7 +382,7 @@ def report(
     print()
     print("| operation | time | ratio | Python peak RSS |")
     print("| --- | --- | --- | --- |")
-    print(row("`pg_dump -Fc --compress=1`", median(direct), None, None))
+    print(row(f"`pg_dump -Fc --compress={options.pg_dump_compress}`", median(direct), None, None))
     print(row("`backup` (native)", median(native), median(direct), max(native_peaks)))
     print(
         row(

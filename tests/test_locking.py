@@ -1,5 +1,6 @@
 """One run at a time, kill -9 and Ctrl-C: real child processes against both databases."""
 
+import json
 import signal
 
 import pytest
@@ -153,6 +154,40 @@ def test_a_rollback_stopped_mid_migration_leaves_it_applied_and_can_run_again(
     assert list(stopped.steps.values_list("name", "direction")) == [
         ("0004_widget_weight", "unapply")
     ]
+
+
+def test_a_restore_gives_up_after_its_lock_timeout_changing_nothing(
+    db_alias, scenario, settings, tmp_path
+):
+    backups = tmp_path / "backups"
+    settings.MIGRATOR = {**settings.MIGRATOR, "BACKUP_DIR": str(backups)}
+    scenario("basic")
+    assert run_command("safemigrate", "scenarios", "0002", database=db_alias)[2] == 0
+    out, err, code = run_command("backup", "--json", database=db_alias)
+    assert (code, err) == (0, ""), err
+    backup_id = json.loads(out)["id"]
+    child = start_child(db_alias, "safemigrate", "scenarios", **PAUSED_IN_SLOW_STEP)
+    try:
+        wait_for_line(child, "PAUSED")
+        done = run_child(
+            db_alias,
+            *("restore", backup_id, "--yes", "--lock-timeout", "1"),
+            MIGRATOR_TEST_BACKUP_DIR=str(backups),
+            MIGRATOR_TEST_SETTINGS='{"RESTORE_JOBS": 2}',
+            **BASIC,
+        )
+        assert done.returncode == 4, done.stderr
+        assert f"pid {child.pid}" in done.stderr
+        assert "raise --lock-timeout" in done.stderr
+        child.stdin.write("\n")
+        child.stdin.flush()
+        assert child.wait(timeout=120) == 0
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.communicate(timeout=60)
+    assert applied(db_alias, "scenarios")[-1] == "0004_widget_weight"  # nothing restored
+    assert not Run.objects.using(db_alias).filter(command="restore").exists()
 
 
 def test_nothing_to_do_does_not_wait_for_the_lock(db_alias, scenario):

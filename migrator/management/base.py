@@ -67,6 +67,7 @@ class MigratorCommand(BaseCommand):
     stealth_options = ("stdin",)
     prompts = False  # commands that ask for confirmation set this
     changes = False  # commands that change a database under the run lock set this
+    locks = False  # other commands that take the run lock (restore): --lock-timeout only
     batch_progress_interval = 10.0  # seconds between batch progress lines off a terminal
     _open_line = _reopen_line = ""  # "  Applying x..." awaiting its OK, and after a bar
     _next_progress_line = 0.0
@@ -85,7 +86,7 @@ class MigratorCommand(BaseCommand):
             dest="as_json",
             help="Write one JSON document to stdout; progress goes to stderr.",
         )
-        if self.changes:
+        if self.changes or self.locks:
             parser.add_argument(
                 "--lock-timeout",
                 type=seconds_argument,
@@ -93,6 +94,7 @@ class MigratorCommand(BaseCommand):
                 metavar="SECONDS",
                 help="How long to wait for another run's lock before exiting with 4.",
             )
+        if self.changes:
             parser.add_argument(
                 "--allow-data-loss",
                 action="store_true",

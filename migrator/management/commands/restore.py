@@ -15,6 +15,7 @@ class Command(MigratorCommand):
         "restores atomically and keeps the run audit."
     )
     prompts = True
+    locks = True
 
     def add_arguments(self, parser: CommandParser) -> None:
         super().add_arguments(parser)
@@ -50,6 +51,7 @@ class Command(MigratorCommand):
             confirm=self.confirm_callback(options),
             progress=self.show_progress if self.verbosity >= 2 else _quiet,
             identity=options["identity"],
+            lock_timeout=options["lock_timeout"],
         )
         if self.as_json:
             self.write_json(report.as_dict())
