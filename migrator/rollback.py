@@ -24,7 +24,7 @@ from django.db.migrations.state import ProjectState
 
 from migrator import audit, guard, history, integrity, planning, restore, risks, runner
 from migrator.audit import recorded
-from migrator.backup import keepaudit
+from migrator.backup import keepaudit, restoring
 from migrator.conf import get_settings
 from migrator.exceptions import (
     IntegrityViolation,
@@ -703,8 +703,12 @@ def _restore(
         "restored_backup": report.restore_backup_id,
         "unapplied": [planned.label for planned in report.plan],
     }
-    # One lock around both records: the rollback's is open while the restore runs.
-    with locked(connection, options=options, progress=progress, executor=prepared.executor):
+    # One lock around both records: the rollback's is open while the restore runs. The
+    # parallel route's new database fills meanwhile (dropped if another run undid it).
+    with (
+        restoring.begun_ahead(checked.manifest, checked.engine, checked.identities, progress),
+        locked(connection, options=options, progress=progress, executor=prepared.executor),
+    ):
         again = _revalidated(request, connection, prepared, options=options)
         if not again.plan:  # another run undid it meanwhile
             return again.report

@@ -41,6 +41,7 @@ from tests.test_children import (
     wait_until,
 )
 from tests.test_locking import wait_for_line_starting
+from tests.test_rollback import SCRIPTED, ledger_with_a_restorable_run, names, rollback_runs
 from tests.utils import TTYInput, raw_connection, run_child, run_command, start_child
 
 env = test_children.env  # the children's own TMPDIR and backup directory
@@ -431,6 +432,76 @@ def test_a_damaged_payload_is_refused_before_production_asks(postgres, backup_di
     assert "Type " not in out  # nobody was asked
     assert snapshot(postgres) == changed
     assert databases("migrator_restore_") == []
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+def test_rollback_last_restore_takes_the_parallel_route(postgres, settings, tmp_path):
+    ledger_with_a_restorable_run(postgres, settings, tmp_path)
+    old_oid = oid(postgres)
+
+    out, err, code = run_command(
+        "rollback", "--last", "--restore", *SCRIPTED, database=postgres, verbosity=2
+    )
+
+    assert (code, err) == (0, ""), err
+    assert SWAPPING in out
+    assert names(postgres) == ["Alice", "BOB"]
+    assert oid(postgres) != old_oid
+    [rolled_back] = rollback_runs(postgres)
+    restored = Run.objects.using(postgres).get(command="restore")
+    assert (rolled_back.outcome, restored.outcome) == ("succeeded", "succeeded")
+    assert rolled_back.details["restore_run"] == restored.pk
+    assert len(databases("migrator_replaced_")) == 1
+    assert databases("migrator_restore_") == []
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+def test_two_parallel_last_restores_at_once_restore_once(postgres, settings, tmp_path):
+    env = ledger_with_a_restorable_run(postgres, settings, tmp_path)
+    argv = ("rollback", "--last", "--restore", *SCRIPTED, "--lock-timeout", "300")
+    jobs = {"MIGRATOR_TEST_SETTINGS": '{"RESTORE_JOBS": 2}'}
+    children = [start_child(postgres, *argv, **env, **jobs) for _ in range(2)]
+    outputs = [child.communicate(timeout=300) for child in children]
+
+    assert [child.returncode for child in children] == [0, 0], outputs
+    assert names(postgres) == ["Alice", "BOB"]
+    restores = Run.objects.using(postgres).filter(command="restore")
+    assert [run.outcome for run in restores] == ["succeeded"]
+    assert databases("migrator_restore_") == []  # the second's fill, if begun, was dropped
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+def test_a_parallel_last_restore_killed_leaves_old_data_and_the_next_one_sweeps(
+    postgres, settings, tmp_path
+):
+    env = ledger_with_a_restorable_run(postgres, settings, tmp_path)
+    bin_dir, paused, _ = pausing_bin(tmp_path)
+    jobs = {"RESTORE_JOBS": 2}
+    connections[postgres].close()  # a session in the database would keep it from the route
+    child = start_child(
+        postgres,
+        *("rollback", "--last", "--restore", *SCRIPTED),
+        **env,
+        MIGRATOR_TEST_SETTINGS=json.dumps({**jobs, "PG_BIN_DIR": str(bin_dir)}),
+    )
+    pid = int(paused.read_text())  # pg_restore --jobs, stopped
+    pg_restore = (pid, proc_stat(pid).started)
+    [scratch] = databases("migrator_restore_")
+    wait_until(lambda: restore_running(postgres), what="the restore's run, opened meanwhile")
+
+    child.kill()
+    child.communicate(timeout=60)
+    wait_until(lambda: not alive(pg_restore), what="the killed rollback's pg_restore")
+
+    assert names(postgres) == ["alice", "bob"]  # the swap never happened
+    assert databases("migrator_restore_") == [scratch]
+    connections[postgres].close()
+    env["MIGRATOR_TEST_SETTINGS"] = json.dumps(jobs)
+    done = run_child(postgres, "rollback", "--last", "--restore", *SCRIPTED, **env)
+    assert done.returncode == 0, done.stderr
+    assert names(postgres) == ["Alice", "BOB"]
+    assert databases("migrator_restore_") == []  # the killed one's new database swept
+    assert [run.outcome for run in rollback_runs(postgres)] == ["succeeded", "interrupted"]
 
 
 def running(watcher, statement: str) -> bool:
