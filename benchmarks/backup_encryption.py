@@ -132,7 +132,7 @@ def report(options, size, dump_size, direct, plain, sealed, drill) -> None:
     print(f"encrypted / unencrypted backup: {sealed_time / plain_time:.3f}")
     for name, rounds in (("unencrypted", plain), ("encrypted", sealed)):
         print(
-            f"CPU of a {name} backup (medians): Python "
+            f"CPU of an {name} backup (medians): Python "
             f"{median([r['cpu_seconds'] for r in rounds]):.1f} s, pg_dump "
             f"{median([r['tools_cpu_seconds'] for r in rounds]):.1f} s"
         )

@@ -138,13 +138,17 @@ class Admin:
 
 
 def create_source(admin: Admin, source: str, env: dict, options: argparse.Namespace) -> int:
-    """Create, migrate and fill the benchmark's source database; its size in bytes."""
+    """Create, migrate and fill the benchmark's source database; its size in bytes.
+
+    ``options``: ``accounts`` and ``notes``, and ``large_objects`` where the script has it.
+    """
     admin.create(source)
     run_child(env, "migrate")
     print(f"Filling {source}: {options.accounts:,} accounts, {options.notes:,} notes...")
-    for sql in FILL + (LARGE_OBJECTS if options.large_objects else []):
+    large_objects = getattr(options, "large_objects", 0)
+    for sql in FILL + (LARGE_OBJECTS if large_objects else []):
         values = {"accounts": options.accounts, "notes": options.notes}
-        admin.execute(sql.format(**values, large_objects=options.large_objects), database=source)
+        admin.execute(sql.format(**values, large_objects=large_objects), database=source)
     size = admin.execute(f"SELECT pg_database_size('{source}')")[0][0]
     print(f"Database size: {mb(size)}")
     return size
