@@ -8,7 +8,8 @@ closed. Nothing touches the database before the guard, and a failure after it le
 data as it was (the restore's run record then says it failed). An engine may begin its
 restore right after the guard where that touches nothing it does not swap in later, under
 the lock (the parallel route's new database, ``BackupEngine.restoring_ahead``). Where the
-guard asks nobody, the payload's checksum is taken meanwhile, and still before the lock.
+guard asks nobody, the payload's checksum is taken meanwhile, and still before the lock; a
+plaintext payload in a Django storage is downloaded once, then, and its download hashed.
 ``rollback --last --restore`` runs the same steps with its own guard, and its own run
 record around the restore's under the same lock: ``check_restore``, then
 ``restore_checked``.
@@ -19,6 +20,7 @@ record around the restore's under the same lock: ``check_restore``, then
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -99,10 +101,10 @@ def restore_backup(
     with (
         restoring.begun_ahead(
             checked.manifest, checked.engine, checked.identities, progress, checksum=unasked
-        ),
+        ) as local,
         locked(checked.connection, options=options, progress=progress),
     ):
-        return restore_checked(checked, progress)
+        return restore_checked(checked, progress, local=local)
 
 
 def check_restore(
@@ -140,9 +142,15 @@ def check_restore(
 
 
 def restore_checked(
-    checked: CheckedRestore, progress: ProgressCallback = ignore_progress
+    checked: CheckedRestore,
+    progress: ProgressCallback = ignore_progress,
+    *,
+    local: Path | None = None,
 ) -> restoring.RestoreReport:
-    """The restore itself, recorded as its own run, under the run lock the caller holds."""
+    """The restore itself, recorded as its own run, under the run lock the caller holds.
+
+    ``local``: the payload ``restoring.begun_ahead`` made local and checked, if any.
+    """
     manifest, connection, report = checked.manifest, checked.connection, checked.report
     details = {"restored_backup": manifest.id, "format": manifest.format}
     with recorded(
@@ -159,6 +167,7 @@ def restore_checked(
                 progress,
                 safety_backup=checked.arguments["safety_backup"],
                 identities=checked.identities,
+                local=local,
             )
             if merge:  # the payload had no migrator tables: create them, put the audit back
                 bootstrap(connection, progress)

@@ -706,7 +706,9 @@ def _restore(
     # One lock around both records: the rollback's is open while the restore runs. The
     # parallel route's new database fills meanwhile (dropped if another run undid it).
     with (
-        restoring.begun_ahead(checked.manifest, checked.engine, checked.identities, progress),
+        restoring.begun_ahead(
+            checked.manifest, checked.engine, checked.identities, progress
+        ) as local,
         locked(connection, options=options, progress=progress, executor=prepared.executor),
     ):
         again = _revalidated(request, connection, prepared, options=options)
@@ -715,7 +717,7 @@ def _restore(
         with recorded(
             connection, command="rollback", arguments=options.arguments, details=details
         ) as record:
-            restored = restore.restore_checked(checked, progress)
+            restored = restore.restore_checked(checked, progress, local=local)
             record.pk = keepaudit.find_run(connection, record).pk  # merged back by the restore
             record.details["restore_run"] = restored.run_id
             report.backup_id = restored.safety_backup_id

@@ -7,8 +7,12 @@ import pytest
 from django.db import connections
 
 from migrator.backup import get_manifest, list_backups
+from migrator.backup.storage import DjangoStorageStore
+from migrator.models import Run
 from tests import s3
+from tests.conftest import _admin_execute
 from tests.test_backup import change_everything, seed, snapshot, take_backup
+from tests.test_backup_swap import databases
 from tests.utils import applied, run_child, run_child_peak_rss, run_command
 
 PAYLOAD_MB = 40  # random bytes: the payload is at least this large whatever the format
@@ -40,7 +44,9 @@ def stored_keys(settings) -> list[str]:
 
 
 @pytest.mark.parametrize("format", ["native", "portable"])
-def test_backup_list_verify_restore_and_prune_through_s3(db_alias, bucket, settings, format):
+def test_backup_list_verify_restore_and_prune_through_s3(
+    db_alias, bucket, settings, format, monkeypatch
+):
     seed(db_alias)
     before = snapshot(db_alias)
     backup_id = take_backup(db_alias, "--format", format)
@@ -62,8 +68,10 @@ def test_backup_list_verify_restore_and_prune_through_s3(db_alias, bucket, setti
     assert f"{backup_id}.drill" in stored_keys(settings)  # the drill note is stored beside it
 
     change_everything(db_alias)
+    downloads = counted_downloads(monkeypatch)
     out, err, code = run_command("restore", backup_id, database=db_alias)
     assert (code, err) == (0, ""), err
+    assert downloads == [manifest.payload]  # once: hashed as downloaded, then restored
     assert snapshot(db_alias) == before
     assert applied(db_alias, "scenarios") == []
     safety = [m.id for m in list_backups() if m.id != backup_id]
@@ -73,6 +81,42 @@ def test_backup_list_verify_restore_and_prune_through_s3(db_alias, bucket, setti
     assert (code, err) == (0, ""), err
     assert [m.id for m in list_backups()] == safety
     assert stored_keys(settings) == sorted([f"{safety[0]}.json", get_manifest(safety[0]).payload])
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+def test_a_parallel_restore_from_s3_fills_from_its_one_download(
+    db_alias, bucket, settings, monkeypatch
+):
+    seed(db_alias)
+    before = snapshot(db_alias)
+    backup_id = take_backup(db_alias)
+    change_everything(db_alias)
+    settings.MIGRATOR = {**settings.MIGRATOR, "RESTORE_JOBS": 2}
+    downloads = counted_downloads(monkeypatch)
+    try:
+        out, err, code = run_command(
+            "restore", backup_id, "--no-safety-backup", database=db_alias, verbosity=2
+        )
+        assert (code, err) == (0, ""), err
+        assert "Restoring with pg_restore --jobs 2 into a new database" in out
+        assert downloads == [get_manifest(backup_id).payload]
+        assert snapshot(db_alias) == before
+    finally:
+        for name in databases("migrator_replaced_") + databases("migrator_restore_"):
+            _admin_execute(db_alias, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def counted_downloads(monkeypatch) -> list[str]:
+    """The payloads read from the store from now on, one entry per download."""
+    downloads: list[str] = []
+    read = DjangoStorageStore.open_payload
+
+    def counting(store, filename):
+        downloads.append(filename)
+        return read(store, filename)
+
+    monkeypatch.setattr(DjangoStorageStore, "open_payload", counting)
+    return downloads
 
 
 def fill_with_random_bytes(alias: str) -> None:
@@ -127,6 +171,13 @@ def test_a_damaged_object_fails_verify_with_6(db_alias, bucket, settings):
     out, err, code = run_command("backup", "--verify", backup_id, database=db_alias)
     assert (out, code) == ("", 6)
     assert "is damaged" in err
+    change_everything(db_alias)
+    changed = snapshot(db_alias)
+    out, err, code = run_command("restore", backup_id, "--yes", database=db_alias)
+    assert (out, code) == ("", 6)
+    assert "is damaged" in err
+    assert snapshot(db_alias) == changed
+    assert not Run.objects.using(db_alias).filter(command="restore").exists()
 
 
 def test_a_stopped_endpoint_is_one_line_exit_6_and_nothing_changes(db_alias, settings, scenario):

@@ -8,7 +8,7 @@ transaction, so a failure leaves the data as it was.
 import logging
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from migrator.backup import encryption, keepaudit
-from migrator.backup.backups import check_digest, check_payload, create_backup
+from migrator.backup.backups import check_digest, create_backup
 from migrator.backup.base import BackupEngine, Statement
 from migrator.backup.manifest import (
     Manifest,
@@ -109,11 +109,13 @@ def restore_payload(
     *,
     safety_backup: bool,
     identities: Sequence[Any] = (),
+    local: Path | None = None,
 ) -> list[Statement]:
     """Under the lock, with the run open: safety backup, then the restore itself.
 
-    ``identities``: the age identities of an encrypted backup (``verify_payload``).
-    Returns the statements that put the live audit back, still to run once migrator's
+    ``identities``: the age identities of an encrypted backup (``verify_payload``);
+    ``local``: the plaintext payload ``begun_ahead`` made local and checked, else it is
+    opened here. Returns the statements that put the live audit back, still to run once migrator's
     tables exist again (a native backup without them), else an empty list.
     """
     if safety_backup:
@@ -123,9 +125,10 @@ def restore_payload(
     merge = keepaudit.merge_statements(connection, audit_rows)
     merged_inside = manifest.holds_audit
     progress(ProgressEvent("restore_start", message=f"Restoring {manifest.id}..."))
-    with opened_payload(store, manifest, identities) as local:
+    opened = nullcontext(local) if local else opened_payload(store, manifest, identities)
+    with opened as payload:
         report.replaced_database = engine.restore(
-            local, manifest, keep_audit=merge if merged_inside else [], progress=progress
+            payload, manifest, keep_audit=merge if merged_inside else [], progress=progress
         )
     _forget_cached_rows()
     return [] if merged_inside else list(merge)
@@ -139,22 +142,24 @@ def begun_ahead(
     progress: ProgressCallback,
     *,
     checksum: bool = False,
-) -> Iterator[None]:
-    """The engine's restore begun before the run lock, where it touches nothing that
-    ``restore`` does not swap in later (``BackupEngine.restoring_ahead``): only for a
-    plaintext payload in a backup directory, which needs no download or decryption first.
+) -> Iterator[Path | None]:
+    """A plaintext payload made local and checked before the run lock, and the engine's
+    restore begun from it where that touches nothing ``restore`` does not swap in later
+    (``BackupEngine.restoring_ahead``); yields that path for ``restore_payload``, or None
+    for an encrypted payload (opened under the lock, as it is decrypted).
 
-    ``checksum``: the payload is hashed meanwhile (in a thread, while the new database is
-    created), and a damaged one refused before the body runs, the new database dropped.
+    A payload in a Django storage is downloaded here, once, and its download hashed.
+    ``checksum``: a payload in a backup directory is hashed here too (not yet checked).
+    Either runs in a thread, while the new database of the parallel route is created,
+    and a damaged payload is refused before the body runs, the new database dropped.
     """
     store = backup_store()
-    if identities or not isinstance(store, DirectoryStore):
-        if checksum:
-            check_payload(store, manifest)
-        yield
+    if identities:
+        yield None
         return
     with store.local_payload(manifest.payload) as local, ExitStack() as begun:
-        hashing = _Hashing(store, manifest) if checksum else None
+        check = checksum or not isinstance(store, DirectoryStore)
+        hashing = _Hashing(manifest, local) if check else None
         try:
             begun.enter_context(engine.restoring_ahead(local, manifest, progress))
         except Exception:
@@ -163,22 +168,23 @@ def begun_ahead(
             raise
         if hashing is not None:
             hashing.check()
-        yield
+        yield local
 
 
 class _Hashing:
-    """``check_payload`` in a daemon thread, so that a Ctrl-C meanwhile need not wait for it."""
+    """A local payload's digest checked in a daemon thread, so that a Ctrl-C meanwhile need
+    not wait for it."""
 
-    def __init__(self, store: BackupStore, manifest: Manifest) -> None:
+    def __init__(self, manifest: Manifest, local: Path) -> None:
         self.failure: BaseException | None = None
         self.thread = threading.Thread(
-            target=self._run, args=(store, manifest), name="migrator-checksum", daemon=True
+            target=self._run, args=(manifest, local), name="migrator-checksum", daemon=True
         )
         self.thread.start()
 
-    def _run(self, store: BackupStore, manifest: Manifest) -> None:
+    def _run(self, manifest: Manifest, local: Path) -> None:
         try:
-            check_payload(store, manifest)
+            check_local_payload(manifest, local)
         except BaseException as exc:  # raised again by check(), in the restoring thread
             self.failure = exc
 
@@ -195,13 +201,23 @@ def opened_payload(
     """A local path to read the payload from, in plaintext (a FIFO for an encrypted one)."""
     with store.local_payload(manifest.payload) as local:
         if not isinstance(store, DirectoryStore):  # a fresh download: check it again
-            with local.open("rb") as handle:
-                check_digest(manifest, *file_digest(handle))
+            check_local_payload(manifest, local)
         if not identities:
             yield local
             return
         with encryption.decrypting(local, list(identities)) as plaintext:
             yield plaintext
+
+
+def check_local_payload(manifest: Manifest, local: Path) -> None:
+    """``check_payload`` of a payload made local (``BackupStore.local_payload``)."""
+    try:
+        with local.open("rb") as handle:
+            check_digest(manifest, *file_digest(handle))
+    except FileNotFoundError:
+        raise BackupFailed(
+            f"The payload of backup {manifest.id!r} ({manifest.payload}) is missing."
+        ) from None
 
 
 def _safety_backup(connection, run: Run, progress, format: str) -> str:
