@@ -211,7 +211,7 @@ def verify_payload(
 
 def check_payload(store: BackupStore, manifest: Manifest) -> None:
     """Hash a plaintext payload; BackupFailed unless it is the one the manifest describes."""
-    with _reading(manifest), store.open_payload(manifest.payload) as handle:
+    with reading_payload(manifest), store.open_payload(manifest.payload) as handle:
         check_digest(manifest, *file_digest(handle))
 
 
@@ -221,7 +221,7 @@ def _verify(
     if not identities:
         check_payload(store, manifest)
         return manifest
-    with _reading(manifest), store.open_payload(manifest.payload) as handle:
+    with reading_payload(manifest), store.open_payload(manifest.payload) as handle:
         try:
             size, sha256 = encryption.check_decryptable(
                 handle, identities, backup_id=manifest.id, keys=manifest.recipients
@@ -234,8 +234,8 @@ def _verify(
 
 
 @contextmanager
-def _reading(manifest: Manifest) -> Iterator[None]:
-    """A payload that cannot be read as BackupFailed."""
+def reading_payload(manifest: Manifest) -> Iterator[None]:
+    """A payload that is missing or cannot be read as BackupFailed."""
     try:
         yield
     except FileNotFoundError:

@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from migrator.backup import encryption, keepaudit
-from migrator.backup.backups import check_digest, create_backup
+from migrator.backup.backups import check_digest, create_backup, reading_payload
 from migrator.backup.base import BackupEngine, Statement
 from migrator.backup.manifest import (
     Manifest,
@@ -115,8 +115,8 @@ def restore_payload(
 
     ``identities``: the age identities of an encrypted backup (``verify_payload``);
     ``local``: the plaintext payload ``begun_ahead`` made local and checked, else it is
-    opened here. Returns the statements that put the live audit back, still to run once migrator's
-    tables exist again (a native backup without them), else an empty list.
+    opened here. Returns the statements that put the live audit back, still to run once
+    migrator's tables exist again (a native backup without them), else an empty list.
     """
     if safety_backup:
         report.safety_backup_id = _safety_backup(connection, run, progress, manifest.format)
@@ -211,13 +211,8 @@ def opened_payload(
 
 def check_local_payload(manifest: Manifest, local: Path) -> None:
     """``check_payload`` of a payload made local (``BackupStore.local_payload``)."""
-    try:
-        with local.open("rb") as handle:
-            check_digest(manifest, *file_digest(handle))
-    except FileNotFoundError:
-        raise BackupFailed(
-            f"The payload of backup {manifest.id!r} ({manifest.payload}) is missing."
-        ) from None
+    with reading_payload(manifest), local.open("rb") as handle:
+        check_digest(manifest, *file_digest(handle))
 
 
 def _safety_backup(connection, run: Run, progress, format: str) -> str:
