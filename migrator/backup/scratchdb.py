@@ -69,13 +69,14 @@ def drop_unused(
 ) -> None:
     """Drop the databases named ``prefix...`` (and commented ``described...``) that no
     session is connected to: by default those of killed processes (a live one always
-    holds a session)."""
+    holds a session). An autovacuum worker in one (analysing what a restore loaded) is
+    no session of anyone's: ``DROP DATABASE`` stops it."""
     with admin.cursor() as cursor:
         cursor.execute(
             "SELECT datname FROM pg_catalog.pg_database d WHERE starts_with(datname, %s) "
             "AND starts_with(coalesce(pg_catalog.shobj_description(d.oid, 'pg_database'), ''), "
             "%s) AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a "
-            "WHERE a.datid = d.oid)",
+            "WHERE a.datid = d.oid AND a.backend_type <> 'autovacuum worker')",
             [prefix, described],
         )
         for (name,) in cursor.fetchall():
