@@ -211,7 +211,13 @@ def verify_payload(
 
 def check_payload(store: BackupStore, manifest: Manifest) -> None:
     """Hash a plaintext payload; BackupFailed unless it is the one the manifest describes."""
-    with reading_payload(manifest), store.open_payload(manifest.payload) as handle:
+    with _reading(manifest), store.open_payload(manifest.payload) as handle:
+        check_digest(manifest, *file_digest(handle))
+
+
+def check_local_payload(manifest: Manifest, local: Path) -> None:
+    """``check_payload`` of a payload made local (``BackupStore.local_payload``)."""
+    with _reading(manifest), local.open("rb") as handle:
         check_digest(manifest, *file_digest(handle))
 
 
@@ -221,7 +227,7 @@ def _verify(
     if not identities:
         check_payload(store, manifest)
         return manifest
-    with reading_payload(manifest), store.open_payload(manifest.payload) as handle:
+    with _reading(manifest), store.open_payload(manifest.payload) as handle:
         try:
             size, sha256 = encryption.check_decryptable(
                 handle, identities, backup_id=manifest.id, keys=manifest.recipients
@@ -234,7 +240,7 @@ def _verify(
 
 
 @contextmanager
-def reading_payload(manifest: Manifest) -> Iterator[None]:
+def _reading(manifest: Manifest) -> Iterator[None]:
     """A payload that is missing or cannot be read as BackupFailed."""
     try:
         yield

@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from migrator.backup import encryption, keepaudit
-from migrator.backup.backups import check_digest, create_backup, reading_payload
+from migrator.backup.backups import check_local_payload, create_backup
 from migrator.backup.base import BackupEngine, Statement
 from migrator.backup.manifest import (
     Manifest,
@@ -26,7 +26,7 @@ from migrator.backup.manifest import (
     disk_migrations,
     state_differences,
 )
-from migrator.backup.storage import BackupStore, DirectoryStore, backup_store, file_digest
+from migrator.backup.storage import BackupStore, DirectoryStore, backup_store
 from migrator.exceptions import BackupFailed, MigratorError
 from migrator.models import Run
 from migrator.types import ProgressCallback, ProgressEvent
@@ -207,12 +207,6 @@ def opened_payload(
             return
         with encryption.decrypting(local, list(identities)) as plaintext:
             yield plaintext
-
-
-def check_local_payload(manifest: Manifest, local: Path) -> None:
-    """``check_payload`` of a payload made local (``BackupStore.local_payload``)."""
-    with reading_payload(manifest), local.open("rb") as handle:
-        check_digest(manifest, *file_digest(handle))
 
 
 def _safety_backup(connection, run: Run, progress, format: str) -> str:
