@@ -163,16 +163,18 @@ def current_holder(connection: BaseDatabaseWrapper) -> LockHolder | None:
         lock.close()
 
 
-def end_own_lock_session(admin: BaseDatabaseWrapper, database_name: str) -> None:
+def end_own_lock_session(admin: BaseDatabaseWrapper, database_name: str) -> list[int]:
     """End this process's lock session in PostgreSQL database ``database_name`` (and so its
     lock), from ``admin``, a session elsewhere: a database is renamed only when no session
-    is in it (a parallel restore's swap). Its ``release()`` then has nothing left to do."""
+    is in it (a parallel restore's swap). Its ``release()`` then has nothing left to do.
+    The pids signalled: their backends may take a moment to exit."""
     with admin.cursor() as cursor:
         cursor.execute(
-            "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity "
+            "SELECT pid, pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity "
             "WHERE datname = %s AND starts_with(application_name, %s)",
             [database_name, own_application_prefix()],
         )
+        return [pid for pid, _ in cursor.fetchall()]
 
 
 def own_application_prefix() -> str:

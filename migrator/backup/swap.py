@@ -25,6 +25,7 @@ just before: a run that connects meanwhile makes the rename fail, changing nothi
 import logging
 import secrets
 import subprocess
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ logger = logging.getLogger(__name__)
 
 SCRATCH_PREFIX: Final = "migrator_restore_"
 REPLACED_PREFIX: Final = "migrator_replaced_"
+SESSION_END_WAIT: Final = 5.0  # seconds; as long as PostgreSQL's own wait before a rename fails
 
 # What a database created from template0 by this role would not carry, one column each.
 OBSTACLES: Final = (
@@ -140,8 +142,9 @@ class Filling:
             with transaction.atomic(using=self.scratch.alias), self.scratch.cursor() as cursor:
                 for sql, params in keep_audit:
                     cursor.execute(sql, params or None)
+            ending = _own_pids(self.scratch)
             self.scratch.close()
-            replaced = _swap(self.admin, self.connection, self.scratch.alias, backup_id)
+            replaced = _swap(self.admin, self.connection, self.scratch.alias, backup_id, ending)
         self.swapped = True
         return replaced
 
@@ -206,10 +209,15 @@ def _failing(connection: BaseDatabaseWrapper) -> Iterator[None]:
 
 
 def _swap(
-    admin: BaseDatabaseWrapper, connection: BaseDatabaseWrapper, name: str, backup_id: str
+    admin: BaseDatabaseWrapper,
+    connection: BaseDatabaseWrapper,
+    name: str,
+    backup_id: str,
+    ending: list[int],
 ) -> str:
     """Rename the restored database away and the new one into its place, in one transaction;
-    the name it was renamed to."""
+    the name it was renamed to. ``ending``: pids of this process's closed sessions in the
+    new database."""
     target = connection.settings_dict["NAME"]
     replaced = f"{REPLACED_PREFIX}{secrets.token_hex(6)}"
     quote = admin.ops.quote_name
@@ -217,9 +225,11 @@ def _swap(
         f"{_replaced(target)}before backup {backup_id} was restored at "
         f"{datetime.now(UTC).isoformat(timespec='seconds')}"
     )
+    ending = ending + _own_pids(connection)
     for session in _own_sessions(connection):
         session.close()
-    locking.end_own_lock_session(admin, target)
+    ending += locking.end_own_lock_session(admin, target)
+    _await_end(admin, ending)
     with admin.cursor() as cursor:
         try:
             cursor.execute("BEGIN")
@@ -237,6 +247,19 @@ def _swap(
             ) from exc
     logger.info("Restored %s by a swap; %s was kept as %s", backup_id, target, replaced)
     return replaced
+
+
+def _await_end(admin: BaseDatabaseWrapper, pids: list[int]) -> None:
+    """Wait until the sessions ``pids``, closed or signalled, have left (at most
+    ``SESSION_END_WAIT`` seconds). A database rename finding a session still on its way out
+    waits 100 ms before it looks again: a tenth of a second on every swap, without this."""
+    deadline = time.monotonic() + SESSION_END_WAIT
+    with admin.cursor() as cursor:
+        while pids and time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT pid FROM pg_catalog.pg_stat_activity WHERE pid = ANY(%s)", [pids]
+            )
+            pids = [pid for (pid,) in cursor.fetchall()]
 
 
 def _replaced(target: str) -> str:
