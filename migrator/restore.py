@@ -8,10 +8,10 @@ closed. Nothing touches the database before the guard, and a failure after it le
 data as it was (the restore's run record then says it failed). An engine may begin its
 restore right after the guard where that touches nothing it does not swap in later, under
 the lock (the parallel route's new database, ``BackupEngine.restoring_ahead``). Where the
-guard asks nobody, the payload's checksum is taken meanwhile, and still before the lock; a
-plaintext payload in a Django storage is downloaded once, then, and its download hashed.
-``rollback --last --restore`` runs the same steps with its own guard, and its own run
-record around the restore's under the same lock: ``check_restore``, then
+guard asks nobody, the payload's checksum is taken meanwhile, and still before the lock.
+A payload in a Django storage is downloaded once, first, and every later read is of that
+copy. ``rollback --last --restore`` runs the same steps with its own guard, and its own
+run record around the restore's under the same lock: ``checked_restore``, then
 ``restore_checked``.
 
     report = restore_backup(manifest.id, database="default", assume_yes=True)
@@ -19,6 +19,8 @@ record around the restore's under the same lock: ``check_restore``, then
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from migrator import guard
 from migrator.audit import outcome_of, recorded
 from migrator.backup import keepaudit, restoring
-from migrator.backup.backups import verify_payload
+from migrator.backup.backups import verified_payload
 from migrator.backup.base import BackupEngine, connect, engine_for
 from migrator.backup.manifest import Manifest
 from migrator.conf import get_settings
@@ -53,6 +55,7 @@ class CheckedRestore:
     connection: BaseDatabaseWrapper
     engine: BackupEngine
     identities: list[Any]
+    local: Path  # the payload made local (a Django storage's downloaded once)
     report: restoring.RestoreReport
     arguments: dict[str, Any]
     started: float  # time.monotonic() before the checks
@@ -78,36 +81,35 @@ def restore_backup(
     # Unless someone is asked, the payload is hashed while the parallel route's new
     # database is created (restoring.begun_ahead): a damaged one still touches nothing.
     unasked = guard.goes_ahead_unasked(assume_yes=assume_yes)
-    checked = check_restore(
+    with checked_restore(
         backup_id,
         database=database,
         force=force,
         safety_backup=safety_backup,
         identity=identity,
         checksum=not unasked,
-    )
-    guard.require_confirmation(
-        checked.connection,
-        question=(
-            f"Replace everything in {database!r} ({get_settings().environment}) with backup "
-            f"{checked.manifest.id!r} of {checked.manifest.created}?"
-        ),
-        assume_yes=assume_yes,
-        confirm=confirm,
-        command="restore",
-        arguments=checked.arguments,
-    )
-    options = RunOptions(database=database, assume_yes=assume_yes, lock_timeout=lock_timeout)
-    with (
-        restoring.begun_ahead(
-            checked.manifest, checked.engine, checked.identities, progress, checksum=unasked
-        ) as local,
-        locked(checked.connection, options=options, progress=progress),
-    ):
-        return restore_checked(checked, progress, local=local)
+    ) as checked:
+        guard.require_confirmation(
+            checked.connection,
+            question=(
+                f"Replace everything in {database!r} ({get_settings().environment}) with "
+                f"backup {checked.manifest.id!r} of {checked.manifest.created}?"
+            ),
+            assume_yes=assume_yes,
+            confirm=confirm,
+            command="restore",
+            arguments=checked.arguments,
+        )
+        options = RunOptions(database=database, assume_yes=assume_yes, lock_timeout=lock_timeout)
+        with (
+            begun_ahead(checked, progress, checksum=unasked),
+            locked(checked.connection, options=options, progress=progress),
+        ):
+            return restore_checked(checked, progress)
 
 
-def check_restore(
+@contextmanager
+def checked_restore(
     backup_id: str,
     *,
     database: str = DEFAULT_DB_ALIAS,
@@ -115,42 +117,55 @@ def check_restore(
     safety_backup: bool = True,
     identity: str | None = None,
     checksum: bool = True,
-) -> CheckedRestore:
-    """Everything checked before a restore asks or locks anything; changes nothing.
+) -> Iterator[CheckedRestore]:
+    """Everything checked before a restore asks or locks anything; changes nothing. The
+    payload stays local until the block ends.
 
-    ``checksum=False``: a plaintext payload is left to hash (``restoring.begun_ahead``).
+    ``checksum=False``: a plaintext payload is left to hash (``begun_ahead``).
     """
     started = time.monotonic()
-    manifest, identities = verify_payload(backup_id, identity, checksum=checksum)
-    connection = connections[database]
-    differences = restoring.check_fits(manifest, connection, force=force)
-    engine = engine_for(connection, manifest.format)
-    connect(connection)
-    engine.check_restore(manifest)
-    report = restoring.RestoreReport(
-        backup_id=manifest.id,
-        database=database,
-        format=manifest.format,
-        created=manifest.created,
-        forced=bool(differences),
-        differences=differences,
-    )
-    arguments = {"backup_id": manifest.id, "force": force, "safety_backup": safety_backup}
-    return CheckedRestore(
-        manifest, connection, engine, list(identities), report, arguments, started
+    with verified_payload(backup_id, identity, checksum=checksum) as (
+        manifest,
+        identities,
+        local,
+    ):
+        connection = connections[database]
+        differences = restoring.check_fits(manifest, connection, force=force)
+        engine = engine_for(connection, manifest.format)
+        connect(connection)
+        engine.check_restore(manifest)
+        report = restoring.RestoreReport(
+            backup_id=manifest.id,
+            database=database,
+            format=manifest.format,
+            created=manifest.created,
+            forced=bool(differences),
+            differences=differences,
+        )
+        arguments = {"backup_id": manifest.id, "force": force, "safety_backup": safety_backup}
+        yield CheckedRestore(
+            manifest, connection, engine, identities, local, report, arguments, started
+        )
+
+
+def begun_ahead(
+    checked: CheckedRestore, progress: ProgressCallback, *, checksum: bool = False
+) -> AbstractContextManager[None]:
+    """``restoring.begun_ahead`` of a checked restore: the parallel route's fill begun."""
+    return restoring.begun_ahead(
+        checked.manifest,
+        checked.engine,
+        checked.local,
+        checked.identities,
+        progress,
+        checksum=checksum,
     )
 
 
 def restore_checked(
-    checked: CheckedRestore,
-    progress: ProgressCallback = ignore_progress,
-    *,
-    local: Path | None = None,
+    checked: CheckedRestore, progress: ProgressCallback = ignore_progress
 ) -> restoring.RestoreReport:
-    """The restore itself, recorded as its own run, under the run lock the caller holds.
-
-    ``local``: the payload ``restoring.begun_ahead`` made local and checked, if any.
-    """
+    """The restore itself, recorded as its own run, under the run lock the caller holds."""
     manifest, connection, report = checked.manifest, checked.connection, checked.report
     details = {"restored_backup": manifest.id, "format": manifest.format}
     with recorded(
@@ -166,8 +181,8 @@ def restore_checked(
                 report,
                 progress,
                 safety_backup=checked.arguments["safety_backup"],
+                local=checked.local,
                 identities=checked.identities,
-                local=local,
             )
             if merge:  # the payload had no migrator tables: create them, put the audit back
                 bootstrap(connection, progress)

@@ -24,7 +24,7 @@ from django.db.migrations.state import ProjectState
 
 from migrator import audit, guard, history, integrity, planning, restore, risks, runner
 from migrator.audit import recorded
-from migrator.backup import keepaudit, restoring
+from migrator.backup import keepaudit
 from migrator.conf import get_settings
 from migrator.exceptions import (
     IntegrityViolation,
@@ -682,46 +682,44 @@ def _restore(
 ) -> RollbackReport:
     """``--last --restore``: put back the backup the last safemigrate run took first."""
     report, run = prepared.report, prepared.source_run
-    checked = restore.check_restore(
+    with restore.checked_restore(
         report.restore_backup_id,
         database=options.database,
         safety_backup=options.backup is not False,
-    )
-    _confirm(
-        connection,
-        report,
-        (
-            f"Restore backup {report.restore_backup_id} into {options.database!r} in "
-            f"{report.environment}, undoing run #{run.pk}?"
-        ),
-        options=options,
-        confirm=confirm,
-    )
-    details = {
-        "target": report.target,
-        "undoes_run": run.pk,
-        "restored_backup": report.restore_backup_id,
-        "unapplied": [planned.label for planned in report.plan],
-    }
-    # One lock around both records: the rollback's is open while the restore runs. The
-    # parallel route's new database fills meanwhile (dropped if another run undid it).
-    with (
-        restoring.begun_ahead(
-            checked.manifest, checked.engine, checked.identities, progress
-        ) as local,
-        locked(connection, options=options, progress=progress, executor=prepared.executor),
-    ):
-        again = _revalidated(request, connection, prepared, options=options)
-        if not again.plan:  # another run undid it meanwhile
-            return again.report
-        with recorded(
-            connection, command="rollback", arguments=options.arguments, details=details
-        ) as record:
-            restored = restore.restore_checked(checked, progress, local=local)
-            record.pk = keepaudit.find_run(connection, record).pk  # merged back by the restore
-            record.details["restore_run"] = restored.run_id
-            report.backup_id = restored.safety_backup_id
-            record.backup_id = report.backup_id or ""
+    ) as checked:
+        _confirm(
+            connection,
+            report,
+            (
+                f"Restore backup {report.restore_backup_id} into {options.database!r} in "
+                f"{report.environment}, undoing run #{run.pk}?"
+            ),
+            options=options,
+            confirm=confirm,
+        )
+        details = {
+            "target": report.target,
+            "undoes_run": run.pk,
+            "restored_backup": report.restore_backup_id,
+            "unapplied": [planned.label for planned in report.plan],
+        }
+        # One lock around both records: the rollback's is open while the restore runs. The
+        # parallel route's new database fills meanwhile (dropped if another run undid it).
+        with (
+            restore.begun_ahead(checked, progress),
+            locked(connection, options=options, progress=progress, executor=prepared.executor),
+        ):
+            again = _revalidated(request, connection, prepared, options=options)
+            if not again.plan:  # another run undid it meanwhile
+                return again.report
+            with recorded(
+                connection, command="rollback", arguments=options.arguments, details=details
+            ) as record:
+                restored = restore.restore_checked(checked, progress)
+                record.pk = keepaudit.find_run(connection, record).pk  # merged by the restore
+                record.details["restore_run"] = restored.run_id
+                report.backup_id = restored.safety_backup_id
+                record.backup_id = report.backup_id or ""
     report.run_id, report.outcome = record.pk, Run.Outcome.SUCCEEDED
     return report
 

@@ -82,9 +82,11 @@ def pausing_bin(tmp_path: Path) -> Path:
 
 @contextmanager
 def paused_in_pg_restore(
-    alias: str, backup_dir: Path, tmp_path: Path, *args: str
+    alias: str, backup_dir: Path, tmp_path: Path, *args: str, **env: str
 ) -> Iterator[None]:
-    """A child command stopped inside pg_restore; it is killed (kill -9) with its tools after."""
+    """A child command stopped inside pg_restore; it is killed (kill -9) with its tools after.
+
+    ``env``: more of the child's environment."""
     fifo = tmp_path / "paused"
     child = subprocess.Popen(
         django_admin(*args),
@@ -92,6 +94,7 @@ def paused_in_pg_restore(
             alias,
             MIGRATOR_TEST_BACKUP_DIR=str(backup_dir),
             MIGRATOR_TEST_PG_BIN_DIR=str(pausing_bin(tmp_path)),
+            **env,
         ),
         cwd=ROOT,
         stdin=subprocess.DEVNULL,

@@ -2,6 +2,7 @@
 
 import json
 import socket
+from pathlib import Path
 
 import pytest
 from django.db import connections
@@ -12,8 +13,9 @@ from migrator.models import Run
 from tests import s3
 from tests.conftest import _admin_execute
 from tests.test_backup import change_everything, seed, snapshot, take_backup
+from tests.test_backup_encryption import new_identity, paused_in_pg_restore
 from tests.test_backup_swap import databases
-from tests.utils import applied, run_child, run_child_peak_rss, run_command
+from tests.utils import TTYInput, applied, run_child, run_child_peak_rss, run_command
 
 PAYLOAD_MB = 40  # random bytes: the payload is at least this large whatever the format
 FLAT_KB = 8 * 1024  # a backup's peak above a listing's (writing each 5 MB part: 14 MB)
@@ -232,3 +234,65 @@ def test_an_endpoint_that_never_answers_fails_with_6_instead_of_hanging(db_alias
     assert (done.stdout, done.returncode) == ("", 6)
     assert len(done.stderr.splitlines()) == 1, done.stderr
     assert "Cannot use the storage 'backups' for backups: Read timeout" in done.stderr
+
+
+@pytest.mark.parametrize("how", ["asked in production", "encrypted", "drill"])
+def test_a_payload_in_s3_is_downloaded_once_however_it_is_restored(
+    db_alias, bucket, settings, monkeypatch, tmp_path, how
+):
+    """Checked before anything is asked or touched, then restored from that one copy."""
+    seed(db_alias)
+    before = snapshot(db_alias)
+    options = {}
+    if how == "encrypted":
+        public = new_identity(tmp_path / "key.txt")
+        settings.MIGRATOR = {**settings.MIGRATOR, "BACKUP_RECIPIENTS": [public]}
+    backup_id = take_backup(db_alias)
+    change_everything(db_alias)
+    downloads = counted_downloads(monkeypatch)
+
+    if how == "drill":
+        out, err, code = run_command(
+            "backup", "--verify", backup_id, "--full", "--json", database=db_alias
+        )
+        assert (code, err) == (0, ""), err
+        assert json.loads(out)["outcome"] == "passed"
+    else:
+        if how == "asked in production":
+            settings.MIGRATOR = {**settings.MIGRATOR, "ENVIRONMENT": "production"}
+            name = Path(connections[db_alias].settings_dict["NAME"]).name
+            options["stdin"] = TTYInput(f"{name}\n")
+        else:
+            options["identity"] = str(tmp_path / "key.txt")
+            options["safety_backup"] = False  # its backup would be encrypted too
+        out, err, code = run_command("restore", backup_id, database=db_alias, **options)
+        assert (code, err) == (0, ""), err
+        assert snapshot(db_alias) == before
+
+    assert downloads == [get_manifest(backup_id).payload]
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+def test_a_restore_from_s3_killed_keeps_the_data_and_its_download_is_swept(
+    db_alias, bucket, settings, tmp_path
+):
+    seed(db_alias)
+    backup_id = take_backup(db_alias)
+    change_everything(db_alias)
+    changed = snapshot(db_alias)
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    env = {
+        "MIGRATOR_TEST_STORAGE": json.dumps(settings.STORAGES["backups"]),
+        "MIGRATOR_TEST_SETTINGS": json.dumps({"BACKUP_STORAGE": "backups"}),
+        "TMPDIR": str(temporary),
+    }
+    restore = ("restore", backup_id, "--yes", "--no-safety-backup")
+    with paused_in_pg_restore(db_alias, tmp_path / "unused", tmp_path, *restore, **env):
+        [download] = temporary.glob(f"migrator-scratch-restore-*/{get_manifest(backup_id).payload}")
+
+    assert download.exists()  # kill -9 left its copy of the payload behind
+    assert snapshot(db_alias) == changed
+    listed = run_child(db_alias, "backup", "--list", **env)
+    assert (listed.returncode, listed.stderr) == (0, "")
+    assert not download.parent.exists()  # the next command swept it

@@ -5,7 +5,7 @@ import platform
 import socket
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -180,24 +180,41 @@ def _read(store: BackupStore, backup_id: str) -> Manifest:
 def verify_backup(backup_id: str) -> Manifest:
     """Check the manifest's seal and re-hash the payload; BackupFailed when either fails."""
     store = backup_store()
-    return _verify(store, _read(store, check_backup_id(backup_id)))
+    manifest = _read(store, check_backup_id(backup_id))
+    check_payload(store, manifest)
+    return manifest
 
 
-def verify_payload(
+@contextmanager
+def verified_payload(
     backup_id: str, identity: str | None, *, checksum: bool = True
-) -> tuple[Manifest, list[Any]]:
-    """``verify_backup``, and the age identities that decrypt an encrypted backup ([] for a
-    plaintext one), in one read of the payload.
+) -> Iterator[tuple[Manifest, list[Any], Path]]:
+    """``verify_backup`` of the payload made local, the age identities that decrypt an
+    encrypted backup ([] for a plaintext one), and that local path, for a restore or a
+    drill to read from again: a payload in a Django storage is downloaded once, here.
 
     An encrypted payload is decrypted whole and thrown away as it is hashed, so a missing
     or wrong identity, or an altered payload, is refused before anything is touched.
     ``checksum=False``: a plaintext payload is left for the caller to hash
-    (``check_payload``) before it touches anything.
+    (``check_local_payload``) before it touches anything.
     """
     store = backup_store()
     manifest = _read(store, check_backup_id(backup_id))
+    identities = _identities(manifest, identity)
+    with ExitStack() as stack:
+        with _reading(manifest):  # a download that fails
+            local = stack.enter_context(store.local_payload(manifest.payload))
+        if identities:
+            _check_decryptable(manifest, local, identities)
+        elif checksum:
+            check_local_payload(manifest, local)
+        yield manifest, identities, local
+
+
+def _identities(manifest: Manifest, identity: str | None) -> list[Any]:
+    """The age identities of an encrypted backup, [] for a plaintext one."""
     if not manifest.encryption:
-        return (_verify(store, manifest) if checksum else manifest), []
+        return []
     path = encryption.identity_file(identity)
     if path is None:
         raise BackupFailed(
@@ -205,8 +222,7 @@ def verify_payload(
             f"{encryption.describe_recipients(manifest.recipients)}; "
             f"{encryption.IDENTITY_HINT}. Nothing was changed."
         )
-    identities = encryption.load_identities(path)
-    return _verify(store, manifest, identities), identities
+    return encryption.load_identities(path)
 
 
 def check_payload(store: BackupStore, manifest: Manifest) -> None:
@@ -221,22 +237,16 @@ def check_local_payload(manifest: Manifest, local: Path) -> None:
         check_digest(manifest, *file_digest(handle))
 
 
-def _verify(
-    store: BackupStore, manifest: Manifest, identities: list[Any] | None = None
-) -> Manifest:
-    if not identities:
-        check_payload(store, manifest)
-        return manifest
-    with _reading(manifest), store.open_payload(manifest.payload) as handle:
+def _check_decryptable(manifest: Manifest, local: Path, identities: list[Any]) -> None:
+    with _reading(manifest), local.open("rb") as handle:
         try:
             size, sha256 = encryption.check_decryptable(
                 handle, identities, backup_id=manifest.id, keys=manifest.recipients
             )
         except BackupFailed:  # a payload that is not the one written says so first
-            check_payload(store, manifest)
+            check_local_payload(manifest, local)
             raise
     check_digest(manifest, size, sha256)
-    return manifest
 
 
 @contextmanager
@@ -350,7 +360,7 @@ class _Verified:
     def __call__(self, manifest: Manifest) -> bool:
         if manifest.id not in self.results:
             try:
-                _verify(self.store, manifest)
+                check_payload(self.store, manifest)
             except BackupFailed as exc:
                 logger.warning("Not keeping backup %s: %s", manifest.id, exc)
                 self.results[manifest.id] = False

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Final
 
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
@@ -27,7 +28,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.recorder import MigrationRecorder
 
 from migrator.backup import postgres, scratchdb, sqlite
-from migrator.backup.backups import verify_payload
+from migrator.backup.backups import verified_payload
 from migrator.backup.base import connect, engine_for, first_line
 from migrator.backup.manifest import Manifest
 from migrator.backup.restoring import opened_payload
@@ -91,22 +92,22 @@ def drill_backup(
     restore is a report whose ``cause`` says why.
     """
     started = time.monotonic()
-    manifest, identities = verify_payload(backup_id, identity)
-    connection = _server_for(manifest, database)
-    connect(connection)
-    report = DrillReport(
-        backup_id=manifest.id,
-        vendor=connection.vendor,
-        format=manifest.format,
-        encrypted=bool(manifest.encryption),
-    )
-    progress(ProgressEvent("drill_start", message=f"Drilling {manifest.id}..."))
-    try:
-        with scratch_database(connection) as scratch:
-            report.scratch = str(scratch.settings_dict["NAME"])
-            _restore_and_compare(manifest, scratch, identities, report, progress)
-    except BackupFailed as exc:
-        report.cause = str(exc)
+    with verified_payload(backup_id, identity) as (manifest, identities, local):
+        connection = _server_for(manifest, database)
+        connect(connection)
+        report = DrillReport(
+            backup_id=manifest.id,
+            vendor=connection.vendor,
+            format=manifest.format,
+            encrypted=bool(manifest.encryption),
+        )
+        progress(ProgressEvent("drill_start", message=f"Drilling {manifest.id}..."))
+        try:
+            with scratch_database(connection) as scratch:
+                report.scratch = str(scratch.settings_dict["NAME"])
+                _restore_and_compare(manifest, scratch, local, identities, report, progress)
+        except BackupFailed as exc:
+            report.cause = str(exc)
     report.drilled = datetime.now(UTC).isoformat()
     report.duration = time.monotonic() - started
     _note(manifest, report)
@@ -126,11 +127,16 @@ def _server_for(manifest: Manifest, database: str) -> BaseDatabaseWrapper:
 
 
 def _restore_and_compare(
-    manifest: Manifest, scratch: BaseDatabaseWrapper, identities: list, report, progress
+    manifest: Manifest,
+    scratch: BaseDatabaseWrapper,
+    local: Path,
+    identities: list,
+    report,
+    progress,
 ) -> None:
     engine = engine_for(scratch, manifest.format)
     engine.check_restore(manifest)
-    with opened_payload(backup_store(), manifest, identities) as payload:
+    with opened_payload(local, identities) as payload:
         engine.restore(payload, manifest, keep_audit=[], progress=progress)
     restored = _row_counts(scratch, manifest)
     report.tables = [

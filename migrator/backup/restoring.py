@@ -8,7 +8,7 @@ transaction, so a failure leaves the data as it was.
 import logging
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,6 @@ from migrator.backup.manifest import (
     disk_migrations,
     state_differences,
 )
-from migrator.backup.storage import BackupStore, DirectoryStore, backup_store
 from migrator.exceptions import BackupFailed, MigratorError
 from migrator.models import Run
 from migrator.types import ProgressCallback, ProgressEvent
@@ -108,25 +107,23 @@ def restore_payload(
     progress: ProgressCallback,
     *,
     safety_backup: bool,
+    local: Path,
     identities: Sequence[Any] = (),
-    local: Path | None = None,
 ) -> list[Statement]:
     """Under the lock, with the run open: safety backup, then the restore itself.
 
-    ``identities``: the age identities of an encrypted backup (``verify_payload``);
-    ``local``: the plaintext payload ``begun_ahead`` made local and checked, else it is
-    opened here. Returns the statements that put the live audit back, still to run once
-    migrator's tables exist again (a native backup without them), else an empty list.
+    ``local``: the payload made local and checked (``backups.verified_payload``);
+    ``identities``: the age identities that decrypt it, if it is encrypted. Returns the
+    statements that put the live audit back, still to run once migrator's tables exist
+    again (a native backup without them), else an empty list.
     """
     if safety_backup:
         report.safety_backup_id = _safety_backup(connection, run, progress, manifest.format)
-    store = backup_store()
     audit_rows = keepaudit.snapshot(connection)
     merge = keepaudit.merge_statements(connection, audit_rows)
     merged_inside = manifest.holds_audit
     progress(ProgressEvent("restore_start", message=f"Restoring {manifest.id}..."))
-    opened = nullcontext(local) if local else opened_payload(store, manifest, identities)
-    with opened as payload:
+    with opened_payload(local, identities) as payload:
         report.replaced_database = engine.restore(
             payload, manifest, keep_audit=merge if merged_inside else [], progress=progress
         )
@@ -138,28 +135,25 @@ def restore_payload(
 def begun_ahead(
     manifest: Manifest,
     engine: BackupEngine,
+    local: Path,
     identities: Sequence[Any],
     progress: ProgressCallback,
     *,
     checksum: bool = False,
-) -> Iterator[Path | None]:
-    """A plaintext payload made local and checked before the run lock, and the engine's
-    restore begun from it where that touches nothing ``restore`` does not swap in later
-    (``BackupEngine.restoring_ahead``); yields that path for ``restore_payload``, or None
-    for an encrypted payload (opened under the lock, as it is decrypted).
+) -> Iterator[None]:
+    """The engine's restore begun from the local payload before the run lock, where that
+    touches nothing ``restore`` does not swap in later (``BackupEngine.restoring_ahead``);
+    an encrypted payload is decrypted under the lock instead.
 
-    A payload in a Django storage is downloaded here, once, and its download hashed.
-    ``checksum``: a payload in a backup directory is hashed here too (not yet checked).
-    Either runs in a thread, while the new database of the parallel route is created,
-    and a damaged payload is refused before the body runs, the new database dropped.
+    ``checksum``: the payload is hashed here too (not yet checked), in a thread, while the
+    new database of the parallel route is created; a damaged payload is refused before the
+    body runs, the new database dropped.
     """
-    store = backup_store()
     if identities:
-        yield None
+        yield
         return
-    with store.local_payload(manifest.payload) as local, ExitStack() as begun:
-        check = checksum or not isinstance(store, DirectoryStore)
-        hashing = _Hashing(manifest, local) if check else None
+    with ExitStack() as begun:
+        hashing = _Hashing(manifest, local) if checksum else None
         try:
             begun.enter_context(engine.restoring_ahead(local, manifest, progress))
         except Exception:
@@ -168,7 +162,7 @@ def begun_ahead(
             raise
         if hashing is not None:
             hashing.check()
-        yield local
+        yield
 
 
 class _Hashing:
@@ -195,18 +189,13 @@ class _Hashing:
 
 
 @contextmanager
-def opened_payload(
-    store: BackupStore, manifest: Manifest, identities: Sequence[Any]
-) -> Iterator[Path]:
-    """A local path to read the payload from, in plaintext (a FIFO for an encrypted one)."""
-    with store.local_payload(manifest.payload) as local:
-        if not isinstance(store, DirectoryStore):  # a fresh download: check it again
-            check_local_payload(manifest, local)
-        if not identities:
-            yield local
-            return
-        with encryption.decrypting(local, list(identities)) as plaintext:
-            yield plaintext
+def opened_payload(local: Path, identities: Sequence[Any]) -> Iterator[Path]:
+    """The local payload to read in plaintext: itself, or a FIFO decrypting it."""
+    if not identities:
+        yield local
+        return
+    with encryption.decrypting(local, list(identities)) as plaintext:
+        yield plaintext
 
 
 def _safety_backup(connection, run: Run, progress, format: str) -> str:
