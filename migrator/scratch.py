@@ -4,7 +4,9 @@ Password files, FIFOs, tools' error logs and working copies of databases live in
 directory under the temporary directory, each file 0600. A ``TemporaryDirectory`` is not
 removed when its process is killed, so each directory holds an OS lock on its ``.owner``
 file for as long as its process lives; ``sweep`` (run by every command) removes the
-directories whose lock nobody holds any more.
+directories whose lock nobody holds any more. A directory is renamed ``....removed``
+before it is removed, so that one whose process was killed while removing it (its owner
+file already gone) is not taken for one being made.
 """
 
 import os
@@ -24,6 +26,7 @@ except ImportError:  # Windows: no flock; leftovers are kept rather than guessed
 PREFIX: Final = "migrator-scratch-"
 OWNER: Final = ".owner"
 UNCLAIMED_GRACE: Final = 3600.0  # seconds: a directory killed before its lock was taken
+REMOVED_SUFFIX: Final = ".removed"  # a directory being removed: every sweep may finish it
 
 
 @contextmanager
@@ -35,8 +38,18 @@ def private_directory(purpose: str) -> Iterator[Path]:
     try:
         yield path
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        _remove(path)
         os.close(owner)
+
+
+def _remove(path: Path) -> None:
+    """Rename, then remove: a kill midway leaves a name that every sweep removes."""
+    removed = path.with_name(f"{path.name}{REMOVED_SUFFIX}")
+    try:
+        path.rename(removed)
+    except OSError:
+        removed = path
+    shutil.rmtree(removed, ignore_errors=True)
 
 
 def _owned(path: Path) -> int:
@@ -68,7 +81,7 @@ def sweep() -> int:
         with suppress(OSError):
             if path.is_symlink() or not path.is_dir() or path.stat().st_uid != os.getuid():
                 continue
-            if _abandoned(path):
+            if path.name.endswith(REMOVED_SUFFIX) or _abandoned(path):
                 shutil.rmtree(path, ignore_errors=True)
                 removed += 1
     return removed

@@ -387,3 +387,22 @@ def test_a_sweep_as_a_scratch_directory_is_made_leaves_it_to_its_process(monkeyp
         assert path.is_dir()
         (path / "password").write_text("in use")
     assert not path.exists()
+
+
+def test_a_scratch_directory_killed_while_it_is_removed_is_swept_at_once(monkeypatch, tmp_path):
+    """Its owner file already gone, it would look like one being made (kept an hour); the
+    rename before the removal says otherwise. A kill -9 there is what CI's kill test hit."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    killed = []
+    monkeypatch.setattr(scratch.shutil, "rmtree", lambda path, **_: killed.append(path))
+    with scratch.private_directory("restore") as path:
+        (path / "restore.sqlite3").write_bytes(b"a working copy")
+    [left] = killed
+    (left / scratch.OWNER).unlink()  # as far as the removal got
+    being_made = tmp_path / f"{scratch.PREFIX}restore-new"
+    being_made.mkdir()
+    monkeypatch.undo()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+    assert scratch.sweep() == 1
+    assert sorted(tmp_path.iterdir()) == [being_made]  # still within its grace
