@@ -15,6 +15,7 @@ from tests.conftest import _admin_execute
 from tests.test_backup import change_everything, seed, snapshot, take_backup
 from tests.test_backup_encryption import new_identity, paused_in_pg_restore
 from tests.test_backup_swap import databases
+from tests.test_rollback import SCRIPTED, ledger_with_a_restorable_run, names
 from tests.utils import TTYInput, applied, run_child, run_child_peak_rss, run_command
 
 PAYLOAD_MB = 40  # random bytes: the payload is at least this large whatever the format
@@ -296,3 +297,17 @@ def test_a_restore_from_s3_killed_keeps_the_data_and_its_download_is_swept(
     listed = run_child(db_alias, "backup", "--list", **env)
     assert (listed.returncode, listed.stderr) == (0, "")
     assert not download.parent.exists()  # the next command swept it
+
+
+def test_rollback_last_restore_from_s3_downloads_its_backup_once(
+    db_alias, bucket, settings, tmp_path, monkeypatch
+):
+    ledger_with_a_restorable_run(db_alias, settings, tmp_path)
+    [taken] = list_backups()  # the run's own, before it migrated
+    downloads = counted_downloads(monkeypatch)
+
+    out, err, code = run_command("rollback", "--last", "--restore", *SCRIPTED, database=db_alias)
+
+    assert (code, err) == (0, ""), err
+    assert downloads == [taken.payload]
+    assert names(db_alias) == ["Alice", "BOB"]
