@@ -444,16 +444,15 @@ def report(
         f"(runs: {', '.join(f'{t:.1f}' for t in native)} vs "
         f"{', '.join(f'{t:.1f}' for t in direct)})"
     )
-    for name, ours in (("", restore_native), (", RESTORE_JOBS", restore_parallel)):
-        print(
-            f"native restore{name} / pg_restore: {median(ours) / median(restore_direct):.3f}  "
-            f"(runs: {', '.join(f'{t:.2f}' for t in ours)} vs "
-            f"{', '.join(f'{t:.2f}' for t in restore_direct)})"
-        )
     for name, ours in (
         ("restore", restore_native),
         (f"restore with RESTORE_JOBS={options.restore_jobs}", restore_parallel),
     ):
+        print(
+            f"native {name} / pg_restore: {median(ours) / median(restore_direct):.3f}  "
+            f"(runs: {', '.join(f'{t:.2f}' for t in ours)} vs "
+            f"{', '.join(f'{t:.2f}' for t in restore_direct)})"
+        )
         rounds = [mine / theirs for mine, theirs in zip(ours, restore_direct, strict=True)]
         print(
             f"{name} into an empty database / `pg_restore --single-transaction --exit-on-error "
