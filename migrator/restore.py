@@ -78,8 +78,8 @@ def restore_backup(
     ``lock_timeout``: seconds to wait for another run's lock (None: the setting).
     ``identity``: an age identity file for an encrypted backup (None: the settings').
     """
-    # Unless someone is asked, the payload is hashed while the parallel route's new
-    # database is created (restoring.begun_ahead): a damaged one still touches nothing.
+    # Unless someone is asked, the payload is hashed once the parallel route's fill has
+    # begun (restoring.begun_ahead): a damaged one still touches nothing.
     unasked = guard.goes_ahead_unasked(assume_yes=assume_yes)
     with checked_restore(
         backup_id,

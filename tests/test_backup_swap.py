@@ -403,7 +403,7 @@ def test_a_parallel_restore_whose_safety_backup_fails_drops_its_new_database(
 
 @pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
 @pytest.mark.parametrize("how", ["truncated payload", "altered payload"])
-def test_a_damaged_payload_is_refused_while_the_new_database_is_made(postgres, backup_dir, how):
+def test_a_damaged_payload_is_refused_once_the_new_database_fills(postgres, backup_dir, how):
     backup_id, _, changed = changed_after_a_backup(postgres)
     old_oid = oid(postgres)
     _tamper(backup_dir, backup_id, how)
@@ -412,7 +412,7 @@ def test_a_damaged_payload_is_refused_while_the_new_database_is_made(postgres, b
 
     assert code == 6
     assert f"The payload of backup {backup_id!r} is damaged: " in err
-    assert SWAPPING in out  # hashed while the new database was created, then dropped
+    assert SWAPPING in out  # hashed once the new database was filling, then dropped
     assert snapshot(postgres) == changed
     assert oid(postgres) == old_oid
     assert not Run.objects.using(postgres).filter(command="restore").exists()  # no lock taken

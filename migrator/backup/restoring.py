@@ -6,7 +6,6 @@ transaction, so a failure leaves the data as it was.
 """
 
 import logging
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -145,47 +144,24 @@ def begun_ahead(
     touches nothing ``restore`` does not swap in later (``BackupEngine.restoring_ahead``);
     an encrypted payload is decrypted under the lock instead.
 
-    ``checksum``: the payload is hashed here too (not yet checked), in a thread, while the
-    new database of the parallel route is created; a damaged payload is refused before the
-    body runs, the new database dropped.
+    ``checksum``: the payload is hashed here too (not yet checked), once ``pg_restore`` has
+    started on it: its first steps are serial, so the hash takes the other core, not the
+    new database's creation's time. A damaged payload is refused before the body runs,
+    the new database dropped.
     """
     if identities:
         yield
         return
     with ExitStack() as begun:
-        hashing = _Hashing(manifest, local) if checksum else None
         try:
             begun.enter_context(engine.restoring_ahead(local, manifest, progress))
         except Exception:
-            if hashing is not None:  # a damaged payload is the reason, whatever else failed
-                hashing.check()
+            if checksum:  # a damaged payload is the reason, whatever else failed
+                check_local_payload(manifest, local)
             raise
-        if hashing is not None:
-            hashing.check()
-        yield
-
-
-class _Hashing:
-    """A local payload's digest checked in a daemon thread, so that a Ctrl-C meanwhile need
-    not wait for it."""
-
-    def __init__(self, manifest: Manifest, local: Path) -> None:
-        self.failure: BaseException | None = None
-        self.thread = threading.Thread(
-            target=self._run, args=(manifest, local), name="migrator-checksum", daemon=True
-        )
-        self.thread.start()
-
-    def _run(self, manifest: Manifest, local: Path) -> None:
-        try:
+        if checksum:
             check_local_payload(manifest, local)
-        except BaseException as exc:  # raised again by check(), in the restoring thread
-            self.failure = exc
-
-    def check(self) -> None:
-        self.thread.join()
-        if self.failure is not None:
-            raise self.failure
+        yield
 
 
 @contextmanager

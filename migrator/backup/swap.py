@@ -179,13 +179,13 @@ def filling(
     fill = None
     try:
         with scratchdb.registered(connection, name) as scratch:
-            with _failing(connection):
-                scratch.ensure_connection()  # a session in it: other sweeps skip it
             argv = [pg_restore, f"--jobs={jobs}", "--exit-on-error", "--no-owner"]
             argv += ["--no-password", f"--dbname={name}", str(path)]
             quiet = subprocess.DEVNULL
             child = children.popen(argv, env=env, stdin=quiet, stdout=quiet, stderr=errors)
             try:
+                with _failing(connection):  # a session of its own in it: sweeps skip it
+                    scratch.ensure_connection()
                 fill = Filling(connection, admin, scratch, child, errors, failed)
                 yield fill
             finally:
