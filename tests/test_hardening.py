@@ -1,22 +1,24 @@
 """Bad input and hostile environments get a one-line answer and the contract's exit code (issue 14).
 
 Settings with unknown keys or wrong types, a migration file that does not compile, nonsense
-``--lock-timeout`` values, environment names in other spellings, and a container whose
-uid has no passwd entry.
+``--lock-timeout`` values, environment names in other spellings, a container whose uid has
+no passwd entry, and output that nobody reads any more (``| head``).
 """
 
 import json
 import os
 import pwd
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
 from django.db import connections
 
+from migrator.models import Run
 from tests.conftest import SETS, _admin_execute
-from tests.utils import ROOT, applied, run_child, run_command
+from tests.utils import ROOT, applied, child_env, django_admin, run_child, run_command
 
 EVERY_COMMAND = [
     ("safemigrate",),
@@ -428,3 +430,77 @@ def test_an_unreadable_backup_directory_is_one_line_exit_6_and_nothing_is_lost(
         backup_dir.chmod(0o700)
     assert sorted(path.name for path in backup_dir.iterdir()) == before
     assert applied(db_alias, "ledger") == ["0001_initial", "0002_entry_email"]
+
+
+# Output nobody reads -------------------------------------------------------------------------
+
+LEDGER = [
+    "0001_initial",
+    "0002_entry_email",
+    "0003_backfill_email",
+    "0004_remove_entry_memo",
+    "0005_normalise_account_names",
+]
+
+
+def unread(alias: str, *args: str, stdin: int = subprocess.DEVNULL, **env: str | None):
+    """Run a command whose stdout's reader is gone before its first line (``| head -0``)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run(
+            django_admin(*args),
+            env=child_env(alias, **env),
+            cwd=ROOT,
+            stdin=stdin,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        os.close(write_end)
+
+
+@pytest.mark.parametrize("buffered", [False, True], ids=["unbuffered", "buffered"])
+def test_a_run_whose_output_nobody_reads_applies_everything_and_exits_0(db_alias, buffered):
+    """It used to stop at its first line with a BrokenPipeError traceback (or, buffered,
+    exit 120 on the interpreter's last flush)."""
+    done = unread(
+        db_alias, "safemigrate", "--noinput", "-v", "2", PYTHONUNBUFFERED=None if buffered else "1"
+    )
+
+    assert (done.returncode, done.stderr) == (0, "")
+    assert applied(db_alias, "ledger") == LEDGER
+    assert Run.objects.using(db_alias).get(command="safemigrate").outcome == "succeeded"
+
+
+def test_a_read_only_command_whose_output_nobody_reads_keeps_its_exit_code(db_alias):
+    assert unread(db_alias, "safemigrate", "--plan").returncode == 0
+    done = unread(db_alias, "migrationstatus", "--check")  # pending migrations: exit 1
+
+    assert (done.returncode, done.stderr) == (
+        1,
+        "CommandError: Database 'default' is not ready: migrations are pending.\n",
+    )
+    assert "ledger_entry" not in connections[db_alias].introspection.table_names()
+
+
+def test_a_question_nobody_can_read_is_not_answered(db_alias):
+    """Production asks on a terminal; with stdout gone the question is never seen, so the
+    run is refused at once instead of waiting for an answer that cannot come."""
+    terminal, stdin = os.openpty()
+    try:
+        done = unread(
+            db_alias,
+            "safemigrate",
+            "--no-backup",
+            stdin=stdin,
+            MIGRATOR_TEST_ENVIRONMENT="production",
+        )
+    finally:
+        os.close(stdin)
+        os.close(terminal)
+
+    assert (done.returncode, done.stderr) == (3, "CommandError: Cancelled; nothing was changed.\n")
+    assert "ledger_entry" not in connections[db_alias].introspection.table_names()

@@ -8,10 +8,11 @@ import signal
 import sys
 import threading
 import time
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, OperationalError, connections
 from django.db.migrations.exceptions import MigrationSchemaMissing
 
@@ -60,6 +61,37 @@ def read_answer(stream: Any) -> str:
         os.close(wakeup_write)
 
 
+class Output(OutputWrapper):
+    """A command's stdout or stderr that outlives its reader (``| head``, a log pipe that
+    died): from the first write that finds the pipe closed, output goes nowhere and the
+    command goes on. A run must not stop between two migrations because nobody reads its
+    progress, nor exit 120 on the interpreter's last flush; its record keeps what it did."""
+
+    gone = False
+
+    def write(self, msg: str = "", style_func: Any = None, ending: str | None = None) -> None:
+        if not self.gone:
+            with self._unless_gone():
+                super().write(msg, style_func, ending)
+
+    def flush(self) -> None:
+        with self._unless_gone():
+            super().flush()
+
+    @contextmanager
+    def _unless_gone(self) -> Iterator[None]:
+        try:
+            yield
+        except BrokenPipeError:
+            self.gone = True
+            # What is still buffered, and the flush at exit, go to /dev/null instead.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(devnull, self.fileno())
+            finally:
+                os.close(devnull)
+
+
 class MigratorCommand(BaseCommand):
     """Base command: ``--database``, ``--noinput``, ``--json``; MigratorError -> exit code."""
 
@@ -71,6 +103,12 @@ class MigratorCommand(BaseCommand):
     batch_progress_interval = 10.0  # seconds between batch progress lines off a terminal
     _open_line = _reopen_line = ""  # "  Applying x..." awaiting its OK, and after a bar
     _next_progress_line = 0.0
+
+    def __init__(self, stdout: Any = None, stderr: Any = None, **style: bool) -> None:
+        super().__init__(stdout, stderr, **style)
+        error_style = self.stderr.style_func
+        self.stdout, self.stderr = Output(stdout or sys.stdout), Output(stderr or sys.stderr)
+        self.stderr.style_func = error_style
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--skip-checks", action="store_true", help="Skip system checks.")
@@ -146,6 +184,8 @@ class MigratorCommand(BaseCommand):
             if options.get("as_json") and not self.json_written:
                 self.write_failure(exc, options)
             raise
+        finally:
+            self.stdout.flush()  # a closed pipe found now, not by the interpreter's exit
 
     def execute_converting_errors(self, *args: Any, **options: Any) -> str | None:
         """Django's execute, with every failure a one-line CommandError carrying its exit code."""
@@ -358,6 +398,8 @@ class MigratorCommand(BaseCommand):
             try:  # Ctrl-C while the question is still being written is a "no" too
                 self.stdout.write(f"{question}\nType {expected!r} to continue: ", ending="")
                 self.stdout.flush()
+                if getattr(self.stdout, "gone", False):
+                    return False  # a question nobody can read gets no answer
                 answer = read_answer(self.stdin)
             except KeyboardInterrupt:
                 self.stdout.write("")
