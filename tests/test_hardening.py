@@ -504,3 +504,36 @@ def test_a_question_nobody_can_read_is_not_answered(db_alias):
 
     assert (done.returncode, done.stderr) == (3, "CommandError: Cancelled; nothing was changed.\n")
     assert "ledger_entry" not in connections[db_alias].introspection.table_names()
+
+
+def with_closed(alias: str, fds: tuple[int, ...], *args: str, **env: str | None):
+    """Run a command started with file descriptors ``fds`` closed (``<&-``, ``>&-``)."""
+    return subprocess.run(
+        django_admin(*args),
+        env=child_env(alias, **env),
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=lambda: [os.close(fd) for fd in fds],
+    )
+
+
+@pytest.mark.parametrize("fds", [(0,), (1,), (1, 2)], ids=["stdin", "stdout", "stdout-stderr"])
+def test_a_run_started_with_a_standard_stream_closed_applies_everything(db_alias, fds):
+    """Python's sys.stdin or sys.stdout is then None: asking whether stdin was a terminal,
+    or the first line of output, was an AttributeError traceback."""
+    done = with_closed(db_alias, fds, "safemigrate")
+
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    assert applied(db_alias, "ledger") == LEDGER
+    assert Run.objects.using(db_alias).get(command="safemigrate").outcome == "succeeded"
+
+
+def test_production_with_stdin_closed_refuses_as_without_a_terminal(db_alias):
+    done = with_closed(db_alias, (0,), "safemigrate", MIGRATOR_TEST_ENVIRONMENT="production")
+
+    assert done.returncode == 3, done.stderr
+    assert done.stderr.endswith(" No terminal to ask on; pass --yes to confirm.\n")
+    assert "ledger_entry" not in connections[db_alias].introspection.table_names()

@@ -65,9 +65,13 @@ class Output(OutputWrapper):
     """A command's stdout or stderr that outlives its reader (``| head``, a log pipe that
     died): from the first write that finds the pipe closed, output goes nowhere and the
     command goes on. A run must not stop between two migrations because nobody reads its
-    progress, nor exit 120 on the interpreter's last flush; its record keeps what it did."""
+    progress, nor exit 120 on the interpreter's last flush; its record keeps what it did.
+    A stream closed before the command started (``>&-``: Python's is None) is gone from
+    the start."""
 
-    gone = False
+    def __init__(self, out: Any, ending: str = "\n") -> None:
+        super().__init__(out, ending)
+        self.gone = out is None
 
     def write(self, msg: str = "", style_func: Any = None, ending: str | None = None) -> None:
         if not self.gone:
@@ -391,8 +395,8 @@ class MigratorCommand(BaseCommand):
 
     def confirm_callback(self, options: dict[str, Any]):
         """A prompt that asks for the database's name, or None when nobody can answer."""
-        if not options.get("interactive", False) or not self.stdin.isatty():
-            return None
+        if not options.get("interactive", False) or self.stdin is None or not self.stdin.isatty():
+            return None  # None: stdin closed before the command started (``<&-``)
 
         def confirm(question: str, expected: str) -> bool:
             try:  # Ctrl-C while the question is still being written is a "no" too
