@@ -995,3 +995,29 @@ def test_backups_belong_to_a_database_not_to_the_alias_default(
     assert code == 0, err
     assert f"Forced: backup {backups['b']!r} is of " in out
     assert accounts("a") == "b"
+
+
+@pytest.mark.parametrize("how", ["manifest not JSON", "altered manifest"])
+def test_a_backup_whose_manifest_is_unreadable_is_named_by_the_list(db_alias, backup_dir, how):
+    """It used to vanish from ``backup --list`` ("No backups.") with nothing said."""
+    seed(db_alias)
+    backup_id = take_backup(db_alias)
+    if how == "manifest not JSON":
+        (backup_dir / f"{backup_id}.json").write_text("{not json")
+    else:
+        _tamper(backup_dir, backup_id, how)
+    _, why, _ = run_command("backup", "--show", backup_id, database=db_alias)
+
+    out, err, code = run_command("backup", "--list", database=db_alias)
+    assert (out, code) == ("No readable backups.\n", 0)
+    assert err == f"Left out, unreadable: {why}"
+    out, err, code = run_command("backup", "--list", "--json", database=db_alias)
+    assert (err, code) == ("", 0)
+    assert json.loads(out) == {
+        "backups": [],
+        "unreadable": [{"id": backup_id, "error": why.removesuffix("\n")}],
+    }
+    newer = take_backup(db_alias)  # the readable ones are listed as before
+    out, err, _ = run_command("backup", "--list", database=db_alias)
+    assert out.startswith(f"{newer}  ")
+    assert err == f"Left out, unreadable: {why}"

@@ -12,12 +12,14 @@ and run record, is ``migrator.restore``).
 """
 
 from migrator.backup.backups import (
+    BackupListing,
     PruneReport,
     create_backup,
     get_manifest,
     human_size,
     list_backups,
     prune_backups,
+    scan_backups,
     verify_backup,
 )
 from migrator.backup.drill import DrillReport, drill_backup, last_drill
@@ -27,6 +29,7 @@ from migrator.exceptions import BackupFailed
 
 __all__ = [
     "BackupFailed",
+    "BackupListing",
     "DrillReport",
     "Manifest",
     "PruneReport",
@@ -38,5 +41,6 @@ __all__ = [
     "last_drill",
     "list_backups",
     "prune_backups",
+    "scan_backups",
     "verify_backup",
 ]

@@ -147,22 +147,41 @@ def _write_payload(
     return sealed.size, sealed.sha256, tables
 
 
-def list_backups(database: str | None = None) -> list[Manifest]:
-    """Every readable backup, newest first; given an alias, only the backups of the database
-    behind it (its vendor, host, port and name: another alias may reach it, and another
-    database may have been reached through this alias)."""
+@dataclass
+class BackupListing:
+    """The backups in the store: the readable ones, newest first, and the ids of those
+    whose manifest cannot be read, with why (a list must not leave them out silently)."""
+
+    manifests: list[Manifest]
+    unreadable: dict[str, str]
+
+
+def scan_backups(database: str | None = None) -> BackupListing:
+    """Every backup; given an alias, only the readable backups of the database behind it
+    (its vendor, host, port and name: another alias may reach it, and another database may
+    have been reached through this alias). An unreadable manifest names no database, so it
+    is reported whatever the alias."""
     store = backup_store()
     identity = database_identity(connections[database]) if database is not None else None
-    manifests = []
+    manifests, unreadable = [], {}
     for backup_id in store.backup_ids():
         try:
             manifest = _read(store, backup_id)
         except BackupFailed as exc:
-            logger.warning("Skipping backup %s: %s", backup_id, exc)
+            unreadable[backup_id] = str(exc)
             continue
         if identity is None or manifest.belongs_to(identity):
             manifests.append(manifest)
-    return sorted(manifests, key=lambda m: (m.created, m.id), reverse=True)
+    manifests.sort(key=lambda m: (m.created, m.id), reverse=True)
+    return BackupListing(manifests, unreadable)
+
+
+def list_backups(database: str | None = None) -> list[Manifest]:
+    """Every readable backup, newest first, as ``scan_backups``; the unreadable are logged."""
+    listing = scan_backups(database)
+    for backup_id, why in listing.unreadable.items():
+        logger.warning("Skipping backup %s: %s", backup_id, why)
+    return listing.manifests
 
 
 def get_manifest(backup_id: str) -> Manifest:

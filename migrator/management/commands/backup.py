@@ -77,7 +77,7 @@ class Command(MigratorCommand):
         if (options["full"] or options["identity"]) and not options["verify"]:
             raise CommandError("--full and --identity go with --verify ID.")
         if options["list"]:
-            self.render_list(backup.list_backups(None if options["all_databases"] else database))
+            self.render_list(backup.scan_backups(None if options["all_databases"] else database))
         elif options["show"]:
             self.render_manifest(backup.get_manifest(options["show"]))
         elif options["verify"] and options["full"]:
@@ -122,15 +122,18 @@ class Command(MigratorCommand):
                 )
             )
 
-    def render_list(self, manifests: list[Manifest]) -> None:
+    def render_list(self, listing: backup.BackupListing) -> None:
+        manifests = listing.manifests
         drills = {m.id: backup.last_drill(m.id) for m in manifests}
         if self.as_json:
             documents = [{**m.as_dict(), "last_drill": drills[m.id]} for m in manifests]
-            self.write_json({"backups": documents})
+            unreadable = [{"id": key, "error": why} for key, why in listing.unreadable.items()]
+            self.write_json({"backups": documents, "unreadable": unreadable})
             return
+        for why in listing.unreadable.values():
+            self.stderr.write(self.style.WARNING(f"Left out, unreadable: {why}"))
         if not manifests:
-            self.stdout.write("No backups.")
-            return
+            self.stdout.write("No readable backups." if listing.unreadable else "No backups.")
         for m in manifests:
             label = f"  {m.label}" if m.label else ""
             encrypted = "age" if m.encryption else "-"
