@@ -1,6 +1,7 @@
 """kill -9 trials: safemigrate, rollback, backup and restore killed at random moments.
 
     python -m benchmarks.kill_trials --trials 100 [--vendor sqlite|postgresql] [--seed N]
+        [--restore-jobs N]
 
 Each trial starts one command in a child process against a fresh database (the demo
 project plus the ``basic`` scenario and a 100,000-row table), kills it with SIGKILL after
@@ -14,6 +15,10 @@ a random delay within that command's measured duration, then runs ``migrationhis
 - no lingering process: nothing whose command line names the trial's directories (psql,
   pg_restore, pg_dump), and on PostgreSQL no session left on the database within 15 s;
 - no scratch directory (password files, working copies) left after that command.
+
+``--restore-jobs N`` sets ``RESTORE_JOBS``: on PostgreSQL restores then take the parallel
+route (a new database filled by ``pg_restore --jobs`` and swapped in by name), and a
+killed one's new database must be gone once the next restore has run.
 
 Then ``safemigrate`` must complete the database (exit 0) before the next trial. Prints
 one line per trial and the totals; exit status 1 when any check failed.
@@ -39,11 +44,11 @@ OPERATIONS = ("safemigrate", "rollback", "backup", "restore")
 
 
 class Trials:
-    def __init__(self, vendor: str, workdir: Path) -> None:
+    def __init__(self, vendor: str, workdir: Path, restore_jobs: int = 1) -> None:
         import django
         from django.db import connections
 
-        self.vendor, self.workdir = vendor, workdir
+        self.vendor, self.workdir, self.restore_jobs = vendor, workdir, restore_jobs
         self.alias = "default" if vendor == "sqlite" else "postgres"
         self.connection = connections[self.alias]
         self.tmp = workdir / "tmp"
@@ -64,6 +69,7 @@ class Trials:
             "MIGRATOR_TEST_BACKUP_DIR": str(self.backups),
             "TMPDIR": str(self.tmp),
             "PYTHONPATH": str(ROOT),
+            "MIGRATOR_TEST_SETTINGS": json.dumps({"RESTORE_JOBS": restore_jobs}),
         }
         del django
 
@@ -76,6 +82,23 @@ class Trials:
         self.connection.close()
         if self.vendor == "postgresql":
             self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+            for name in self.scratch_databases("migrator_re"):  # restore_ and replaced_
+                self._admin(f'DROP DATABASE IF EXISTS "{name}"')
+
+    def scratch_databases(self, prefix: str) -> list[str]:
+        """Databases named ``prefix...`` that no session is in (a live restore's always
+        has one): the parallel route's, left by a killed restore or kept by a swap."""
+        if self.vendor != "postgresql":
+            return []
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT datname FROM pg_database d WHERE starts_with(datname, %s) AND NOT "
+                "EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datid = d.oid)",
+                [prefix],
+            )
+            names = [name for (name,) in cursor.fetchall()]
+        self.connection.close()
+        return names
 
     # Commands ------------------------------------------------------------------------------
 
@@ -162,6 +185,11 @@ class Trials:
             problems.append("scratch directories left")
         if self.run("safemigrate", "--noinput").returncode != 0:
             problems.append("the next safemigrate failed")
+        if operation == "restore" and self.restore_jobs > 1:
+            if self.run(*self.argv("restore")).returncode != 0:
+                problems.append("the next restore failed")
+            elif left := self.scratch_databases("migrator_restore_"):
+                problems.append(f"new databases left after the next restore: {left}")
         return problems
 
     def lingering(self) -> list[str]:
@@ -239,6 +267,7 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=100, help="trials per vendor")
     parser.add_argument("--vendor", choices=("sqlite", "postgresql"), action="append")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--restore-jobs", type=int, default=1, help="RESTORE_JOBS (default 1)")
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     chooser = random.Random(seed)
@@ -251,7 +280,7 @@ def main() -> int:
     print(f"seed {seed}")
     for vendor in args.vendor or ["sqlite", "postgresql"]:
         with tempfile.TemporaryDirectory(prefix="migrator-trials-") as workdir:
-            trials = Trials(vendor, Path(workdir))
+            trials = Trials(vendor, Path(workdir), args.restore_jobs)
             try:
                 durations = trials.setup()
                 print(vendor, "durations", {k: round(v, 2) for k, v in durations.items()})

@@ -93,6 +93,8 @@ def test_failing_migration_stops_the_run_and_keeps_earlier_ones(db_alias, scenar
     out, err, code = run_command("safemigrate", "scenarios", database=db_alias)
     assert code == 5
     assert "scenarios.0002_breaks failed: RuntimeError" in err
+    # The open "Applying" line is ended, so that on a terminal the error starts its own.
+    assert out.endswith("  Applying scenarios.0002_breaks...\n")
     assert applied(db_alias, "scenarios") == ["0001_initial"]
     assert "size" not in table_columns(db_alias, "scenarios_widget")
     run = Run.objects.using(db_alias).get(command="safemigrate", outcome="failed")

@@ -184,8 +184,11 @@ class MigratorCommand(BaseCommand):
         self.json_written = False
         try:
             return self.execute_converting_errors(*args, **options)
-        except CommandError as exc:
-            if options.get("as_json") and not self.json_written:
+        except BaseException as exc:
+            if self._open_line:  # "  Applying x..." ends before the error below it
+                self.progress_out.write("")
+                self._open_line = ""
+            if isinstance(exc, CommandError) and options.get("as_json") and not self.json_written:
                 self.write_failure(exc, options)
             raise
         finally:
