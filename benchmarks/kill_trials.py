@@ -81,9 +81,9 @@ class Trials:
     def drop(self) -> None:
         self.connection.close()
         if self.vendor == "postgresql":
-            self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-            for name in self.scratch_databases("migrator_re"):  # restore_ and replaced_
-                self._admin(f'DROP DATABASE IF EXISTS "{name}"')
+            scratch = self.scratch_databases("migrator_re")  # restore_ and replaced_
+            for name in [self.name, *scratch]:
+                self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def scratch_databases(self, prefix: str) -> list[str]:
         """Databases named ``prefix...`` that no session is in (a live restore's always
