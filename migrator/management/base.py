@@ -71,7 +71,7 @@ class Output(OutputWrapper):
 
     def __init__(self, out: Any, ending: str = "\n") -> None:
         super().__init__(out, ending)
-        self.gone = out is None
+        self.stream, self.gone = out, out is None  # Django 4.2's wrapper hides fileno()
 
     def write(self, msg: str = "", style_func: Any = None, ending: str | None = None) -> None:
         if not self.gone:
@@ -91,7 +91,7 @@ class Output(OutputWrapper):
             # What is still buffered, and the flush at exit, go to /dev/null instead.
             devnull = os.open(os.devnull, os.O_WRONLY)
             try:
-                os.dup2(devnull, self.fileno())
+                os.dup2(devnull, self.stream.fileno())
             finally:
                 os.close(devnull)
 
