@@ -19,7 +19,9 @@ from django.db.migrations.loader import MigrationLoader
 
 from migrator import conf, integrity, packages, stages
 from migrator.backup.encryption import INSTALL_HINT
-from migrator.exceptions import IntegrityViolation
+from migrator.exceptions import IntegrityViolation, MigratorError
+
+LOAD_ID = "migrator.E007"
 
 _deferred: ContextVar[bool] = ContextVar("migrator_integrity_checks_deferred", default=False)
 
@@ -58,8 +60,7 @@ def check_migration_integrity(
         connection = connections[alias]
         try:
             report = integrity.verify(connection, integrity.load(connection), check_models=False)
-        except IntegrityViolation as exc:  # the graph itself cannot be built
-            messages.append(Error(str(exc), hint=None, id=integrity.CHECK_IDS["missing"]))
+        except MigratorError:  # files that cannot be loaded: check_deploy_stages says why
             continue
         problems = [p for p in report.problems if labels is None or p.app_label in labels]
         messages += _messages(alias, problems)
@@ -90,7 +91,8 @@ def check_deploy_stages(
     app_configs: Iterable[AppConfig] | None = None, **kwargs: Any
 ) -> list[CheckMessage]:
     """migrator.E006: a migration whose operations need both deploy stages; migrator.W003:
-    a STAGE_OVERRIDES entry that names no migration.
+    a STAGE_OVERRIDES entry that names no migration; migrator.E002/E007: migration files
+    that cannot be loaded (a dependency's file gone; a file that does not import).
 
     Reads migration files only (no database), so a plain ``manage.py check`` in CI finds
     it before a deploy does. migrator's commands skip it (they report each migration's
@@ -101,7 +103,12 @@ def check_deploy_stages(
     if _deferred.get() or conf.settings_problems():  # bad settings: E010/E011 say so
         return []
     labels = None if app_configs is None else {config.label for config in app_configs}
-    loader = MigrationLoader(None, ignore_no_migrations=True)
+    try:
+        with integrity.graph_errors():
+            loader = MigrationLoader(None, ignore_no_migrations=True)
+    except MigratorError as exc:  # as migrate would fail: a check, not a traceback
+        missing = isinstance(exc, IntegrityViolation)
+        return [Error(str(exc), id=integrity.CHECK_IDS[integrity.MISSING] if missing else LOAD_ID)]
     third_party = packages.third_party_apps(loader)
     mixed = [
         Error(

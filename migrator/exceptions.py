@@ -25,6 +25,10 @@ class PooledConnection(MigratorError):
     """A connection through a transaction pooler (PgBouncer), where a session lock is void."""
 
 
+class UnloadableMigration(MigratorError):
+    """A migration file Django cannot import: a syntax error, a missing import, no class."""
+
+
 class IntegrityViolation(MigratorError):
     """Applied history and the files on disk disagree (edited, missing, conflicting)."""
 

@@ -14,6 +14,7 @@ migrated through them) is accepted when each of those carries a hash.
 
 import hashlib
 import sys
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -26,7 +27,11 @@ from django.db import connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations import Migration
 from django.db.migrations.autodetector import MigrationAutodetector
-from django.db.migrations.exceptions import AmbiguityError, NodeNotFoundError
+from django.db.migrations.exceptions import (
+    AmbiguityError,
+    BadMigrationError,
+    NodeNotFoundError,
+)
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.questioner import MigrationQuestioner
 from django.db.migrations.recorder import MigrationRecorder
@@ -34,7 +39,13 @@ from django.db.migrations.state import ProjectState
 
 from migrator import compat, packages
 from migrator.conf import get_settings
-from migrator.exceptions import IntegrityViolation, InvalidRequest, UnknownTarget
+from migrator.exceptions import (
+    IntegrityViolation,
+    InvalidRequest,
+    MigratorError,
+    UnknownTarget,
+    UnloadableMigration,
+)
 from migrator.models import MigrationHash, Run
 from migrator.types import (
     MigrationKey,
@@ -254,13 +265,58 @@ def load(connection: BaseDatabaseWrapper) -> MigrationLoader:
 
 @contextmanager
 def graph_errors() -> Iterator[None]:
-    """Turn a graph that cannot be built (a dependency's file is gone) into exit 2."""
+    """Migration files that Django cannot load, as migrator's one-line errors."""
     try:
         yield
-    except NodeNotFoundError as exc:
-        raise IntegrityViolation(
-            f"{exc} Restore the missing migration file from version control."
-        ) from exc
+    except Exception as exc:
+        if (error := unloadable(exc)) is None:
+            raise
+        raise error from exc
+
+
+def unloadable(exc: BaseException) -> MigratorError | None:
+    """exc as the error of migration files Django cannot load; None when it is not that.
+
+    A dependency's file that is gone is exit 2 (missing history); a file that does not
+    import (a syntax error, an import of something removed, no ``Migration`` class) exit 1.
+    """
+    if isinstance(exc, NodeNotFoundError):
+        return IntegrityViolation(
+            f"{exc}. Restore the missing migration file from version control."
+        )
+    if isinstance(exc, BadMigrationError):
+        return UnloadableMigration(
+            f"{exc}. Give the file a Migration class, or move it out of the migrations package."
+        )
+    if isinstance(exc, SyntaxError):
+        return UnloadableMigration(
+            f"Cannot load {exc.filename}, line {exc.lineno}: {exc.msg}. "
+            "Fix the file and run the command again."
+        )
+    if (where := _migration_being_imported(exc)) is None:
+        return None
+    lines = str(exc).strip().splitlines()
+    return UnloadableMigration(
+        f"Cannot load {where}: {type(exc).__name__}{': ' + lines[0] if lines else ''}. "
+        "Fix the file, or install what it imports, and run the command again."
+    )
+
+
+def _migration_being_imported(exc: BaseException) -> str | None:
+    """'file, line N' of the innermost migration module whose import raised exc."""
+    migration_packages = {
+        package
+        for config in apps.get_app_configs()
+        if (package := MigrationLoader.migrations_module(config.label)[0])
+    }
+    where = None
+    for frame, line in traceback.walk_tb(exc.__traceback__):
+        name = frame.f_globals.get("__name__", "")
+        if frame.f_code.co_name == "<module>" and (
+            name in migration_packages or name.rpartition(".")[0] in migration_packages
+        ):
+            where = f"{frame.f_code.co_filename}, line {line}"
+    return where
 
 
 def verify(

@@ -201,8 +201,25 @@ def test_on_the_command_line_bad_arguments_with_json_still_write_one_document(db
 # A migration file that does not compile ------------------------------------------------------
 
 
-def test_a_migration_that_does_not_compile_is_named_by_every_command(
-    db_alias, migration_set, backup_dir
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (BROKEN_MIGRATION, "line 4: expected ':'. Fix the file and run"),
+        (
+            "from django.db import migrations\nimport removed_helpers\n",
+            "line 2: ModuleNotFoundError: No module named 'removed_helpers'. Fix the file, or "
+            "install what it imports, and run",
+        ),
+        (
+            "from django.db import migrations\n\nSIZE = migrations.NoSuchOperation\n",
+            "line 3: AttributeError: module 'django.db.migrations' has no attribute "
+            "'NoSuchOperation'. Fix the file, or install what it imports, and run",
+        ),
+    ],
+    ids=["does-not-compile", "imports-what-is-gone", "names-what-is-gone"],
+)
+def test_a_migration_that_does_not_load_is_named_by_every_command(
+    db_alias, migration_set, backup_dir, content, problem
 ):
     copy = migration_set("basic")
     assert run_command("safemigrate", "scenarios", "0002", database=db_alias)[2] == 0
@@ -210,10 +227,8 @@ def test_a_migration_that_does_not_compile_is_named_by_every_command(
     assert code == 0, err
     backup_id = out.strip()
     broken = copy / "0005_broken.py"
-    broken.write_text(BROKEN_MIGRATION)
-    expected = (
-        f"Cannot load {broken}, line 4: expected ':'. Fix the file and run the command again.\n"
-    )
+    broken.write_text(content)
+    expected = f"Cannot load {broken}, {problem} the command again.\n"
     for command in [*EVERY_COMMAND, ("restore", backup_id, "--yes")]:
         result = run_command(*command, database=db_alias)
         if command in NO_MIGRATION_FILES_READ:
@@ -221,6 +236,25 @@ def test_a_migration_that_does_not_compile_is_named_by_every_command(
         else:
             assert result == ("", expected, 1), command
     assert applied(db_alias, "scenarios") == ["0001_initial", "0002_widget_size"]
+    out, err, code = run_command("check")  # every manage.py command's checks: one error
+    assert code == 1
+    assert f"(migrator.E007) {expected}" in err
+
+
+def test_a_migration_file_without_a_migration_class_is_named(db_alias, migration_set):
+    (migration_set("basic") / "0005_notes.py").write_text("NOTES = 'no class here'\n")
+    expected = (
+        "Migration 0005_notes in app scenarios has no Migration class. Give the file a "
+        "Migration class, or move it out of the migrations package."
+    )
+    for command, options in [
+        ("safemigrate", {"database": db_alias}),
+        ("migrationstatus", {"database": db_alias}),
+        ("check", {}),
+    ]:
+        out, err, code = run_command(command, **options)
+        assert (code, expected in err) == (1, True), (command, err)
+    assert connections[db_alias].introspection.table_names() == []
 
 
 def test_on_the_command_line_a_broken_migration_prints_one_line(db_alias, tmp_path):

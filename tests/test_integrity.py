@@ -167,6 +167,9 @@ def test_deleted_dependency_of_another_migration_is_exit_2(db_alias, migration_s
         assert code == 2
         assert "('scenarios', '0002_second')" in err
         assert "Restore the missing migration file from version control." in err
+    out, err, code = run_command("check")  # every manage.py command's checks: no traceback
+    assert code == 1
+    assert "(migrator.E002) Migration scenarios.0003_third dependencies reference " in err
 
 
 def test_squash_applied_then_replaced_files_deleted_verifies_clean(db_alias, migration_set):

@@ -16,7 +16,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, OperationalError, connections
 from django.db.migrations.exceptions import MigrationSchemaMissing
 
-from migrator import checks, locking, operations, scratch, secrets
+from migrator import checks, integrity, locking, operations, scratch, secrets
 from migrator.audit import outcome_of
 from migrator.backup.base import first_line
 from migrator.conf import direct_alias, get_settings, seconds
@@ -197,17 +197,13 @@ class MigratorCommand(BaseCommand):
     def execute_converting_errors(self, *args: Any, **options: Any) -> str | None:
         """Django's execute, with every failure a one-line CommandError carrying its exit code."""
         try:
-            return super().execute(*args, **options)
+            with integrity.graph_errors():  # a migration file that does not load: name it
+                return super().execute(*args, **options)
         except MigratorError as exc:
             error = CommandError(secrets.mask(str(exc)), returncode=exc.exit_code)
             error.outcome = outcome_of(exc)  # type: ignore[attr-defined]
             error.report = getattr(exc, "report", None)  # type: ignore[attr-defined]
             raise error from exc
-        except SyntaxError as exc:  # a migration file that does not compile: name it
-            raise CommandError(
-                f"Cannot load {exc.filename}, line {exc.lineno}: {exc.msg}. "
-                "Fix the file and run the command again."
-            ) from exc
         except MigrationSchemaMissing as exc:  # a replica, a file opened read-only
             raise CommandError(
                 f"Cannot write to database {options.get('database', DEFAULT_DB_ALIAS)!r}: "
