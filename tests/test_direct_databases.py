@@ -81,5 +81,9 @@ def test_a_direct_database_that_cannot_be_used_is_the_one_named(absent_direct, s
     assert err.startswith(
         f"Cannot use database '{alias}-direct' (MIGRATOR['DIRECT_DATABASES'] for '{alias}'): "
     )
-    assert err.endswith("Check that the server is up and MIGRATOR['DIRECT_DATABASES'] is right.\n")
+    check = {
+        "sqlite": "MIGRATOR['DIRECT_DATABASES'] is right and the file is an intact SQLite database",
+        "postgresql": "the server is up and MIGRATOR['DIRECT_DATABASES'] is right",
+    }[connections[alias].vendor]
+    assert err.endswith(f"Check that {check}.\n")
     assert connections[alias].introspection.table_names() == []

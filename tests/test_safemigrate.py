@@ -143,6 +143,23 @@ def test_unreachable_server_is_one_clear_line_without_the_password():
     assert "hunter2" not in done.stderr + done.stdout
 
 
+@pytest.mark.parametrize("content", [b"not a database\n" * 300, b""], ids=["garbage", "missing"])
+def test_a_file_that_is_no_sqlite_database_is_one_line_and_left_as_it_is(tmp_path, content):
+    path = tmp_path / ("db.sqlite3" if content else "gone/db.sqlite3")
+    if content:
+        path.write_bytes(content)
+    reason = "file is not a database" if content else "unable to open database file"
+    for command in (("safemigrate",), ("rollback", "--last"), ("backup",), ("migrationstatus",)):
+        done = run_child("default", *command, MIGRATOR_TEST_TARGET=f"default:{path}")
+        assert (done.returncode, done.stdout, done.stderr) == (
+            1,
+            "",
+            f"CommandError: Cannot use database 'default': {reason}. Check that the DATABASES "
+            "settings are right and the file is an intact SQLite database.\n",
+        ), command
+    assert path.read_bytes() == content if content else not path.parent.exists()
+
+
 def test_bad_arguments_exit_1_not_argparse_2(db_alias):
     done = run_child(db_alias, "safemigrate", "--lock-timeout", "nan")  # would wait forever
     assert done.returncode == 1

@@ -210,17 +210,22 @@ class MigratorCommand(BaseCommand):
                 f"{first_line(exc.__context__ or exc)}. Point --database at a writable (primary) "
                 "database, or grant this user write access, and run the command again."
             ) from exc
-        except OperationalError as exc:
-            # Almost always an unreachable server or wrong credentials: one line, no secret.
+        except DatabaseError as exc:
+            # Almost always an unreachable server, wrong credentials or a file that is no
+            # SQLite database: one line, no secret. Other errors (a failed query) are bugs.
+            if type(exc) not in (DatabaseError, OperationalError):
+                raise
             alias = options.get("database", DEFAULT_DB_ALIAS)
             named, configured = repr(alias), "the DATABASES settings are"
             if (used := direct_alias(alias)) != alias:  # the connection that failed
                 named = f"{used!r} (MIGRATOR['DIRECT_DATABASES'] for {alias!r})"
                 configured = "MIGRATOR['DIRECT_DATABASES'] is"
             reason = secrets.mask(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
+            check = f"the server is up and {configured} right"
+            if used in connections and connections[used].vendor == "sqlite":
+                check = f"{configured} right and the file is an intact SQLite database"
             raise CommandError(
-                f"Cannot use database {named}: {reason or type(exc).__name__}. "
-                f"Check that the server is up and {configured} right."
+                f"Cannot use database {named}: {reason or type(exc).__name__}. Check that {check}."
             ) from exc
 
     def handle(self, *args: Any, **options: Any) -> None:
