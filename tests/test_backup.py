@@ -555,6 +555,11 @@ def test_a_failed_backup_stops_safemigrate_before_anything_is_applied(db_alias, 
 
     assert code == 6
     assert err.startswith("Nothing was changed: the backup failed. Cannot use the backup directory")
+    unmade = tmp_path / "a-file" / "backups"
+    assert err.endswith(
+        f"Not a directory: '{unmade}'; point MIGRATOR['BACKUP_DIR'] at a directory this user "
+        "may create and write.\n"
+    )
     assert applied(db_alias, "ledger") == []
     run = Run.objects.using(db_alias).get(arguments__backup=True)
     assert (run.outcome, run.backup_id, run.steps.count()) == ("failed", "", 0)

@@ -126,7 +126,10 @@ class DirectoryStore(BackupStore):
             if self.directory.stat().st_mode & 0o077:
                 self.directory.chmod(0o700)
         except OSError as exc:
-            raise BackupFailed(f"Cannot use the backup directory {self.location}: {exc}.") from exc
+            raise BackupFailed(
+                f"Cannot use the backup directory {self.location}: {exc}; point "
+                "MIGRATOR['BACKUP_DIR'] at a directory this user may create and write."
+            ) from exc
 
     @contextmanager
     def staging(self, filename: str) -> Iterator[Path]:
