@@ -38,6 +38,8 @@ DATABASES = {
 if os.environ.get("MIGRATOR_TEST_TARGET"):
     _alias, _name = os.environ["MIGRATOR_TEST_TARGET"].split(":", 1)
     DATABASES["default"] = {**DATABASES[_alias], "NAME": _name}
+if os.environ.get("MIGRATOR_TEST_SQLITE_TIMEOUT"):  # a locked SQLite file, found sooner
+    DATABASES["default"]["OPTIONS"] = {"timeout": float(os.environ["MIGRATOR_TEST_SQLITE_TIMEOUT"])}
 if os.environ.get("MIGRATOR_TEST_PASSWORD"):  # the test server trusts local connections
     DATABASES["default"]["PASSWORD"] = os.environ["MIGRATOR_TEST_PASSWORD"]
 if os.environ.get("MIGRATOR_TEST_PGBOUNCER_PORT"):  # 'default' through PgBouncer

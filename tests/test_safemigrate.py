@@ -1,4 +1,5 @@
 import json
+import sqlite3
 import subprocess
 
 import pytest
@@ -158,6 +159,34 @@ def test_a_file_that_is_no_sqlite_database_is_one_line_and_left_as_it_is(tmp_pat
             "settings are right and the file is an intact SQLite database.\n",
         ), command
     assert path.read_bytes() == content if content else not path.parent.exists()
+
+
+def test_a_sqlite_file_another_connection_writes_to_is_exit_4_and_nothing_changes(tmp_path):
+    path = tmp_path / "db.sqlite3"
+    target = f"default:{path}"
+    done = run_child("default", "safemigrate", "ledger", "0002", MIGRATOR_TEST_TARGET=target)
+    assert done.returncode == 0, done.stderr
+    before = path.read_bytes()  # not while writing: closing a file drops a process's locks
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # a web process in the middle of a write
+    try:
+        for command in (("safemigrate",), ("rollback", "--last", "--no-backup")):
+            done = run_child(
+                "default",
+                *command,
+                MIGRATOR_TEST_TARGET=target,
+                MIGRATOR_TEST_SQLITE_TIMEOUT="0.1",
+            )
+            assert (done.returncode, done.stderr) == (
+                4,
+                "CommandError: Database 'default' is locked: another connection kept writing to "
+                "the SQLite file for 0.1 s (OPTIONS['timeout']). Run the command again once it "
+                "is done, or raise that timeout.\n",
+            ), command
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert path.read_bytes() == before
 
 
 def test_bad_arguments_exit_1_not_argparse_2(db_alias):

@@ -20,7 +20,7 @@ from migrator import checks, integrity, locking, operations, scratch, secrets
 from migrator.audit import outcome_of
 from migrator.backup.base import first_line
 from migrator.conf import direct_alias, get_settings, seconds
-from migrator.exceptions import MigratorError
+from migrator.exceptions import LockNotAcquired, MigratorError
 from migrator.planning import PlannedMigration, SqlStep
 from migrator.risks import SEVERITY_RANK, Finding, Severity
 from migrator.types import ProgressEvent, RunOptions
@@ -94,6 +94,30 @@ class Output(OutputWrapper):
                 os.dup2(devnull, self.stream.fileno())
             finally:
                 os.close(devnull)
+
+
+def unusable_database(exc: DatabaseError, alias: str) -> CommandError:
+    """One line, no secret, for a database that cannot be used before anything changed:
+    a server that is down, wrong credentials, a SQLite file that is locked or no database.
+    """
+    named, configured = repr(alias), "the DATABASES settings are"
+    if (used := direct_alias(alias)) != alias:  # the connection that failed
+        named = f"{used!r} (MIGRATOR['DIRECT_DATABASES'] for {alias!r})"
+        configured = "MIGRATOR['DIRECT_DATABASES'] is"
+    reason = secrets.mask(first_line(exc))
+    if used not in connections or connections[used].vendor != "sqlite":
+        check = f"the server is up and {configured} right"
+    elif reason.startswith("database is locked"):  # one writer at a time
+        timeout = connections[used].settings_dict.get("OPTIONS", {}).get("timeout", 5)
+        return CommandError(
+            f"Database {named} is locked: another connection kept writing to the SQLite file "
+            f"for {timeout} s (OPTIONS['timeout']). Run the command again once it is done, "
+            "or raise that timeout.",
+            returncode=LockNotAcquired.exit_code,
+        )
+    else:
+        check = f"{configured} right and the file is an intact SQLite database"
+    return CommandError(f"Cannot use database {named}: {reason}. Check that {check}.")
 
 
 class MigratorCommand(BaseCommand):
@@ -211,22 +235,9 @@ class MigratorCommand(BaseCommand):
                 "database, or grant this user write access, and run the command again."
             ) from exc
         except DatabaseError as exc:
-            # Almost always an unreachable server, wrong credentials or a file that is no
-            # SQLite database: one line, no secret. Other errors (a failed query) are bugs.
-            if type(exc) not in (DatabaseError, OperationalError):
+            if type(exc) not in (DatabaseError, OperationalError):  # a failed query: a bug
                 raise
-            alias = options.get("database", DEFAULT_DB_ALIAS)
-            named, configured = repr(alias), "the DATABASES settings are"
-            if (used := direct_alias(alias)) != alias:  # the connection that failed
-                named = f"{used!r} (MIGRATOR['DIRECT_DATABASES'] for {alias!r})"
-                configured = "MIGRATOR['DIRECT_DATABASES'] is"
-            reason = secrets.mask(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
-            check = f"the server is up and {configured} right"
-            if used in connections and connections[used].vendor == "sqlite":
-                check = f"{configured} right and the file is an intact SQLite database"
-            raise CommandError(
-                f"Cannot use database {named}: {reason or type(exc).__name__}. Check that {check}."
-            ) from exc
+            raise unusable_database(exc, options.get("database", DEFAULT_DB_ALIAS)) from exc
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["database"] not in connections:
