@@ -63,7 +63,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Final
 
-import dj_database_url
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
@@ -251,7 +250,7 @@ def direct_alias(database: str) -> str:
     from django.db import DEFAULT_DB_ALIAS, connections
 
     alias = f"{database}{DIRECT_SUFFIX}"
-    wanted = dj_database_url.parse(direct)
+    wanted = _parse_url(direct)
     known = connections.settings.get(alias)
     if known is None or not _same_database(known, wanted):
         if known is not None:
@@ -382,7 +381,12 @@ def _direct_target(alias: str, direct: str) -> Mapping[str, Any]:
             raise ValueError(f"{direct!r} is not in DATABASES")
         return settings.DATABASES[direct]
     try:
-        wanted = dj_database_url.parse(direct)
+        wanted = _parse_url(direct)
+    except ImportError:
+        raise ValueError(
+            f"the URL for {alias!r} needs dj-database-url, which is not installed; install "
+            "it (pip install 'django-migrator[postgres]'), or name an alias of DATABASES"
+        ) from None
     except Exception as exc:  # UnknownSchemeError, a bad port, ...: what it says
         raise ValueError(
             f"the URL for {alias!r} is not one dj-database-url reads ({_first_sentence(exc)})"
@@ -394,6 +398,13 @@ def _direct_target(alias: str, direct: str) -> Mapping[str, Any]:
             "which DATABASES already has"
         )
     return wanted
+
+
+def _parse_url(url: str) -> dict[str, Any]:
+    """A DATABASES entry from a URL; dj-database-url is only needed where one is given."""
+    import dj_database_url
+
+    return dict(dj_database_url.parse(url))
 
 
 def _vendor(database: Mapping[str, Any]) -> str:
