@@ -27,9 +27,9 @@ RESTORE_JOBS             1                   above 1: a native PostgreSQL restor
                                              ``pg_restore --jobs N`` into a new database
                                              and swaps it in by name, where it can
 RUN_LOCK_TIMEOUT         600                 seconds a run waits for another run's lock
-PG_LOCK_TIMEOUT          5                   PostgreSQL ``lock_timeout`` per migration (s)
+PG_LOCK_TIMEOUT          5                   ``lock_timeout`` per migration and restore (s)
 PG_STATEMENT_TIMEOUT     None                PostgreSQL ``statement_timeout`` per migration (s)
-LOCK_RETRIES             3                   retries of an atomic migration on lock timeout
+LOCK_RETRIES             3                   retries of a migration (or restore) on lock timeout
 THIRD_PARTY_STRICT       False               integrity problems in site-packages are errors
 BLOCKING_RISKS           []                  risk codes that stop a run unless acknowledged
 APP_RISKS                {}                  per app label, how its risk findings are shown:

@@ -848,13 +848,17 @@ def test_a_native_postgresql_restore_of_a_backup_from_before_large_objects_were_
 
 @pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
 @pytest.mark.parametrize("objects", [False, True], ids=["", "large objects"])
-@pytest.mark.parametrize("race", ["the reader ends", "psql is terminated"])
+@pytest.mark.parametrize(
+    "race", ["the reader ends", "the reader ends between attempts", "psql is terminated"]
+)
 def test_a_native_postgresql_restore_waiting_for_a_readers_lock(
     db_alias, backup_dir, race, objects
 ):
-    """The restore's psql waits to drop a table a reader holds; then the race is run.
+    """The restore's psql waits to lock a table a reader holds; then the race is run.
 
-    With large objects the script is relayed through migrator: the same either way."""
+    Between attempts: its lock_timeout expired, it let go of what it had locked and sleeps
+    before the next attempt. With large objects the script is relayed through migrator:
+    the same either way."""
     seed(db_alias)
     if objects:
         add_large_objects(db_alias)
@@ -869,21 +873,34 @@ def test_a_native_postgresql_restore_waiting_for_a_readers_lock(
         cursor.execute("SELECT count(*) FROM ledger_account")  # ACCESS SHARE until it ends
     connections[db_alias].close()
     child = start_child(
-        db_alias, "restore", backup_id, "--yes", MIGRATOR_TEST_BACKUP_DIR=str(backup_dir)
+        db_alias,
+        "restore",
+        backup_id,
+        "--yes",
+        MIGRATOR_TEST_BACKUP_DIR=str(backup_dir),
+        MIGRATOR_TEST_SETTINGS=json.dumps({"PG_LOCK_TIMEOUT": 0.2, "LOCK_RETRIES": 50})
+        if race == "the reader ends between attempts"
+        else "{}",
     )
     waiting: list[int] = []
 
-    def psql_waits() -> bool:
+    def psql_waits(event: str = "wait_event_type = 'Lock'") -> bool:
         with connections[db_alias].cursor() as cursor:
             cursor.execute(
                 "SELECT pid FROM pg_stat_activity WHERE application_name = 'migrator backup' "
-                "AND wait_event_type = 'Lock' AND datname = current_database()"
+                f"AND {event} AND datname = current_database()"
             )
             waiting[:] = [row[0] for row in cursor.fetchall()]
         return bool(waiting) or child.poll() is not None
 
     wait_until(psql_waits, what="the restore's psql to wait for the reader's lock")
     assert waiting, child.communicate()
+    if race == "the reader ends between attempts":
+        wait_until(
+            lambda: psql_waits("wait_event = 'PgSleep'"),
+            what="the restore's psql to sleep after a lock timeout",
+        )
+        assert waiting, child.communicate()
     if race == "psql is terminated":  # psql ends before it reaches the postlude
         with connections[db_alias].cursor() as cursor:
             cursor.execute("SELECT pg_terminate_backend(%s)", [waiting[0]])
@@ -893,7 +910,7 @@ def test_a_native_postgresql_restore_waiting_for_a_readers_lock(
 
     outcome = Run.objects.using(db_alias).get(command="restore").outcome
     now = snapshot(db_alias), large_objects(db_alias)
-    if race == "the reader ends":
+    if race != "psql is terminated":
         assert (child.returncode, err, outcome) == (0, "", "succeeded"), err
         assert now == before
     else:
@@ -901,6 +918,41 @@ def test_a_native_postgresql_restore_waiting_for_a_readers_lock(
         assert "Restore into 'default' failed and was rolled back; nothing was changed" in err
         assert "terminating connection" in err
         assert now == changed
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+def test_a_native_postgresql_restore_a_long_transaction_keeps_waiting_changes_nothing(
+    db_alias, backup_dir, settings
+):
+    """A reader that never lets go: the restore gives up after its attempts, exit 6."""
+    seed(db_alias)
+    backup_id = take_backup(db_alias)
+    change_everything(db_alias)
+    changed = snapshot(db_alias)
+    reader = raw_connection(db_alias, application_name="long report")
+    with reader.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM ledger_entry")  # ACCESS SHARE until it ends
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    settings.MIGRATOR = {**settings.MIGRATOR, "PG_LOCK_TIMEOUT": 0.1, "LOCK_RETRIES": 1}
+    try:
+        out, err, code = run_command("restore", backup_id, "--yes", database=db_alias)
+    finally:
+        reader.rollback()
+        reader.close()
+    assert (code, out) == (6, "")
+    assert err.startswith(
+        f"Restore into '{db_alias}' could not lock public.ledger_entry within lock_timeout "
+        f"0.1s in 2 attempt(s); blocked by pid {pid} ('long report', idle in transaction, "
+        "query started "
+    ), err
+    assert err.endswith(
+        "on ledger_entry. Nothing was changed: end or wait for that session, then run again "
+        "(MIGRATOR['PG_LOCK_TIMEOUT'] and LOCK_RETRIES set how long the restore waits).\n"
+    ), err
+    assert snapshot(db_alias) == changed
+    run = Run.objects.using(db_alias).get(command="restore")
+    assert (run.outcome, f"blocked by pid {pid}" in run.error) == ("failed", True)
 
 
 @pytest.mark.parametrize("db_alias", ["default"], indirect=True)

@@ -31,7 +31,7 @@ from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import BinaryIO, Final, NamedTuple
 
-from migrator import children, scratch
+from migrator import children, scratch, timeouts
 from migrator.backup import scratchdb, swap
 from migrator.backup.base import BackupEngine, Statement, first_line, scrub, server_version
 from migrator.backup.manifest import Manifest
@@ -106,15 +106,9 @@ SCRIPT_END: Final = re.compile(rb"\nCOMMIT;\n((?:[ \t]*\n|--[^\n]*\n|\\unrestric
 HELD_BACK: Final = 4096
 RELAY_CHUNK: Final = 1 << 16
 
-# Drops every relation outside the system schemas that no extension owns and no table
-# owns (identity and serial sequences go with their tables), and every large object (one
-# made after the backup would outlive the rows that referenced it), so the restored
-# database holds exactly what the archive holds.
-DROP_CONTENTS: Final = """
-DO $migrator$
-DECLARE item record;
-BEGIN
-  FOR item IN
+# The relations a restore replaces: every one outside the system schemas that no extension
+# owns and no table owns (identity and serial sequences go with their tables).
+OWN_RELATIONS: Final = """
     SELECT c.relkind, n.nspname, c.relname
     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND NOT c.relispartition
@@ -122,7 +116,16 @@ BEGIN
       AND NOT EXISTS (
         SELECT 1 FROM pg_catalog.pg_depend d
         WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid
-          AND d.deptype IN ('e', 'a', 'i'))
+          AND d.deptype IN ('e', 'a', 'i'))"""
+
+# Drops those relations, and every large object (one made after the backup would outlive
+# the rows that referenced it), so the restored database holds exactly what the archive
+# holds.
+DROP_CONTENTS: Final = f"""
+DO $migrator$
+DECLARE item record;
+BEGIN
+  FOR item IN {OWN_RELATIONS}
   LOOP
     EXECUTE format('DROP %s IF EXISTS %I.%I CASCADE',
       CASE item.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
@@ -130,6 +133,37 @@ BEGIN
       item.nspname, item.relname);
   END LOOP;
   PERFORM pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata;
+END
+$migrator$;
+"""
+
+# Before the drops, the tables and views are locked as a migration's are: each wait bounded
+# by PG_LOCK_TIMEOUT, retried LOCK_RETRIES times with the same back-off, each failed attempt
+# letting go of what it had locked. A session that holds on (a long transaction) fails the
+# restore, nothing changed, instead of leaving it waiting without end while the tables it
+# has already dropped queue every query behind it. The last failure names the table.
+LOCK_FAILED: Final = "migrator: restore could not lock"
+LOCK_CONTENTS: Final = f"""
+SET LOCAL lock_timeout = '{{timeout_ms}}ms';
+DO $migrator$
+DECLARE item record; attempt int := 0;
+BEGIN
+  LOOP
+    BEGIN
+      FOR item IN {OWN_RELATIONS} AND c.relkind IN ('r', 'p', 'v')
+      LOOP
+        EXECUTE format('LOCK TABLE %I.%I IN ACCESS EXCLUSIVE MODE', item.nspname, item.relname);
+      END LOOP;
+      RETURN;
+    EXCEPTION WHEN lock_not_available THEN
+      attempt := attempt + 1;
+      IF attempt > {{retries}} THEN
+        RAISE EXCEPTION USING ERRCODE = 'lock_not_available',
+          MESSAGE = format('{LOCK_FAILED} %I.%I', item.nspname, item.relname);
+      END IF;
+      PERFORM pg_catalog.pg_sleep(least({{first_wait}} * 2 ^ (attempt - 1), {{longest_wait}}));
+    END;
+  END LOOP;
 END
 $migrator$;
 """
@@ -466,9 +500,28 @@ class PgDumpEngine(BackupEngine):
             raise self._failed(tools.psql_errors, "psql") from None
 
     def _failed(self, errors, tool: str) -> BackupFailed:
+        error = self._error(errors, tool)
+        if LOCK_FAILED in error:
+            return self._lock_failed(error.rpartition(LOCK_FAILED)[2].strip())
         return BackupFailed(
             f"Restore into {self.connection.alias!r} failed and was rolled back; nothing was "
-            f"changed: {self._error(errors, tool)}."
+            f"changed: {error}."
+        )
+
+    def _lock_failed(self, table: str) -> BackupFailed:
+        """The prelude's locks not granted: who holds them, asked while they still do."""
+        settings = get_settings()
+        blockers = timeouts.blocking_sessions(
+            self.connection,
+            [table.rpartition(".")[2].strip('"')],
+            exclude_pid=timeouts.backend_pid(self.connection),
+        )
+        who = "; ".join(b.describe() for b in blockers) or "a session that has since let go"
+        return BackupFailed(
+            f"Restore into {self.connection.alias!r} could not lock {table} within lock_timeout "
+            f"{settings.pg_lock_timeout:g}s in {settings.lock_retries + 1} attempt(s); blocked "
+            f"by {who}. Nothing was changed: end or wait for that session, then run again "
+            "(MIGRATOR['PG_LOCK_TIMEOUT'] and LOCK_RETRIES set how long the restore waits)."
         )
 
     def _prelude(self) -> str:
@@ -482,8 +535,17 @@ class PgDumpEngine(BackupEngine):
         """
         role = self.connection.settings_dict.get("OPTIONS", {}).get("assume_role")
         set_role = f"SET ROLE {self.connection.ops.quote_name(role)};\n" if role else ""
+        settings = get_settings()
+        locking = ""
+        if settings.pg_lock_timeout is not None:  # None: wait as long as it takes
+            locking = LOCK_CONTENTS.format(
+                timeout_ms=round(settings.pg_lock_timeout * 1000),
+                retries=settings.lock_retries,
+                first_wait=timeouts.backoff(1),
+                longest_wait=timeouts.LONGEST_BACKOFF,
+            )
         # error: the relayed script's own BEGIN warns; the script sets warning after it.
-        return f"BEGIN;\nSET client_min_messages = error;\n{set_role}{DROP_CONTENTS}"
+        return f"BEGIN;\nSET client_min_messages = error;\n{set_role}{locking}{DROP_CONTENTS}"
 
     def _postlude(self, keep_audit: Sequence[Statement]) -> str:
         with self.connection.cursor() as cursor:
