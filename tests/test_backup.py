@@ -849,7 +849,13 @@ def test_a_native_postgresql_restore_of_a_backup_from_before_large_objects_were_
 @pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
 @pytest.mark.parametrize("objects", [False, True], ids=["", "large objects"])
 @pytest.mark.parametrize(
-    "race", ["the reader ends", "the reader ends between attempts", "psql is terminated"]
+    "race",
+    [
+        "the reader ends",
+        "the reader ends between attempts",
+        "migrator is killed between attempts",
+        "psql is terminated",
+    ],
 )
 def test_a_native_postgresql_restore_waiting_for_a_readers_lock(
     db_alias, backup_dir, race, objects
@@ -879,7 +885,7 @@ def test_a_native_postgresql_restore_waiting_for_a_readers_lock(
         "--yes",
         MIGRATOR_TEST_BACKUP_DIR=str(backup_dir),
         MIGRATOR_TEST_SETTINGS=json.dumps({"PG_LOCK_TIMEOUT": 0.2, "LOCK_RETRIES": 50})
-        if race == "the reader ends between attempts"
+        if race.endswith("between attempts")
         else "{}",
     )
     waiting: list[int] = []
@@ -895,12 +901,27 @@ def test_a_native_postgresql_restore_waiting_for_a_readers_lock(
 
     wait_until(psql_waits, what="the restore's psql to wait for the reader's lock")
     assert waiting, child.communicate()
-    if race == "the reader ends between attempts":
+    if race.endswith("between attempts"):
         wait_until(
             lambda: psql_waits("wait_event = 'PgSleep'"),
             what="the restore's psql to sleep after a lock timeout",
         )
         assert waiting, child.communicate()
+    if race == "migrator is killed between attempts":  # psql dies with it, before COMMIT
+        child.kill()
+        child.communicate(timeout=300)
+
+        def psql_ended() -> bool:
+            with connections[db_alias].cursor() as cursor:
+                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [waiting[0]])
+                return cursor.fetchone()[0] == 0
+
+        wait_until(psql_ended, what="the killed restore's psql session to end")
+        reader.rollback()
+        reader.close()
+        assert snapshot(db_alias), large_objects(db_alias) == changed
+        assert Run.objects.using(db_alias).get(command="restore").outcome == "running"
+        return
     if race == "psql is terminated":  # psql ends before it reaches the postlude
         with connections[db_alias].cursor() as cursor:
             cursor.execute("SELECT pg_terminate_backend(%s)", [waiting[0]])

@@ -143,6 +143,18 @@ $migrator$;
 # restore, nothing changed, instead of leaving it waiting without end while the tables it
 # has already dropped queue every query behind it. The last failure names the table.
 LOCK_FAILED: Final = "migrator: restore could not lock"
+# A server process whose client died notices only when it next talks to it: a killed
+# restore's would go on waiting for its locks, sleeping between attempts, or building an
+# index, holding what it has locked. PostgreSQL 14+ can look every second instead (where
+# its platform cannot, the setting is refused, and left alone).
+CHECK_CLIENT: Final = """
+DO $migrator$
+BEGIN
+  PERFORM pg_catalog.set_config('client_connection_check_interval', '1000', true);
+EXCEPTION WHEN undefined_object OR invalid_parameter_value THEN NULL;
+END
+$migrator$;
+"""
 LOCK_CONTENTS: Final = f"""
 SET LOCAL lock_timeout = '{{timeout_ms}}ms';
 DO $migrator$
@@ -545,7 +557,10 @@ class PgDumpEngine(BackupEngine):
                 longest_wait=timeouts.LONGEST_BACKOFF,
             )
         # error: the relayed script's own BEGIN warns; the script sets warning after it.
-        return f"BEGIN;\nSET client_min_messages = error;\n{set_role}{locking}{DROP_CONTENTS}"
+        return (
+            f"BEGIN;\nSET client_min_messages = error;\n{CHECK_CLIENT}{set_role}{locking}"
+            f"{DROP_CONTENTS}"
+        )
 
     def _postlude(self, keep_audit: Sequence[Statement]) -> str:
         with self.connection.cursor() as cursor:
