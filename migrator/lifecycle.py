@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations import Migration
 
-from migrator import audit, integrity, locking, planning
+from migrator import audit, integrity, locking, planning, timeouts
 from migrator.executor import RecordingExecutor
 from migrator.types import (
     MIGRATOR_APP,
@@ -86,6 +86,7 @@ def locked(
     with locking.migration_lock(
         connection, timeout=options.run_lock_timeout, on_wait=_report_wait(progress)
     ):
+        timeouts.watch_client(connection)
         created = bootstrap(connection, progress, executor=executor)
         audit.mark_abandoned_runs(connection, progress)
         yield created

@@ -13,11 +13,12 @@ Statements that scan under a weak lock (``migrator.concurrently``) are exempt fr
 """
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
+from django.db import DatabaseError, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import truncate_name
 from django.db.migrations import Migration, operations
@@ -28,6 +29,7 @@ from migrator.conf import get_settings
 
 LOCK_NOT_AVAILABLE: Final = "55P03"  # SQLSTATE of "canceling statement due to lock timeout"
 LONGEST_BACKOFF: Final = 30.0
+CLIENT_CHECK_INTERVAL: Final = "1000"  # ms: how soon a killed run's server process stops
 
 
 def applies(connection: BaseDatabaseWrapper, migration: Migration) -> bool:
@@ -94,6 +96,27 @@ def _set(connection: BaseDatabaseWrapper, values: dict[str, str], *, local: bool
     with connection.cursor() as cursor:
         for name, value in values.items():
             cursor.execute("SELECT set_config(%s, %s, %s)", [name, value, local])
+
+
+def watch_client(connection: BaseDatabaseWrapper) -> None:
+    """PostgreSQL 14+: the session checks every second that this process still lives.
+
+    A server process notices that its client died only when it next talks to it: one
+    running a killed run's migration would go on to the end of it (an index build, a
+    backfill, a lock wait) before rolling back, holding its locks meanwhile. Left as it is
+    where the server's platform cannot check (it refuses the setting).
+    """
+    if connection.vendor != "postgresql" or connection.pg_version < 140000:
+        return
+    with (
+        suppress(DatabaseError),
+        transaction.atomic(using=connection.alias),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(
+            "SELECT set_config('client_connection_check_interval', %s, false)",
+            [CLIENT_CHECK_INTERVAL],
+        )
 
 
 def is_lock_timeout(exc: BaseException) -> bool:

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import connections
 
 from migrator import scratch
-from tests.utils import run_child, start_child, sweep_before_locking
+from tests.utils import raw_connection, run_child, start_child, sweep_before_locking
 
 PASSWORD = "pw-Never-Shown-42"  # noqa: S105  (trusted locally; only its file matters)
 ROWS = 300_000
@@ -315,6 +315,39 @@ def bulk_indexed(alias: str) -> bool:
     connection = connections[alias]
     with connection.cursor() as cursor:
         return "bulk_note" in connection.introspection.get_constraints(cursor, "bulk")
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+@pytest.mark.parametrize("command", ["safemigrate", "restore"])
+def test_a_killed_runs_server_process_stops_with_it(db_alias, env, command):
+    """kill -9 while the database works for the run (a migration's statement, a restore's
+    wait for a table a reader holds): its server process ends within SETTLE instead of
+    going on to the end of that work, holding its locks, and nothing is committed."""
+    if command == "safemigrate":
+        statement = "SELECT pg_sleep(600)"
+        args = ("safemigrate", "scenarios", "--noinput")
+        env = {**env, "MIGRATOR_TEST_SCENARIO": "tests.scenarios.migration_sets.long_statement"}
+    else:
+        backup_id = backed_up(db_alias, env, rows=1000)
+        wait_until(lambda: not sessions(db_alias), timeout=SETTLE, what="the backup's sessions")
+        reader = raw_connection(db_alias, application_name="long report")
+        with reader.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM bulk")  # ACCESS SHARE until it ends
+        statement = "DO $migrator$\nDECLARE item record; attempt"
+        env = {**env, "MIGRATOR_TEST_SETTINGS": json.dumps({"PG_LOCK_TIMEOUT": 600})}
+        args = ("restore", backup_id, "--noinput", "--yes")
+    watched = Watched(start_child(db_alias, *args, **env))
+    watched.until(lambda: running(db_alias, statement), what=statement)
+    watched.kill_after(0.0)
+    wait_until(lambda: not running(db_alias, statement), timeout=SETTLE, what="its statement")
+    if command == "restore":
+        reader.rollback()
+        reader.close()
+        assert bulk_rows(db_alias) == 1001  # the row added after the backup
+    else:
+        with connections[db_alias].cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM django_migrations WHERE app = 'scenarios'")
+            assert cursor.fetchone()[0] == 0
 
 
 def test_a_killed_backup_leaves_no_pg_dump_and_no_password_file(db_alias, env):

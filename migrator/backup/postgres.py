@@ -147,10 +147,11 @@ LOCK_FAILED: Final = "migrator: restore could not lock"
 # restore's would go on waiting for its locks, sleeping between attempts, or building an
 # index, holding what it has locked. PostgreSQL 14+ can look every second instead (where
 # its platform cannot, the setting is refused, and left alone).
-CHECK_CLIENT: Final = """
+CHECK_CLIENT: Final = f"""
 DO $migrator$
 BEGIN
-  PERFORM pg_catalog.set_config('client_connection_check_interval', '1000', true);
+  PERFORM pg_catalog.set_config('client_connection_check_interval',
+    '{timeouts.CLIENT_CHECK_INTERVAL}', true);
 EXCEPTION WHEN undefined_object OR invalid_parameter_value THEN NULL;
 END
 $migrator$;
