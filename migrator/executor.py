@@ -249,7 +249,7 @@ class RecordingExecutor(MigrationExecutor):
         blockers: list[timeouts.BlockingSession],
         outcome: str,
     ) -> MigrationFailed:
-        who = "; ".join(b.describe() for b in blockers) or "a session that has since let go"
+        who = timeouts.describe_blockers(blockers)
         return MigrationFailed(
             f"Migration {migration_label(migration)} could not get its locks within "
             f"lock_timeout {get_settings().pg_lock_timeout:g}s in {attempts} attempt(s); "
@@ -267,7 +267,7 @@ class RecordingExecutor(MigrationExecutor):
     ) -> None:
         if not self.progress_callback:
             return
-        who = "; ".join(b.describe() for b in blockers) or "a session that has since let go"
+        who = timeouts.describe_blockers(blockers)
         self.progress_callback(
             "retry",
             migration,

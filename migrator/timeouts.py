@@ -12,7 +12,9 @@ Statements that scan under a weak lock (``migrator.concurrently``) are exempt fr
 ``statement_timeout``.
 """
 
-from collections.abc import Iterator
+import itertools
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
@@ -117,6 +119,49 @@ def watch_client(connection: BaseDatabaseWrapper) -> None:
             "SELECT set_config('client_connection_check_interval', %s, false)",
             [CLIENT_CHECK_INTERVAL],
         )
+
+
+class LocksNotGranted(Exception):
+    """``retrying_locks`` gave up: after how many attempts, and who held the locks then."""
+
+    def __init__(self, attempts: int, blockers: list["BlockingSession"]) -> None:
+        super().__init__(attempts, blockers)
+        self.attempts, self.blockers = attempts, blockers
+
+
+def retrying_locks(
+    connection: BaseDatabaseWrapper, tables: list[str], work: Callable[[], None]
+) -> None:
+    """``work()`` in a savepoint of the open transaction, its lock waits bounded as a
+    migration's: ``PG_LOCK_TIMEOUT`` each, retried ``LOCK_RETRIES`` times with the back-off,
+    each failed attempt's savepoint letting go of what it had locked. Then LocksNotGranted.
+    PostgreSQL only; elsewhere, or with no ``PG_LOCK_TIMEOUT``, just ``work()``.
+    """
+    settings = get_settings()
+    if connection.vendor != "postgresql" or settings.pg_lock_timeout is None:
+        work()
+        return
+    saved = _current(connection, ["lock_timeout"])
+    bounded = {"lock_timeout": f"{round(settings.pg_lock_timeout * 1000)}ms"}
+    for attempt in itertools.count(1):
+        try:
+            with transaction.atomic(using=connection.alias):
+                _set(connection, bounded, local=True)
+                work()
+                _set(connection, saved, local=True)
+            return
+        except DatabaseError as exc:
+            if not is_lock_timeout(exc):
+                raise
+        blockers = blocking_sessions(connection, tables, exclude_pid=backend_pid(connection))
+        if attempt > settings.lock_retries:
+            raise LocksNotGranted(attempt, blockers)
+        time.sleep(backoff(attempt))
+
+
+def describe_blockers(blockers: list["BlockingSession"]) -> str:
+    """The sessions in the way, for a message; someone who let go before they were asked."""
+    return "; ".join(b.describe() for b in blockers) or "a session that has since let go"
 
 
 def is_lock_timeout(exc: BaseException) -> bool:

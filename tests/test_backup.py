@@ -7,6 +7,7 @@ import json
 import stat
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -941,6 +942,15 @@ def test_a_native_postgresql_restore_waiting_for_a_readers_lock(
         assert now == changed
 
 
+def long_report(alias: str, table: str):
+    """A session that has read ``table`` in a transaction it keeps open; and its pid."""
+    reader = raw_connection(alias, application_name="long report")
+    with reader.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM {table}")  # ACCESS SHARE until it ends
+        cursor.execute("SELECT pg_backend_pid()")
+        return reader, cursor.fetchone()[0]
+
+
 @pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
 def test_a_native_postgresql_restore_a_long_transaction_keeps_waiting_changes_nothing(
     db_alias, backup_dir, settings
@@ -950,11 +960,7 @@ def test_a_native_postgresql_restore_a_long_transaction_keeps_waiting_changes_no
     backup_id = take_backup(db_alias)
     change_everything(db_alias)
     changed = snapshot(db_alias)
-    reader = raw_connection(db_alias, application_name="long report")
-    with reader.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM ledger_entry")  # ACCESS SHARE until it ends
-        cursor.execute("SELECT pg_backend_pid()")
-        pid = cursor.fetchone()[0]
+    reader, pid = long_report(db_alias, "ledger_entry")
     settings.MIGRATOR = {**settings.MIGRATOR, "PG_LOCK_TIMEOUT": 0.1, "LOCK_RETRIES": 1}
     try:
         out, err, code = run_command("restore", backup_id, "--yes", database=db_alias)
@@ -974,6 +980,60 @@ def test_a_native_postgresql_restore_a_long_transaction_keeps_waiting_changes_no
     assert snapshot(db_alias) == changed
     run = Run.objects.using(db_alias).get(command="restore")
     assert (run.outcome, f"blocked by pid {pid}" in run.error) == ("failed", True)
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+@pytest.mark.parametrize("race", ["the reader holds on", "the reader ends between attempts"])
+def test_a_portable_postgresql_restore_waiting_for_a_long_transaction(
+    db_alias, backup_dir, settings, race
+):
+    """Emptying the tables waits for a reader as a migration would: bounded and retried."""
+    seed(db_alias)
+    before = snapshot(db_alias)
+    backup_id = take_backup(db_alias, "--format", "portable")
+    change_everything(db_alias)
+    changed = snapshot(db_alias)
+    reader, pid = long_report(db_alias, "ledger_account")
+    retries = 1 if race == "the reader holds on" else 50
+    settings.MIGRATOR = {**settings.MIGRATOR, "PG_LOCK_TIMEOUT": 0.2, "LOCK_RETRIES": retries}
+    watcher = raw_connection(db_alias)
+    watcher.autocommit = True
+
+    def waits_for(pid) -> bool:
+        with watcher.cursor() as cursor:  # another session waits for the reader's lock
+            cursor.execute(
+                "SELECT count(*) FROM pg_locks WHERE NOT granted AND pid <> %s "
+                "AND relation = 'ledger_account'::regclass",
+                [pid],
+            )
+            return cursor.fetchone()[0] > 0
+
+    def release_between_attempts() -> None:
+        wait_until(lambda: waits_for(pid), what="the restore to wait for the reader's lock")
+        wait_until(lambda: not waits_for(pid), what="the restore's lock_timeout")
+        reader.rollback()
+
+    releaser = threading.Thread(target=release_between_attempts)
+    if race == "the reader ends between attempts":
+        releaser.start()
+    try:
+        out, err, code = run_command("restore", backup_id, "--yes", database=db_alias)
+    finally:
+        if releaser.is_alive():
+            releaser.join()
+        reader.rollback()
+        reader.close()
+        watcher.close()
+    if race == "the reader ends between attempts":
+        assert (code, err) == (0, ""), err
+        assert snapshot(db_alias) == before
+        return
+    assert (code, out) == (6, "")
+    assert err.startswith(
+        f"Restore into '{db_alias}' could not lock its tables within lock_timeout 0.2s in 2 "
+        f"attempt(s); blocked by pid {pid} ('long report', idle in transaction, query started "
+    ), err
+    assert snapshot(db_alias) == changed
 
 
 @pytest.mark.parametrize("db_alias", ["default"], indirect=True)

@@ -9,8 +9,9 @@ from typing import Any, ClassVar, Final, TypeAlias
 from django.db import DatabaseError
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from migrator import secrets
+from migrator import secrets, timeouts
 from migrator.backup.manifest import Manifest
+from migrator.conf import get_settings
 from migrator.exceptions import BackupFailed
 from migrator.types import ProgressCallback
 
@@ -120,6 +121,22 @@ def connect(connection: BaseDatabaseWrapper, *, must_exist: bool = False) -> Non
             f"Cannot connect to database {connection.alias!r}: {first_line(exc, connection)}. "
             f"{check}; nothing was changed."
         ) from exc
+
+
+def locks_not_granted(
+    connection: BaseDatabaseWrapper,
+    what: str,
+    attempts: int,
+    blockers: list[timeouts.BlockingSession],
+) -> BackupFailed:
+    """A restore that gave up waiting for its locks on ``what``, naming who held them."""
+    return BackupFailed(
+        f"Restore into {connection.alias!r} could not lock {what} within lock_timeout "
+        f"{get_settings().pg_lock_timeout:g}s in {attempts} attempt(s); blocked by "
+        f"{timeouts.describe_blockers(blockers)}. Nothing was changed: end or wait for that "
+        "session, then run again (MIGRATOR['PG_LOCK_TIMEOUT'] and LOCK_RETRIES set how long "
+        "the restore waits)."
+    )
 
 
 def first_line(error: object, connection: BaseDatabaseWrapper | None = None) -> str:

@@ -36,7 +36,8 @@ from django.db.migrations.recorder import MigrationRecorder
 from django.db.models import Model
 from django.utils.dateparse import parse_datetime
 
-from migrator.backup.base import BackupEngine, Statement, first_line
+from migrator import timeouts
+from migrator.backup.base import BackupEngine, Statement, first_line, locks_not_granted
 from migrator.backup.manifest import Manifest, describe_keys
 from migrator.exceptions import BackupFailed
 from migrator.types import MIGRATOR_APP, MigrationKey, ProgressCallback, ProgressEvent
@@ -311,10 +312,21 @@ class PortableEngine(BackupEngine):
         executor.migrate(targets, plan=plan)
 
     def _flush(self, models: list[type[Model]]) -> None:
+        """Empty the tables; a long transaction holding one fails the restore (exit 6)."""
         tables = [model._meta.db_table for model in models]
-        with self.connection.cursor() as cursor:
-            for sql in self.connection.ops.sql_flush(no_style(), tables, reset_sequences=True):
-                cursor.execute(sql)
+        statements = self.connection.ops.sql_flush(no_style(), tables, reset_sequences=True)
+
+        def flush() -> None:
+            with self.connection.cursor() as cursor:
+                for sql in statements:
+                    cursor.execute(sql)
+
+        try:
+            timeouts.retrying_locks(self.connection, tables, flush)
+        except timeouts.LocksNotGranted as exc:
+            raise locks_not_granted(
+                self.connection, "its tables", exc.attempts, exc.blockers
+            ) from None
 
     def _insert_objects(self, records: Iterable[dict[str, Any]], progress) -> int:
         total, batch, model = 0, [], None

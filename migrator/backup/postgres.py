@@ -33,7 +33,14 @@ from typing import BinaryIO, Final, NamedTuple
 
 from migrator import children, scratch, timeouts
 from migrator.backup import scratchdb, swap
-from migrator.backup.base import BackupEngine, Statement, first_line, scrub, server_version
+from migrator.backup.base import (
+    BackupEngine,
+    Statement,
+    first_line,
+    locks_not_granted,
+    scrub,
+    server_version,
+)
 from migrator.backup.manifest import Manifest
 from migrator.conf import get_settings
 from migrator.exceptions import BackupFailed
@@ -523,19 +530,13 @@ class PgDumpEngine(BackupEngine):
 
     def _lock_failed(self, table: str) -> BackupFailed:
         """The prelude's locks not granted: who holds them, asked while they still do."""
-        settings = get_settings()
         blockers = timeouts.blocking_sessions(
             self.connection,
             [table.rpartition(".")[2].strip('"')],
             exclude_pid=timeouts.backend_pid(self.connection),
         )
-        who = "; ".join(b.describe() for b in blockers) or "a session that has since let go"
-        return BackupFailed(
-            f"Restore into {self.connection.alias!r} could not lock {table} within lock_timeout "
-            f"{settings.pg_lock_timeout:g}s in {settings.lock_retries + 1} attempt(s); blocked "
-            f"by {who}. Nothing was changed: end or wait for that session, then run again "
-            "(MIGRATOR['PG_LOCK_TIMEOUT'] and LOCK_RETRIES set how long the restore waits)."
-        )
+        attempts = get_settings().lock_retries + 1
+        return locks_not_granted(self.connection, table, attempts, blockers)
 
     def _prelude(self) -> str:
         """Opens the restore's transaction, which only the postlude's last line commits.
