@@ -59,9 +59,10 @@ def check_migration_integrity(
     for alias in databases:
         connection = connections[alias]
         try:
-            report = integrity.verify(connection, integrity.load(connection), check_models=False)
+            loader = integrity.load(connection)
         except MigratorError:  # files that cannot be loaded: check_deploy_stages says why
             continue
+        report = integrity.verify(connection, loader, check_models=False)
         problems = [p for p in report.problems if labels is None or p.app_label in labels]
         messages += _messages(alias, problems)
     return messages

@@ -88,6 +88,11 @@ def _configured() -> dict[str, str]:
     }
 
 
+def configured_lock_timeout() -> str | None:
+    """``PG_LOCK_TIMEOUT`` as PostgreSQL takes it (``'5000ms'``); None where none is set."""
+    return _configured().get("lock_timeout")
+
+
 def _current(connection: BaseDatabaseWrapper, names: list[str]) -> dict[str, str]:
     with connection.cursor() as cursor:
         cursor.execute("SELECT " + ", ".join("current_setting(%s)" for _ in names), names)
@@ -137,12 +142,13 @@ def retrying_locks(
     each failed attempt's savepoint letting go of what it had locked. Then LocksNotGranted.
     PostgreSQL only; elsewhere, or with no ``PG_LOCK_TIMEOUT``, just ``work()``.
     """
-    settings = get_settings()
-    if connection.vendor != "postgresql" or settings.pg_lock_timeout is None:
+    lock_timeout = configured_lock_timeout()
+    if connection.vendor != "postgresql" or lock_timeout is None:
         work()
         return
     saved = _current(connection, ["lock_timeout"])
-    bounded = {"lock_timeout": f"{round(settings.pg_lock_timeout * 1000)}ms"}
+    bounded = {"lock_timeout": lock_timeout}
+    retries = get_settings().lock_retries
     for attempt in itertools.count(1):
         try:
             with transaction.atomic(using=connection.alias):
@@ -154,7 +160,7 @@ def retrying_locks(
             if not is_lock_timeout(exc):
                 raise
         blockers = blocking_sessions(connection, tables, exclude_pid=backend_pid(connection))
-        if attempt > settings.lock_retries:
+        if attempt > retries:
             raise LocksNotGranted(attempt, blockers)
         time.sleep(backoff(attempt))
 

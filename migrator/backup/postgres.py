@@ -164,7 +164,7 @@ END
 $migrator$;
 """
 LOCK_CONTENTS: Final = f"""
-SET LOCAL lock_timeout = '{{timeout_ms}}ms';
+SET LOCAL lock_timeout = '{{lock_timeout}}';
 DO $migrator$
 DECLARE item record; attempt int := 0;
 BEGIN
@@ -549,12 +549,11 @@ class PgDumpEngine(BackupEngine):
         """
         role = self.connection.settings_dict.get("OPTIONS", {}).get("assume_role")
         set_role = f"SET ROLE {self.connection.ops.quote_name(role)};\n" if role else ""
-        settings = get_settings()
         locking = ""
-        if settings.pg_lock_timeout is not None:  # None: wait as long as it takes
+        if (lock_timeout := timeouts.configured_lock_timeout()) is not None:  # None: no bound
             locking = LOCK_CONTENTS.format(
-                timeout_ms=round(settings.pg_lock_timeout * 1000),
-                retries=settings.lock_retries,
+                lock_timeout=lock_timeout,
+                retries=get_settings().lock_retries,
                 first_wait=timeouts.backoff(1),
                 longest_wait=timeouts.LONGEST_BACKOFF,
             )
