@@ -13,6 +13,7 @@ Statements that scan under a weak lock (``migrator.concurrently``) are exempt fr
 """
 
 import itertools
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -32,6 +33,7 @@ from migrator.conf import get_settings
 LOCK_NOT_AVAILABLE: Final = "55P03"  # SQLSTATE of "canceling statement due to lock timeout"
 LONGEST_BACKOFF: Final = 30.0
 CLIENT_CHECK_INTERVAL: Final = "1000"  # ms: how soon a killed run's server process stops
+CONNECT_TIMEOUT: Final = "10"  # s: PGCONNECT_TIMEOUT of a command where none is set
 
 
 def applies(connection: BaseDatabaseWrapper, migration: Migration) -> bool:
@@ -124,6 +126,36 @@ def watch_client(connection: BaseDatabaseWrapper) -> None:
             "SELECT set_config('client_connection_check_interval', %s, false)",
             [CLIENT_CHECK_INTERVAL],
         )
+
+
+@contextmanager
+def bounded_connects() -> Iterator[None]:
+    """Meanwhile, a PostgreSQL server waits ``CONNECT_TIMEOUT`` s for an answer at most.
+
+    libpq waits without end by default, so a server that accepts and never answers (hung,
+    overloaded, a port forwarded to nothing) held a deploy silently. ``PGCONNECT_TIMEOUT``
+    bounds every libpq connection of the process that sets no ``connect_timeout`` of its
+    own (``OPTIONS``), the tools' too (psycopg 3 reads it as well); one the environment
+    already has is kept. The environment is as it was afterwards.
+    """
+    if "PGCONNECT_TIMEOUT" in os.environ:
+        yield
+        return
+    os.environ["PGCONNECT_TIMEOUT"] = CONNECT_TIMEOUT
+    try:
+        yield
+    finally:
+        os.environ.pop("PGCONNECT_TIMEOUT", None)
+
+
+def unanswered(connection: BaseDatabaseWrapper, reason: str) -> str:
+    """`` (no answer within N s...)`` where a connection failed on its connect timeout."""
+    if "timeout expired" not in reason:
+        return ""
+    waited = (connection.settings_dict.get("OPTIONS") or {}).get("connect_timeout")
+    if waited is None:
+        waited = os.environ.get("PGCONNECT_TIMEOUT", CONNECT_TIMEOUT)
+    return f" (no answer within {waited} s; OPTIONS['connect_timeout'] sets how long to wait)"
 
 
 class LocksNotGranted(Exception):

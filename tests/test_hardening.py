@@ -5,12 +5,17 @@ Settings with unknown keys or wrong types, a migration file that does not compil
 no passwd entry, and output that nobody reads any more (``| head``).
 """
 
+import copy
 import json
 import os
 import pwd
 import shutil
+import socket
 import subprocess
 import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
@@ -371,6 +376,99 @@ def test_a_uid_without_passwd_entry_and_no_user_runs_every_command(db_alias):
         assert applied(db_alias, "ledger") == []
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+# A PostgreSQL server that accepts and never answers ---------------------------------------
+
+
+class SilentServer:
+    """A port that accepts connections and never says a word: a hung or overloaded server,
+    or a port forwarded to nothing. libpq alone would wait for it without end."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.accepted: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with suppress(OSError):  # closed
+            while True:
+                self.accepted.append(self.listener.accept()[0])
+
+    def close(self) -> None:
+        self.listener.close()
+        for connection in self.accepted:
+            connection.close()
+
+
+@pytest.fixture
+def silent_server() -> Iterator[SilentServer]:
+    server = SilentServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def silent_postgres(silent_server, django_db_blocker, monkeypatch) -> Iterator[str]:
+    """The PostgreSQL alias pointed at the silent server, waiting 2 s (its own OPTIONS)."""
+    monkeypatch.delenv("PGCONNECT_TIMEOUT", raising=False)
+    connection = connections["postgres"]
+    connection.close()
+    saved = copy.deepcopy(connection.settings_dict)
+    connection.settings_dict.update(
+        HOST="127.0.0.1", PORT=str(silent_server.port), OPTIONS={"connect_timeout": 2}
+    )
+    try:
+        with django_db_blocker.unblock():
+            yield "postgres"
+    finally:
+        connection.close()
+        connection.settings_dict.clear()
+        connection.settings_dict.update(saved)
+
+
+@pytest.mark.parametrize(
+    ("command", "code"),
+    [
+        (("safemigrate", "--noinput"), 1),
+        (("rollback", "--last", "--noinput"), 1),
+        (("backup",), 6),
+        (("restore", "20261204-120000-0123456789ab", "--noinput"), 6),
+        (("migrationstatus",), 1),
+        (("migrationhistory",), 1),
+        (("verifymigrations",), 1),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, tuple) else None,
+)
+def test_a_postgresql_server_that_never_answers_is_one_line_after_the_connect_timeout(
+    silent_server, silent_postgres, command, code
+):
+    _, err, returncode = run_command(*command, database=silent_postgres)
+    assert returncode == code
+    assert len(err.splitlines()) == 1
+    assert err.startswith(f"Cannot use database {silent_postgres!r}: ")
+    assert "timeout expired (no answer within 2 s; OPTIONS['connect_timeout'] sets how long" in err
+    assert len(silent_server.accepted) == 1  # waited once, not once per step
+    assert "PGCONNECT_TIMEOUT" not in os.environ  # the process's environment as it was
+
+
+@pytest.mark.parametrize("environment", [None, "3"], ids=["default", "PGCONNECT_TIMEOUT"])
+def test_a_command_bounds_its_wait_for_a_postgresql_server_that_never_answers(
+    silent_server, environment
+):
+    """Nothing in OPTIONS: 10 s, unless the environment says otherwise (a real child)."""
+    done = run_child(
+        "postgres",
+        "safemigrate",
+        "--noinput",
+        timeout=120,  # libpq's own default: forever
+        MIGRATOR_TEST_PGBOUNCER_PORT=str(silent_server.port),  # 'default' at that port
+        PGCONNECT_TIMEOUT=environment,
+    )
+    assert done.returncode == 1, done.stderr
+    assert f"timeout expired (no answer within {environment or 10} s;" in done.stderr
+    assert len(done.stderr.splitlines()) == 1
 
 
 # A read-only database (a replica, a file mounted read-only) -------------------------------

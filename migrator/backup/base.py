@@ -117,9 +117,10 @@ def connect(connection: BaseDatabaseWrapper, *, must_exist: bool = False) -> Non
             if sqlite_file
             else "Check that the server is running and reachable"
         )
+        reason = first_line(exc, connection)
         raise BackupFailed(
-            f"Cannot connect to database {connection.alias!r}: {first_line(exc, connection)}. "
-            f"{check}; nothing was changed."
+            f"Cannot connect to database {connection.alias!r}: "
+            f"{reason}{timeouts.unanswered(connection, reason)}. {check}; nothing was changed."
         ) from exc
 
 

@@ -9,14 +9,14 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, OperationalError, connections
 from django.db.migrations.exceptions import MigrationSchemaMissing
 
-from migrator import checks, integrity, locking, operations, scratch, secrets
+from migrator import checks, integrity, locking, operations, scratch, secrets, timeouts
 from migrator.audit import outcome_of
 from migrator.backup.base import first_line
 from migrator.conf import direct_alias, get_settings, seconds
@@ -96,7 +96,7 @@ class Output(OutputWrapper):
                 os.close(devnull)
 
 
-def unusable_database(exc: DatabaseError, alias: str) -> CommandError:
+def unusable_database(exc: DatabaseError, alias: str, code: int = 1) -> CommandError:
     """One line, no secret, for a database that cannot be used before anything changed:
     a server that is down, wrong credentials, a SQLite file that is locked or no database.
     """
@@ -105,6 +105,8 @@ def unusable_database(exc: DatabaseError, alias: str) -> CommandError:
         named = f"{used!r} (MIGRATOR['DIRECT_DATABASES'] for {alias!r})"
         configured = "MIGRATOR['DIRECT_DATABASES'] is"
     reason = secrets.mask(first_line(exc))
+    if used in connections:
+        reason += timeouts.unanswered(connections[used], reason)
     if used not in connections or connections[used].vendor != "sqlite":
         check = f"the server is up and {configured} right"
     elif reason.startswith("database is locked"):  # one writer at a time
@@ -117,7 +119,9 @@ def unusable_database(exc: DatabaseError, alias: str) -> CommandError:
         )
     else:
         check = f"{configured} right and the file is an intact SQLite database"
-    return CommandError(f"Cannot use database {named}: {reason}. Check that {check}.")
+    return CommandError(
+        f"Cannot use database {named}: {reason}. Check that {check}.", returncode=code
+    )
 
 
 class MigratorCommand(BaseCommand):
@@ -127,6 +131,7 @@ class MigratorCommand(BaseCommand):
     stealth_options = ("stdin",)
     prompts = False  # commands that ask for confirmation set this
     changes = False  # commands that change a database under the run lock set this
+    unreachable_code = 1  # the exit code of a database whose server does not answer
     locks = False  # other commands that take the run lock (restore): --lock-timeout only
     batch_progress_interval = 10.0  # seconds between batch progress lines off a terminal
     _open_line = _reopen_line = ""  # "  Applying x..." awaiting its OK, and after a bar
@@ -221,7 +226,10 @@ class MigratorCommand(BaseCommand):
     def execute_converting_errors(self, *args: Any, **options: Any) -> str | None:
         """Django's execute, with every failure a one-line CommandError carrying its exit code."""
         try:
-            with integrity.graph_errors():  # a migration file that does not load: name it
+            with (
+                integrity.graph_errors(),  # a migration file that does not load: name it
+                timeouts.bounded_connects(),  # a server that never answers: an error
+            ):
                 return super().execute(*args, **options)
         except MigratorError as exc:
             error = CommandError(secrets.mask(str(exc)), returncode=exc.exit_code)
@@ -246,10 +254,14 @@ class MigratorCommand(BaseCommand):
             )
         get_settings()  # a bad MIGRATOR setting: one line, before the checks' report
         scratch.sweep()  # temporary files that killed runs left behind
-        options["database"] = direct_alias(options["database"])
+        asked, options["database"] = options["database"], direct_alias(options["database"])
         if self.prompts:  # a changing command: refuse a pooled connection before anything
-            with suppress(DatabaseError):  # a server that does not answer: the command says so
-                locking.require_own_session(connections[options["database"]])
+            connection = connections[options["database"]]
+            try:
+                locking.require_own_session(connection)
+            except DatabaseError as exc:  # a server that is down: the command says so
+                if timeouts.unanswered(connection, str(exc)):  # but waiting twice is no better
+                    raise unusable_database(exc, asked, self.unreachable_code) from exc
         if not options["skip_checks"]:
             # Integrity is verified by the command itself, with exit 2 and a fuller report.
             with checks.integrity_checks_deferred():

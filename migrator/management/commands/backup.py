@@ -6,6 +6,7 @@ from django.core.management.base import CommandError, CommandParser
 
 from migrator import backup
 from migrator.backup import Manifest
+from migrator.exceptions import BackupFailed
 from migrator.management.base import MigratorCommand
 from migrator.status import describe_drill
 
@@ -16,6 +17,7 @@ class Command(MigratorCommand):
         "serializers), or list, show, verify and prune backups."
     )
     prompts = True  # --prune deletes: the production guard applies
+    unreachable_code = BackupFailed.exit_code
 
     def add_arguments(self, parser: CommandParser) -> None:
         super().add_arguments(parser)

@@ -6,6 +6,7 @@ from django.core.management.base import CommandParser
 
 from migrator import restore
 from migrator.backup import RestoreReport
+from migrator.exceptions import BackupFailed
 from migrator.management.base import MigratorCommand
 
 
@@ -16,6 +17,7 @@ class Command(MigratorCommand):
     )
     prompts = True
     locks = True
+    unreachable_code = BackupFailed.exit_code
 
     def add_arguments(self, parser: CommandParser) -> None:
         super().add_arguments(parser)
