@@ -7,11 +7,18 @@ Wall-clock time is the figure; CPU time (user + system of the child) is printed 
 because, on a loaded shared machine, wall-clock ratios vary by several percent from run to
 run while CPU ratios hold: use more rounds, or a quiet machine, for the wall-clock one.
 
-    python -m benchmarks.overhead [--migrations 300] [--rounds 15] [--debug]
+``--instructions`` counts instead the instructions each command executes, once each under
+valgrind's callgrind with a fixed hash seed: the same count whatever else the machine does,
+so a change's cost shows without noise (the work of the disk's flushes is not counted, and
+valgrind makes each run some 50 times slower).
+
+    python -m benchmarks.overhead [--migrations 300] [--rounds 15] [--debug] [--instructions]
 """
 
 import argparse
+import re
 import resource
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -39,6 +46,22 @@ def timed_run(
     return time.perf_counter() - started, _children_cpu() - cpu_before
 
 
+def instructions(directory: Path, command: list[str], database: Path, debug: bool) -> int:
+    """Instructions one child run executes on a fresh database (valgrind's callgrind)."""
+    database.unlink(missing_ok=True)
+    env = project_env(directory, ROOT, BENCH_DB=str(database), BENCH_DEBUG="1" if debug else "0")
+    env["PYTHONHASHSEED"] = "0"  # the same dict and set orders, so the same work, every time
+    valgrind = [
+        "valgrind",
+        "--tool=callgrind",
+        f"--callgrind-out-file={directory / 'callgrind.out'}",
+    ]
+    done = subprocess.run(
+        [*valgrind, *django_admin(*command)], env=env, check=True, capture_output=True, text=True
+    )
+    return int(re.search(r"Collected : (\d+)", done.stderr).group(1))
+
+
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -49,7 +72,15 @@ def main() -> None:
     parser.add_argument("--migrations", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--debug", action="store_true", help="run the project with DEBUG on")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count each command's instructions once under valgrind instead of timing rounds",
+    )
     args = parser.parse_args()
+    if args.instructions:
+        count_instructions(args)
+        return
     measures = ("wall", "cpu")
     with tempfile.TemporaryDirectory() as scratch:
         directory = make_project(Path(scratch), args.migrations)
@@ -75,6 +106,25 @@ def main() -> None:
         )
         ratio = statistics.median(ratios[measure])
         print(f"  {measure:4} medians: {medians}; median ratio safemigrate/migrate {ratio:.3f}")
+
+
+def count_instructions(args: argparse.Namespace) -> None:
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--instructions needs valgrind (Debian: apt-get install valgrind)")
+    with tempfile.TemporaryDirectory() as scratch:
+        directory = make_project(Path(scratch), args.migrations)
+        database = directory / "bench.sqlite3"
+        timed_run(directory, COMMANDS["migrate"], database, args.debug)  # as the rounds do
+        counts = {
+            name: instructions(directory, command, database, args.debug)
+            for name, command in COMMANDS.items()
+        }
+    debug = "on" if args.debug else "off"
+    print(f"{args.migrations} migrations, SQLite, DEBUG {debug}, instructions (callgrind)")
+    print(
+        f"  migrate {counts['migrate']:,}, safemigrate {counts['safemigrate']:,}; "
+        f"ratio safemigrate/migrate {counts['safemigrate'] / counts['migrate']:.3f}"
+    )
 
 
 if __name__ == "__main__":
