@@ -34,6 +34,16 @@ def reap(process: subprocess.Popen) -> None:
     process.wait()
 
 
+def ended(returncode: int) -> str:
+    """How a child ended, for a message: ``exited with code 1``, ``was killed by SIGXFSZ``."""
+    if returncode >= 0:
+        return f"exited with code {returncode}"
+    try:
+        return f"was killed by {signal.Signals(-returncode).name}"
+    except ValueError:
+        return f"was killed by signal {-returncode}"
+
+
 def _die_with(parent: int) -> Callable[[], None] | None:
     if not sys.platform.startswith("linux"):
         return None

@@ -424,6 +424,77 @@ def test_a_killed_backups_partial_file_is_removed_by_the_next_backup(db_alias, b
     assert not [path for path in backup_dir.iterdir() if path.name.startswith(".")]
 
 
+def test_a_backup_killed_between_its_renames_is_removed_by_the_next_backup(db_alias, backup_dir):
+    """Killed after the payload's rename and before the manifest's: the payload would lie
+    there unlisted for ever. The manifest's .partial file, held until the kill, says so."""
+    seed(db_alias)
+    backup_dir.mkdir(mode=0o700)
+    killed = "default-20261204T000000Z-c0ffee"
+    partial = backup_dir / f".{killed}.json.partial"
+    payload = backup_dir / f"{killed}.jsonl.gz"
+    payload.write_bytes(b"a whole payload")
+    writer = subprocess.Popen(
+        [sys.executable, "-c", HOLD_A_PARTIAL, str(partial)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert writer.stdout.readline() == "HOLDING\n"
+        take_backup(db_alias)
+        assert partial.exists()  # its writer is alive: a backup being published
+        assert payload.exists()
+        writer.kill()
+        writer.wait(timeout=60)
+        backup_id = take_backup(db_alias)
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+        writer.wait(timeout=60)
+        writer.stdin.close()
+        writer.stdout.close()
+    assert not [path for path in backup_dir.iterdir() if killed in path.name]
+    assert run_command("backup", "--verify", backup_id, database=db_alias)[1:] == ("", 0)
+
+
+FILE_SIZE_LIMIT = """
+import os, resource, sys
+limit = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))  # a disk that fills up at limit
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+@pytest.mark.parametrize("fails", ["payload", "manifest"])
+def test_a_backup_that_runs_out_of_disk_leaves_nothing_behind(db_alias, backup_dir, fails):
+    """No payload without its manifest, no .partial file, no SQLite journal: the backup
+    directory as it was, and one line. Each file may grow to a limit (as on a disk that
+    fills up): below the payload's size, or between it and the manifest's (a long label)."""
+    seed(db_alias)
+    kept = take_backup(db_alias, "--format", "portable")
+    before = sorted(backup_dir.iterdir())
+    size = (backup_dir / get_manifest(kept).payload).stat().st_size
+    if fails == "payload":
+        limit, args = 1024, ["--format", "native"]
+    else:
+        limit, args = size + 4096, ["--format", "portable", "--label", "x" * (size + 8192)]
+    done = run_child(
+        db_alias,
+        "backup",
+        *args,
+        prefix=[sys.executable, "-c", FILE_SIZE_LIMIT, str(limit)],
+        MIGRATOR_TEST_BACKUP_DIR=str(backup_dir),
+    )
+    assert done.returncode == 6, done.stderr
+    assert len(done.stderr.splitlines()) == 1
+    if fails == "manifest" or connections[db_alias].vendor == "sqlite":
+        assert "File too large" in done.stderr or "disk I/O error" in done.stderr
+    else:  # pg_dump gets SIGXFSZ, where a full disk gives it an error to print
+        assert done.stderr.endswith("pg_dump was killed by SIGXFSZ.\n")
+    assert sorted(backup_dir.iterdir()) == before
+    assert [m.id for m in list_backups()] == [kept]
+
+
 def test_a_backup_whose_new_file_another_backups_sweep_finds_unlocked_succeeds(
     db_alias, backup_dir, monkeypatch
 ):

@@ -288,7 +288,7 @@ class PgDumpEngine(BackupEngine):
                     if returncode != 0:
                         raise BackupFailed(
                             f"pg_dump failed for {self.connection.alias!r}: "
-                            f"{self._error(errors, 'pg_dump')}."
+                            f"{self._error(errors, 'pg_dump', returncode)}."
                         )
                 cursor.execute("ROLLBACK")
         finally:
@@ -580,12 +580,14 @@ class PgDumpEngine(BackupEngine):
         role = self.connection.settings_dict.get("OPTIONS", {}).get("assume_role")
         return [f"--role={role}"] if role else []
 
-    def _error(self, handle, tool: str) -> str:
+    def _error(self, handle, tool: str, returncode: int | None = None) -> str:
+        """The tool's first error line, else how it ended (a signal leaves no line)."""
         handle.seek(0)
         text = handle.read(64 * 1024).decode(errors="replace")
         lines = [line.strip() for line in text.splitlines() if line.strip()]
         errors = [line for line in lines if "error" in line.lower() or "fatal" in line.lower()]
-        chosen = (errors or lines or [f"{tool} exited with an error"])[0]
+        how = "exited with an error" if returncode is None else children.ended(returncode)
+        chosen = (errors or lines or [f"{tool} {how}"])[0]
         return scrub(chosen, self.connection).rstrip(".")
 
 

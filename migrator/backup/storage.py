@@ -1,12 +1,12 @@
 """Where backups live: ``BACKUP_DIR`` by default, or any Django storage (``BACKUP_STORAGE``).
 
-A backup is a payload file and a manifest ``<id>.json``. The payload is written under a
-temporary name, synced and renamed first; the manifest, which carries the payload's
-checksum, follows the same way. A backup therefore exists (is listed, can be restored)
-only once both are complete: a killed backup leaves at most a hidden ``.partial`` file.
-Each one is held with an OS lock while it is written, which the kernel drops with a
-killed writer, so the next backup into the directory can tell leftovers from live ones
-and removes the leftovers.
+A backup is a payload file and a manifest ``<id>.json``. Both are written and synced under
+temporary names, then renamed: the payload first, the manifest, which carries the
+payload's checksum, last. A backup therefore exists (is listed, can be restored) only once
+both are complete: a failure removes both, and a killed backup leaves hidden ``.partial``
+files (with, at most, its payload beside the manifest's). Each one is held with an OS lock
+while it is written, which the kernel drops with a killed writer, so the next backup into
+the directory can tell leftovers from live ones and removes the leftovers.
 
 In a directory, files are created 0600 in a 0700 directory. Through a Django storage
 (object storage with django-storages, ...) the payload is staged in a private temporary
@@ -16,6 +16,7 @@ restore; access control is then the storage's.
 """
 
 import copy
+import glob
 import hashlib
 import os
 import shutil
@@ -140,29 +141,49 @@ class DirectoryStore(BackupStore):
             with _claimed(staged):
                 yield staged
         finally:
-            with suppress(FileNotFoundError):
-                staged.unlink()
+            for leftover in (staged, _journal_of(staged)):  # a hot journal: a failed copy's
+                leftover.unlink(missing_ok=True)
 
     def publish(self, staged: Path, filename: str, backup_id: str, manifest: bytes) -> None:
+        """The manifest is written (hidden) first, then both are renamed in turn: a full
+        disk leaves nothing behind, and a kill between the renames leaves the manifest's
+        ``.partial`` file, by which the next sweep finds the payload too."""
         _fsync(staged)
-        os.replace(staged, self.directory / filename)
         manifest_path = self.directory / f".{backup_id}{MANIFEST_SUFFIX}{PARTIAL_SUFFIX}"
+        payload = self.directory / filename
         with _claimed(manifest_path) as descriptor:
-            with open(descriptor, "wb", closefd=False) as handle:
-                handle.write(manifest)
-            os.fsync(descriptor)
-            os.replace(manifest_path, self.directory / f"{backup_id}{MANIFEST_SUFFIX}")
+            try:
+                with open(descriptor, "wb", closefd=False) as handle:
+                    handle.write(manifest)
+                os.fsync(descriptor)
+                os.replace(staged, payload)
+                os.replace(manifest_path, self.directory / f"{backup_id}{MANIFEST_SUFFIX}")
+            except BaseException:
+                for leftover in (manifest_path, payload):
+                    leftover.unlink(missing_ok=True)
+                raise
         _fsync_directory(self.directory)
 
     def _remove_leftovers(self) -> None:
-        """Remove the ``.partial`` files of killed backups: those nobody holds any more."""
+        """Remove the ``.partial`` files of killed backups: those nobody holds any more,
+        and the payload a manifest's ``.partial`` file was to be published with."""
         for path in self.directory.glob(f".*{PARTIAL_SUFFIX}"):
             with suppress(FileNotFoundError), _unheld(path) as unheld:
                 if unheld:
                     path.unlink()
-        for journal in self.directory.glob(f".*{PARTIAL_SUFFIX}-journal"):  # SQLite's
+                    self._remove_unpublished(path.name[1:].removesuffix(PARTIAL_SUFFIX))
+        for journal in self.directory.glob(f".*{PARTIAL_SUFFIX}-journal"):  # _journal_of
             if not journal.with_name(journal.name.removesuffix("-journal")).exists():
                 journal.unlink(missing_ok=True)
+
+    def _remove_unpublished(self, name: str) -> None:
+        """The payload of ``<id>.json`` if that manifest was never published."""
+        backup_id = name.removesuffix(MANIFEST_SUFFIX)
+        if backup_id == name or (self.directory / name).exists():
+            return
+        for payload in self.directory.glob(f"{glob.escape(backup_id)}.*"):
+            if payload.name != f"{backup_id}{NOTE_SUFFIX}":
+                payload.unlink(missing_ok=True)
 
     def backup_ids(self) -> list[str]:
         if not self.directory.is_dir():
@@ -251,7 +272,12 @@ class DjangoStorageStore(BackupStore):
             else:
                 with staged.open("rb") as handle:
                     self._save(self._name(filename), File(handle))
-            self._save(self._name(f"{backup_id}{MANIFEST_SUFFIX}"), ContentFile(manifest))
+            try:
+                self._save(self._name(f"{backup_id}{MANIFEST_SUFFIX}"), ContentFile(manifest))
+            except BaseException:  # a payload without its manifest is never listed: gone
+                with suppress(Exception):
+                    self.storage.delete(self._name(filename))
+                raise
 
     def _upload(self, name: str, staged: Path) -> None:
         """The staged file up with boto3's transfer manager, one part after the other.
@@ -455,6 +481,11 @@ def _names(path: Path, descriptor: int) -> bool:
         return os.stat(path).st_ino == os.fstat(descriptor).st_ino
     except FileNotFoundError:
         return False
+
+
+def _journal_of(path: Path) -> Path:
+    """SQLite's rollback journal beside a database file."""
+    return path.with_name(f"{path.name}-journal")
 
 
 def _fsync(path: Path) -> None:
