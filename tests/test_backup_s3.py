@@ -2,6 +2,7 @@
 
 import json
 import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from migrator.backup.storage import DjangoStorageStore
 from migrator.models import Run
 from tests import s3
 from tests.conftest import _admin_execute
-from tests.test_backup import change_everything, seed, snapshot, take_backup
+from tests.test_backup import FILE_SIZE_LIMIT, change_everything, seed, snapshot, take_backup
 from tests.test_backup_encryption import new_identity, paused_in_pg_restore
 from tests.test_backup_swap import databases
 from tests.test_rollback import SCRIPTED, ledger_with_a_restorable_run, names
@@ -271,6 +272,37 @@ def test_a_payload_in_s3_is_downloaded_once_however_it_is_restored(
         assert snapshot(db_alias) == before
 
     assert downloads == [get_manifest(backup_id).payload]
+
+
+def test_a_restore_from_s3_without_room_for_its_local_copy_changes_nothing(
+    db_alias, bucket, settings
+):
+    """The payload is downloaded before anything is touched: a full local disk there is
+    one line about that disk, not about the storage."""
+    seed(db_alias)
+    backup_id = take_backup(db_alias)
+    change_everything(db_alias)
+    changed = snapshot(db_alias)
+    env = {
+        "MIGRATOR_TEST_STORAGE": json.dumps(settings.STORAGES["backups"]),
+        "MIGRATOR_TEST_SETTINGS": json.dumps({"BACKUP_STORAGE": "backups"}),
+    }
+    done = run_child(
+        db_alias,
+        *("restore", backup_id, "--yes", "--no-safety-backup"),
+        prefix=[sys.executable, "-c", FILE_SIZE_LIMIT, "1024"],  # each file 1 KB at most
+        **env,
+    )
+    assert done.returncode == 6, done.stderr
+    [line] = done.stderr.splitlines()
+    payload = get_manifest(backup_id).payload
+    assert line.startswith(f"CommandError: Cannot keep a local copy of {payload} from ")
+    assert line.endswith(
+        ": File too large; free as much space there as the backup's size, or point TMPDIR at "
+        "a larger disk; nothing was changed."
+    )
+    assert snapshot(db_alias) == changed
+    assert [m.id for m in list_backups()] == [backup_id]
 
 
 @pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)

@@ -19,7 +19,6 @@ import copy
 import glob
 import hashlib
 import os
-import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import closing, contextmanager, suppress
@@ -344,14 +343,23 @@ class DjangoStorageStore(BackupStore):
     def local_payload(self, filename: str) -> Iterator[Path]:
         with scratch.private_directory("restore") as private:
             local = private / filename
-            descriptor = scratch.private_file(local)
-            with (
-                os.fdopen(descriptor, "wb") as target,
-                self.open_payload(filename) as source,
-                self._answering(),
-            ):
-                shutil.copyfileobj(source, target, CHUNK)
+            with self.open_payload(filename) as source:
+                try:
+                    with os.fdopen(scratch.private_file(local), "wb") as target:
+                        while chunk := self._chunk(source):
+                            target.write(chunk)
+                except OSError as exc:  # the storage's own failures are BackupFailed
+                    raise BackupFailed(
+                        f"Cannot keep a local copy of {filename} from {self.location} in "
+                        f"{private.parent}: {exc.strerror or exc}; free as much space there as "
+                        "the backup's size, or point TMPDIR at a larger disk; nothing was "
+                        "changed."
+                    ) from exc
             yield local
+
+    def _chunk(self, source: BinaryIO) -> bytes:
+        with self._answering():
+            return source.read(CHUNK)
 
     def delete(self, backup_id: str, filename: str) -> None:
         with self._answering():
