@@ -167,7 +167,7 @@ class LocksNotGranted(Exception):
 
 
 def retrying_locks(
-    connection: BaseDatabaseWrapper, tables: list[str], work: Callable[[], None]
+    connection: BaseDatabaseWrapper, tables: list[str], work: Callable[[], object]
 ) -> None:
     """``work()`` in a savepoint of the open transaction, its lock waits bounded as a
     migration's: ``PG_LOCK_TIMEOUT`` each, retried ``LOCK_RETRIES`` times with the back-off,

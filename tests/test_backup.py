@@ -1107,6 +1107,35 @@ def test_a_portable_postgresql_restore_waiting_for_a_long_transaction(
     assert snapshot(db_alias) == changed
 
 
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+def test_a_portable_postgresql_restore_migrating_forward_past_a_long_transaction(
+    db_alias, backup_dir, settings, scenario
+):
+    """Into a database behind the backup, the restore first applies the migrations it
+    lacks: their lock waits are bounded as the tables' emptying is, exit 6."""
+    seed(db_alias)
+    scenario("basic")
+    assert run_command("safemigrate", "scenarios", "0002", database=db_alias)[2] == 0
+    backup_id = take_backup(db_alias, "--format", "portable")
+    assert run_command("rollback", "scenarios", "0001", "--yes", database=db_alias)[2] == 0
+    changed = snapshot(db_alias)
+    reader, pid = long_report(db_alias, "scenarios_widget")  # 0002 adds a column there
+    settings.MIGRATOR = {**settings.MIGRATOR, "PG_LOCK_TIMEOUT": 0.2, "LOCK_RETRIES": 1}
+    try:
+        out, err, code = run_command("restore", backup_id, "--yes", database=db_alias)
+    finally:
+        reader.rollback()
+        reader.close()
+    assert (code, out) == (6, "")
+    assert err.startswith(
+        f"Restore into '{db_alias}' could not lock the tables its migrations change within "
+        f"lock_timeout 0.2s in 2 attempt(s); blocked by pid {pid} ('long report', idle in "
+        "transaction, query started "
+    ), err
+    assert snapshot(db_alias) == changed
+    assert applied(db_alias, "scenarios") == ["0001_initial"]
+
+
 @pytest.mark.parametrize("db_alias", ["default"], indirect=True)
 def test_a_native_sqlite_restore_of_a_damaged_file_changes_nothing(db_alias, backup_dir):
     seed(db_alias)

@@ -19,7 +19,7 @@ import gzip
 import io
 import itertools
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -309,7 +309,9 @@ class PortableEngine(BackupEngine):
         plan = executor.migration_plan(targets)
         if any(backwards for _, backwards in plan):
             raise BackupFailed("Reaching the backup's migration state would unapply migrations.")
-        executor.migrate(targets, plan=plan)
+        self._bounded(  # every user table: which ones the plan changes is not known here
+            "the tables its migrations change", [], lambda: executor.migrate(targets, plan=plan)
+        )
 
     def _flush(self, models: list[type[Model]]) -> None:
         """Empty the tables; a long transaction holding one fails the restore (exit 6)."""
@@ -321,12 +323,15 @@ class PortableEngine(BackupEngine):
                 for sql in statements:
                     cursor.execute(sql)
 
+        self._bounded("its tables", tables, flush)
+
+    def _bounded(self, what: str, tables: list[str], work: Callable[[], object]) -> None:
+        """``work()`` waiting for its locks as a migration does (``timeouts.retrying_locks``):
+        a long transaction in the way fails the restore, exit 6, naming that session."""
         try:
-            timeouts.retrying_locks(self.connection, tables, flush)
+            timeouts.retrying_locks(self.connection, tables, work)
         except timeouts.LocksNotGranted as exc:
-            raise locks_not_granted(
-                self.connection, "its tables", exc.attempts, exc.blockers
-            ) from None
+            raise locks_not_granted(self.connection, what, exc.attempts, exc.blockers) from None
 
     def _insert_objects(self, records: Iterable[dict[str, Any]], progress) -> int:
         total, batch, model = 0, [], None
