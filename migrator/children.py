@@ -10,20 +10,41 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Final
 
 PR_SET_PDEATHSIG: Final = 1
+INTERRUPTS: Final = {signal.SIGINT, signal.SIGTERM}
 
 
 def popen(argv: Sequence[str], **kwargs: Any) -> subprocess.Popen:
-    """``subprocess.Popen`` of a child that dies with this process."""
-    return subprocess.Popen(list(argv), preexec_fn=_die_with(os.getpid()), **kwargs)
+    """``subprocess.Popen`` of a child that dies with this process.
+
+    An interrupt (Ctrl-C, SIGTERM) that arrives while it starts is raised once it has
+    started, and the child is then killed: see ``_interrupts_held``.
+    """
+    process = None
+    try:
+        with _interrupts_held() as mask:
+            process = subprocess.Popen(list(argv), preexec_fn=_child_setup(mask), **kwargs)
+    except BaseException:
+        if process is not None:
+            reap(process)
+        raise
+    return process
 
 
-def run(argv: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess:
-    """``subprocess.run`` of a child that dies with this process."""
-    return subprocess.run(list(argv), preexec_fn=_die_with(os.getpid()), **kwargs)
+def run(argv: Sequence[str], *, timeout: float) -> subprocess.CompletedProcess:
+    """A short command's exit code and text output, its child dying with this process
+    (``subprocess.run(..., capture_output=True, text=True)``)."""
+    process = popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except BaseException:
+        reap(process)
+        raise
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
 def reap(process: subprocess.Popen) -> None:
@@ -44,14 +65,38 @@ def ended(returncode: int) -> str:
         return f"was killed by signal {-returncode}"
 
 
-def _die_with(parent: int) -> Callable[[], None] | None:
-    if not sys.platform.startswith("linux"):
-        return None
+@contextmanager
+def _interrupts_held() -> Iterator[set[int]]:
+    """SIGINT and SIGTERM held back meanwhile; the signal mask as it was, for the child.
 
-    def preexec() -> None:  # in the child, between fork and exec
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:  # the parent died before prctl: nobody to outlive
-            os.kill(os.getpid(), signal.SIGKILL)
+    Forking with a ``preexec_fn`` runs Python's at-fork callbacks (logging's among them),
+    and an interrupt's handler run inside one has its exception printed and dropped: the
+    run would go on as if nobody had asked it to stop. Held back, the interrupt arrives as
+    the block ends, in the caller's frame.
+    """
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - Windows
+        yield set()
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, INTERRUPTS)
+    try:
+        yield previous
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _child_setup(mask: set[int]) -> Callable[[], None]:
+    """What the child does between fork and exec: take the parent's signal mask as it was
+    before ``_interrupts_held``, and on Linux die with the parent."""
+    parent = os.getpid()
+    linux = sys.platform.startswith("linux")
+
+    def preexec() -> None:
+        if hasattr(signal, "pthread_sigmask"):
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        if linux:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != parent:  # the parent died before prctl: nobody to outlive
+                os.kill(os.getpid(), signal.SIGKILL)
 
     return preexec

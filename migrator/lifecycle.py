@@ -8,6 +8,8 @@ below this layer, are recorded by the same code). safemigrate, rollback, restore
 verifymigrations differ only in what they do inside them; none writes a run record by hand.
 """
 
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +20,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations import Migration
 
 from migrator import audit, integrity, locking, planning, timeouts
+from migrator.exceptions import RunInterrupted
 from migrator.executor import RecordingExecutor
 from migrator.types import (
     MIGRATOR_APP,
@@ -83,13 +86,37 @@ def locked(
     planned before the lock is brought up to date under it (another run may have won).
     Yields the plan that created migrator's tables, empty when they were there already.
     """
-    with locking.migration_lock(
-        connection, timeout=options.run_lock_timeout, on_wait=_report_wait(progress)
+    with (
+        interrupts_as_run_interrupted(),
+        locking.migration_lock(
+            connection, timeout=options.run_lock_timeout, on_wait=_report_wait(progress)
+        ),
     ):
         timeouts.watch_client(connection)
         created = bootstrap(connection, progress, executor=executor)
         audit.mark_abandoned_runs(connection, progress)
         yield created
+
+
+@contextmanager
+def interrupts_as_run_interrupted() -> Iterator[None]:
+    """SIGTERM (what deploy tools send) as Ctrl-C, and either one as RunInterrupted (exit
+    5): whatever the run was doing stops, its record says ``interrupted``, and the command
+    ends with one line instead of dying silently or with a traceback."""
+    if threading.current_thread() is not threading.main_thread():  # signals go to main
+        yield
+        return
+
+    def terminated(signum: int, frame: object) -> None:
+        raise RunInterrupted("Stopped by SIGTERM.")
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    except KeyboardInterrupt as exc:  # a flow that says more raised RunInterrupted itself
+        raise RunInterrupted("Interrupted by Ctrl-C.") from exc
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def bootstrap(

@@ -35,6 +35,7 @@ from migrator.backup.backups import verified_payload
 from migrator.backup.base import BackupEngine, connect, engine_for
 from migrator.backup.manifest import Manifest
 from migrator.conf import get_settings
+from migrator.exceptions import RunInterrupted
 from migrator.lifecycle import bootstrap, locked
 from migrator.types import (
     ConfirmCallback,
@@ -189,6 +190,12 @@ def restore_checked(
                 restoring.merge_audit(connection, merge)
         except BaseException as exc:
             report.outcome = outcome_of(exc)
+            if isinstance(exc, KeyboardInterrupt | RunInterrupted):
+                how = exc if isinstance(exc, RunInterrupted) else "Interrupted by Ctrl-C."
+                raise RunInterrupted(
+                    f"Restore of {manifest.id} into {connection.alias!r} stopped: {how} "
+                    "The run is recorded as interrupted."
+                ) from exc
             raise
         progress(ProgressEvent("restore_done", message=f"Restored {manifest.id}."))
         run.pk = keepaudit.find_run(connection, run).pk  # the row merged back into the data

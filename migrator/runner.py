@@ -7,8 +7,6 @@ Everything a command does is callable from here, so a deploy script can import i
 
 import gc
 import io
-import signal
-import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from typing import Any
@@ -389,7 +387,6 @@ def execute_plan(
     connection = executor.connection
     try:
         with (
-            _sigterm_as_interrupt(),
             _long_lived_objects_frozen(),
             operations.reporting_progress(adapter.progress),
         ):
@@ -545,23 +542,6 @@ def _long_lived_objects_frozen() -> Iterator[None]:
         yield
     finally:
         gc.unfreeze()
-
-
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM (what deploy tools send) like Ctrl-C, so the run is recorded."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise RunInterrupted("Stopped by SIGTERM.")
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def baseline(database: str, *, arguments: dict[str, Any] | None = None) -> integrity.Recorded:

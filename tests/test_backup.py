@@ -4,6 +4,7 @@ import dataclasses
 import gzip
 import hashlib
 import json
+import signal
 import stat
 import subprocess
 import sys
@@ -26,8 +27,12 @@ from project.ledger.models import Account, Entry
 from tests.conftest import _admin_execute
 from tests.test_children import wait_until
 from tests.utils import (
+    ROOT,
     TTYInput,
     applied,
+    child_env,
+    django_admin,
+    pausing_bin,
     raw_connection,
     run_child,
     run_command,
@@ -1011,6 +1016,52 @@ def test_a_native_postgresql_restore_waiting_for_a_readers_lock(
         assert "Restore into 'default' failed and was rolled back; nothing was changed" in err
         assert "terminating connection" in err
         assert now == changed
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+@pytest.mark.parametrize(
+    ("signum", "how"),
+    [(signal.SIGTERM, "Stopped by SIGTERM."), (signal.SIGINT, "Interrupted by Ctrl-C.")],
+    ids=["sigterm", "ctrl-c"],
+)
+def test_a_restore_stopped_by_a_signal_rolls_back_and_records_it(
+    db_alias, backup_dir, tmp_path, signum, how
+):
+    """What a deploy tool sends (SIGTERM) or a person types (Ctrl-C) in the middle of
+    pg_restore: the transaction is rolled back, the run recorded interrupted at once (not
+    left running for the next command to find), one line, exit 5."""
+    seed(db_alias)
+    backup_id = take_backup(db_alias)
+    change_everything(db_alias)
+    changed = snapshot(db_alias)
+    child = subprocess.Popen(
+        django_admin("restore", backup_id, "--yes", "--no-safety-backup"),
+        env=child_env(
+            db_alias,
+            MIGRATOR_TEST_BACKUP_DIR=str(backup_dir),
+            MIGRATOR_TEST_PG_BIN_DIR=str(pausing_bin(tmp_path)),
+        ),
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert (tmp_path / "paused").read_text() == "PAUSED\n"  # inside pg_restore
+        child.send_signal(signum)
+        _, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.wait(timeout=60)
+    said = (
+        f"Restore of {backup_id} into 'default' stopped: {how} The run is recorded as interrupted."
+    )
+    assert (child.returncode, err) == (5, f"CommandError: {said}\n")
+    assert snapshot(db_alias) == changed
+    run = Run.objects.using(db_alias).get(command="restore")
+    assert (run.outcome, run.error) == ("interrupted", said)
 
 
 def long_report(alias: str, table: str):

@@ -21,7 +21,6 @@ from migrator.backup import get_manifest
 from migrator.conf import get_settings
 from migrator.models import Run
 from tests import test_backup
-from tests.pg import pgserver_bin_dir
 from tests.test_backup import (
     FORMATS,
     _reseal,
@@ -30,7 +29,7 @@ from tests.test_backup import (
     snapshot,
     take_backup,
 )
-from tests.utils import ROOT, child_env, django_admin, run_command, start_child
+from tests.utils import ROOT, child_env, django_admin, pausing_bin, run_command, start_child
 
 backup_dir = test_backup.backup_dir  # autouse: each test keeps its backups to itself
 
@@ -58,26 +57,6 @@ def keys(settings, tmp_path) -> tuple[str, Path]:
     public = new_identity(tmp_path / "key.txt")
     settings.MIGRATOR = {**settings.MIGRATOR, "BACKUP_RECIPIENTS": [public]}
     return public, tmp_path / "key.txt"
-
-
-PAUSING_PG_RESTORE = """#!/bin/sh
-if [ "$1" = "--version" ]; then exec {real}/pg_restore --version; fi
-echo PAUSED > {fifo}
-exec sleep 600
-"""
-
-
-def pausing_bin(tmp_path: Path) -> Path:
-    """PG_BIN_DIR whose pg_restore writes PAUSED to the FIFO ``tmp_path/paused`` and stops."""
-    bin_dir, fifo = tmp_path / "bin", tmp_path / "paused"
-    bin_dir.mkdir()
-    os.mkfifo(fifo)
-    for tool in ("pg_dump", "psql"):
-        (bin_dir / tool).symlink_to(Path(pgserver_bin_dir(), tool))
-    script = bin_dir / "pg_restore"
-    script.write_text(PAUSING_PG_RESTORE.format(real=pgserver_bin_dir(), fifo=fifo))
-    script.chmod(0o700)
-    return bin_dir
 
 
 @contextmanager

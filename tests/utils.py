@@ -12,6 +12,8 @@ from django.core.management import CommandError, call_command
 from django.db import connections
 from django.db.migrations.loader import MigrationLoader
 
+from tests.pg import pgserver_bin_dir
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -156,3 +158,23 @@ def sweep_before_locking(monkeypatch, locking: Callable[[Path], bool], sweep: Ca
 
     monkeypatch.setattr(fcntl, "flock", flock_after_a_sweep)
     return swept
+
+
+PAUSING_PG_RESTORE = """#!/bin/sh
+if [ "$1" = "--version" ]; then exec {real}/pg_restore --version; fi
+echo PAUSED > {fifo}
+exec sleep 600
+"""
+
+
+def pausing_bin(tmp_path: Path) -> Path:
+    """PG_BIN_DIR whose pg_restore writes PAUSED to the FIFO ``tmp_path/paused`` and stops."""
+    bin_dir, fifo = tmp_path / "bin", tmp_path / "paused"
+    bin_dir.mkdir()
+    os.mkfifo(fifo)
+    for tool in ("pg_dump", "psql"):
+        (bin_dir / tool).symlink_to(Path(pgserver_bin_dir(), tool))
+    script = bin_dir / "pg_restore"
+    script.write_text(PAUSING_PG_RESTORE.format(real=pgserver_bin_dir(), fifo=fifo))
+    script.chmod(0o700)
+    return bin_dir

@@ -205,9 +205,7 @@ def tool_path(name: str) -> str:
 def tool_version(path: str) -> str:
     """The first line of ``<tool> --version``, e.g. 'pg_dump (PostgreSQL) 16.2'."""
     try:
-        done = children.run(
-            [path, "--version"], capture_output=True, text=True, timeout=30, check=False
-        )
+        done = children.run([path, "--version"], timeout=30)
     except (OSError, subprocess.SubprocessError) as exc:
         raise BackupFailed(f"Cannot run {path!r}: {first_line(exc)}.") from exc
     line = done.stdout.strip().splitlines()[0] if done.stdout.strip() else ""
