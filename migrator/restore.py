@@ -190,11 +190,11 @@ def restore_checked(
                 restoring.merge_audit(connection, merge)
         except BaseException as exc:
             report.outcome = outcome_of(exc)
-            if isinstance(exc, KeyboardInterrupt | RunInterrupted):
-                how = exc if isinstance(exc, RunInterrupted) else "Interrupted by Ctrl-C."
+            if isinstance(exc, KeyboardInterrupt | RunInterrupted):  # RunInterrupted: SIGTERM
+                by = "Ctrl-C" if isinstance(exc, KeyboardInterrupt) else "SIGTERM"
                 raise RunInterrupted(
-                    f"Restore of {manifest.id} into {connection.alias!r} stopped: {how} "
-                    "The run is recorded as interrupted."
+                    f"Restore of {manifest.id} into {connection.alias!r} stopped by {by}; the "
+                    "run is recorded as interrupted."
                 ) from exc
             raise
         progress(ProgressEvent("restore_done", message=f"Restored {manifest.id}."))

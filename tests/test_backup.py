@@ -1021,7 +1021,7 @@ def test_a_native_postgresql_restore_waiting_for_a_readers_lock(
 @pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
 @pytest.mark.parametrize(
     ("signum", "how"),
-    [(signal.SIGTERM, "Stopped by SIGTERM."), (signal.SIGINT, "Interrupted by Ctrl-C.")],
+    [(signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "Ctrl-C")],
     ids=["sigterm", "ctrl-c"],
 )
 def test_a_restore_stopped_by_a_signal_rolls_back_and_records_it(
@@ -1056,7 +1056,8 @@ def test_a_restore_stopped_by_a_signal_rolls_back_and_records_it(
             child.kill()
         child.wait(timeout=60)
     said = (
-        f"Restore of {backup_id} into 'default' stopped: {how} The run is recorded as interrupted."
+        f"Restore of {backup_id} into 'default' stopped by {how}; the run is recorded as "
+        "interrupted."
     )
     assert (child.returncode, err) == (5, f"CommandError: {said}\n")
     assert snapshot(db_alias) == changed
