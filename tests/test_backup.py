@@ -10,7 +10,8 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -27,16 +28,13 @@ from project.ledger.models import Account, Entry
 from tests.conftest import _admin_execute
 from tests.test_children import wait_until
 from tests.utils import (
-    ROOT,
     TTYInput,
     applied,
-    child_env,
-    django_admin,
-    pausing_bin,
     raw_connection,
     run_child,
     run_command,
     start_child,
+    start_paused_in_pg_restore,
     sweep_before_locking,
 )
 
@@ -400,31 +398,42 @@ with open(sys.argv[1], "wb") as handle:
 """
 
 
-def test_a_killed_backups_partial_file_is_removed_by_the_next_backup(db_alias, backup_dir):
-    """A backup writes its payload as a hidden .partial file it holds an OS lock on."""
-    seed(db_alias)
-    backup_dir.mkdir(mode=0o700)
-    partial = backup_dir / ".20261123T000000-killed.sqlite3.partial"
+@contextmanager
+def holding(partial: Path) -> Iterator[Callable[[], None]]:
+    """A writer holding ``partial`` as a backup in progress does; yields its kill -9."""
     writer = subprocess.Popen(
         [sys.executable, "-c", HOLD_A_PARTIAL, str(partial)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
+
+    def kill() -> None:
+        writer.kill()
+        writer.wait(timeout=60)
+
     try:
         assert writer.stdout.readline() == "HOLDING\n"
-        take_backup(db_alias)
-        assert partial.exists()  # its writer is alive: another backup in progress
-        writer.kill()  # kill -9: the kernel drops the lock with the process
-        writer.wait(timeout=60)
-        backup_id = take_backup(db_alias)
-        assert not partial.exists()
+        yield kill
     finally:
         if writer.poll() is None:
             writer.kill()
         writer.wait(timeout=60)
         writer.stdin.close()
         writer.stdout.close()
+
+
+def test_a_killed_backups_partial_file_is_removed_by_the_next_backup(db_alias, backup_dir):
+    """A backup writes its payload as a hidden .partial file it holds an OS lock on."""
+    seed(db_alias)
+    backup_dir.mkdir(mode=0o700)
+    partial = backup_dir / ".20261123T000000-killed.sqlite3.partial"
+    with holding(partial) as kill:
+        take_backup(db_alias)
+        assert partial.exists()  # its writer is alive: another backup in progress
+        kill()  # kill -9: the kernel drops the lock with the process
+        backup_id = take_backup(db_alias)
+        assert not partial.exists()
     assert run_command("backup", "--verify", backup_id, database=db_alias)[1:] == ("", 0)
     assert not [path for path in backup_dir.iterdir() if path.name.startswith(".")]
 
@@ -438,26 +447,12 @@ def test_a_backup_killed_between_its_renames_is_removed_by_the_next_backup(db_al
     partial = backup_dir / f".{killed}.json.partial"
     payload = backup_dir / f"{killed}.jsonl.gz"
     payload.write_bytes(b"a whole payload")
-    writer = subprocess.Popen(
-        [sys.executable, "-c", HOLD_A_PARTIAL, str(partial)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert writer.stdout.readline() == "HOLDING\n"
+    with holding(partial) as kill:
         take_backup(db_alias)
         assert partial.exists()  # its writer is alive: a backup being published
         assert payload.exists()
-        writer.kill()
-        writer.wait(timeout=60)
+        kill()
         backup_id = take_backup(db_alias)
-    finally:
-        if writer.poll() is None:
-            writer.kill()
-        writer.wait(timeout=60)
-        writer.stdin.close()
-        writer.stdout.close()
     assert not [path for path in backup_dir.iterdir() if killed in path.name]
     assert run_command("backup", "--verify", backup_id, database=db_alias)[1:] == ("", 0)
 
@@ -1034,21 +1029,16 @@ def test_a_restore_stopped_by_a_signal_rolls_back_and_records_it(
     backup_id = take_backup(db_alias)
     change_everything(db_alias)
     changed = snapshot(db_alias)
-    child = subprocess.Popen(
-        django_admin("restore", backup_id, "--yes", "--no-safety-backup"),
-        env=child_env(
-            db_alias,
-            MIGRATOR_TEST_BACKUP_DIR=str(backup_dir),
-            MIGRATOR_TEST_PG_BIN_DIR=str(pausing_bin(tmp_path)),
-        ),
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
+    child = start_paused_in_pg_restore(
+        db_alias,
+        backup_dir,
+        tmp_path,
+        *("restore", backup_id, "--yes", "--no-safety-backup"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    try:
-        assert (tmp_path / "paused").read_text() == "PAUSED\n"  # inside pg_restore
+    try:  # psql is starting: the signal arrives as it is forked
         child.send_signal(signum)
         _, err = child.communicate(timeout=60)
     finally:
@@ -1074,6 +1064,27 @@ def long_report(alias: str, table: str):
         return reader, cursor.fetchone()[0]
 
 
+def refused_past_a_long_report(
+    alias: str, backup_id: str, table: str, settings, *, lock_timeout: float, locking: str
+) -> tuple[str, int]:
+    """``restore`` while a long report holds ``table``: refused after two waits of
+    ``lock_timeout`` for ``locking``, naming the report. Its error, and the report's pid."""
+    reader, pid = long_report(alias, table)
+    settings.MIGRATOR = {**settings.MIGRATOR, "PG_LOCK_TIMEOUT": lock_timeout, "LOCK_RETRIES": 1}
+    try:
+        out, err, code = run_command("restore", backup_id, "--yes", database=alias)
+    finally:
+        reader.rollback()
+        reader.close()
+    assert (code, out) == (6, "")
+    assert err.startswith(
+        f"Restore into '{alias}' could not lock {locking} within lock_timeout {lock_timeout}s "
+        f"in 2 attempt(s); blocked by pid {pid} ('long report', idle in transaction, query "
+        "started "
+    ), err
+    return err, pid
+
+
 @pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
 def test_a_native_postgresql_restore_a_long_transaction_keeps_waiting_changes_nothing(
     db_alias, backup_dir, settings
@@ -1083,19 +1094,14 @@ def test_a_native_postgresql_restore_a_long_transaction_keeps_waiting_changes_no
     backup_id = take_backup(db_alias)
     change_everything(db_alias)
     changed = snapshot(db_alias)
-    reader, pid = long_report(db_alias, "ledger_entry")
-    settings.MIGRATOR = {**settings.MIGRATOR, "PG_LOCK_TIMEOUT": 0.1, "LOCK_RETRIES": 1}
-    try:
-        out, err, code = run_command("restore", backup_id, "--yes", database=db_alias)
-    finally:
-        reader.rollback()
-        reader.close()
-    assert (code, out) == (6, "")
-    assert err.startswith(
-        f"Restore into '{db_alias}' could not lock public.ledger_entry within lock_timeout "
-        f"0.1s in 2 attempt(s); blocked by pid {pid} ('long report', idle in transaction, "
-        "query started "
-    ), err
+    err, pid = refused_past_a_long_report(
+        db_alias,
+        backup_id,
+        "ledger_entry",
+        settings,
+        lock_timeout=0.1,
+        locking="public.ledger_entry",
+    )
     assert err.endswith(
         "on ledger_entry. Nothing was changed: end or wait for that session, then run again "
         "(MIGRATOR['PG_LOCK_TIMEOUT'] and LOCK_RETRIES set how long the restore waits).\n"
@@ -1171,19 +1177,14 @@ def test_a_portable_postgresql_restore_migrating_forward_past_a_long_transaction
     backup_id = take_backup(db_alias, "--format", "portable")
     assert run_command("rollback", "scenarios", "0001", "--yes", database=db_alias)[2] == 0
     changed = snapshot(db_alias)
-    reader, pid = long_report(db_alias, "scenarios_widget")  # 0002 adds a column there
-    settings.MIGRATOR = {**settings.MIGRATOR, "PG_LOCK_TIMEOUT": 0.2, "LOCK_RETRIES": 1}
-    try:
-        out, err, code = run_command("restore", backup_id, "--yes", database=db_alias)
-    finally:
-        reader.rollback()
-        reader.close()
-    assert (code, out) == (6, "")
-    assert err.startswith(
-        f"Restore into '{db_alias}' could not lock the tables its migrations change within "
-        f"lock_timeout 0.2s in 2 attempt(s); blocked by pid {pid} ('long report', idle in "
-        "transaction, query started "
-    ), err
+    refused_past_a_long_report(  # 0002 adds a column to scenarios_widget
+        db_alias,
+        backup_id,
+        "scenarios_widget",
+        settings,
+        lock_timeout=0.2,
+        locking="the tables its migrations change",
+    )
     assert snapshot(db_alias) == changed
     assert applied(db_alias, "scenarios") == ["0001_initial"]
 

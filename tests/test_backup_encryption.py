@@ -29,7 +29,11 @@ from tests.test_backup import (
     snapshot,
     take_backup,
 )
-from tests.utils import ROOT, child_env, django_admin, pausing_bin, run_command, start_child
+from tests.utils import (
+    run_command,
+    start_child,
+    start_paused_in_pg_restore,
+)
 
 backup_dir = test_backup.backup_dir  # autouse: each test keeps its backups to itself
 
@@ -66,23 +70,17 @@ def paused_in_pg_restore(
     """A child command stopped inside pg_restore; it is killed (kill -9) with its tools after.
 
     ``env``: more of the child's environment."""
-    fifo = tmp_path / "paused"
-    child = subprocess.Popen(
-        django_admin(*args),
-        env=child_env(
-            alias,
-            MIGRATOR_TEST_BACKUP_DIR=str(backup_dir),
-            MIGRATOR_TEST_PG_BIN_DIR=str(pausing_bin(tmp_path)),
-            **env,
-        ),
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
+    child = start_paused_in_pg_restore(
+        alias,
+        backup_dir,
+        tmp_path,
+        *args,
+        env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # its tools share its process group: killed together below
     )
     try:
-        assert fifo.read_text() == "PAUSED\n"
         yield
     finally:
         os.killpg(child.pid, signal.SIGKILL)

@@ -178,3 +178,31 @@ def pausing_bin(tmp_path: Path) -> Path:
     script.write_text(PAUSING_PG_RESTORE.format(real=pgserver_bin_dir(), fifo=fifo))
     script.chmod(0o700)
     return bin_dir
+
+
+def start_paused_in_pg_restore(
+    alias: str,
+    backup_dir: Path,
+    tmp_path: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    **popen: object,
+) -> subprocess.Popen:
+    """A child command whose pg_restore (``pausing_bin``) has started and stopped.
+
+    ``env``: more of the child's environment; ``popen``: more of ``subprocess.Popen``'s
+    arguments (its output streams)."""
+    child = subprocess.Popen(
+        django_admin(*args),
+        env=child_env(
+            alias,
+            MIGRATOR_TEST_BACKUP_DIR=str(backup_dir),
+            MIGRATOR_TEST_PG_BIN_DIR=str(pausing_bin(tmp_path)),
+            **(env or {}),
+        ),
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        **popen,
+    )
+    assert (tmp_path / "paused").read_text() == "PAUSED\n"
+    return child
