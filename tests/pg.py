@@ -1,8 +1,6 @@
 """The PostgreSQL server the suite runs against: DATABASE_URL when set, else one from pgserver."""
 
-import atexit
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -16,9 +14,10 @@ def server_url() -> str:
         return url
     import pgserver
 
+    # "delete": stopped, then its directory removed, when this process exits. Removing the
+    # directory from an atexit hook of our own ran first and left the server running.
     pgdata = tempfile.mkdtemp(prefix="migrator-pg-")
-    server = pgserver.get_server(pgdata, cleanup_mode="stop")
-    atexit.register(shutil.rmtree, pgdata, ignore_errors=True)
+    server = pgserver.get_server(pgdata, cleanup_mode="delete")
     url = server.get_uri()
     os.environ[SERVER_URL_VARIABLE] = url
     return url
