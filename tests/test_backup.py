@@ -31,6 +31,7 @@ from tests.utils import (
     TTYInput,
     applied,
     raw_connection,
+    repointed,
     run_child,
     run_command,
     start_child,
@@ -311,14 +312,11 @@ def test_unknown_backup_id_exits_6_and_names_the_list_command(db_alias, backup_d
 def test_server_down_exits_6_with_one_clear_line(db_alias, tmp_path):
     seed(db_alias)
     backup_id = take_backup(db_alias)
-    connection = connections[db_alias]
-    connection.close()
-    saved = dict(connection.settings_dict)
-    if connection.vendor == "postgresql":
-        connection.settings_dict["PORT"] = "1"  # no server listens on that socket
-    else:
-        connection.settings_dict["NAME"] = str(tmp_path / "gone" / "db.sqlite3")
-    try:
+    postgresql = connections[db_alias].vendor == "postgresql"
+    elsewhere = (  # no server listens on that socket; no such file
+        {"PORT": "1"} if postgresql else {"NAME": str(tmp_path / "gone" / "db.sqlite3")}
+    )
+    with repointed(db_alias, **elsewhere):
         for command in (
             ("backup",),
             ("backup", "--format", "portable"),
@@ -327,7 +325,7 @@ def test_server_down_exits_6_with_one_clear_line(db_alias, tmp_path):
             out, err, code = run_command(*command, "--skip-checks", database=db_alias)
             assert (out, code) == ("", 6)
             assert len(err.splitlines()) == 1
-            if connection.vendor == "postgresql":
+            if postgresql:
                 assert err.startswith(f"Cannot connect to database {db_alias!r}: ")
                 assert "connection to server" in err  # psycopg 3 puts 'connection is bad: ' first
                 assert err.endswith(
@@ -335,10 +333,6 @@ def test_server_down_exits_6_with_one_clear_line(db_alias, tmp_path):
                 )
             else:
                 assert "does not exist" in err or "unable to open database file" in err
-    finally:
-        connection.close()
-        connection.settings_dict.clear()
-        connection.settings_dict.update(saved)
 
 
 @pytest.mark.parametrize("label", ["fix\n\nlong commit message", "tab\there", "cr\r"])

@@ -5,7 +5,6 @@ Settings with unknown keys or wrong types, a migration file that does not compil
 no passwd entry, and output that nobody reads any more (``| head``).
 """
 
-import copy
 import json
 import os
 import pwd
@@ -23,7 +22,7 @@ from django.db import connections
 
 from migrator.models import Run
 from tests.conftest import SETS, _admin_execute
-from tests.utils import ROOT, applied, child_env, django_admin, run_child, run_command
+from tests.utils import ROOT, applied, child_env, django_admin, repointed, run_child, run_command
 
 EVERY_COMMAND = [
     ("safemigrate",),
@@ -413,19 +412,16 @@ def silent_server() -> Iterator[SilentServer]:
 def silent_postgres(silent_server, django_db_blocker, monkeypatch) -> Iterator[str]:
     """The PostgreSQL alias pointed at the silent server, waiting 2 s (its own OPTIONS)."""
     monkeypatch.delenv("PGCONNECT_TIMEOUT", raising=False)
-    connection = connections["postgres"]
-    connection.close()
-    saved = copy.deepcopy(connection.settings_dict)
-    connection.settings_dict.update(
-        HOST="127.0.0.1", PORT=str(silent_server.port), OPTIONS={"connect_timeout": 2}
-    )
-    try:
-        with django_db_blocker.unblock():
-            yield "postgres"
-    finally:
-        connection.close()
-        connection.settings_dict.clear()
-        connection.settings_dict.update(saved)
+    with (
+        repointed(
+            "postgres",
+            HOST="127.0.0.1",
+            PORT=str(silent_server.port),
+            OPTIONS={"connect_timeout": 2},
+        ),
+        django_db_blocker.unblock(),
+    ):
+        yield "postgres"
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,12 @@
 """Helpers for driving migrator the way users do: call_command, and real child processes."""
 
+import copy
 import fcntl
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from io import StringIO
 from pathlib import Path
 
@@ -206,3 +208,18 @@ def start_paused_in_pg_restore(
     )
     assert (tmp_path / "paused").read_text() == "PAUSED\n"
     return child
+
+
+@contextmanager
+def repointed(alias: str, **changes: object) -> Iterator[None]:
+    """The connection ``alias`` with these settings meanwhile, closed before and after."""
+    connection = connections[alias]
+    connection.close()
+    saved = copy.deepcopy(connection.settings_dict)
+    connection.settings_dict.update(changes)
+    try:
+        yield
+    finally:
+        connection.close()
+        connection.settings_dict.clear()
+        connection.settings_dict.update(saved)

@@ -271,12 +271,18 @@ class DjangoStorageStore(BackupStore):
             else:
                 with staged.open("rb") as handle:
                     self._save(self._name(filename), File(handle))
-            try:
+            with self._deleted_on_failure(self._name(filename)):  # never listed without it
                 self._save(self._name(f"{backup_id}{MANIFEST_SUFFIX}"), ContentFile(manifest))
-            except BaseException:  # a payload without its manifest is never listed: gone
-                with suppress(Exception):
-                    self.storage.delete(self._name(filename))
-                raise
+
+    @contextmanager
+    def _deleted_on_failure(self, name: str) -> Iterator[None]:
+        """The object ``name`` deleted if the block fails: nothing half-stored stays."""
+        try:
+            yield
+        except BaseException:
+            with suppress(Exception):
+                self.storage.delete(name)
+            raise
 
     def _upload(self, name: str, staged: Path) -> None:
         """The staged file up with boto3's transfer manager, one part after the other.
@@ -294,14 +300,10 @@ class DjangoStorageStore(BackupStore):
         config = copy.copy(self.storage.transfer_config)
         config.use_threads = False
         key = self.storage._normalize_name(clean_name(name))
-        try:
+        with self._deleted_on_failure(name):
             self.storage.bucket.Object(key).upload_file(
                 str(staged), ExtraArgs=self.storage._get_write_parameters(key), Config=config
             )
-        except BaseException:
-            with suppress(Exception):
-                self.storage.delete(name)
-            raise
 
     def _save(self, name: str, content) -> None:
         saved = self.storage.save(name, content)
