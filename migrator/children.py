@@ -35,10 +35,10 @@ def popen(argv: Sequence[str], **kwargs: Any) -> subprocess.Popen:
     return process
 
 
-def run(argv: Sequence[str], *, timeout: float) -> subprocess.CompletedProcess:
-    """A short command's exit code and text output, its child dying with this process
-    (``subprocess.run(..., capture_output=True, text=True)``)."""
-    process = popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def run(argv: Sequence[str], *, timeout: float, text: bool = True) -> subprocess.CompletedProcess:
+    """A short command's exit code and output (``text``: decoded), its child dying with
+    this process (``subprocess.run(..., capture_output=True, text=text)``)."""
+    process = popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=text)
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except BaseException:

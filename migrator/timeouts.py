@@ -34,6 +34,19 @@ LOCK_NOT_AVAILABLE: Final = "55P03"  # SQLSTATE of "canceling statement due to l
 LONGEST_BACKOFF: Final = 30.0
 CLIENT_CHECK_INTERVAL: Final = "1000"  # ms: how soon a killed run's server process stops
 CONNECT_TIMEOUT: Final = "10"  # s: PGCONNECT_TIMEOUT of a command where none is set
+# What a tool's script runs first, as ``watch_client`` does: a server process whose client
+# died (a killed restore's psql) would otherwise go on to the end of what it was doing (a
+# lock wait, an index build, a VACUUM), holding what it has locked. Where the server
+# cannot look (before 14, or its platform), the setting is refused, and left alone.
+WATCH_CLIENT_SCRIPT: Final = f"""
+DO $migrator$
+BEGIN
+  PERFORM pg_catalog.set_config('client_connection_check_interval', '{CLIENT_CHECK_INTERVAL}',
+    false);
+EXCEPTION WHEN undefined_object OR invalid_parameter_value THEN NULL;
+END
+$migrator$;
+"""
 
 
 def applies(connection: BaseDatabaseWrapper, migration: Migration) -> bool:

@@ -150,19 +150,6 @@ $migrator$;
 # restore, nothing changed, instead of leaving it waiting without end while the tables it
 # has already dropped queue every query behind it. The last failure names the table.
 LOCK_FAILED: Final = "migrator: restore could not lock"
-# A server process whose client died notices only when it next talks to it: a killed
-# restore's would go on waiting for its locks, sleeping between attempts, or building an
-# index, holding what it has locked. PostgreSQL 14+ can look every second instead (where
-# its platform cannot, the setting is refused, and left alone).
-CHECK_CLIENT: Final = f"""
-DO $migrator$
-BEGIN
-  PERFORM pg_catalog.set_config('client_connection_check_interval',
-    '{timeouts.CLIENT_CHECK_INTERVAL}', true);
-EXCEPTION WHEN undefined_object OR invalid_parameter_value THEN NULL;
-END
-$migrator$;
-"""
 LOCK_CONTENTS: Final = f"""
 SET LOCAL lock_timeout = '{{lock_timeout}}';
 DO $migrator$
@@ -376,15 +363,14 @@ class PgDumpEngine(BackupEngine):
             with (
                 libpq_environment(self.connection) as env,
                 scratch.private_directory("pg-restore") as private,
-                (private / "pg_restore.err").open("w+b") as errors,
                 swap.filling(
                     self.connection,
                     admin,
-                    self._pg_restore,
+                    (self._pg_restore, self._psql),
                     path,
                     env,
                     jobs=jobs,
-                    errors=errors,
+                    private=private,
                     failed=self._failed,
                 ) as fill,
             ):
@@ -557,7 +543,7 @@ class PgDumpEngine(BackupEngine):
             )
         # error: the relayed script's own BEGIN warns; the script sets warning after it.
         return (
-            f"BEGIN;\nSET client_min_messages = error;\n{CHECK_CLIENT}{set_role}{locking}"
+            f"BEGIN;\nSET client_min_messages = error;\n{timeouts.WATCH_CLIENT_SCRIPT}{set_role}{locking}"
             f"{DROP_CONTENTS}"
         )
 
