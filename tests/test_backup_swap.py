@@ -283,6 +283,7 @@ def test_a_parallel_restore_brings_large_objects_back(postgres):
         ("session", "1 other session(s) are connected to it"),
         ("setting", "the database has settings of its own (ALTER DATABASE ... SET)"),
         ("grant", "the database has grants of its own"),
+        ("subscription", "the database has subscriptions (logical replication)"),
     ],
 )
 def test_a_restore_with_restore_jobs_that_cannot_swap_runs_in_one_transaction(
@@ -296,12 +297,23 @@ def test_a_restore_with_restore_jobs_that_cannot_swap_runs_in_one_transaction(
         _admin_execute(postgres, f"ALTER DATABASE \"{name}\" SET work_mem = '8MB'")
     elif obstacle == "grant":
         _admin_execute(postgres, f'GRANT CONNECT ON DATABASE "{name}" TO PUBLIC')
+    elif obstacle == "subscription":  # never connects: its publisher is nowhere
+        with other.cursor() as cursor:
+            cursor.execute(
+                "CREATE SUBSCRIPTION migrator_test CONNECTION 'dbname=nowhere' "
+                "PUBLICATION nothing WITH (connect = false)"
+            )
+        other.commit()
     if obstacle != "session":
         other.close()
     try:
         out, err, code = run_command("restore", backup_id, "--yes", database=postgres, verbosity=2)
     finally:
         other.close()
+        if obstacle == "subscription":
+            with connections[postgres].cursor() as cursor:
+                cursor.execute("ALTER SUBSCRIPTION migrator_test SET (slot_name = NONE)")
+                cursor.execute("DROP SUBSCRIPTION migrator_test")
 
     assert (code, err) == (0, ""), err
     assert f"{SERIAL}{expected}." in out

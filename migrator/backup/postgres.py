@@ -543,8 +543,8 @@ class PgDumpEngine(BackupEngine):
             )
         # error: the relayed script's own BEGIN warns; the script sets warning after it.
         return (
-            f"BEGIN;\nSET client_min_messages = error;\n{timeouts.WATCH_CLIENT_SCRIPT}{set_role}{locking}"
-            f"{DROP_CONTENTS}"
+            "BEGIN;\nSET client_min_messages = error;\n"
+            f"{timeouts.WATCH_CLIENT_SCRIPT}{set_role}{locking}{DROP_CONTENTS}"
         )
 
     def _postlude(self, keep_audit: Sequence[Statement]) -> str:

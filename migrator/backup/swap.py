@@ -18,7 +18,8 @@ usual (``obstacle`` says why, in the restore's progress): the payload must be a 
 hold migrator's tables (the audit is merged before the swap), the role must own the
 database and may create databases, the database must carry nothing a new one would not
 (grants on it, settings of its own, a comment, a connection limit, another tablespace,
-an ICU locale), and no other session may be connected to it. A rename needs the
+an ICU locale, subscriptions or replication slots, which would stay with the replaced
+database), and no other session may be connected to it. A rename needs the
 database to itself, so this process's own sessions in it, its run lock's included, end
 just before: a run that connects meanwhile makes the rename fail, changing nothing.
 """
@@ -65,6 +66,14 @@ OBSTACLES: Final = (
         "EXISTS (SELECT 1 FROM pg_catalog.pg_shdescription c WHERE c.objoid = d.oid "
         "AND c.classoid = 'pg_catalog.pg_database'::regclass)",
         "the database has a comment",
+    ),
+    (  # they would stay with the replaced database, and go when it is dropped
+        "EXISTS (SELECT 1 FROM pg_catalog.pg_subscription s WHERE s.subdbid = d.oid)",
+        "the database has subscriptions (logical replication)",
+    ),
+    (
+        "EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots s WHERE s.datoid = d.oid)",
+        "the database has replication slots (logical decoding)",
     ),
 )
 ICU: Final = ("d.datlocprovider <> 'c'", "the database uses an ICU locale")
