@@ -10,23 +10,23 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
+from migrator import interrupts
+
 PR_SET_PDEATHSIG: Final = 1
-INTERRUPTS: Final = {signal.SIGINT, signal.SIGTERM}
 
 
 def popen(argv: Sequence[str], **kwargs: Any) -> subprocess.Popen:
     """``subprocess.Popen`` of a child that dies with this process.
 
     An interrupt (Ctrl-C, SIGTERM) that arrives while it starts is raised once it has
-    started, and the child is then killed: see ``_interrupts_held``.
+    started, and the child is then killed: see ``interrupts``.
     """
     process = None
     try:
-        with _interrupts_held() as mask:
+        with interrupts.held() as mask:
             process = subprocess.Popen(list(argv), preexec_fn=_child_setup(mask), **kwargs)
     except BaseException:
         if process is not None:
@@ -65,28 +65,9 @@ def ended(returncode: int) -> str:
         return f"was killed by signal {-returncode}"
 
 
-@contextmanager
-def _interrupts_held() -> Iterator[set[int]]:
-    """SIGINT and SIGTERM held back meanwhile; the signal mask as it was, for the child.
-
-    Forking with a ``preexec_fn`` runs Python's at-fork callbacks (logging's among them),
-    and an interrupt's handler run inside one has its exception printed and dropped: the
-    run would go on as if nobody had asked it to stop. Held back, the interrupt arrives as
-    the block ends, in the caller's frame.
-    """
-    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - Windows
-        yield set()
-        return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, INTERRUPTS)
-    try:
-        yield previous
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
 def _child_setup(mask: set[int]) -> Callable[[], None]:
     """What the child does between fork and exec: take the parent's signal mask as it was
-    before ``_interrupts_held``, and on Linux die with the parent."""
+    before ``interrupts.held``, and on Linux die with the parent."""
     parent = os.getpid()
     linux = sys.platform.startswith("linux")
 

@@ -19,7 +19,7 @@ from django.db import transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations import Migration
 
-from migrator import audit, integrity, locking, planning, timeouts
+from migrator import audit, integrity, interrupts, locking, planning, timeouts
 from migrator.exceptions import RunInterrupted
 from migrator.executor import RecordingExecutor
 from migrator.types import (
@@ -102,7 +102,9 @@ def locked(
 def interrupts_as_run_interrupted() -> Iterator[None]:
     """SIGTERM (what deploy tools send) as Ctrl-C, and either one as RunInterrupted (exit
     5): whatever the run was doing stops, its record says ``interrupted``, and the command
-    ends with one line instead of dying silently or with a traceback."""
+    ends with one line instead of dying silently or with a traceback. One that arrives as
+    the run commits what it cannot take back waits until the run is recorded as it ended
+    (``interrupts.hold_until_the_run_ends``)."""
     if threading.current_thread() is not threading.main_thread():  # signals go to main
         yield
         return
@@ -111,10 +113,20 @@ def interrupts_as_run_interrupted() -> Iterator[None]:
         raise RunInterrupted("Stopped by SIGTERM.")
 
     previous = signal.signal(signal.SIGTERM, terminated)
+    window = None
     try:
-        yield
-    except KeyboardInterrupt as exc:  # a flow that says more raised RunInterrupted itself
-        raise RunInterrupted("Interrupted by Ctrl-C.") from exc
+        with interrupts.run_window() as window:
+            yield
+    except (KeyboardInterrupt, RunInterrupted) as exc:
+        by = "Ctrl-C" if isinstance(exc, KeyboardInterrupt) else "SIGTERM"
+        if window is not None and window.arrived_at_the_end:
+            raise RunInterrupted(
+                f"{by} arrived as the run committed; it finished first (its record says how "
+                "it ended), and the command stops here."
+            ) from exc
+        if isinstance(exc, KeyboardInterrupt):  # a flow that says more raised RunInterrupted
+            raise RunInterrupted("Interrupted by Ctrl-C.") from exc
+        raise
     finally:
         signal.signal(signal.SIGTERM, previous)
 

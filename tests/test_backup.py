@@ -30,6 +30,8 @@ from tests.test_children import wait_until
 from tests.utils import (
     TTYInput,
     applied,
+    bin_with,
+    fifos,
     raw_connection,
     repointed,
     run_child,
@@ -1007,6 +1009,20 @@ def test_a_native_postgresql_restore_waiting_for_a_readers_lock(
         assert now == changed
 
 
+def signalled(child: subprocess.Popen, signum: int, *, then: Callable[[], object] | None = None):
+    """``child``'s stderr once ``signum`` was sent to it (and ``then`` called) and it ended."""
+    try:
+        child.send_signal(signum)
+        if then is not None:
+            then()
+        _, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.wait(timeout=60)
+    return err
+
+
 @pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
 @pytest.mark.parametrize(
     ("signum", "how"),
@@ -1032,13 +1048,7 @@ def test_a_restore_stopped_by_a_signal_rolls_back_and_records_it(
         stderr=subprocess.PIPE,
         text=True,
     )
-    try:  # psql is starting: the signal arrives as it is forked
-        child.send_signal(signum)
-        _, err = child.communicate(timeout=60)
-    finally:
-        if child.poll() is None:
-            child.kill()
-        child.wait(timeout=60)
+    err = signalled(child, signum)  # psql is starting: the signal arrives as it is forked
     said = (
         f"Restore of {backup_id} into 'default' stopped by {how}; the run is recorded as "
         "interrupted."
@@ -1047,6 +1057,54 @@ def test_a_restore_stopped_by_a_signal_rolls_back_and_records_it(
     assert snapshot(db_alias) == changed
     run = Run.objects.using(db_alias).get(command="restore")
     assert (run.outcome, run.error) == ("interrupted", said)
+
+
+# psql that, as the restore's (reading the postlude), ends as psql did, but first says DONE
+# on the FIFO "paused" and waits for a line on the FIFO "go": its COMMIT is done meanwhile.
+PSQL_DONE_THEN_WAITING = """#!/bin/sh
+case " $* " in *postlude.sql*) ;; *) exec {real}/psql "$@";; esac
+{real}/psql "$@"
+status=$?
+echo DONE > {paused}
+read line < {go}
+exit $status
+"""
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+@pytest.mark.parametrize(
+    ("signum", "how"),
+    [(signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "Ctrl-C")],
+    ids=["sigterm", "ctrl-c"],
+)
+def test_a_signal_as_a_restore_commits_waits_until_it_is_recorded_done(
+    db_alias, backup_dir, tmp_path, signum, how
+):
+    """Once psql has the postlude (the audit merge and the COMMIT), an interrupt no longer
+    has a restored database recorded as interrupted: the restore ends and is recorded
+    done, then the command stops, one line, exit 5."""
+    seed(db_alias)
+    before = snapshot(db_alias)
+    backup_id = take_backup(db_alias)
+    change_everything(db_alias)
+    paused, go = fifos(tmp_path, "paused", "go")
+    child = start_child(
+        db_alias,
+        *("restore", backup_id, "--yes", "--no-safety-backup"),
+        MIGRATOR_TEST_BACKUP_DIR=str(backup_dir),
+        MIGRATOR_TEST_PG_BIN_DIR=str(
+            bin_with(tmp_path, "psql", PSQL_DONE_THEN_WAITING, paused=paused, go=go)
+        ),
+    )
+    assert paused.read_text() == "DONE\n"  # committed; psql not yet reaped
+    err = signalled(child, signum, then=lambda: go.write_text("go\n"))
+    said = (
+        f"{how} arrived as the run committed; it finished first (its record says how it "
+        "ended), and the command stops here."
+    )
+    assert (child.returncode, err) == (5, f"CommandError: {said}\n")
+    assert snapshot(db_alias) == before
+    assert Run.objects.using(db_alias).get(command="restore").outcome == "succeeded"
 
 
 def long_report(alias: str, table: str):

@@ -6,7 +6,6 @@ kept beside it) or, where the swap cannot hold, restored in one transaction as u
 """
 
 import json
-import os
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,7 +17,6 @@ from django.db import connections
 from migrator.models import Run
 from tests import test_children
 from tests.conftest import _admin_execute
-from tests.pg import pgserver_bin_dir
 from tests.test_backup import (
     _tamper,
     change_everything,
@@ -42,7 +40,15 @@ from tests.test_children import (
 )
 from tests.test_locking import wait_for_line_starting
 from tests.test_rollback import SCRIPTED, ledger_with_a_restorable_run, names, rollback_runs
-from tests.utils import TTYInput, raw_connection, run_child, run_command, start_child
+from tests.utils import (
+    TTYInput,
+    bin_with,
+    fifos,
+    raw_connection,
+    run_child,
+    run_command,
+    start_child,
+)
 
 env = test_children.env  # the children's own TMPDIR and backup directory
 
@@ -85,8 +91,8 @@ def postgres(db_alias) -> Iterator[str]:
 # A tool that fails at one step of a parallel restore (its arguments hold ``step``) with a
 # line on stderr, and runs as usual otherwise.
 FAILING_STEP = """#!/bin/sh
-case " $* " in *"{step}"*) echo "{tool}: error: refused by the test" >&2; exit 1;; esac
-exec {real}/{tool} "$@"
+case " $* " in *"{step}"*) echo "{name}: error: refused by the test" >&2; exit 1;; esac
+exec {real}/{name} "$@"
 """
 
 # The indexes and constraints of the test's tables, as the catalogs describe them.
@@ -131,16 +137,8 @@ def changed_after_a_backup(alias: str) -> tuple[str, dict, dict]:
 
 def pausing_bin(tmp_path: Path) -> tuple[Path, Path, Path]:
     """A PG_BIN_DIR whose pg_restore --jobs stops at the FIFOs ``paused`` and ``go``."""
-    bin_dir, paused, go = tmp_path / "bin", tmp_path / "paused", tmp_path / "go"
-    bin_dir.mkdir()
-    os.mkfifo(paused)
-    os.mkfifo(go)
-    for tool in ("pg_dump", "psql"):
-        (bin_dir / tool).symlink_to(Path(pgserver_bin_dir(), tool))
-    script = bin_dir / "pg_restore"
-    script.write_text(PAUSING_PG_RESTORE.format(real=pgserver_bin_dir(), paused=paused, go=go))
-    script.chmod(0o700)
-    return bin_dir, paused, go
+    paused, go = fifos(tmp_path, "paused", "go")
+    return bin_with(tmp_path, "pg_restore", PAUSING_PG_RESTORE, paused=paused, go=go), paused, go
 
 
 @dataclass
@@ -242,15 +240,7 @@ def test_a_parallel_restore_failing_at_its_second_step_changes_nothing(
 ):
     backup_id, _, changed = changed_after_a_backup(postgres)
     old_oid = oid(postgres)
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name in ("pg_dump", "pg_restore", "psql"):
-        if name == tool:
-            script = FAILING_STEP.format(step=step, tool=tool, real=pgserver_bin_dir())
-            (bin_dir / name).write_text(script)
-            (bin_dir / name).chmod(0o700)
-        else:
-            (bin_dir / name).symlink_to(Path(pgserver_bin_dir(), name))
+    bin_dir = bin_with(tmp_path, tool, FAILING_STEP, step=step, name=tool)
     settings.MIGRATOR = {**settings.MIGRATOR, "PG_BIN_DIR": str(bin_dir)}
 
     out, err, code = run_command("restore", backup_id, "--yes", database=postgres, verbosity=2)
@@ -478,12 +468,7 @@ def test_a_parallel_restore_whose_safety_backup_fails_drops_its_new_database(
 ):
     backup_id, _, changed = changed_after_a_backup(postgres)
     old_oid = oid(postgres)
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for tool in ("pg_restore", "psql"):
-        (bin_dir / tool).symlink_to(Path(pgserver_bin_dir(), tool))
-    (bin_dir / "pg_dump").write_text(FAILING_PG_DUMP.format(real=pgserver_bin_dir()))
-    (bin_dir / "pg_dump").chmod(0o700)
+    bin_dir = bin_with(tmp_path, "pg_dump", FAILING_PG_DUMP)
     settings.MIGRATOR = {**settings.MIGRATOR, "PG_BIN_DIR": str(bin_dir)}
 
     out, err, code = run_command("restore", backup_id, "--yes", database=postgres, verbosity=2)

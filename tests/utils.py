@@ -169,17 +169,30 @@ exec sleep 600
 """
 
 
+def bin_with(tmp_path: Path, tool: str, script: str, **fields: object) -> Path:
+    """A PG_BIN_DIR, ``tmp_path/bin``, whose ``tool`` is the shell ``script`` (formatted with
+    ``real``, the real tools' directory, and ``fields``) and the other tools the real ones."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("pg_dump", "pg_restore", "psql"):
+        if name != tool:
+            (bin_dir / name).symlink_to(Path(pgserver_bin_dir(), name))
+    (bin_dir / tool).write_text(script.format(real=pgserver_bin_dir(), **fields))
+    (bin_dir / tool).chmod(0o700)
+    return bin_dir
+
+
+def fifos(directory: Path, *names: str) -> list[Path]:
+    """New FIFOs in ``directory``, one per name."""
+    for name in names:
+        os.mkfifo(directory / name)
+    return [directory / name for name in names]
+
+
 def pausing_bin(tmp_path: Path) -> Path:
     """PG_BIN_DIR whose pg_restore writes PAUSED to the FIFO ``tmp_path/paused`` and stops."""
-    bin_dir, fifo = tmp_path / "bin", tmp_path / "paused"
-    bin_dir.mkdir()
-    os.mkfifo(fifo)
-    for tool in ("pg_dump", "psql"):
-        (bin_dir / tool).symlink_to(Path(pgserver_bin_dir(), tool))
-    script = bin_dir / "pg_restore"
-    script.write_text(PAUSING_PG_RESTORE.format(real=pgserver_bin_dir(), fifo=fifo))
-    script.chmod(0o700)
-    return bin_dir
+    [fifo] = fifos(tmp_path, "paused")
+    return bin_with(tmp_path, "pg_restore", PAUSING_PG_RESTORE, fifo=fifo)
 
 
 def start_paused_in_pg_restore(

@@ -36,7 +36,7 @@ from django.db.migrations.recorder import MigrationRecorder
 from django.db.models import Model
 from django.utils.dateparse import parse_datetime
 
-from migrator import timeouts
+from migrator import interrupts, timeouts
 from migrator.backup.base import BackupEngine, Statement, first_line, locks_not_granted
 from migrator.backup.manifest import Manifest, describe_keys
 from migrator.exceptions import BackupFailed
@@ -212,6 +212,7 @@ class PortableEngine(BackupEngine):
                 try:
                     with transaction.atomic(using=self.connection.alias):
                         self._load(manifest, models, records, keep_audit, progress)
+                        interrupts.hold_until_the_run_ends()  # over the COMMIT
                 finally:
                     if sqlite:
                         self.connection.enable_constraint_checking()

@@ -26,12 +26,12 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
-from typing import BinaryIO, Final, NamedTuple
+from typing import BinaryIO, Final, NamedTuple, TypeVar
 
-from migrator import children, scratch, timeouts
+from migrator import children, interrupts, scratch, timeouts
 from migrator.backup import scratchdb, swap
 from migrator.backup.base import (
     BackupEngine,
@@ -47,6 +47,7 @@ from migrator.exceptions import BackupFailed
 from migrator.types import ProgressCallback, ProgressEvent
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # libpq connection keywords and the environment variables that carry them.
 LIBPQ_ENVIRONMENT: Final = {
@@ -111,6 +112,10 @@ VERSION: Final = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
 # HELD_BACK bytes of the script, which hold all of it.
 SCRIPT_END: Final = re.compile(rb"\nCOMMIT;\n((?:[ \t]*\n|--[^\n]*\n|\\unrestrict [^\n]*\n)*)\Z")
 HELD_BACK: Final = 4096
+# What the relay writes after the script: psql, having run it all, writes the file
+# READY in its working directory (the restore's private directory).
+READY: Final = "ready"
+SAY_READY: Final = f"\\o {READY}\n\\qecho ready\n\\o\n".encode()
 RELAY_CHUNK: Final = 1 << 16
 
 # The relations a restore replaces: every one outside the system schemas that no extension
@@ -400,14 +405,21 @@ class PgDumpEngine(BackupEngine):
         Without ``--single-transaction`` the script wraps the large objects in its own
         ``BEGIN;`` ... ``COMMIT;``, and that COMMIT would end psql's transaction half way.
         With it, the script's only COMMIT is its last statement: it is held back, checked
-        and dropped, and the postlude (whose last line is the restore's one COMMIT) is
-        written in its place once pg_restore has exited cleanly.
+        and dropped, and once pg_restore has exited cleanly, psql writes the file ``ready``
+        on reaching the end of the rest; only then is the postlude (whose last line is the
+        restore's one COMMIT) written after it. A psql that outlives this process reads the
+        end of its input instead: no COMMIT.
         """
+        ready = private / READY
         with self._restoring(path, env, private, [prelude_file, "-"], relayed=True) as tools:
             try:
                 end = _relay_script(tools.reader.stdout, tools.writer.stdin)
                 self._check_reader(tools)
-                tools.writer.stdin.write(self._without_final_commit(end) + postlude)
+                tools.writer.stdin.write(self._without_final_commit(end) + SAY_READY)
+                tools.writer.stdin.flush()
+                self._when_psql_reaches(lambda: _said_ready(ready), tools)
+                interrupts.hold_until_the_run_ends()  # what is left: the postlude
+                tools.writer.stdin.write(postlude)
                 tools.writer.stdin.close()
             except BrokenPipeError:  # psql stopped at an error in the script
                 tools.writer.wait()
@@ -450,6 +462,7 @@ class PgDumpEngine(BackupEngine):
                     stdin=subprocess.PIPE if relayed else reader.stdout,
                     stdout=subprocess.DEVNULL,
                     stderr=psql_errors,
+                    cwd=private,  # where the relay's READY goes
                 )
             finally:
                 if not relayed:
@@ -482,26 +495,37 @@ class PgDumpEngine(BackupEngine):
         return end[: match.start() + 1] + match.group(1)
 
     def _send_postlude(self, fifo: Path, postlude: bytes, tools: "_Tools") -> None:
-        """Write the postlude once psql opens the FIFO; psql ending first is its failure."""
-        pause = FIRST_POLL
-        while True:
+        """Write the postlude once psql opens the FIFO (having run all the rest: what is
+        left is the audit merge and the COMMIT, which an interrupt no longer cuts short)."""
+
+        def opened() -> int | None:
             try:
-                descriptor = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-                break
+                return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
             except OSError as exc:
                 if exc.errno != errno.ENXIO:  # ENXIO: nobody reads the FIFO yet
                     raise
-            if tools.writer.poll() is not None:  # psql stopped at an error in the script
-                raise self._failed(tools.psql_errors, "psql")
-            time.sleep(pause)
-            pause = min(pause * 2, LONGEST_POLL)
+                return None
+
+        descriptor = self._when_psql_reaches(opened, tools)
         os.set_blocking(descriptor, True)
+        interrupts.hold_until_the_run_ends()
         try:
             with os.fdopen(descriptor, "wb") as handle:
                 handle.write(postlude)
         except BrokenPipeError:
             tools.writer.wait()
             raise self._failed(tools.psql_errors, "psql") from None
+
+    def _when_psql_reaches(self, reached: Callable[[], T | None], tools: "_Tools") -> T:
+        """``reached()``'s first true answer, asked ever less often while psql runs the
+        script; psql ending first is its failure (it stopped at an error)."""
+        pause = FIRST_POLL
+        while not (answer := reached()):
+            if tools.writer.poll() is not None:
+                raise self._failed(tools.psql_errors, "psql")
+            time.sleep(pause)
+            pause = min(pause * 2, LONGEST_POLL)
+        return answer
 
     def _failed(self, errors, tool: str) -> BackupFailed:
         error = self._error(errors, tool)
@@ -619,6 +643,14 @@ def _killed_on_exit(stack: ExitStack, process: subprocess.Popen) -> None:
                     pipe.close()
 
     stack.callback(end)
+
+
+def _said_ready(path: Path) -> bool:
+    """Whether psql has written READY (``SAY_READY``)."""
+    try:
+        return path.read_bytes() == b"ready\n"
+    except FileNotFoundError:
+        return False
 
 
 def _relay_script(source: BinaryIO, sink: BinaryIO) -> bytes:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from contextlib import closing
 from pathlib import Path
 
-from migrator import scratch
+from migrator import interrupts, scratch
 from migrator.backup.base import BackupEngine, Statement, first_line
 from migrator.backup.manifest import Manifest
 from migrator.exceptions import BackupFailed
@@ -110,6 +110,7 @@ class SqliteBackupEngine(BackupEngine):
                 with closing(sqlite3.connect(work_path)) as work:
                     self._prepare(work, keep_audit)
                     live = self._live()
+                    interrupts.hold_until_the_run_ends()  # the copy commits as it ends
                     work.backup(live, progress=self._give_up_when_busy("restored"))
             except sqlite3.Error as exc:
                 raise BackupFailed(

@@ -39,7 +39,7 @@ from typing import IO, Final
 from django.db import DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from migrator import children, locking, timeouts
+from migrator import children, interrupts, locking, timeouts
 from migrator.backup import scratchdb
 from migrator.backup.base import Statement, first_line
 from migrator.backup.manifest import database_identity
@@ -355,6 +355,7 @@ def _swap(
             cursor.execute(f"ALTER DATABASE {quote(target)} RENAME TO {quote(replaced)}")
             cursor.execute(f"ALTER DATABASE {quote(name)} RENAME TO {quote(target)}")
             cursor.execute(f"COMMENT ON DATABASE {quote(replaced)} IS %s", [comment])
+            interrupts.hold_until_the_run_ends()
             cursor.execute("COMMIT")
         except DatabaseError as exc:
             with suppress(DatabaseError):
