@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Group, User
+from django.core.files.storage import FileSystemStorage
 from django.db import connections
 from django.db.migrations.recorder import MigrationRecorder
 
@@ -653,6 +654,36 @@ def test_backups_through_a_django_storage(db_alias, settings, tmp_path):
     assert run_command("restore", backup_id, database=db_alias)[2] == 0
     assert snapshot(db_alias) == before
     assert len(list_backups()) == 2  # and the safety backup
+
+
+class ManifestRefusingStorage(FileSystemStorage):
+    """A storage that takes payloads and refuses manifests (a quota, a bucket policy)."""
+
+    def _save(self, name, content):
+        if name.endswith(".json"):
+            raise PermissionError("manifests refused by the test")
+        return super()._save(name, content)
+
+
+def test_a_manifest_that_a_django_storage_refuses_takes_its_payload_with_it(
+    db_alias, settings, tmp_path
+):
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "backups": {
+            "BACKEND": f"{__name__}.ManifestRefusingStorage",
+            "OPTIONS": {"location": str(tmp_path / "bucket")},
+        },
+    }
+    settings.MIGRATOR = {**settings.MIGRATOR, "BACKUP_STORAGE": "backups"}
+    seed(db_alias)
+
+    _, err, code = run_command("backup", database=db_alias)
+
+    assert code == 6
+    assert "manifests refused by the test" in err
+    assert list((tmp_path / "bucket" / "migrator-backups").iterdir()) == []  # payload deleted
+    assert list_backups() == []
 
 
 def test_a_backup_that_does_not_fit_the_files_on_disk_needs_force(db_alias, scenario):
