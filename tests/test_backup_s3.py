@@ -223,6 +223,7 @@ def silent_endpoint():
         yield f"http://127.0.0.1:{listener.getsockname()[1]}"
 
 
+@pytest.mark.parametrize("db_alias", ["default"], indirect=True)  # storage only: 40 s once
 def test_an_endpoint_that_never_answers_fails_with_6_instead_of_hanging(db_alias, silent_endpoint):
     storage = {
         "BACKEND": "storages.backends.s3.S3Storage",
