@@ -16,6 +16,9 @@ from migrator.exceptions import BackupFailed
 from migrator.types import ProgressCallback
 
 Statement: TypeAlias = tuple[str, Sequence[Any]]  # (SQL with %s placeholders, parameters)
+# How every restore runs psql: no ~/.psqlrc, no chatter, never a password prompt, and
+# stopping at the first error (a script that is not run to its end is never committed).
+PSQL_OPTIONS: Final = ("--no-psqlrc", "--quiet", "--no-password", "--set=ON_ERROR_STOP=1")
 
 
 class BackupEngine(ABC):

@@ -34,6 +34,7 @@ from typing import BinaryIO, Final, NamedTuple, TypeVar
 from migrator import children, interrupts, scratch, timeouts
 from migrator.backup import scratchdb, swap
 from migrator.backup.base import (
+    PSQL_OPTIONS,
     BackupEngine,
     Statement,
     first_line,
@@ -435,14 +436,7 @@ class PgDumpEngine(BackupEngine):
         ``relayed``); whichever still runs on the way out is killed (psql before COMMIT:
         the server rolls back). Their errors go to ``pg_restore.err`` and ``psql.err``."""
         restore_argv = [self._pg_restore, "--file=-", "--clean", "--if-exists", "--no-owner"]
-        psql_argv = [
-            self._psql,
-            "--no-psqlrc",
-            "--quiet",
-            "--no-password",
-            "--set=ON_ERROR_STOP=1",
-            *(f"--file={name}" for name in psql_files),
-        ]
+        psql_argv = [self._psql, *PSQL_OPTIONS, *(f"--file={name}" for name in psql_files)]
         with ExitStack() as stack:
             restore_errors = stack.enter_context((private / "pg_restore.err").open("w+b"))
             psql_errors = stack.enter_context((private / "psql.err").open("w+b"))

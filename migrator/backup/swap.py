@@ -41,7 +41,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from migrator import children, interrupts, locking, timeouts
 from migrator.backup import scratchdb
-from migrator.backup.base import Statement, first_line
+from migrator.backup.base import PSQL_OPTIONS, Statement, first_line
 from migrator.backup.manifest import database_identity
 from migrator.exceptions import BackupFailed
 
@@ -291,8 +291,7 @@ def filling(
             steps = _Steps(
                 [pg_restore, f"--jobs={jobs}", "--exit-on-error", "--no-owner", "--no-password"]
                 + [f"--dbname={name}"],
-                [psql, "--no-psqlrc", "--quiet", "--no-password", "--set=ON_ERROR_STOP=1"]
-                + [f"--dbname={name}"],
+                [psql, *PSQL_OPTIONS, f"--dbname={name}"],
                 path,
                 env,
                 private,
