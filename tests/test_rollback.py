@@ -543,9 +543,11 @@ def test_last_restore_plan_says_that_everything_since_the_backup_is_replaced(
 def test_last_restore_is_refused_when_that_run_took_no_backup(db_alias):
     migrate(db_alias, "ledger", "0002")
     last = Run.objects.using(db_alias).get(command="safemigrate")
-    _, err, code = run_command("rollback", "--last", "--restore", *SCRIPTED, database=db_alias)
+    out, err, code = run_command("rollback", "--last", "--restore", *SCRIPTED, database=db_alias)
     assert code == 7
     assert f"Run #{last.pk} took no backup, so there is nothing to restore" in err
+    assert "0002_entry_email" not in out  # the plan of a restore that cannot be: not shown
+    assert f"  Undoes safemigrate run #{last.pk} (succeeded)." in out
     assert applied(db_alias, "ledger") == ["0001_initial", "0002_entry_email"]
 
 
