@@ -33,7 +33,7 @@ MIGRATOR = {
     "PG_BIN_DIR": os.environ.get("BENCH_PG_BIN_DIR") or None,
     "BACKUP_RECIPIENTS": json.loads(os.environ.get("BENCH_RECIPIENTS") or "[]"),
     "BACKUP_IDENTITY_FILE": os.environ.get("BENCH_IDENTITY_FILE") or None,
-    "RESTORE_JOBS": int(os.environ.get("BENCH_RESTORE_JOBS") or 1),
+    "RESTORE_JOBS": json.loads(os.environ.get("BENCH_RESTORE_JOBS") or "null"),
     "PG_DUMP_COMPRESS": int(os.environ.get("BENCH_PG_DUMP_COMPRESS") or 1),
 }
 if os.environ.get("BENCH_STORAGE"):  # a STORAGES entry: backups go through it

@@ -8,16 +8,17 @@ neither, times:
   ``--pg-dump-compress``, which sets ``PG_DUMP_COMPRESS`` too) vs
   ``backup`` (native): the ratio, and the Python process's peak RSS;
 * ``pg_restore --single-transaction --exit-on-error --no-owner`` into an empty database vs
-  ``restore --no-safety-backup`` into an empty database, in one transaction and with
-  ``RESTORE_JOBS`` (``--restore-jobs``, default 2: ``pg_restore --jobs`` into a new
-  database swapped in by name), and, once, over the populated source database (the usual
-  case, where every relation is dropped first): the three take turns going first from
-  round to round, and each starts from a checkpointed server, so that none pays for
-  another's writes;
+  ``restore --no-safety-backup`` into an empty database, with the default settings (into an
+  empty database, ``pg_restore --jobs 2`` into a new database swapped in by name) and with
+  ``RESTORE_JOBS = 1`` (in one transaction), and, once, over the populated source database
+  (the usual case, in one transaction, where every relation is dropped first): the three
+  take turns going first from round to round, and each starts from a checkpointed server,
+  so that none pays for another's writes;
 * ``restore`` with its safety backup (the production default) over the populated database,
-  in one transaction and with ``RESTORE_JOBS`` (whose new database fills while the safety
-  backup is taken), against the same by hand: ``pg_dump -Fc`` (same level) of the database,
-  then ``pg_restore --single-transaction --clean --if-exists`` (``--safety-rounds``, in turns);
+  in one transaction (the default there) and with ``RESTORE_JOBS`` (``--restore-jobs``,
+  default 2; its new database fills while the safety backup is taken), against the same by
+  hand: ``pg_dump -Fc`` (same level) of the database, then ``pg_restore
+  --single-transaction --clean --if-exists`` (``--safety-rounds``, in turns);
 * ``backup --format portable``: time, size and peak RSS.
 
 Every migrator figure comes from a fresh child process: its peak RSS is that operation's,
@@ -30,8 +31,9 @@ Issue 20's restore figure (about 250 MB, 1.5 M rows; the backup rounds skipped):
 
     python benchmarks/backup_postgres.py --accounts 860000 --notes 640000 --restore-only --repeat 6
 
-The same with ``--large-objects 1``: the restore is relayed through migrator (an archive
-holding large objects), which that ratio prices against the direct pipe's.
+The same with ``--large-objects 1``: the restore in one transaction is relayed through
+migrator (an archive holding large objects), which that ratio prices against the direct
+pipe's.
 """
 
 import argparse
@@ -169,7 +171,7 @@ def main() -> None:
         "--restore-jobs",
         type=int,
         default=2,
-        help="RESTORE_JOBS of the parallel restore timed beside the others (default 2)",
+        help="RESTORE_JOBS of the parallel restore over the populated database (default 2)",
     )
     parser.add_argument(
         "--pg-dump-compress",
@@ -203,10 +205,11 @@ def run(options: argparse.Namespace, scratch: Path) -> None:
     project = make_project(scratch / "project")
     backups = scratch / "backups"
 
-    def env_for(name: str, jobs: int = 1) -> dict:
+    def env_for(name: str, jobs: int | None = None) -> dict:
+        """The child's environment: RESTORE_JOBS ``jobs``, else unset (the default)."""
         env = child_env(project, {**settings, "NAME": name}, backups, bin_dir)
-        compress = str(options.pg_dump_compress)
-        return {**env, "BENCH_RESTORE_JOBS": str(jobs), "BENCH_PG_DUMP_COMPRESS": compress}
+        env["BENCH_PG_DUMP_COMPRESS"] = str(options.pg_dump_compress)
+        return env if jobs is None else {**env, "BENCH_RESTORE_JOBS": str(jobs)}
 
     source = "backup_bench_source"
     size = create_source(admin, source, env_for(source), options)
@@ -249,26 +252,22 @@ def run(options: argparse.Namespace, scratch: Path) -> None:
 
     restore_peaks = []
 
-    def native_restore(target: str, jobs: int = 1) -> float:
+    def native_restore(target: str, jobs: int | None = None) -> float:
         result = run_child(env_for(target, jobs), "restore", native_ids[-1])
         restore_peaks.append(result["peak_rss_mb"])
-        return result["seconds"]
-
-    def parallel_restore(target: str) -> float:
-        seconds = native_restore(target, options.restore_jobs)
         for (replaced,) in admin.execute(
             "SELECT datname FROM pg_database WHERE starts_with(datname, 'migrator_replaced_')"
         ):
             admin.drop(replaced)
-        return seconds
+        return result["seconds"]
 
-    restore_direct, restore_native, restore_parallel = [], [], []
+    restore_direct, restore_default, restore_serial = [], [], []
     for index in range(options.repeat):
         # Each goes first, second and third in turn.
         order = [
             (restore_direct, direct_restore),
-            (restore_native, native_restore),
-            (restore_parallel, parallel_restore),
+            (restore_default, native_restore),
+            (restore_serial, lambda target: native_restore(target, 1)),
         ]
         for times, restore in order[index % 3 :] + order[: index % 3]:
             target = f"backup_bench_restore_{index}"
@@ -293,8 +292,8 @@ def run(options: argparse.Namespace, scratch: Path) -> None:
         native,
         native_peaks,
         restore_direct,
-        restore_native,
-        restore_parallel,
+        restore_default,
+        restore_serial,
         restore_peaks,
         over_source,
         idle,
@@ -329,7 +328,7 @@ def safe_restores(options, admin, source, backup_id, env_for, dump: Path, bin_di
         restore += ["--if-exists", "--exit-on-error", "--no-owner", "--no-password"]
         return dumped + timed([*restore, f"--dbname={source}", str(dump)], tool_env)
 
-    def migrator(jobs: int) -> float:
+    def migrator(jobs: int | None) -> float:
         result = run_child(env_for(source, jobs), "safe-restore", backup_id)
         peaks.append(result["peak_rss_mb"])
         for (replaced,) in admin.execute(
@@ -341,7 +340,7 @@ def safe_restores(options, admin, source, backup_id, env_for, dump: Path, bin_di
     peaks: list[float] = []
     order = [
         (BY_HAND, by_hand),
-        ("`restore` with its safety backup, over the populated database", lambda: migrator(1)),
+        ("`restore` with its safety backup, over the populated database", lambda: migrator(None)),
         (
             f"the same, RESTORE_JOBS={options.restore_jobs} (the new database fills while the "
             "safety backup is taken)",
@@ -364,8 +363,8 @@ def report(
     native,
     native_peaks,
     restore_direct,
-    restore_native,
-    restore_parallel,
+    restore_default,
+    restore_serial,
     restore_peaks,
     over_source,
     idle,
@@ -398,17 +397,18 @@ def report(
     )
     print(
         row(
-            "`restore --no-safety-backup` into an empty database",
-            median(restore_native),
+            "`restore --no-safety-backup` into an empty database (default settings: "
+            "`pg_restore --jobs` into a new database, swapped in)",
+            median(restore_default),
             median(restore_direct),
             max(restore_peaks),
         )
     )
     print(
         row(
-            f"`restore --no-safety-backup`, RESTORE_JOBS={options.restore_jobs} (new database "
-            "swapped in), into an empty database",
-            median(restore_parallel),
+            "`restore --no-safety-backup`, RESTORE_JOBS=1 (one transaction), into an empty "
+            "database",
+            median(restore_serial),
             median(restore_direct),
             max(restore_peaks),
         )
@@ -437,7 +437,7 @@ def report(
     print()
     print(
         f"best runs: native backup / pg_dump {min(native) / min(direct):.3f}, "
-        f"native restore / pg_restore {min(restore_native) / min(restore_direct):.3f}"
+        f"native restore / pg_restore {min(restore_default) / min(restore_direct):.3f}"
     )
     print(
         f"native backup / pg_dump: {median(native) / median(direct):.3f}  "
@@ -445,8 +445,8 @@ def report(
         f"{', '.join(f'{t:.1f}' for t in direct)})"
     )
     for name, ours in (
-        ("restore", restore_native),
-        (f"restore with RESTORE_JOBS={options.restore_jobs}", restore_parallel),
+        ("restore (default settings)", restore_default),
+        ("restore with RESTORE_JOBS=1", restore_serial),
     ):
         print(
             f"native {name} / pg_restore: {median(ours) / median(restore_direct):.3f}  "

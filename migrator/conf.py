@@ -23,9 +23,11 @@ BACKUP_IDENTITY_FILE     None                age identity file that decrypts bac
                                              drill); else ``MIGRATOR_BACKUP_IDENTITY_FILE``
 PG_BIN_DIR               None                directory of ``pg_dump``/``pg_restore``; else PATH
 PG_DUMP_COMPRESS         1                   ``pg_dump --compress`` level for native backups
-RESTORE_JOBS             1                   above 1: a native PostgreSQL restore runs
+RESTORE_JOBS             None                above 1: a native PostgreSQL restore runs
                                              ``pg_restore --jobs N`` into a new database
-                                             and swaps it in by name, where it can
+                                             and swaps it in by name, where it can; None:
+                                             so with 2 jobs into a database that holds
+                                             nothing yet; 1: always in one transaction
 RUN_LOCK_TIMEOUT         600                 seconds a run waits for another run's lock
 PG_LOCK_TIMEOUT          5                   ``lock_timeout`` per migration and restore (s)
 PG_STATEMENT_TIMEOUT     None                PostgreSQL ``statement_timeout`` per migration (s)
@@ -87,7 +89,7 @@ DEFAULTS: dict[str, Any] = {
     "BACKUP_IDENTITY_FILE": None,
     "PG_BIN_DIR": None,
     "PG_DUMP_COMPRESS": 1,
-    "RESTORE_JOBS": 1,
+    "RESTORE_JOBS": None,
     "RUN_LOCK_TIMEOUT": 600.0,
     "PG_LOCK_TIMEOUT": 5.0,
     "PG_STATEMENT_TIMEOUT": None,
@@ -117,7 +119,7 @@ class MigratorSettings:
     backup_identity_file: str | None
     pg_bin_dir: str | None
     pg_dump_compress: int
-    restore_jobs: int
+    restore_jobs: int | None
     run_lock_timeout: float
     pg_lock_timeout: float | None
     pg_statement_timeout: float | None
@@ -471,7 +473,7 @@ CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "BACKUP_IDENTITY_FILE": _text,
     "PG_BIN_DIR": _text,
     "PG_DUMP_COMPRESS": _count(0, 9),
-    "RESTORE_JOBS": _count(1, 64),
+    "RESTORE_JOBS": _optional(_count(1, 64)),
     "RUN_LOCK_TIMEOUT": seconds,
     "PG_LOCK_TIMEOUT": _optional(_pg_timeout),
     "PG_STATEMENT_TIMEOUT": _optional(_pg_timeout),

@@ -36,6 +36,22 @@ def _admin_execute(alias: str, sql: str) -> None:
         conn.close()
 
 
+def drop_test_database(alias: str, name: str) -> None:
+    """Drop the test's database, and the databases a parallel restore left beside it."""
+    conn = raw_connection(alias, dbname="postgres")
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(
+                "SELECT datname FROM pg_database WHERE starts_with(datname, 'migrator_replaced_') "
+                "OR starts_with(datname, 'migrator_restore_')"
+            )
+            leftovers = [leftover for (leftover,) in cursor.fetchall()]
+    finally:
+        conn.close()
+    for database in [name, *leftovers]:
+        _admin_execute(alias, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
 @pytest.fixture(params=["default", "postgres"], ids=["sqlite", "postgres"])
 def db_alias(request, django_db_blocker, tmp_path) -> Iterator[str]:
     """The alias of a brand-new empty database of each vendor, used by the test."""
@@ -56,7 +72,7 @@ def db_alias(request, django_db_blocker, tmp_path) -> Iterator[str]:
             connections.close_all()
             connection.settings_dict["NAME"] = original
             if connection.vendor == "postgresql":
-                _admin_execute(alias, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                drop_test_database(alias, name)
 
 
 @pytest.fixture

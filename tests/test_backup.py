@@ -26,7 +26,7 @@ from migrator.backup.manifest import _seal
 from migrator.backup.storage import DirectoryStore
 from migrator.models import MigrationHash, Run, RunStep
 from project.ledger.models import Account, Entry
-from tests.conftest import _admin_execute
+from tests.conftest import _admin_execute, drop_test_database
 from tests.test_children import wait_until
 from tests.utils import (
     TTYInput,
@@ -74,7 +74,7 @@ def both_databases(django_db_blocker, tmp_path):
         finally:
             connections.close_all()
             sqlite.settings_dict["NAME"], postgres.settings_dict["NAME"] = originals
-            _admin_execute("postgres", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            drop_test_database("postgres", name)
 
 
 def seed(alias: str) -> None:

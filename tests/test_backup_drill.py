@@ -63,6 +63,25 @@ def test_drill_reports_every_table_and_leaves_nothing(db_alias, format):
     assert Run.objects.using(db_alias).count() == runs  # the live database was not touched
 
 
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+@pytest.mark.parametrize("jobs", [None, 2], ids=["restore jobs unset", "restore jobs 2"])
+def test_a_drill_restores_into_its_scratch_database_itself(db_alias, settings, jobs):
+    """Never by the parallel route's swap, whatever RESTORE_JOBS says: the scratch database
+    is empty, and the drill merges no audit into it."""
+    settings.MIGRATOR = {**settings.MIGRATOR, "RESTORE_JOBS": jobs}
+    seed(db_alias)
+    backup_id = take_backup(db_alias)
+
+    out, err, code = run_command(
+        "backup", "--verify", backup_id, "--full", database=db_alias, verbosity=2
+    )
+
+    assert (code, err) == (0, ""), err
+    assert "Restoring" not in out
+    assert out.splitlines()[-1].startswith(f"Drill of backup {backup_id} passed: ")
+    assert scratch_left(db_alias) == []
+
+
 def test_drill_prints_the_comparison_and_list_and_status_show_it(db_alias):
     seed(db_alias)
     backup_id = take_backup(db_alias)

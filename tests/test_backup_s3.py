@@ -12,10 +12,8 @@ from migrator.backup import get_manifest, list_backups
 from migrator.backup.storage import DjangoStorageStore
 from migrator.models import Run
 from tests import s3
-from tests.conftest import _admin_execute
 from tests.test_backup import FILE_SIZE_LIMIT, change_everything, seed, snapshot, take_backup
 from tests.test_backup_encryption import new_identity, paused_in_pg_restore
-from tests.test_backup_swap import databases
 from tests.test_rollback import SCRIPTED, ledger_with_a_restorable_run, names
 from tests.utils import TTYInput, applied, run_child, run_child_peak_rss, run_command
 
@@ -97,17 +95,15 @@ def test_a_parallel_restore_from_s3_fills_from_its_one_download(
     change_everything(db_alias)
     settings.MIGRATOR = {**settings.MIGRATOR, "RESTORE_JOBS": 2}
     downloads = counted_downloads(monkeypatch)
-    try:
-        out, err, code = run_command(
-            "restore", backup_id, "--no-safety-backup", database=db_alias, verbosity=2
-        )
-        assert (code, err) == (0, ""), err
-        assert "Restoring with pg_restore --jobs 2 into a new database" in out
-        assert downloads == [get_manifest(backup_id).payload]
-        assert snapshot(db_alias) == before
-    finally:
-        for name in databases("migrator_replaced_") + databases("migrator_restore_"):
-            _admin_execute(db_alias, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    out, err, code = run_command(
+        "restore", backup_id, "--no-safety-backup", database=db_alias, verbosity=2
+    )
+
+    assert (code, err) == (0, ""), err
+    assert "Restoring with pg_restore --jobs 2 into a new database" in out
+    assert downloads == [get_manifest(backup_id).payload]
+    assert snapshot(db_alias) == before
 
 
 def counted_downloads(monkeypatch) -> list[str]:

@@ -7,13 +7,13 @@ kept beside it) or, where the swap cannot hold, restored in one transaction as u
 
 import json
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from django.db import connections
+from django.db import connections, transaction
 
+from migrator.backup import swap
 from migrator.models import Run
 from tests import test_children
 from tests.conftest import _admin_execute
@@ -53,7 +53,7 @@ from tests.utils import (
 env = test_children.env  # the children's own TMPDIR and backup directory
 
 SWAPPING = "Restoring with pg_restore --jobs 2 into a new database, to swap in..."
-SERIAL = "Restoring in one transaction (RESTORE_JOBS set, but no swap): "
+SERIAL = "Restoring in one transaction, not in parallel into a new database: "
 
 # pg_restore that, starting to fill with --jobs, writes its pid to the FIFO "paused" and
 # waits for a line on the FIFO "go" before it goes on (its second step goes on at once).
@@ -81,11 +81,9 @@ def backup_dir(settings, tmp_path) -> Path:
 
 
 @pytest.fixture
-def postgres(db_alias) -> Iterator[str]:
-    """The PostgreSQL database under test; databases a swap left beside it dropped after."""
-    yield db_alias
-    for name in databases("migrator_replaced_") + databases("migrator_restore_"):
-        _admin_execute(db_alias, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def postgres(db_alias) -> str:
+    """The PostgreSQL database under test (its fixture drops what swaps left beside it)."""
+    return db_alias
 
 
 # A tool that fails at one step of a parallel restore (its arguments hold ``step``) with a
@@ -311,6 +309,179 @@ def test_a_restore_with_restore_jobs_that_cannot_swap_runs_in_one_transaction(
     assert snapshot(postgres) == before
     assert oid(postgres) == old_oid
     assert databases("migrator_replaced_") == databases("migrator_restore_") == []
+
+
+def unset_restore_jobs(settings) -> None:
+    settings.MIGRATOR = {k: v for k, v in settings.MIGRATOR.items() if k != "RESTORE_JOBS"}
+
+
+def emptied(alias: str) -> None:
+    """Every table dropped: the database as a new one is, for a restore into it."""
+    with connections[alias].cursor() as cursor:
+        cursor.execute(
+            "SELECT string_agg(format('%I', tablename), ', ') FROM pg_tables "
+            "WHERE schemaname = 'public'"
+        )
+        [tables] = cursor.fetchone()
+        cursor.execute(f"DROP TABLE {tables} CASCADE")
+
+
+def backed_up_then_emptied(alias: str) -> tuple[str, dict]:
+    seed(alias)
+    before = snapshot(alias)
+    backup_id = take_backup(alias)
+    emptied(alias)
+    return backup_id, before
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+def test_by_default_a_restore_into_an_empty_database_runs_in_parallel(postgres, settings):
+    unset_restore_jobs(settings)
+    backup_id, before = backed_up_then_emptied(postgres)
+    old_oid = oid(postgres)
+
+    out, err, code = run_command("restore", backup_id, "--yes", database=postgres, verbosity=2)
+
+    assert (code, err) == (0, ""), err
+    assert SWAPPING in out
+    assert snapshot(postgres) == before
+    assert oid(postgres) != old_oid
+    [replaced] = databases("migrator_replaced_")
+    assert f"The database it replaced is kept as {replaced} until the next such restore." in out
+    assert Run.objects.using(postgres).get(command="restore").outcome == "succeeded"
+
+
+# What a database may hold besides tables that keeps a restore, RESTORE_JOBS unset, in one
+# transaction: the new database would not have it.
+OWN_OBJECTS = {
+    "function": "CREATE FUNCTION kept() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+    "type": "CREATE TYPE kept AS ENUM ('one')",
+    "domain": "CREATE DOMAIN kept AS int",
+    "schema": "CREATE SCHEMA kept",
+    "view": "CREATE VIEW kept AS SELECT 1 AS one",
+    "sequence": "CREATE SEQUENCE kept",
+    "collation": "CREATE COLLATION kept (provider = libc, locale = 'C')",
+    "text search dictionary": "CREATE TEXT SEARCH DICTIONARY kept (TEMPLATE = simple)",
+    "cast": "CREATE CAST (date AS int) WITH INOUT",
+    "large object": "SELECT lo_create(0)",
+    "default privileges": "ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO PUBLIC",
+    "publication": "CREATE PUBLICATION kept",
+}
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+def test_a_database_holding_any_object_of_its_own_is_not_empty(postgres):
+    connection = connections[postgres]
+    assert not swap.holds_objects(connection)  # as CREATE DATABASE made it
+    assert run_command("safemigrate", "migrator", "--no-backup", database=postgres)[2] == 0
+    assert not swap.holds_objects(connection)  # migrator's tables, django_migrations
+    for kind, sql in OWN_OBJECTS.items():
+        with transaction.atomic(using=postgres), connection.cursor() as cursor:
+            cursor.execute(sql)
+            assert swap.holds_objects(connection), kind
+            transaction.set_rollback(True, using=postgres)
+        assert not swap.holds_objects(connection), kind
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+@pytest.mark.parametrize("held", ["rows", "function"])
+def test_by_default_a_restore_into_a_database_that_holds_anything_runs_in_one_transaction(
+    postgres, settings, held
+):
+    unset_restore_jobs(settings)
+    if held == "rows":
+        backup_id, before, _ = changed_after_a_backup(postgres)
+    else:
+        backup_id, before = backed_up_then_emptied(postgres)
+        with connections[postgres].cursor() as cursor:
+            cursor.execute(OWN_OBJECTS[held])
+    old_oid = oid(postgres)
+
+    out, err, code = run_command("restore", backup_id, "--yes", database=postgres, verbosity=2)
+
+    assert (code, err) == (0, ""), err
+    assert "--jobs" not in out
+    assert SERIAL not in out  # the usual route: nothing to explain
+    assert snapshot(postgres) == before
+    assert oid(postgres) == old_oid
+    assert databases("migrator_replaced_") == databases("migrator_restore_") == []
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+def test_a_default_restore_into_an_empty_database_killed_leaves_it_empty(
+    postgres, settings, backup_dir, tmp_path
+):
+    unset_restore_jobs(settings)
+    backup_id, before = backed_up_then_emptied(postgres)
+    old_oid = oid(postgres)
+    bin_dir, paused, _ = pausing_bin(tmp_path)
+    connections[postgres].close()
+    child = start_child(
+        postgres,
+        *("restore", backup_id, "--yes"),
+        MIGRATOR_TEST_BACKUP_DIR=str(backup_dir),
+        MIGRATOR_TEST_SETTINGS=json.dumps({"PG_BIN_DIR": str(bin_dir)}),
+    )
+    try:
+        pid = int(paused.read_text())  # pg_restore --jobs, stopped
+        pg_restore = (pid, proc_stat(pid).started)
+        [scratch] = databases("migrator_restore_")
+        wait_until(
+            lambda: (
+                "migrator_run" in connections[postgres].introspection.table_names()
+                and restore_running(postgres)
+            ),
+            what="migrator's tables made and the restore's run opened, meanwhile",
+        )
+    finally:
+        child.kill()  # kill -9, while the new database is being filled
+        child.communicate(timeout=60)
+    wait_until(lambda: not alive(pg_restore), what="the killed restore's pg_restore")
+
+    assert oid(postgres) == old_oid
+    assert "ledger_account" not in connections[postgres].introspection.table_names()
+    assert databases("migrator_restore_") == [scratch]
+
+    out, err, code = run_command("restore", backup_id, "--yes", database=postgres, verbosity=2)
+
+    assert code == 0, err
+    assert "ended without finishing (killed or lost); recorded as interrupted." in err
+    assert SWAPPING in out  # migrator's own tables, and its record of the kill, are not objects
+    assert snapshot(postgres) == before
+    assert databases("migrator_restore_") == []
+    outcomes = Run.objects.using(postgres).filter(command="restore").order_by("started_at")
+    assert [run.outcome for run in outcomes] == ["interrupted", "succeeded"]
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+def test_two_default_restores_into_an_empty_database_at_once_restore_it(
+    postgres, settings, backup_dir
+):
+    unset_restore_jobs(settings)
+    backup_id, before = backed_up_then_emptied(postgres)
+    connections[postgres].close()
+    children = [
+        start_child(
+            postgres,
+            *("restore", backup_id, "--yes", "--noinput"),
+            MIGRATOR_TEST_BACKUP_DIR=str(backup_dir),
+            MIGRATOR_TEST_SETTINGS='{"RUN_LOCK_TIMEOUT": 120}',
+        )
+        for _ in range(2)
+    ]
+    outputs = [child.communicate(timeout=300) for child in children]
+
+    codes = sorted(child.returncode for child in children)
+    assert codes in ([0, 0], [0, 6]), outputs
+    for child, (_, err) in zip(children, outputs, strict=True):
+        assert child.returncode == 0 or "nothing was changed" in err, err
+    assert snapshot(postgres) == before
+    assert databases("migrator_restore_") == []
+    outcomes = Run.objects.using(postgres).filter(command="restore").values_list("outcome")
+    assert sorted(outcome for (outcome,) in outcomes) in (
+        ["succeeded", "succeeded"],
+        ["failed", "succeeded"],
+    )
 
 
 @pytest.mark.parametrize("db_alias", ["default"], indirect=True)

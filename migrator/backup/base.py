@@ -19,6 +19,17 @@ Statement: TypeAlias = tuple[str, Sequence[Any]]  # (SQL with %s placeholders, p
 # How every restore runs psql: no ~/.psqlrc, no chatter, never a password prompt, and
 # stopping at the first error (a script that is not run to its end is never committed).
 PSQL_OPTIONS: Final = ("--no-psqlrc", "--quiet", "--no-password", "--set=ON_ERROR_STOP=1")
+# The relations a restore replaces: every one outside the system schemas that no extension
+# owns and no table owns (identity and serial sequences go with their tables).
+OWN_RELATIONS: Final = """
+    SELECT c.relkind, n.nspname, c.relname
+    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND NOT c.relispartition
+      AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'
+      AND NOT EXISTS (
+        SELECT 1 FROM pg_catalog.pg_depend d
+        WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid
+          AND d.deptype IN ('e', 'a', 'i'))"""
 
 
 class BackupEngine(ABC):
@@ -74,6 +85,7 @@ class BackupEngine(ABC):
         *,
         keep_audit: Sequence[Statement],
         progress: ProgressCallback,
+        in_place: bool = False,
     ) -> str | None:
         """Replace the database's contents with the payload, all or nothing; the name of
         the database it replaced and kept (a parallel restore's swap), else None.
@@ -82,7 +94,8 @@ class BackupEngine(ABC):
 
         ``keep_audit`` runs in the same transaction after the data is restored, so that
         runs recorded after the backup survive it (empty when the engine cannot run them
-        there; the caller then runs them afterwards).
+        there; the caller then runs them afterwards). ``in_place``: into this database
+        itself whatever ``RESTORE_JOBS`` says, never by a swap (a drill's scratch one).
         """
 
 

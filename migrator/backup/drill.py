@@ -137,7 +137,7 @@ def _restore_and_compare(
     engine = engine_for(scratch, manifest.format)
     engine.check_restore(manifest)
     with opened_payload(local, identities) as payload:
-        engine.restore(payload, manifest, keep_audit=[], progress=progress)
+        engine.restore(payload, manifest, keep_audit=[], progress=progress, in_place=True)
     restored = _row_counts(scratch, manifest)
     report.tables = [
         {"table": table, "recorded": manifest.tables.get(table), "restored": restored.get(table)}

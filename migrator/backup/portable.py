@@ -201,6 +201,7 @@ class PortableEngine(BackupEngine):
         *,
         keep_audit: Sequence[Statement],
         progress: ProgressCallback,
+        in_place: bool = False,  # always: the file, or one transaction
     ) -> str | None:
         sqlite = self.connection.vendor == "sqlite"
         try:

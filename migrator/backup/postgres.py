@@ -34,6 +34,7 @@ from typing import BinaryIO, Final, NamedTuple, TypeVar
 from migrator import children, interrupts, scratch, timeouts
 from migrator.backup import scratchdb, swap
 from migrator.backup.base import (
+    OWN_RELATIONS,
     PSQL_OPTIONS,
     BackupEngine,
     Statement,
@@ -106,7 +107,7 @@ NOT_FOR_TOOLS: Final = frozenset(
 FIRST_POLL: Final = 0.002
 LONGEST_POLL: Final = 0.02
 SWAPPING: Final = "Restoring with pg_restore --jobs {jobs} into a new database, to swap in..."
-SERIAL: Final = "Restoring in one transaction (RESTORE_JOBS set, but no swap)"
+SERIAL: Final = "Restoring in one transaction, not in parallel into a new database"
 VERSION: Final = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
 # What ``pg_restore --single-transaction --file=-`` writes after its COMMIT: comments and,
 # from PostgreSQL 16.10 and 17.6 on, ``\unrestrict <key>``. The relay holds back the last
@@ -119,21 +120,9 @@ READY: Final = "ready"
 SAY_READY: Final = f"\\o {READY}\n\\qecho ready\n\\o\n".encode()
 RELAY_CHUNK: Final = 1 << 16
 
-# The relations a restore replaces: every one outside the system schemas that no extension
-# owns and no table owns (identity and serial sequences go with their tables).
-OWN_RELATIONS: Final = """
-    SELECT c.relkind, n.nspname, c.relname
-    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-    WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND NOT c.relispartition
-      AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'
-      AND NOT EXISTS (
-        SELECT 1 FROM pg_catalog.pg_depend d
-        WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid
-          AND d.deptype IN ('e', 'a', 'i'))"""
-
-# Drops those relations, and every large object (one made after the backup would outlive
-# the rows that referenced it), so the restored database holds exactly what the archive
-# holds.
+# Drops the relations a restore replaces (OWN_RELATIONS), and every large object (one made
+# after the backup would outlive the rows that referenced it), so the restored database
+# holds exactly what the archive holds.
 DROP_CONTENTS: Final = f"""
 DO $migrator$
 DECLARE item record;
@@ -303,10 +292,11 @@ class PgDumpEngine(BackupEngine):
         *,
         keep_audit: Sequence[Statement],
         progress: ProgressCallback,
+        in_place: bool = False,
     ) -> str | None:
         if self._ahead is not None and self._ahead[0] == path:
             return self._ahead[1].swap_in(keep_audit, manifest.id)
-        jobs = get_settings().restore_jobs
+        jobs = 1 if in_place else get_settings().restore_jobs
         with self._parallel(path, jobs, progress, audit_inside=bool(keep_audit)) as fill:
             if fill is not None:
                 return fill.swap_in(keep_audit, manifest.id)
@@ -346,7 +336,7 @@ class PgDumpEngine(BackupEngine):
     def _parallel(
         self,
         path: Path,
-        jobs: int,
+        jobs: int | None,
         progress: ProgressCallback,
         *,
         audit_inside: bool,
@@ -361,10 +351,11 @@ class PgDumpEngine(BackupEngine):
             )
             if obstacle is not None:
                 admin.close()  # not kept through a restore in one transaction
-                if explain and jobs > 1:
+                if explain and obstacle not in {swap.ONE_JOB, swap.NOT_EMPTY}:
                     progress(ProgressEvent("restore_serial", message=f"{SERIAL}: {obstacle}."))
                 yield None
                 return
+            jobs = jobs or swap.DEFAULT_JOBS
             progress(ProgressEvent("restore_swap", message=SWAPPING.format(jobs=jobs)))
             with (
                 libpq_environment(self.connection) as env,

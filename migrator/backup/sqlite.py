@@ -101,6 +101,7 @@ class SqliteBackupEngine(BackupEngine):
         *,
         keep_audit: Sequence[Statement],
         progress: ProgressCallback,
+        in_place: bool = False,  # always: the file, or one transaction
     ) -> str | None:
         with scratch.private_directory("sqlite-restore") as private:
             work_path = private / "restore.sqlite3"

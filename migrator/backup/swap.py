@@ -1,9 +1,10 @@
 """A native PostgreSQL restore in parallel: into a new database, swapped in by name.
 
-With ``MIGRATOR["RESTORE_JOBS"]`` above 1, ``pg_restore --jobs N`` fills a new database on
-the same server (several sessions: tables load and indexes build side by side; an archive
-with foreign keys in two steps, its tables vacuumed between them, so that each key's check
-merges two indexes instead of hashing a table: ``_Steps``), the live run audit is merged
+With ``MIGRATOR["RESTORE_JOBS"]`` above 1 (or unset, into a database that holds nothing
+yet: ``holds_objects``), ``pg_restore --jobs N`` fills a new database on the same server
+(several sessions: tables load and indexes build side by side; an archive with foreign
+keys in two steps, its tables vacuumed between them, so that each key's check merges two
+indexes instead of hashing a table: ``_Steps``), the live run audit is merged
 into it, and one transaction in the server's maintenance database renames the database
 being restored ``migrator_replaced_<hex>`` and gives the new one its name. Until that
 commit the database being restored is not touched, so a failure or a kill at any moment
@@ -36,12 +37,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Final
 
+from django.apps import apps
 from django.db import DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.migrations.recorder import MigrationRecorder
 
 from migrator import children, interrupts, locking, timeouts
 from migrator.backup import scratchdb
-from migrator.backup.base import PSQL_OPTIONS, Statement, first_line
+from migrator.backup.base import OWN_RELATIONS, PSQL_OPTIONS, Statement, first_line
 from migrator.backup.manifest import database_identity
 from migrator.exceptions import BackupFailed
 
@@ -50,6 +53,48 @@ logger = logging.getLogger(__name__)
 SCRATCH_PREFIX: Final = "migrator_restore_"
 REPLACED_PREFIX: Final = "migrator_replaced_"
 SESSION_END_WAIT: Final = 5.0  # seconds; as long as PostgreSQL's own wait before a rename fails
+# RESTORE_JOBS unset: the route is taken with this many jobs into a database that holds
+# nothing yet (``holds_objects``), where it gives up nothing the one transaction keeps.
+DEFAULT_JOBS: Final = 2
+ONE_JOB: Final = "RESTORE_JOBS is 1"
+NOT_EMPTY: Final = "the database holds objects, and RESTORE_JOBS is not set"
+
+# Whether a database holds anything of its own, but for migrator's tables and Django's
+# migration history (%s: their names), which every restore replaces: every object made
+# after initdb has an OID from FirstNormalObjectId on (initdb's own, plpgsql and the
+# schema public included, are below it; so are template0's, which the new database copies),
+# and initdb makes none of the objects in ANY_ROW_CATALOGS.
+FIRST_NORMAL_OID: Final = 16384
+OWN_OID_CATALOGS: Final = (
+    "pg_extension",
+    "pg_proc",
+    "pg_collation",
+    "pg_operator",
+    "pg_cast",
+    "pg_ts_config",
+    "pg_ts_dict",
+)
+ANY_ROW_CATALOGS: Final = (
+    "pg_foreign_data_wrapper",
+    "pg_event_trigger",
+    "pg_publication",
+    "pg_default_acl",
+    "pg_largeobject_metadata",
+)
+HOLDS_OBJECTS: Final = "SELECT " + "\n    OR ".join(
+    [
+        f"EXISTS ({OWN_RELATIONS} AND NOT c.relname = ANY(%s))",
+        "EXISTS (SELECT 1 FROM pg_catalog.pg_namespace "
+        f"WHERE oid >= {FIRST_NORMAL_OID} AND nspname !~ '^pg_')",  # not temporary schemas
+        "EXISTS (SELECT 1 FROM pg_catalog.pg_type "  # not a table's row type, not an array
+        f"WHERE oid >= {FIRST_NORMAL_OID} AND typrelid = 0 AND typelem = 0)",
+        *(
+            f"EXISTS (SELECT 1 FROM pg_catalog.{catalog} WHERE oid >= {FIRST_NORMAL_OID})"
+            for catalog in OWN_OID_CATALOGS
+        ),
+        *(f"EXISTS (SELECT 1 FROM pg_catalog.{catalog})" for catalog in ANY_ROW_CATALOGS),
+    ]
+)
 
 # What a database created from template0 by this role would not carry, one column each.
 OBSTACLES: Final = (
@@ -105,15 +150,18 @@ def obstacle(
     path: Path,
     *,
     audit_inside: bool,
-    jobs: int,
+    jobs: int | None,
 ) -> str | None:
     """Why this restore cannot take the parallel route, or None when it can.
 
     ``admin``: a connection to the maintenance database (``scratchdb.maintenance``);
-    ``audit_inside``: the backup holds migrator's tables, which the live audit merges into.
+    ``audit_inside``: the backup holds migrator's tables, which the live audit merges into;
+    ``jobs``: RESTORE_JOBS, None where it is not set.
     """
-    if jobs < 2:
-        return "RESTORE_JOBS is 1"
+    if jobs == 1:
+        return ONE_JOB
+    if jobs is None and holds_objects(connection):
+        return NOT_EMPTY
     if not path.is_file():
         return "the payload is streamed (encrypted), and pg_restore --jobs needs a file"
     if not audit_inside:
@@ -142,6 +190,18 @@ def obstacle(
     if others:
         reasons.append(f"{others} other session(s) are connected to it")
     return "; ".join(reasons) or None
+
+
+def holds_objects(connection: BaseDatabaseWrapper) -> bool:
+    """Whether the database holds anything a restore would not replace or CREATE DATABASE
+    would not make: where it does not, the parallel route leaves nothing behind."""
+    replaced = [
+        model._meta.db_table
+        for model in [*apps.get_app_config("migrator").get_models(), MigrationRecorder.Migration]
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(HOLDS_OBJECTS, [replaced])
+        return cursor.fetchone()[0]
 
 
 @dataclass
