@@ -201,20 +201,25 @@ def require_own_session(connection: BaseDatabaseWrapper) -> None:
         return
     if get_settings().direct_databases.get(connection.alias) == connection.alias:
         return
-    connection.ensure_connection()
-    raw = connection.connection
-    info = getattr(raw, "info", None)  # psycopg 3
-    told = info.backend_pid if info is not None else raw.get_backend_pid()
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        served_by = cursor.fetchone()[0]
-    if told != served_by:
+    if pooled(connection):
         raise PooledConnection(
             f"Database {connection.alias!r} is reached through a connection pooler "
             "(PgBouncer?), where migrator's session lock and timeouts do not hold; set "
             f'MIGRATOR["DIRECT_DATABASES"] = {{{connection.alias!r}: "<an alias that connects '
             'to PostgreSQL directly>"}.'
         )
+
+
+def pooled(connection: BaseDatabaseWrapper) -> bool:
+    """Whether a PostgreSQL connection goes through a pooler: the server process the driver
+    was told of (libpq's BackendKeyData) is not the one serving it."""
+    connection.ensure_connection()
+    raw = connection.connection
+    info = getattr(raw, "info", None)  # psycopg 3
+    told = info.backend_pid if info is not None else raw.get_backend_pid()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0] != told
 
 
 class _PostgresLock:

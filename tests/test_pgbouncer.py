@@ -14,6 +14,8 @@ from django.db import connections
 
 from migrator.models import Run
 from tests import pgbouncer
+from tests.test_backup import snapshot
+from tests.test_backup_swap import backed_up_then_emptied, databases
 from tests.test_direct_databases import database_url
 from tests.test_locking import wait_for_line_starting
 from tests.utils import applied, start_child, wait_for_line
@@ -122,3 +124,31 @@ def assert_exactly_once(bouncer, postgres_alias: str, setting: dict) -> None:
         cursor.execute("SELECT app, name, count(*) FROM django_migrations GROUP BY 1, 2")
         assert {count for *_, count in cursor.fetchall()} == {1}
     assert applied(postgres_alias, "scenarios")[-1] == "0004_widget_weight"
+
+
+def test_a_restore_through_session_pooling_into_an_empty_database_runs_in_one_transaction(
+    session_bouncer, postgres_alias, settings, tmp_path
+):
+    """The parallel route renames the database, which needs every session in it gone: the
+    pooler keeps its server sessions, so the restore does not take it, RESTORE_JOBS or not."""
+    backups = tmp_path / "backups"
+    settings.MIGRATOR = {**settings.MIGRATOR, "BACKUP_DIR": str(backups)}
+    backup_id, before = backed_up_then_emptied(postgres_alias)
+    connections[postgres_alias].close()
+    for jobs in (None, 2):
+        child = through(
+            session_bouncer,
+            postgres_alias,
+            *("restore", backup_id, "--yes", "--force", "--verbosity", "2"),
+            MIGRATOR_TEST_BACKUP_DIR=str(backups),
+            MIGRATOR_TEST_SETTINGS=json.dumps(
+                {"DIRECT_DATABASES": {"default": "default"}, "RESTORE_JOBS": jobs}
+            ),
+        )
+        code, out, err = finish(child)
+
+        assert code == 0, err
+        assert "reached through a connection pooler" in out
+        assert snapshot(postgres_alias) == before
+        assert databases("migrator_restore_") == databases("migrator_replaced_") == []
+        connections[postgres_alias].close()

@@ -20,9 +20,11 @@ hold migrator's tables (the audit is merged before the swap), the role must own 
 database and may create databases, the database must carry nothing a new one would not
 (grants on it, settings of its own, a comment, a connection limit, another tablespace,
 an ICU locale, subscriptions or replication slots, which would stay with the replaced
-database), and no other session may be connected to it. A rename needs the
-database to itself, so this process's own sessions in it, its run lock's included, end
-just before: a run that connects meanwhile makes the rename fail, changing nothing.
+database), no other session may be connected to it, and the connection may not go through
+a pooler (whose server sessions stay in the database when this process lets go of its
+own). A rename needs the database to itself, so this process's own sessions in it, its
+run lock's included, end just before: a run that connects meanwhile makes the rename fail,
+changing nothing.
 """
 
 import logging
@@ -58,6 +60,8 @@ SESSION_END_WAIT: Final = 5.0  # seconds; as long as PostgreSQL's own wait befor
 DEFAULT_JOBS: Final = 2
 ONE_JOB: Final = "RESTORE_JOBS is 1"
 NOT_EMPTY: Final = "the database holds objects, and RESTORE_JOBS is not set"
+# A pooler keeps its server sessions in the database after this process lets go of its own.
+POOLED: Final = "the database is reached through a connection pooler, which keeps sessions in it"
 
 # Whether a database holds anything of its own, but for migrator's tables and Django's
 # migration history (%s: their names), which every restore replaces: every object made
@@ -162,6 +166,8 @@ def obstacle(
         return ONE_JOB
     if jobs is None and holds_objects(connection):
         return NOT_EMPTY
+    if locking.pooled(connection):
+        return POOLED
     if not path.is_file():
         return "the payload is streamed (encrypted), and pg_restore --jobs needs a file"
     if not audit_inside:
