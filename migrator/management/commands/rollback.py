@@ -118,7 +118,7 @@ class Command(MigratorCommand):
         if not report.plan:
             write("  Nothing to roll back.")
         if report.mode == "restore" and not report.restore_backup_id:
-            return  # no backup to restore: the refusal says so, and the steps are beside it
+            return  # no backup to restore (the refusal says so): no step would run
         self.write_plan(report.plan)
         if report.fake:
             write(f"Unapplied as fake (the run only recorded them): {', '.join(report.fake)}.")
