@@ -171,19 +171,27 @@ def paused_restore(alias: str, backup_dir: Path, tmp_path: Path) -> PausedRestor
     )
 
 
-@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
-def test_a_restore_with_restore_jobs_swaps_a_new_database_in(postgres):
-    backup_id, before, _ = changed_after_a_backup(postgres)
-    old_oid = oid(postgres)
+def restored_by_a_swap(alias: str, backup_id: str, before: dict) -> str:
+    """``restore`` run and found to have swapped a new database in; the replaced one's name."""
+    old_oid = oid(alias)
 
-    out, err, code = run_command("restore", backup_id, "--yes", database=postgres, verbosity=2)
+    out, err, code = run_command("restore", backup_id, "--yes", database=alias, verbosity=2)
 
     assert (code, err) == (0, ""), err
     assert SWAPPING in out
-    assert snapshot(postgres) == before
-    assert oid(postgres) != old_oid
+    assert snapshot(alias) == before
+    assert oid(alias) != old_oid
     [replaced] = databases("migrator_replaced_")
     assert f"The database it replaced is kept as {replaced} until the next such restore." in out
+    return replaced
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+def test_a_restore_with_restore_jobs_swaps_a_new_database_in(postgres):
+    backup_id, before, _ = changed_after_a_backup(postgres)
+
+    replaced = restored_by_a_swap(postgres, backup_id, before)
+
     run = Run.objects.using(postgres).get(command="restore")
     assert (run.outcome, run.details["restored_backup"]) == ("succeeded", backup_id)
     with connections[postgres].cursor() as cursor:
@@ -338,16 +346,9 @@ def backed_up_then_emptied(alias: str) -> tuple[str, dict]:
 def test_by_default_a_restore_into_an_empty_database_runs_in_parallel(postgres, settings):
     unset_restore_jobs(settings)
     backup_id, before = backed_up_then_emptied(postgres)
-    old_oid = oid(postgres)
 
-    out, err, code = run_command("restore", backup_id, "--yes", database=postgres, verbosity=2)
+    restored_by_a_swap(postgres, backup_id, before)
 
-    assert (code, err) == (0, ""), err
-    assert SWAPPING in out
-    assert snapshot(postgres) == before
-    assert oid(postgres) != old_oid
-    [replaced] = databases("migrator_replaced_")
-    assert f"The database it replaced is kept as {replaced} until the next such restore." in out
     assert Run.objects.using(postgres).get(command="restore").outcome == "succeeded"
 
 
