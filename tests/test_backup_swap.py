@@ -7,6 +7,7 @@ kept beside it) or, where the swap cannot hold, restored in one transaction as u
 
 import json
 import subprocess
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from django.db import connections, transaction
 from migrator.backup import swap
 from migrator.models import Run
 from tests import test_children
-from tests.conftest import _admin_execute
+from tests.conftest import _admin_execute, drop_test_database
 from tests.test_backup import (
     _tamper,
     change_everything,
@@ -406,6 +407,38 @@ def test_by_default_a_restore_into_a_database_that_holds_anything_runs_in_one_tr
     assert snapshot(postgres) == before
     assert oid(postgres) == old_oid
     assert databases("migrator_replaced_") == databases("migrator_restore_") == []
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+@pytest.mark.parametrize("createdb", [False, True], ids=["no createdb", "createdb"])
+def test_a_default_restore_into_an_empty_database_by_its_owner_not_a_superuser(
+    postgres, settings, createdb
+):
+    """As an application's role usually is: the route's checks read what such a role may
+    read, and it is taken only where the role may create databases."""
+    unset_restore_jobs(settings)
+    backup_id, before = backed_up_then_emptied(postgres)
+    connection = connections[postgres]
+    name, superuser = connection.settings_dict["NAME"], connection.settings_dict["USER"]
+    role = f"migrator_owner_{uuid.uuid4().hex[:8]}"
+    _admin_execute(postgres, f'CREATE ROLE "{role}" LOGIN {"CREATEDB" if createdb else ""}')
+    _admin_execute(postgres, f'ALTER DATABASE "{name}" OWNER TO "{role}"')
+    connections.close_all()
+    connection.settings_dict["USER"] = role
+    try:
+        out, err, code = run_command("restore", backup_id, "--yes", database=postgres, verbosity=2)
+
+        assert (code, err) == (0, ""), err
+        assert snapshot(postgres) == before
+        if createdb:
+            assert SWAPPING in out
+        else:
+            assert f"{SERIAL}the role may not create databases (CREATEDB)." in out
+    finally:
+        connections.close_all()
+        connection.settings_dict["USER"] = superuser
+        drop_test_database(postgres, name)
+        _admin_execute(postgres, f'DROP ROLE "{role}"')
 
 
 @pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
