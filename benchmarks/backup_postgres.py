@@ -127,6 +127,13 @@ class Admin:
     def drop(self, name: str) -> None:
         self.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
+    def drop_replaced(self) -> None:
+        """The databases parallel restores replaced and kept: none carried into a next round."""
+        for (replaced,) in self.execute(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, 'migrator_replaced_')"
+        ):
+            self.drop(replaced)
+
     def tool_env(self, name: str) -> dict:
         params = self.params(name)
         names = {
@@ -255,10 +262,7 @@ def run(options: argparse.Namespace, scratch: Path) -> None:
     def native_restore(target: str, jobs: int | None = None) -> float:
         result = run_child(env_for(target, jobs), "restore", native_ids[-1])
         restore_peaks.append(result["peak_rss_mb"])
-        for (replaced,) in admin.execute(
-            "SELECT datname FROM pg_database WHERE starts_with(datname, 'migrator_replaced_')"
-        ):
-            admin.drop(replaced)
+        admin.drop_replaced()
         return result["seconds"]
 
     restore_direct, restore_default, restore_serial = [], [], []
@@ -331,10 +335,7 @@ def safe_restores(options, admin, source, backup_id, env_for, dump: Path, bin_di
     def migrator(jobs: int | None) -> float:
         result = run_child(env_for(source, jobs), "safe-restore", backup_id)
         peaks.append(result["peak_rss_mb"])
-        for (replaced,) in admin.execute(
-            "SELECT datname FROM pg_database WHERE starts_with(datname, 'migrator_replaced_')"
-        ):
-            admin.drop(replaced)
+        admin.drop_replaced()
         return result["seconds"]
 
     peaks: list[float] = []
