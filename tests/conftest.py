@@ -36,18 +36,25 @@ def _admin_execute(alias: str, sql: str) -> None:
         conn.close()
 
 
-def drop_test_database(alias: str, name: str) -> None:
-    """Drop the test's database, and the databases a parallel restore left beside it."""
+def databases_named(alias: str, *prefixes: str) -> list[str]:
+    """The server's databases whose names start with one of ``prefixes``, in order; read
+    from the maintenance database, so that no session of the reader's is in them."""
     conn = raw_connection(alias, dbname="postgres")
     try:
         with conn.cursor() as cursor:
             cursor.execute(
-                "SELECT datname FROM pg_database WHERE starts_with(datname, 'migrator_replaced_') "
-                "OR starts_with(datname, 'migrator_restore_')"
+                "SELECT datname FROM pg_database WHERE EXISTS "
+                "(SELECT 1 FROM unnest(%s::text[]) p WHERE starts_with(datname, p)) ORDER BY 1",
+                [list(prefixes)],
             )
-            leftovers = [leftover for (leftover,) in cursor.fetchall()]
+            return [name for (name,) in cursor.fetchall()]
     finally:
         conn.close()
+
+
+def drop_test_database(alias: str, name: str) -> None:
+    """Drop the test's database, and the databases a parallel restore left beside it."""
+    leftovers = databases_named(alias, "migrator_replaced_", "migrator_restore_")
     for database in [name, *leftovers]:
         _admin_execute(alias, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 

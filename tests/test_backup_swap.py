@@ -17,7 +17,7 @@ from django.db import connections, transaction
 from migrator.backup import swap
 from migrator.models import Run
 from tests import test_children
-from tests.conftest import _admin_execute, drop_test_database
+from tests.conftest import _admin_execute, databases_named, drop_test_database
 from tests.test_backup import (
     _tamper,
     change_everything,
@@ -113,11 +113,7 @@ NOT_VACUUMED = """
 
 
 def databases(prefix: str) -> list[str]:
-    with connections["postgres"].cursor() as cursor:
-        cursor.execute(
-            "SELECT datname FROM pg_database WHERE starts_with(datname, %s) ORDER BY 1", [prefix]
-        )
-        return [name for (name,) in cursor.fetchall()]
+    return databases_named("postgres", prefix)
 
 
 def oid(alias: str) -> int:
