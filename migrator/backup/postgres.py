@@ -214,6 +214,7 @@ class PgDumpEngine(BackupEngine):
     engine = "pg_dump-custom"
     extension = ".dump"
     _ahead: tuple[Path, swap.Filling] | None = None  # restoring_ahead's payload and fill
+    _unreachable: str | None = None  # why the route's new database was out of reach
 
     def check_backup(self) -> None:
         self._pg_dump = tool_path("pg_dump")
@@ -345,35 +346,40 @@ class PgDumpEngine(BackupEngine):
         """The parallel route's fill begun, or None where it does not hold (``explain``:
         the progress then says why the restore runs in one transaction)."""
         admin = scratchdb.maintenance(self.connection)
-        try:
-            obstacle = swap.obstacle(
+        with ExitStack() as stack:
+            stack.callback(admin.close)
+            obstacle = self._unreachable or swap.obstacle(
                 self.connection, admin, path, audit_inside=audit_inside, jobs=jobs
             )
-            if obstacle is not None:
+            fill = None
+            if obstacle is None:
+                route_jobs = jobs or swap.DEFAULT_JOBS
+                progress(ProgressEvent("restore_swap", message=SWAPPING.format(jobs=route_jobs)))
+                env = stack.enter_context(libpq_environment(self.connection))
+                private = stack.enter_context(scratch.private_directory("pg-restore"))
+                tools = (self._pg_restore, self._psql)
+                try:
+                    fill = stack.enter_context(
+                        swap.filling(
+                            self.connection,
+                            admin,
+                            tools,
+                            path,
+                            env,
+                            jobs=route_jobs,
+                            private=private,
+                            failed=self._failed,
+                        )
+                    )
+                except swap.Unreachable as exc:
+                    if jobs is not None:  # asked for: say what to change
+                        raise
+                    obstacle = self._unreachable = exc.reason  # not tried again under the lock
+            if fill is None:
                 admin.close()  # not kept through a restore in one transaction
                 if explain and obstacle not in {swap.ONE_JOB, swap.NOT_EMPTY}:
                     progress(ProgressEvent("restore_serial", message=f"{SERIAL}: {obstacle}."))
-                yield None
-                return
-            jobs = jobs or swap.DEFAULT_JOBS
-            progress(ProgressEvent("restore_swap", message=SWAPPING.format(jobs=jobs)))
-            with (
-                libpq_environment(self.connection) as env,
-                scratch.private_directory("pg-restore") as private,
-                swap.filling(
-                    self.connection,
-                    admin,
-                    (self._pg_restore, self._psql),
-                    path,
-                    env,
-                    jobs=jobs,
-                    private=private,
-                    failed=self._failed,
-                ) as fill,
-            ):
-                yield fill
-        finally:
-            admin.close()
+            yield fill
 
     def _pipe(self, path: Path, env: dict, private: Path, prelude_file: Path, postlude: bytes):
         """pg_restore's script into one psql transaction, committed only if it is complete.

@@ -148,6 +148,21 @@ OTHER_SESSIONS: Final = (
 )
 
 
+class Unreachable(BackupFailed):
+    """The new database turned out to be out of this role's reach; nothing was changed.
+
+    With RESTORE_JOBS unset, the restore runs in one transaction instead (``reason`` says
+    why); with it set, the restore fails, saying what to change."""
+
+    def __init__(self, reason: str, alias: str) -> None:
+        self.reason = reason
+        super().__init__(
+            f"Restore into {alias!r} cannot run in parallel: {reason}; nothing was changed. "
+            "Let the role connect to databases it creates (pg_hba.conf), or set "
+            "MIGRATOR['RESTORE_JOBS'] = 1 to restore in one transaction."
+        )
+
+
 def obstacle(
     connection: BaseDatabaseWrapper,
     admin: BaseDatabaseWrapper,
@@ -367,9 +382,8 @@ def filling(
                 stepped,
             )
             try:
+                _connect(scratch, connection)  # a session of its own in it: sweeps skip it
                 steps.start()
-                with _failing(connection):  # a session of its own in it: sweeps skip it
-                    scratch.ensure_connection()
                 fill = Filling(connection, admin, scratch, steps)
                 yield fill
             finally:
@@ -378,6 +392,18 @@ def filling(
         if fill is None or not fill.swapped:
             with suppress(DatabaseError):
                 scratchdb.drop(admin, name)
+
+
+def _connect(scratch: BaseDatabaseWrapper, connection: BaseDatabaseWrapper) -> None:
+    """Connect to the new database before filling it: a server may admit this role to the
+    databases it knows and no other (``pg_hba.conf``), which only a connection tells."""
+    try:
+        scratch.ensure_connection()
+    except DatabaseError as exc:
+        why = first_line(exc, connection)
+        raise Unreachable(
+            f"the server does not let this role into a new database ({why})", connection.alias
+        ) from exc
 
 
 @contextmanager
