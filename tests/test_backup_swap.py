@@ -714,6 +714,57 @@ def test_a_parallel_restore_killed_at_five_moments_leaves_old_or_new_data(postgr
     assert len(databases("migrator_replaced_")) == 1
 
 
+# An index whose build sleeps for ten minutes in a parallel restore's new database, where
+# the restore's sessions were started with the setting migrator_test.slow on.
+SLOW_INDEX = """
+CREATE FUNCTION slow_key(integer) RETURNS integer IMMUTABLE LANGUAGE plpgsql AS $$
+BEGIN
+  IF starts_with(current_database(), 'migrator_restore_')
+    AND current_setting('migrator_test.slow', true) = 'on' THEN
+    PERFORM pg_sleep(600);
+  END IF;
+  RETURN $1;
+END $$;
+CREATE TABLE slow (id integer PRIMARY KEY);
+INSERT INTO slow VALUES (1);
+CREATE INDEX slow_built ON slow (slow_key(id));
+"""
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+def test_a_parallel_restore_killed_during_an_index_build_is_swept_with_its_sessions(postgres, env):
+    """pg_restore's workers outlive their killed leader to the end of their statement: the
+    next restore drops the new database all the same, which ends their sessions."""
+    env["MIGRATOR_TEST_SETTINGS"] = '{"RESTORE_JOBS": 2}'
+    assert run_child(postgres, "safemigrate", "--noinput", **env).returncode == 0
+    with connections[postgres].cursor() as cursor:
+        cursor.execute(SLOW_INDEX)
+    done = run_child(postgres, "backup", "--json", **env)
+    assert done.returncode == 0, done.stderr
+    backup_id = json.loads(done.stdout)["id"]
+    connections[postgres].close()
+    watcher = raw_connection(postgres, dbname="postgres")
+    watcher.autocommit = True
+    try:
+        slow = {**env, "PGOPTIONS": "-c migrator_test.slow=on"}
+        watched = Watched(start_child(postgres, "restore", backup_id, "--noinput", "--yes", **slow))
+        watched.until(lambda: running(watcher, "CREATE INDEX slow_built"), what="the index build")
+        watched.kill_after(0)
+        assert running(watcher, "CREATE INDEX slow_built")  # a worker's, building on
+
+        done = run_child(postgres, "restore", backup_id, "--noinput", "--yes", **env)
+
+        assert done.returncode == 0, done.stderr
+        wait_until(lambda: not running(watcher, ""), timeout=SETTLE, what="the sessions")
+        wait_until(lambda: not watched.survivors(), timeout=SETTLE, what="the workers")
+    finally:
+        watcher.close()
+    assert databases("migrator_restore_") == []
+    with connections[postgres].cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM slow")
+        assert cursor.fetchone() == (1,)
+
+
 def restore_running(alias: str) -> bool:
     return Run.objects.using(alias).filter(command="restore", outcome="running").exists()
 

@@ -9,6 +9,7 @@ import logging
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Final
 
 from django.db import DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -17,6 +18,12 @@ from migrator.backup.base import first_line
 from migrator.exceptions import BackupFailed
 
 logger = logging.getLogger(__name__)
+
+# The application_name of the sessions that fill a new database for a process that holds
+# a session of its own in it too (a parallel restore's ``pg_restore --jobs``): never a
+# sign of a live process. Those of a killed one go on to the end of their statement (an
+# index build may take minutes: its workers outlive their leader), unless it is dropped.
+TOOL_APPLICATION: Final = "migrator filling a new database"
 
 
 def maintenance(connection: BaseDatabaseWrapper) -> BaseDatabaseWrapper:
@@ -70,18 +77,22 @@ def drop_unused(
     """Drop the databases named ``prefix...`` (and commented ``described...``) that no
     session is connected to: by default those of killed processes (a live one always
     holds a session). An autovacuum worker in one (analysing what a restore loaded) is
-    no session of anyone's: ``DROP DATABASE`` stops it."""
+    no session of anyone's, nor is a ``TOOL_APPLICATION`` session: the drop ends them."""
     with admin.cursor() as cursor:
         cursor.execute(
-            "SELECT datname FROM pg_catalog.pg_database d WHERE starts_with(datname, %s) "
+            "SELECT datname, EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a "
+            "WHERE a.datid = d.oid AND a.application_name = %s) "
+            "FROM pg_catalog.pg_database d WHERE starts_with(datname, %s) "
             "AND starts_with(coalesce(pg_catalog.shobj_description(d.oid, 'pg_database'), ''), "
             "%s) AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a "
-            "WHERE a.datid = d.oid AND a.backend_type <> 'autovacuum worker')",
-            [prefix, described],
+            "WHERE a.datid = d.oid AND a.backend_type <> 'autovacuum worker' "
+            "AND a.application_name <> %s)",
+            [TOOL_APPLICATION, prefix, described, TOOL_APPLICATION],
         )
-        for (name,) in cursor.fetchall():
+        for name, filled in cursor.fetchall():
+            force = " WITH (FORCE)" if filled else ""  # its tools' sessions end with it
             try:
-                cursor.execute(f"DROP DATABASE IF EXISTS {admin.ops.quote_name(name)}")
+                cursor.execute(f"DROP DATABASE IF EXISTS {admin.ops.quote_name(name)}{force}")
                 logger.info("Dropped %s, %s", name, why)
             except DatabaseError:  # someone connected meanwhile
                 continue

@@ -374,7 +374,7 @@ def filling(
                 + [f"--dbname={name}"],
                 [psql, *PSQL_OPTIONS, f"--dbname={name}"],
                 path,
-                env,
+                {**env, "PGAPPNAME": scratchdb.TOOL_APPLICATION},
                 private,
                 jobs,
                 errors,
