@@ -35,8 +35,8 @@ STATIC_URL = "static/"
 """
 
 
-def _migration(number: int) -> str:
-    previous = f'[("benchapp", "{number - 1:04d}_step")]' if number > 1 else "[]"
+def _migration(number: int, first_dependencies: list[tuple[str, str]]) -> str:
+    previous = f'[("benchapp", "{number - 1:04d}_step")]' if number > 1 else first_dependencies
     model = f"Thing{(number - 1) // 6}"
     kind = (number - 1) % 6
     if kind == 0:
@@ -90,10 +90,19 @@ STARTPROJECT_APPS = [
 ]
 
 
-def make_project(directory: Path, count: int = 300, contrib: list[str] = CONTRIB_APPS) -> Path:
+def make_project(
+    directory: Path,
+    count: int = 300,
+    contrib: list[str] = CONTRIB_APPS,
+    *,
+    after_migrator: bool = False,
+) -> Path:
     """Write settings and an app with ``count`` migrations under ``directory``; return it.
 
-    ``contrib``: the Django apps installed before migrator and the generated app.
+    ``contrib``: the Django apps installed before migrator and the generated app;
+    ``after_migrator``: the app's first migration depends on migrator's last, so that
+    ``migrate`` too makes migrator's tables before the app's (by label order it makes them
+    after: "benchapp" sorts before "migrator").
     """
     compile_migrator()
     migrations_dir = directory / "benchapp" / "migrations"
@@ -101,13 +110,18 @@ def make_project(directory: Path, count: int = 300, contrib: list[str] = CONTRIB
     (directory / "benchapp" / "__init__.py").write_text("")
     (directory / "benchapp" / "models.py").write_text("")
     (migrations_dir / "__init__.py").write_text("")
+    first = [("migrator", last_migrator_migration())] if after_migrator else []
     for number in range(1, count + 1):
-        (migrations_dir / f"{number:04d}_step.py").write_text(_migration(number))
+        (migrations_dir / f"{number:04d}_step.py").write_text(_migration(number, first))
     apps = ", ".join(repr(app) for app in contrib)
     (directory / "bench_settings.py").write_text(
         SETTINGS.format(db=directory / "db.sqlite3", apps=apps)
     )
     return directory
+
+
+def last_migrator_migration() -> str:
+    return max(path.stem for path in (ROOT / "migrator" / "migrations").glob("[0-9]*.py"))
 
 
 def compile_migrator() -> None:
