@@ -1272,6 +1272,36 @@ def test_a_portable_postgresql_restore_migrating_forward_past_a_long_transaction
     assert applied(db_alias, "scenarios") == ["0001_initial"]
 
 
+def test_two_portable_restores_migrating_forward_at_once_restore_it(db_alias, backup_dir, scenario):
+    """Into a database behind the backup: the first to hold the lock migrates it forward
+    and restores, the other then restores over it; the data is the backup's either way."""
+    seed(db_alias)
+    module = scenario("basic")
+    assert run_command("safemigrate", "scenarios", "0002", database=db_alias)[2] == 0
+    before = snapshot(db_alias)
+    backup_id = take_backup(db_alias, "--format", "portable")
+    assert run_command("rollback", "scenarios", "0001", "--yes", database=db_alias)[2] == 0
+    change_everything(db_alias)
+    connections[db_alias].close()
+    children = [
+        start_child(
+            db_alias,
+            *("restore", backup_id, "--yes", "--noinput"),
+            MIGRATOR_TEST_BACKUP_DIR=str(backup_dir),
+            MIGRATOR_TEST_SCENARIO=module,
+            MIGRATOR_TEST_SETTINGS='{"RUN_LOCK_TIMEOUT": 120}',
+        )
+        for _ in range(2)
+    ]
+    outputs = [child.communicate(timeout=300) for child in children]
+
+    assert [child.returncode for child in children] == [0, 0], outputs
+    assert snapshot(db_alias) == before
+    assert applied(db_alias, "scenarios") == ["0001_initial", "0002_widget_size"]
+    outcomes = Run.objects.using(db_alias).filter(command="restore").values_list("outcome")
+    assert list(outcomes) == [("succeeded",), ("succeeded",)]
+
+
 @pytest.mark.parametrize("db_alias", ["default"], indirect=True)
 def test_a_native_sqlite_restore_of_a_damaged_file_changes_nothing(db_alias, backup_dir):
     seed(db_alias)
