@@ -8,9 +8,10 @@ because, on a loaded shared machine, wall-clock ratios vary by several percent f
 run while CPU ratios hold: use more rounds, or a quiet machine, for the wall-clock one.
 
 ``--instructions`` counts instead the instructions each command executes, once each under
-valgrind's callgrind with a fixed hash seed: the same count whatever else the machine does,
-so a change's cost shows without noise (the work of the disk's flushes is not counted, and
-valgrind makes each run some 50 times slower).
+valgrind's callgrind with a fixed hash seed: whatever else the machine does, the counts
+move by a few tenths of a percent from run to run (the ratio by about 0.002), so a change's
+cost shows with little noise (the work of the disk's flushes is not counted, and valgrind
+makes each run some 50 times slower).
 
 ``--after-migrator`` makes the app depend on migrator: ``migrate`` then makes migrator's
 tables before the app's, as ``safemigrate`` always does (by label order it makes them after
