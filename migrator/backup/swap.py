@@ -22,9 +22,10 @@ database and may create databases, the database must carry nothing a new one wou
 an ICU locale, subscriptions or replication slots, which would stay with the replaced
 database), no other session may be connected to it, and the connection may not go through
 a pooler (whose server sessions stay in the database when this process lets go of its
-own). A rename needs the database to itself, so this process's own sessions in it, its
-run lock's included, end just before: a run that connects meanwhile makes the rename fail,
-changing nothing.
+own); a server that does not let the role into the new database (``pg_hba.conf``) is found
+out by connecting to it, before anything is filled (``Unreachable``). A rename needs the
+database to itself, so this process's own sessions in it, its run lock's included, end
+just before: a run that connects meanwhile makes the rename fail, changing nothing.
 """
 
 import logging
