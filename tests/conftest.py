@@ -1,6 +1,7 @@
 """Fixtures: every test gets fresh, empty databases, on SQLite and on PostgreSQL."""
 
 import importlib
+import os
 import shutil
 import signal
 import sys
@@ -12,6 +13,8 @@ import pytest
 from django.core.checks.registry import registry as checks_registry
 from django.db import connections
 
+from migrator.backup import drill, swap
+from tests.test_children import wait_until
 from tests.third_party import THIRD_PARTY_APPS, THIRD_PARTY_SETTINGS
 from tests.utils import raw_connection
 
@@ -136,3 +139,50 @@ def blocker(db_alias):
     connection = raw_connection(db_alias, application_name="blocking report")
     yield connection
     connection.close()
+
+
+# pg_hba.conf lines that refuse every connection to a new database of the parallel route
+# or of a drill, as a file that lists the databases it admits does (a name starting with
+# a slash is a regular expression, from PostgreSQL 16 on).
+NEW_DATABASES = f"/^({swap.SCRATCH_PREFIX}|{drill.SCRATCH_PREFIX})"
+REFUSING_NEW_DATABASES = f"""local {NEW_DATABASES} all reject
+host {NEW_DATABASES} all all reject
+"""
+
+
+def refuses_new_databases(alias: str) -> bool:
+    """Whether the server, as it has loaded pg_hba.conf, refuses a new database's name."""
+    try:
+        raw_connection(alias, dbname=f"{swap.SCRATCH_PREFIX}probe").close()
+    except connections[alias].Database.Error as exc:
+        return "pg_hba.conf rejects" in str(exc)
+    raise AssertionError("a database that does not exist let the test in")
+
+
+def hba_reloaded(alias: str, text: str, *, refusing: bool) -> None:
+    """pg_hba.conf written, and the server found to have loaded it (a reload is signalled)."""
+    with connections[alias].cursor() as cursor:
+        cursor.execute("SHOW hba_file")
+        Path(cursor.fetchone()[0]).write_text(text)
+        cursor.execute("SELECT pg_reload_conf()")
+    wait_until(lambda: refuses_new_databases(alias) == refusing, what="pg_hba.conf reloaded")
+
+
+@pytest.fixture
+def new_databases_refused(db_alias) -> Iterator[None]:
+    """The server refusing the new databases of parallel restores and drills, and admitting
+    them after (its own server's pg_hba.conf: the test's database is admitted all along)."""
+    connection = connections[db_alias]
+    if connection.pg_version < 160000:
+        pytest.skip("pg_hba.conf matches database names by pattern from PostgreSQL 16 on")
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW hba_file")
+        hba = Path(cursor.fetchone()[0])
+    if not os.access(hba, os.W_OK):
+        pytest.skip("the server's pg_hba.conf cannot be written from here")
+    original = hba.read_text()
+    hba_reloaded(db_alias, REFUSING_NEW_DATABASES + original, refusing=True)
+    try:
+        yield
+    finally:
+        hba_reloaded(db_alias, original, refusing=False)

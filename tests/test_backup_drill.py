@@ -224,3 +224,22 @@ def test_a_drill_killed_mid_restore_leaves_a_scratch_database_the_next_drill_dro
 
     assert (code, err, report["outcome"]) == (0, "", "passed")
     assert scratch_left(db_alias) == []
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+def test_a_drill_the_server_refuses_a_scratch_database_fails_saying_so(
+    db_alias, new_databases_refused
+):
+    seed(db_alias)
+    backup_id = take_backup(db_alias)
+
+    out, err, code = run_command("backup", "--verify", backup_id, "--full", database=db_alias)
+
+    assert (out, code) == ("", 6), err
+    assert err.startswith(
+        f"Drill of backup {backup_id} failed: The drill cannot use a scratch database on the "
+        f"server of {db_alias!r}: the server does not let this role into a new database ("
+    ), err
+    assert err.endswith("Let the role connect to databases it creates (pg_hba.conf).\n"), err
+    assert len(err.splitlines()) == 1
+    assert scratch_left(db_alias) == []

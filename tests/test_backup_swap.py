@@ -6,10 +6,8 @@ kept beside it) or, where the swap cannot hold, restored in one transaction as u
 """
 
 import json
-import os
 import subprocess
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -437,51 +435,6 @@ def test_a_default_restore_into_an_empty_database_by_its_owner_not_a_superuser(
         connection.settings_dict["USER"] = superuser
         drop_test_database(postgres, name)
         _admin_execute(postgres, f'DROP ROLE "{role}"')
-
-
-# pg_hba.conf lines that refuse every connection to a new database of the parallel route,
-# as a file that lists the databases it admits does (a name starting with a slash is a
-# regular expression, from PostgreSQL 16 on).
-REFUSING_NEW_DATABASES = f"""local /^{swap.SCRATCH_PREFIX} all reject
-host /^{swap.SCRATCH_PREFIX} all all reject
-"""
-
-
-def refuses_new_databases(alias: str) -> bool:
-    """Whether the server, as it has loaded pg_hba.conf, refuses a new database's name."""
-    try:
-        raw_connection(alias, dbname=f"{swap.SCRATCH_PREFIX}probe").close()
-    except connections[alias].Database.Error as exc:
-        return "pg_hba.conf rejects" in str(exc)
-    raise AssertionError("a database that does not exist let the test in")
-
-
-def hba_reloaded(alias: str, text: str, *, refusing: bool) -> None:
-    """pg_hba.conf written, and the server found to have loaded it (a reload is signalled)."""
-    with connections[alias].cursor() as cursor:
-        cursor.execute("SHOW hba_file")
-        Path(cursor.fetchone()[0]).write_text(text)
-        cursor.execute("SELECT pg_reload_conf()")
-    wait_until(lambda: refuses_new_databases(alias) == refusing, what="pg_hba.conf reloaded")
-
-
-@pytest.fixture
-def new_databases_refused(postgres) -> Iterator[None]:
-    """The server refusing the parallel route's new databases, and admitting them after."""
-    connection = connections[postgres]
-    if connection.pg_version < 160000:
-        pytest.skip("pg_hba.conf matches database names by pattern from PostgreSQL 16 on")
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW hba_file")
-        hba = Path(cursor.fetchone()[0])
-    if not os.access(hba, os.W_OK):
-        pytest.skip("the server's pg_hba.conf cannot be written from here")
-    original = hba.read_text()
-    hba_reloaded(postgres, REFUSING_NEW_DATABASES + original, refusing=True)
-    try:
-        yield
-    finally:
-        hba_reloaded(postgres, original, refusing=False)
 
 
 @pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)

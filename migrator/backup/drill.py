@@ -214,7 +214,13 @@ def _postgresql_scratch(connection: BaseDatabaseWrapper) -> Iterator[BaseDatabas
         raise
     try:
         with scratchdb.registered(connection, name) as scratch:
-            scratch.ensure_connection()  # a session in it tells other drills it is live
+            scratchdb.connect(  # a session in it tells other drills it is live
+                scratch,
+                connection,
+                failing=f"The drill cannot use a scratch database on the server of "
+                f"{connection.alias!r}",
+                then="Let the role connect to databases it creates (pg_hba.conf).",
+            )
             yield scratch
     finally:
         try:

@@ -371,7 +371,7 @@ class PgDumpEngine(BackupEngine):
                             failed=self._failed,
                         )
                     )
-                except swap.Unreachable as exc:
+                except scratchdb.Unreachable as exc:
                     if jobs is not None:  # asked for: say what to change
                         raise
                     obstacle = self._unreachable = exc.reason  # not tried again under the lock

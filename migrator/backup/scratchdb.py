@@ -51,6 +51,31 @@ def create(
     return name
 
 
+class Unreachable(BackupFailed):
+    """A new database turned out to be out of the role's reach; nothing was changed.
+
+    ``reason`` says why, for a restore that then takes the other route."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+def connect(
+    scratch: BaseDatabaseWrapper, connection: BaseDatabaseWrapper, *, failing: str, then: str
+) -> None:
+    """Connect to a new database before using it: a server may admit the role to the
+    databases it knows and no other (``pg_hba.conf``), which only a connection tells.
+    Unreachable, its message ``failing: <why>; nothing was changed. <then>``, if not."""
+    try:
+        scratch.ensure_connection()
+    except DatabaseError as exc:
+        reason = (
+            f"the server does not let this role into a new database ({first_line(exc, connection)})"
+        )
+        raise Unreachable(reason, f"{failing}: {reason}; nothing was changed. {then}") from exc
+
+
 def create_like(admin: BaseDatabaseWrapper, model: str, name: str) -> None:
     """CREATE DATABASE ``name``, empty, with the encoding and locale of database ``model``."""
     with admin.cursor() as cursor:

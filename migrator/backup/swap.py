@@ -23,7 +23,7 @@ an ICU locale, subscriptions or replication slots, which would stay with the rep
 database), no other session may be connected to it, and the connection may not go through
 a pooler (whose server sessions stay in the database when this process lets go of its
 own); a server that does not let the role into the new database (``pg_hba.conf``) is found
-out by connecting to it, before anything is filled (``Unreachable``). A rename needs the
+out by connecting to it, before anything is filled (``scratchdb.Unreachable``). A rename needs the
 database to itself, so this process's own sessions in it, its run lock's included, end
 just before: a run that connects meanwhile makes the rename fail, changing nothing.
 """
@@ -147,21 +147,6 @@ OTHER_SESSIONS: Final = (
     "AND a.backend_type <> 'autovacuum worker' "  # the rename has them stop
     "AND NOT a.pid = ANY(%s) AND NOT starts_with(coalesce(a.application_name, ''), %s))"
 )
-
-
-class Unreachable(BackupFailed):
-    """The new database turned out to be out of this role's reach; nothing was changed.
-
-    With RESTORE_JOBS unset, the restore runs in one transaction instead (``reason`` says
-    why); with it set, the restore fails, saying what to change."""
-
-    def __init__(self, reason: str, alias: str) -> None:
-        self.reason = reason
-        super().__init__(
-            f"Restore into {alias!r} cannot run in parallel: {reason}; nothing was changed. "
-            "Let the role connect to databases it creates (pg_hba.conf), or set "
-            "MIGRATOR['RESTORE_JOBS'] = 1 to restore in one transaction."
-        )
 
 
 def obstacle(
@@ -383,7 +368,13 @@ def filling(
                 stepped,
             )
             try:
-                _connect(scratch, connection)  # a session of its own in it: sweeps skip it
+                scratchdb.connect(  # a session of its own in it: sweeps skip it
+                    scratch,
+                    connection,
+                    failing=f"Restore into {connection.alias!r} cannot run in parallel",
+                    then="Let the role connect to databases it creates (pg_hba.conf), or set "
+                    "MIGRATOR['RESTORE_JOBS'] = 1 to restore in one transaction.",
+                )
                 steps.start()
                 fill = Filling(connection, admin, scratch, steps)
                 yield fill
@@ -393,18 +384,6 @@ def filling(
         if fill is None or not fill.swapped:
             with suppress(DatabaseError):
                 scratchdb.drop(admin, name)
-
-
-def _connect(scratch: BaseDatabaseWrapper, connection: BaseDatabaseWrapper) -> None:
-    """Connect to the new database before filling it: a server may admit this role to the
-    databases it knows and no other (``pg_hba.conf``), which only a connection tells."""
-    try:
-        scratch.ensure_connection()
-    except DatabaseError as exc:
-        why = first_line(exc, connection)
-        raise Unreachable(
-            f"the server does not let this role into a new database ({why})", connection.alias
-        ) from exc
 
 
 @contextmanager
