@@ -217,7 +217,7 @@ def _postgresql_scratch(connection: BaseDatabaseWrapper) -> Iterator[BaseDatabas
             scratchdb.connect(  # a session in it tells other drills it is live
                 scratch,
                 connection,
-                failing=f"The drill cannot use a scratch database on the server of "
+                failing="The drill cannot use a scratch database on the server of "
                 f"{connection.alias!r}",
                 then="Let the role connect to databases it creates (pg_hba.conf).",
             )

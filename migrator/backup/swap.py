@@ -23,9 +23,10 @@ an ICU locale, subscriptions or replication slots, which would stay with the rep
 database), no other session may be connected to it, and the connection may not go through
 a pooler (whose server sessions stay in the database when this process lets go of its
 own); a server that does not let the role into the new database (``pg_hba.conf``) is found
-out by connecting to it, before anything is filled (``scratchdb.Unreachable``). A rename needs the
-database to itself, so this process's own sessions in it, its run lock's included, end
-just before: a run that connects meanwhile makes the rename fail, changing nothing.
+out by connecting to it, before anything is filled (``scratchdb.Unreachable``). A rename
+needs the database to itself, so this process's own sessions in it, its run lock's
+included, end just before: a run that connects meanwhile makes the rename fail, changing
+nothing.
 """
 
 import logging
