@@ -159,11 +159,10 @@ def refuses_new_databases(alias: str) -> bool:
     raise AssertionError("a database that does not exist let the test in")
 
 
-def hba_reloaded(alias: str, text: str, *, refusing: bool) -> None:
+def hba_reloaded(alias: str, hba: Path, text: str, *, refusing: bool) -> None:
     """pg_hba.conf written, and the server found to have loaded it (a reload is signalled)."""
+    hba.write_text(text)
     with connections[alias].cursor() as cursor:
-        cursor.execute("SHOW hba_file")
-        Path(cursor.fetchone()[0]).write_text(text)
         cursor.execute("SELECT pg_reload_conf()")
     wait_until(lambda: refuses_new_databases(alias) == refusing, what="pg_hba.conf reloaded")
 
@@ -181,8 +180,8 @@ def new_databases_refused(db_alias) -> Iterator[None]:
     if not os.access(hba, os.W_OK):
         pytest.skip("the server's pg_hba.conf cannot be written from here")
     original = hba.read_text()
-    hba_reloaded(db_alias, REFUSING_NEW_DATABASES + original, refusing=True)
+    hba_reloaded(db_alias, hba, REFUSING_NEW_DATABASES + original, refusing=True)
     try:
         yield
     finally:
-        hba_reloaded(db_alias, original, refusing=False)
+        hba_reloaded(db_alias, hba, original, refusing=False)

@@ -375,6 +375,7 @@ class PgDumpEngine(BackupEngine):
                     if jobs is not None:  # asked for: say what to change
                         raise
                     obstacle = self._unreachable = exc.reason  # not tried again under the lock
+                    stack.close()  # the route's environment and directory: not kept either
             if fill is None:
                 admin.close()  # not kept through a restore in one transaction
                 if explain and obstacle not in {swap.ONE_JOB, swap.NOT_EMPTY}:
