@@ -6,6 +6,7 @@ kept beside it) or, where the swap cannot hold, restored in one transaction as u
 """
 
 import json
+import signal
 import subprocess
 import uuid
 from dataclasses import dataclass
@@ -615,6 +616,75 @@ def test_a_parallel_restore_killed_leaves_the_database_and_the_next_one_sweeps(
     out, err, code = run_command("restore", paused.backup_id, "--yes", database=postgres)
 
     assert (code, err) == (0, ""), err
+    assert snapshot(postgres) == paused.before
+    assert databases("migrator_restore_") == []
+    outcomes = Run.objects.using(postgres).filter(command="restore").order_by("pk")
+    assert [run.outcome for run in outcomes] == ["interrupted", "succeeded"]
+
+
+def held_database(watcher, name: str) -> None:
+    """Hold a lock on database ``name`` until ``watcher``'s transaction ends: a rename of it
+    (ACCESS EXCLUSIVE) waits meanwhile; COMMENT ON takes SHARE UPDATE EXCLUSIVE."""
+    with watcher.cursor() as cursor:
+        cursor.execute(f"COMMENT ON DATABASE {connections['postgres'].ops.quote_name(name)} IS ''")
+
+
+def waiting_to_rename(watcher, name: str) -> bool:
+    """A session waits for a lock, renaming database ``name`` to the test database's name."""
+    target = connections["postgres"].settings_dict["NAME"]
+    with watcher.cursor() as cursor:
+        cursor.execute(
+            "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query = %s",
+            [f'ALTER DATABASE "{name}" RENAME TO "{target}"'],
+        )
+        return cursor.fetchone() is not None
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+@pytest.mark.parametrize(
+    ("signum", "how"),
+    [(signal.SIGKILL, "kill -9"), (signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")],
+    ids=["kill-9", "ctrl-c", "sigterm"],
+)
+def test_a_parallel_restore_stopped_between_its_two_renames_changes_nothing(
+    postgres, backup_dir, tmp_path, signum, how
+):
+    """The swap's renames are one transaction: a stop after the first, the second waiting
+    for a lock, leaves the database under its name, as it was; the next restore sweeps."""
+    paused = paused_restore(postgres, backup_dir, tmp_path)
+    [scratch] = databases("migrator_restore_")
+    holder = raw_connection(postgres, dbname="postgres")
+    watcher = raw_connection(postgres, dbname="postgres")  # pg_stat_activity: a fresh view
+    watcher.autocommit = True  # at each statement, not one fixed for a transaction
+    try:
+        held_database(holder, scratch)
+        paused.go.write_text("go\n")
+        wait_until(lambda: waiting_to_rename(watcher, scratch), what="the swap's second rename")
+        paused.child.send_signal(signum)  # the database already renamed away in the swap
+        if signum == signal.SIGKILL:
+            paused.child.communicate(timeout=60)
+        holder.rollback()  # the rename goes on, then rolls back: its client is gone, or stops
+        _, err = paused.child.communicate(timeout=60)
+        wait_until(lambda: not waiting_to_rename(watcher, scratch), what="the rename to end")
+        wait_until(lambda: not running(watcher, ""), timeout=SETTLE, what="the restore's sessions")
+    finally:
+        holder.close()
+        watcher.close()
+
+    assert snapshot(postgres) == paused.changed
+    assert oid(postgres) == paused.oid
+    assert databases("migrator_replaced_") == []
+    if signum != signal.SIGKILL:
+        said = (
+            f"Restore of {paused.backup_id} into 'default' stopped by {how}; the run is "
+            "recorded as interrupted."
+        )
+        assert (paused.child.returncode, err) == (5, f"CommandError: {said}\n")
+        assert Run.objects.using(postgres).get(command="restore").outcome == "interrupted"
+
+    out, err, code = run_command("restore", paused.backup_id, "--yes", database=postgres)
+
+    assert code == 0, err
     assert snapshot(postgres) == paused.before
     assert databases("migrator_restore_") == []
     outcomes = Run.objects.using(postgres).filter(command="restore").order_by("pk")

@@ -429,9 +429,11 @@ def _swap(
             cursor.execute(f"COMMENT ON DATABASE {quote(replaced)} IS %s", [comment])
             interrupts.hold_until_the_run_ends()
             cursor.execute("COMMIT")
-        except DatabaseError as exc:
+        except BaseException as exc:  # Ctrl-C too: the renames must not wait for a COMMIT
             with suppress(DatabaseError):
                 cursor.execute("ROLLBACK")
+            if not isinstance(exc, DatabaseError):
+                raise
             raise BackupFailed(
                 f"Restore into {connection.alias!r} was not swapped in, nothing was changed: "
                 f"{first_line(exc, connection)}. Another session connected to it meanwhile; "
