@@ -142,6 +142,7 @@ def checked_restore(
             created=manifest.created,
             forced=bool(differences),
             differences=differences,
+            encrypted=bool(manifest.encryption),
         )
         arguments = {"backup_id": manifest.id, "force": force, "safety_backup": safety_backup}
         yield CheckedRestore(

@@ -184,6 +184,36 @@ def test_a_wrong_identity_is_refused_naming_the_recipients(db_alias, keys, tmp_p
     assert not Run.objects.using(db_alias).filter(command="restore").exists()
 
 
+def test_an_identity_given_for_a_plaintext_backup_is_said_to_go_unused(db_alias, tmp_path):
+    new_identity(tmp_path / "key.txt")
+    seed(db_alias)
+    before = snapshot(db_alias)
+    backup_id = take_backup(db_alias)  # no BACKUP_RECIPIENTS: plaintext
+    change_everything(db_alias)
+    unused = f"--identity was not used: backup {backup_id} is not encrypted.\n"
+
+    out, err, code = run_command(
+        "restore", backup_id, "--identity", str(tmp_path / "key.txt"), "--json", database=db_alias
+    )
+
+    assert (code, err) == (0, unused)
+    assert json.loads(out)["encrypted"] is False
+    assert snapshot(db_alias) == before
+
+    drill = ("backup", "--verify", backup_id, "--full", "--identity", str(tmp_path / "key.txt"))
+    out, err, code = run_command(*drill, database=db_alias)
+    assert (code, err) == (0, unused)
+    assert f"Drill of backup {backup_id} passed" in out
+
+    _, err, code = run_command(
+        "backup", "--verify", backup_id, "--identity", str(tmp_path / "key.txt"), database=db_alias
+    )
+    assert (code, err) == (
+        1,
+        "--identity goes with --verify ID --full: only a drill decrypts the backup.\n",
+    )
+
+
 @pytest.mark.parametrize("resealed", [False, True], ids=["checksum", "age-authentication"])
 def test_a_flipped_byte_in_the_encrypted_payload_is_refused(db_alias, keys, backup_dir, resealed):
     _, identity = keys

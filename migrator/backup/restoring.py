@@ -47,6 +47,7 @@ class RestoreReport:
     duration: float = 0.0
     forced: bool = False
     differences: list[str] = field(default_factory=list)  # overridden by --force
+    encrypted: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -61,6 +62,7 @@ class RestoreReport:
             "duration": round(self.duration, 3),
             "forced": self.forced,
             "differences": self.differences,
+            "encrypted": self.encrypted,
         }
 
 

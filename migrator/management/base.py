@@ -320,6 +320,13 @@ class MigratorCommand(BaseCommand):
         )
         self.write_json(document)
 
+    def warn_unneeded_identity(self, identity: str | None, backup_id: str, encrypted: bool) -> None:
+        """``--identity`` given for a plaintext backup: it did no harm, but say it went unused."""
+        if identity and not encrypted:
+            self.stderr.write(
+                self.style.WARNING(f"--identity was not used: backup {backup_id} is not encrypted.")
+            )
+
     def command_name(self) -> str:
         return type(self).__module__.rpartition(".")[2]
 

@@ -78,19 +78,23 @@ class Command(MigratorCommand):
             raise CommandError("--all goes with --list.")
         if (options["full"] or options["identity"]) and not options["verify"]:
             raise CommandError("--full and --identity go with --verify ID.")
+        if options["identity"] and not options["full"]:
+            raise CommandError(
+                "--identity goes with --verify ID --full: only a drill decrypts the backup."
+            )
         if options["list"]:
             self.render_list(backup.scan_backups(None if options["all_databases"] else database))
         elif options["show"]:
             self.render_manifest(backup.get_manifest(options["show"]))
         elif options["verify"] and options["full"]:
-            self.render_drill(
-                backup.drill_backup(
-                    options["verify"],
-                    database=database,
-                    identity=options["identity"],
-                    progress=self.show_progress if self.verbosity >= 2 else _quiet,
-                )
+            report = backup.drill_backup(
+                options["verify"],
+                database=database,
+                identity=options["identity"],
+                progress=self.show_progress if self.verbosity >= 2 else _quiet,
             )
+            self.warn_unneeded_identity(options["identity"], report.backup_id, report.encrypted)
+            self.render_drill(report)
         elif options["verify"]:
             self.render_verified(backup.verify_backup(options["verify"]))
         elif options["prune"]:

@@ -55,6 +55,7 @@ class Command(MigratorCommand):
             identity=options["identity"],
             lock_timeout=options["lock_timeout"],
         )
+        self.warn_unneeded_identity(options["identity"], report.backup_id, report.encrypted)
         if self.as_json:
             self.write_json(report.as_dict())
         else:
