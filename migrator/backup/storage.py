@@ -404,10 +404,16 @@ def _uploads_with_boto3(storage: Any) -> bool:
     memory for its ten threads (112 MB more for a 150 MB payload, measured); its files
     in write mode buffer each 5 MB part two or three times over (14 MB more). The
     payload is a local file, so it is uploaded from its name instead
-    (``DjangoStorageStore._upload``). Other storages are given the file through ``save()``.
+    (``DjangoStorageStore._upload``), with the key and object parameters of two of the
+    backend's private methods (django-storages 1.14); a version without them is given
+    the file through ``save()``, as other storages are.
     """
     boto3_backend = hasattr(type(storage), "bucket")  # a property: not evaluated here
-    return boto3_backend and getattr(storage, "transfer_config", None) is not None
+    return (
+        boto3_backend
+        and getattr(storage, "transfer_config", None) is not None
+        and all(hasattr(storage, name) for name in ("_normalize_name", "_get_write_parameters"))
+    )
 
 
 def _streaming(handle: Any) -> BinaryIO:
