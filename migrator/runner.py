@@ -411,8 +411,9 @@ def execute_plan(
     except (KeyboardInterrupt, RunInterrupted) as exc:
         _fail(executor, run, report, adapter, "interrupted", "Interrupted")
         raise RunInterrupted(
-            f"Interrupted{_at(adapter)}; that migration was rolled back and "
-            f"{len(report.steps)} earlier one(s) stay applied. Run safemigrate again to finish."
+            f"Interrupted{_at(adapter)}; {_what_stays(adapter, 'that migration')} and "
+            f"{len(report.steps)} earlier one(s) stay applied. "
+            f"{'Run' if _rolled_back(adapter) else 'Then run'} safemigrate again to finish."
         ) from exc
     except MigratorError as exc:
         _fail(executor, run, report, adapter, "failed", str(exc) or "Stopped")
@@ -423,8 +424,8 @@ def execute_plan(
         said = "; ".join(lines).rstrip(".")
         raise MigrationFailed(  # one line; the audit keeps the database's DETAIL/HINT lines
             f"Migration {report.failed_migration or 'run'} failed: {said}. "
-            f"It was rolled back; {len(report.steps)} earlier migration(s) stay applied. "
-            "Fix it and run safemigrate again."
+            f"{_what_stays(adapter, 'It')}; {len(report.steps)} earlier "
+            "migration(s) stay applied. Fix it and run safemigrate again."
         ) from exc
     executor.save_steps()
     report.steps = adapter.steps
@@ -501,6 +502,21 @@ def _fail(
     report.failed_migration = migration_label(adapter.current) if adapter.current else ""
     report.error = secrets.mask(error)  # no credentials from an exception's text
     run.error, run.failed_migration = report.error, report.failed_migration  # for recorded()
+
+
+def _rolled_back(adapter: ProgressAdapter) -> bool:
+    """Whether the migration a run stopped in (if any) was rolled back whole: it is atomic."""
+    return adapter.current is None or adapter.current.atomic
+
+
+def _what_stays(adapter: ProgressAdapter, it: str) -> str:
+    """What became of the migration a run stopped in."""
+    if _rolled_back(adapter):
+        return f"{it} was rolled back"
+    return (
+        f"{it} is not atomic: what it did before it stopped stays, not recorded as applied "
+        "(check the database by hand)"
+    )
 
 
 def _at(adapter: ProgressAdapter) -> str:

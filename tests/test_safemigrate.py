@@ -1,4 +1,5 @@
 import json
+import signal
 import sqlite3
 import subprocess
 
@@ -14,7 +15,9 @@ from tests.utils import (
     django_admin,
     run_child,
     run_command,
+    start_child,
     table_columns,
+    wait_for_line,
 )
 
 
@@ -195,6 +198,54 @@ def test_bad_arguments_exit_1_not_argparse_2(db_alias):
     assert done.stderr.endswith(
         "error: argument --lock-timeout: 'nan' must be a finite number of seconds, 0 or more\n"
     )
+
+
+NOT_ATOMIC = (
+    "is not atomic: what it did before it stopped stays, not recorded as applied (check the "
+    "database by hand)"
+)
+
+
+def test_a_failing_non_atomic_migration_is_not_said_to_be_rolled_back(db_alias, scenario):
+    """Its first operation stays done: the error says so instead of "It was rolled back"."""
+    scenario("failing_nonatomic")
+
+    _, err, code = run_command("safemigrate", "scenarios", database=db_alias)
+
+    assert (code, err) == (
+        5,
+        "Migration scenarios.0002_half_done failed: RuntimeError: scenario step failed on "
+        f"purpose. It {NOT_ATOMIC}; 1 earlier migration(s) stay applied. Fix it and run "
+        "safemigrate again.\n",
+    )
+    assert applied(db_alias, "scenarios") == ["0001_initial"]
+    assert table_columns(db_alias, "scenarios_widget") == ["id", "size"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_non_atomic_migration_interrupted_is_not_said_to_be_rolled_back(db_alias, signum):
+    child = start_child(
+        db_alias,
+        "safemigrate",
+        "scenarios",
+        MIGRATOR_TEST_SCENARIO="tests.scenarios.migration_sets.failing_nonatomic",
+        PAUSE_AT="scenarios.0002_half_done",
+    )
+    try:
+        wait_for_line(child, "PAUSED")  # the column is added, and stays: not atomic
+        child.send_signal(signum)
+        _, err = child.communicate(timeout=60)
+    finally:
+        child.kill()
+
+    assert (child.returncode, err) == (
+        5,
+        f"CommandError: Interrupted during scenarios.0002_half_done; that migration {NOT_ATOMIC} "
+        "and 1 earlier one(s) stay applied. Then run safemigrate again to finish.\n",
+    )
+    assert applied(db_alias, "scenarios") == ["0001_initial"]
+    assert table_columns(db_alias, "scenarios_widget") == ["id", "size"]
+    assert Run.objects.using(db_alias).get().outcome == "interrupted"
 
 
 def test_a_failing_migration_is_one_line_even_when_the_database_says_more(db_alias, scenario):
