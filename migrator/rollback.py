@@ -49,6 +49,7 @@ from migrator.types import (
     ProgressEvent,
     RunOptions,
     RunReport,
+    describe_keys,
     ignore_progress,
     migration_label,
 )
@@ -93,7 +94,8 @@ class RollbackRequest:
 class Problem:
     """One reason the validation refuses a rollback."""
 
-    code: str  # not_applied | irreversible | integrity | depended_on | own_tables | no_backup
+    code: str  # not_applied | irreversible | integrity | depended_on | squashed | own_tables
+    # | no_backup
     message: str
     migration: str = ""
     operation: str = ""
@@ -373,7 +375,11 @@ def _prepare(
         _describe_restore(report, source_run)
     else:
         _validate(executor, report)
-        _check_integrity(executor, {_key(m) for m, _ in plan} | missing, report)
+        keys = {_key(m) for m, _ in plan}
+        apps = {app_label for app_label, _ in keys}
+        if request.app_label:
+            apps.add(request.app_label)
+        _check_integrity(executor, keys | missing | _off_the_graph(executor.loader, apps), report)
     return _Prepared(executor, targets, plan, report, source_run)
 
 
@@ -464,6 +470,7 @@ def _last_run_plan(
     executor.fake_keys = frozenset({(s.app_label, s.name) for s in steps if s.fake} & keys)
     missing = {key for key in keys if key not in loader.graph.nodes}
     keys -= missing
+    keys |= _squashes_to_unapply(loader, run, missing, report)
     full_plan = executor.migration_plan(loader.graph.leaf_nodes(), clean_start=True)
     ordered = [_key(migration) for migration, _ in full_plan if _key(migration) in keys]
     later: dict[MigrationKey, MigrationKey] = {}  # applied since -> the latest it depends on
@@ -483,6 +490,46 @@ def _last_run_plan(
         )
     plan = [(loader.graph.nodes[key], True) for key in reversed(ordered)]
     return run, plan, missing
+
+
+def _squashes_to_unapply(
+    loader: MigrationLoader, run: Run, gone: set[MigrationKey], report: RollbackReport
+) -> set[MigrationKey]:
+    """The squashes that stand for migrations the run applied (``gone`` from the graph once
+    their squash was all applied): unapplied whole where the run applied all they replace,
+    else a problem, as unapplying one would undo what the run did not apply. ``gone`` keeps
+    the rest (files missing, for the integrity check)."""
+    squashes = set()
+    for key, squash in loader.replacements.items():
+        replaced = {tuple(r) for r in squash.replaces}
+        ours = replaced & gone
+        if not ours or key not in loader.graph.nodes:
+            continue
+        gone -= ours
+        others = replaced - ours
+        if not others:
+            squashes.add(key)
+            continue
+        report.problems.append(
+            Problem(
+                "squashed",
+                f"Run #{run.pk} applied {describe_keys(ours)}, which squash "
+                f"{migration_label(key)} now stands for together with {describe_keys(others)}, "
+                "applied before it; roll back to an explicit target (rollback <app_label> "
+                "<migration_name>), or restore the run's backup (rollback --last --restore).",
+                migration=migration_label(key),
+            )
+        )
+    return squashes
+
+
+def _off_the_graph(loader: MigrationLoader, apps: set[str]) -> set[MigrationKey]:
+    """Applied migrations of ``apps`` that are not in the graph: a squash stands for them, or
+    their file is gone, which the integrity check refuses (a rollback cannot see what they
+    depend on)."""
+    return {
+        key for key in loader.applied_migrations if key[0] in apps and key not in loader.graph.nodes
+    }
 
 
 def _validate(executor: RollbackExecutor, report: RollbackReport) -> None:

@@ -1,6 +1,6 @@
 """Django's migration vocabulary, named once."""
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
@@ -49,6 +49,13 @@ def migration_label(migration: Migration | MigrationKey) -> str:
         app_label, name = migration
         return f"{app_label}.{name}"
     return f"{migration.app_label}.{migration.name}"
+
+
+def describe_keys(keys: Iterable[MigrationKey], limit: int = 3) -> str:
+    """'a.0001, b.0002 and 3 more', for one-line messages."""
+    labels = sorted(migration_label(key) for key in keys)
+    shown = ", ".join(labels[:limit])
+    return shown + (f" and {len(labels) - limit} more" if len(labels) > limit else "")
 
 
 def ignore_progress(event: ProgressEvent) -> None:

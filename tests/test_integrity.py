@@ -471,3 +471,23 @@ def test_unknown_recorded_algorithm_is_unverified_not_changed(db_alias, migratio
     out, _, code = verify(db_alias)
     assert code == 0
     assert "its hash uses unknown algorithm 'sha512:9'" in out
+
+
+@pytest.mark.parametrize("request_", [("scenarios", "0001_initial"), ("--last",)])
+def test_rollback_past_an_applied_migration_whose_file_is_gone_is_exit_2(
+    db_alias, migration_set, request_
+):
+    """A rollback cannot see what a missing file depends on: unapplying 0002 under an
+    applied 0003 would leave the history inconsistent. (--last undoes the safemigrate run
+    that applied 0001 and 0002; plain migrate applied 0003 after it.)"""
+    copy = migration_set("integrity_linear")
+    assert run_command("safemigrate", "scenarios", "0002", database=db_alias)[2] == 0
+    assert run_command("migrate", "scenarios", database=db_alias)[2] == 0
+    (copy / "0003_third.py").unlink()
+
+    _, err, code = run_command("rollback", *request_, "--yes", database=db_alias)
+
+    assert code == 2, err
+    assert "scenarios.0003_third was applied (" in err
+    assert "its file is missing and no squash on disk replaces it" in err
+    assert applied(db_alias, "scenarios") == ["0001_initial", "0002_second", "0003_third"]

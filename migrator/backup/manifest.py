@@ -15,7 +15,7 @@ import hashlib
 import json
 import re
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -252,10 +252,3 @@ def state_differences(manifest: Manifest, disk: Mapping[MigrationKey, Migration]
         elif integrity.migration_hash(migration) != checksum:
             differences.append(f"{app_label}.{name} differs from the file on disk")
     return differences
-
-
-def describe_keys(keys: Iterable[MigrationKey], limit: int = 3) -> str:
-    """'a.0001, b.0002 and 3 more', for one-line messages."""
-    labels = sorted(f"{app_label}.{name}" for app_label, name in keys)
-    shown = ", ".join(labels[:limit])
-    return shown + (f" and {len(labels) - limit} more" if len(labels) > limit else "")

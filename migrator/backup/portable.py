@@ -38,9 +38,15 @@ from django.utils.dateparse import parse_datetime
 
 from migrator import interrupts, timeouts
 from migrator.backup.base import BackupEngine, Statement, first_line, locks_not_granted
-from migrator.backup.manifest import Manifest, describe_keys
+from migrator.backup.manifest import Manifest
 from migrator.exceptions import BackupFailed
-from migrator.types import MIGRATOR_APP, MigrationKey, ProgressCallback, ProgressEvent
+from migrator.types import (
+    MIGRATOR_APP,
+    MigrationKey,
+    ProgressCallback,
+    ProgressEvent,
+    describe_keys,
+)
 
 PAYLOAD_FORMAT: Final = "migrator-portable"
 PAYLOAD_VERSION: Final = 1
