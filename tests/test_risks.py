@@ -547,3 +547,49 @@ def test_app_risks_is_validated(settings, value, named):
     with pytest.raises(ImproperlyConfigured) as raised:
         get_settings()
     assert named in str(raised.value)
+
+
+def test_the_join_tables_of_many_to_many_fields_count_with_their_model(db_alias, scenario):
+    """Django makes and drops a model's many-to-many join tables with its own table: a
+    DeleteModel, or undoing a CreateModel, drops their rows too."""
+    scenario("risk_join_tables")
+    migrate(db_alias, "scenarios", "0001")
+    execute(db_alias, "INSERT INTO scenarios_widget (id) VALUES (1), (2), (3)")
+    execute(db_alias, "INSERT INTO scenarios_tag (id) VALUES (1), (2)")
+    execute(
+        db_alias,
+        "INSERT INTO scenarios_tag_widgets (tag_id, widget_id) "
+        "SELECT scenarios_tag.id, scenarios_widget.id FROM scenarios_tag, scenarios_widget",
+    )
+    dropped = "{table} ({rows} rows): its rows are lost."
+
+    out, err, code = run_command("safemigrate", "scenarios", "--plan", "--json", database=db_alias)
+
+    assert (code, err) == (0, "")
+    [planned] = json.loads(out)["plan"]
+    [operation] = planned["operations"]
+    assert [f["message"] for f in operation["findings"] if f["code"] == "ML102"] == [
+        f"Drops table {dropped.format(table='scenarios_tag', rows=2)}",
+        f"Drops table {dropped.format(table='scenarios_tag_widgets', rows=6)}",
+    ]
+
+    out, err, code = run_command(
+        "rollback", "scenarios", "zero", "--plan", "--json", database=db_alias
+    )
+
+    assert (code, err) == (0, "")
+    lost = {(f["table"], f["rows"]) for f in json.loads(out)["data_loss"]}
+    assert lost == {("scenarios_widget", 3), ("scenarios_tag", 2), ("scenarios_tag_widgets", 6)}
+
+    migrate(db_alias, "scenarios")
+    out, err, code = run_command(
+        "rollback", "scenarios", "0001", "--plan", "--json", database=db_alias
+    )
+
+    assert (code, err) == (0, "")
+    [planned] = json.loads(out)["plan"]
+    [operation] = planned["operations"]
+    assert [(f["code"], f["table"]) for f in operation["findings"]] == [
+        ("ML105", "scenarios_tag"),
+        ("ML105", "scenarios_tag_widgets"),
+    ]

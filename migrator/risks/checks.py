@@ -167,32 +167,46 @@ class Walker:
         if not router.allow_migrate(self.connection.alias, app_label, model_name=op.name_lower):
             return []
         table_name = self.tables.table_name(app_label, op.name, options)
+        joins = [  # its many-to-many fields' own tables, made and dropped with it
+            self.tables.join_table_name(table_name, name, field)
+            for name, field in op.fields
+            if field.many_to_many and not field.remote_field.through
+        ]
         if self.plan_backwards:
             table = self.tables.ref(table_name)
             table.gone = False
-            return self.effects.drop_table(table)
-        self.tables.created(table_name)
-        for name, field in op.fields:
-            if field.many_to_many and not field.remote_field.through:
-                self.tables.created(self.tables.join_table_name(table_name, name, field))
+            drafts = self.effects.drop_table(table)
+            for join in joins:
+                drafts += self.effects.drop_table(self.tables.ref(join))
+            return drafts
+        for name in [table_name, *joins]:
+            self.tables.created(name)
         return []
 
     def _delete_model(self, op: operations.DeleteModel, app_label: str, state: ProjectState):
         model = self.tables.model(state, app_label, op.name)
         if model is None:
             return []
-        table = self.tables.table(model)
-        if self.plan_backwards:
-            table.gone = True
-            return [
-                Draft(
-                    "ML105",
-                    f"Re-creates table {table.name} empty: its old rows are not restored.",
-                    table,
-                    sized=False,
+        tables = [self.tables.table(model)] + [
+            join
+            for name, field in model.fields.items()
+            if field.many_to_many and (join := self.tables.join_table(model, name, field))
+        ]
+        drafts = []
+        for table in tables:
+            if self.plan_backwards:
+                table.gone = True
+                drafts.append(
+                    Draft(
+                        "ML105",
+                        f"Re-creates table {table.name} empty: its old rows are not restored.",
+                        table,
+                        sized=False,
+                    )
                 )
-            ]
-        return self.effects.drop_table(table)
+            else:
+                drafts += self.effects.drop_table(table)
+        return drafts
 
     def _rename_model(self, op: Operation, app_label: str, state: ProjectState):
         name = op.old_name if isinstance(op, operations.RenameModel) else op.name
