@@ -593,3 +593,46 @@ def test_the_join_tables_of_many_to_many_fields_count_with_their_model(db_alias,
         ("ML105", "scenarios_tag"),
         ("ML105", "scenarios_tag_widgets"),
     ]
+
+
+def test_a_column_the_plan_adds_then_drops_holds_no_data_at_stake(db_alias, scenario, settings):
+    """An upgrade over two releases, one adding a column and one dropping it: dropping it
+    loses nothing that exists now, forwards or (re-created empty first) backwards."""
+    scenario("risk_added_then_dropped")
+    migrate(db_alias, "scenarios", "0001")
+    execute(db_alias, "INSERT INTO scenarios_widget (name) VALUES ('a'), ('b')")
+    settings.MIGRATOR = {**settings.MIGRATOR, "ENVIRONMENT": "production"}
+    again = (
+        "Drops column scratch of scenarios_widget that this plan creates first: it holds no "
+        "data that exists now."
+    )
+
+    out, err, code = run_command("safemigrate", "scenarios", "--plan", "--json", database=db_alias)
+
+    assert (code, err) == (0, "")
+    dropped = json.loads(out)["plan"][1]["operations"][0]["findings"]
+    assert [(f["code"], f["severity"], f["data_loss"], f["message"]) for f in dropped] == [
+        ("ML101", "info", False, again)
+    ]
+    out, err, code = run_command(
+        "safemigrate", "scenarios", "--yes", "--no-backup", database=db_alias
+    )
+    assert (code, err) == (0, ""), out  # production: no --allow-data-loss needed
+
+    out, err, code = run_command(
+        "rollback", "scenarios", "0001", "--plan", "--json", database=db_alias
+    )
+
+    assert (code, err) == (0, "")
+    document = json.loads(out)
+    assert document["data_loss"] == []
+    undone = {
+        f["code"]: f for m in document["plan"] for o in m["operations"] for f in o["findings"]
+    }
+    assert undone["ML101"]["message"] == again
+    assert undone["ML104"]["rows"] == 2  # re-created empty first, by undoing 0003
+    out, err, code = run_command(
+        "rollback", "scenarios", "0001", "--yes", "--no-backup", database=db_alias
+    )
+    assert (code, err) == (0, ""), out
+    assert applied(db_alias, "scenarios") == ["0001_initial"]

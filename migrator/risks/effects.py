@@ -58,6 +58,9 @@ class Effects:
             join = self.tables.join_table(model, name, field)
             return [] if join is None else self.drop_table(join)
         table, column = self.tables.table(model), column_name(name, field)
+        if column in table.added:  # forwards: added earlier in this plan
+            table.added.discard(column)
+            return [_dropped_again(table, column)]
         drafts = [
             Draft(
                 "ML101",
@@ -67,6 +70,8 @@ class Effects:
                 scale="loss",
             )
         ]
+        if self.plan_backwards:
+            table.dropping.setdefault(column, []).append(drafts[0])
         if not table.new:
             drafts.append(
                 Draft(
@@ -115,6 +120,11 @@ class Effects:
             return []
         table, column = self.tables.table(model), column_name(name, field)
         drafts = []
+        if self.plan_backwards:  # undone before the drops walked so far: they drop this one
+            for draft in table.dropping.pop(column, []):
+                vars(draft).update(vars(_dropped_again(table, column)))
+        else:
+            table.added.add(column)
         if restored:
             drafts.append(
                 Draft(
@@ -292,3 +302,16 @@ class Effects:
         else:
             code, what = "ML303", f"Validates constraint {constraint.name}"
         return [Draft(code, f"{what} on {table.name} ({{size}}) in place.", table, scale="size")]
+
+
+def _dropped_again(table: TableRef, column: str) -> Draft:
+    """A column dropped after this plan added it (or, backwards, re-created it empty)."""
+    return Draft(
+        "ML101",
+        f"Drops column {column} of {table.name} that this plan creates first: it holds no "
+        "data that exists now.",
+        table,
+        column,
+        severity="info",
+        sized=False,
+    )

@@ -6,7 +6,7 @@ which table an operation touches, so sizes are read from the right name, and a n
 (empty, unknown to the running code) is not reported as if it held data.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import router
@@ -25,6 +25,11 @@ class TableRef:
     name: str
     new: bool = False  # created earlier in this plan: empty, unknown to the running code
     gone: bool = False  # not in the database now: a rollback re-creates it empty
+    # Columns this plan adds before it drops them again: they hold no data that exists now.
+    added: set[str] = field(default_factory=set)
+    # Backwards, walked in the order the migrations were applied: the drafts of the columns
+    # the rollback drops, which a migration walked later (undone earlier) may re-create empty.
+    dropping: dict[str, list[Any]] = field(default_factory=dict)
 
 
 class Tables:
