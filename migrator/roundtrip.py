@@ -39,7 +39,7 @@ from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.questioner import NonInteractiveMigrationQuestioner
 from django.db.migrations.state import ProjectState
 
-from migrator import integrity, locking, planning
+from migrator import compat, integrity, locking, planning
 from migrator.conf import get_settings
 from migrator.exceptions import (
     ConfirmationRequired,
@@ -1035,8 +1035,17 @@ _PHASES = {"apply": "applying", "unapply": "unapplying", "reapply": "re-applying
 
 
 def _recorded_state(executor: MigrationExecutor) -> ProjectState:
-    """The project state of the migrations that the test database records as applied."""
-    executor.loader.applied_migrations = executor.recorder.applied_migrations()
+    """The project state of the migrations that the test database records as applied.
+
+    A squash is recorded under the names it replaces (its own name only once ``migrate``
+    ends): it counts as applied when they all are, as ``MigrationLoader`` counts it.
+    """
+    loader = executor.loader
+    applied = executor.recorder.applied_migrations()
+    for key, squash in loader.replacements.items():
+        if compat.all_replaced_applied(loader, key, applied):
+            applied[key] = squash
+    loader.applied_migrations = applied
     return executor._create_project_state(with_applied_migrations=True)
 
 

@@ -158,6 +158,19 @@ def test_reapply_failure_shows_the_database_error_and_the_walk_goes_on(alias, sc
     )
 
 
+def test_a_reapply_failure_after_a_squash_goes_on_with_the_squashs_models(alias, scenario):
+    """The walk goes on from the recorded state, where the squash (recorded under the names
+    it replaces) counts as applied: 0004 alters its model (wagtailcore 0025, then 0026)."""
+    scenario("roundtrip_squash_then_fails")
+
+    out, err, code = run_command("testmigrations", "scenarios", "--noinput", database=alias)
+
+    assert code == 5, err
+    assert "  scenarios.0003_seed: FAILED\n    reapply: IntegrityError: " in out
+    assert "  scenarios.0004_note... ok (" in err
+    assert "3 round trip(s): 2 ok, 0 differences, 0 irreversible, 1 failed, 0 not reached" in out
+
+
 def test_reverse_that_leaves_an_index_behind_exits_2_naming_it(alias, scenario):
     """The re-apply fails on the index the reverse left: the finding is the reverse."""
     scenario("roundtrip_leftover_index")
