@@ -15,12 +15,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from django.apps import apps
 from django.db import transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations import Migration
 
 from migrator import audit, integrity, interrupts, locking, planning, timeouts
-from migrator.exceptions import RunInterrupted
+from migrator.exceptions import IntegrityViolation, RunInterrupted
 from migrator.executor import RecordingExecutor
 from migrator.types import (
     MIGRATOR_APP,
@@ -151,7 +152,9 @@ def bootstrap(
     targets = [key for key in executor.loader.graph.leaf_nodes() if key[0] == MIGRATOR_APP]
     plan = executor.migration_plan(targets)
     if not plan:
-        return plan
+        if not _faked(executor, progress):
+            return plan
+        plan = executor.migration_plan(targets)
     # Hashes afterwards: until migrator's last migration, its hash table may be older.
     with executor.bootstrapping(ProgressAdapter(progress)):
         executor.migrate(targets, plan=plan)
@@ -160,6 +163,32 @@ def bootstrap(
             executor.record_hash(migration)
     planning.refresh_applied(executor.loader)
     return plan
+
+
+def _faked(executor: RecordingExecutor, progress: ProgressCallback) -> bool:
+    """Whether migrator's migrations were recorded applied without its tables (``migrate
+    --fake`` adopting a database): their records are then removed, so that bootstrap makes
+    the tables. With some of its tables there but not all, it refuses (exit 2)."""
+    connection = executor.connection
+    tables = {model._meta.db_table for model in apps.get_app_config(MIGRATOR_APP).get_models()}
+    with connection.cursor() as cursor:
+        missing = tables - set(connection.introspection.table_names(cursor))
+    if not missing:
+        return False
+    said = f"migrator's migrations are recorded as applied on {connection.alias!r}, but"
+    if missing != tables:
+        raise IntegrityViolation(
+            f"{said} its tables {', '.join(sorted(missing))} are missing; drop its other "
+            "tables and run 'python manage.py migrate migrator zero --fake', then run again."
+        )
+    progress(
+        ProgressEvent(
+            "warning", message=f"{said} its tables are missing (migrate --fake?): making them."
+        )
+    )
+    executor.recorder.migration_qs.filter(app=MIGRATOR_APP).delete()
+    planning.refresh_applied(executor.loader)
+    return True
 
 
 def _report_wait(progress: ProgressCallback):

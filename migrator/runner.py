@@ -44,7 +44,7 @@ from migrator.exceptions import (
     RunInterrupted,
 )
 from migrator.executor import RecordingExecutor
-from migrator.lifecycle import ProgressAdapter, locked
+from migrator.lifecycle import ProgressAdapter, bootstrap, locked
 from migrator.models import MigrationHash, Run
 from migrator.planning import PlannedMigration
 from migrator.types import (
@@ -286,6 +286,7 @@ def _complete_post_migrate(
     connection = executor.connection
     try:
         with locking.migration_lock(connection, timeout=0):
+            bootstrap(connection, progress, executor=executor)  # tables faked away
             audit.mark_abandoned_runs(connection, progress)
             state = executor._create_project_state(with_applied_migrations=True)
             _emit(emit_pre_migrate_signal, connection, options, state, [])

@@ -11,6 +11,7 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.contrib.contenttypes.models import ContentType
 from django.core.management import call_command
+from django.db import connections
 from django.db.migrations.loader import MigrationLoader
 
 from migrator import audit, runner, signals
@@ -32,6 +33,71 @@ def test_safemigrate_after_migrate_applied_part_of_migrators_own_migrations(db_a
     assert ContentType.objects.using(db_alias).filter(app_label="ledger").exists()
     assert run_command("migrationstatus", "--check", database=db_alias)[2] == 0
     assert Run.objects.using(db_alias).get(command="safemigrate").outcome == "succeeded"
+
+
+def own_tables(alias: str) -> list[str]:
+    return [name for name in connections[alias].introspection.table_names() if "migrator_" in name]
+
+
+def drop_own_tables(alias: str) -> None:
+    """As ``migrate --fake`` adopting a database leaves it: migrator's migrations recorded
+    as applied, none of its tables made."""
+    with connections[alias].schema_editor() as editor:
+        for table in sorted(own_tables(alias), key=lambda name: name == "migrator_run"):
+            editor.execute(f"DROP TABLE {editor.quote_name(table)}")  # migrator_run last
+
+
+@pytest.mark.parametrize(
+    ("pending", "command"),
+    [
+        (False, ("safemigrate",)),
+        (True, ("safemigrate",)),
+        (False, ("verifymigrations", "--baseline")),
+    ],
+    ids=["nothing-to-apply", "pending", "baseline"],
+)
+def test_migrators_migrations_faked_without_its_tables_are_made_by_the_next_run(
+    db_alias, pending, command
+):
+    if pending:
+        call_command("migrate", "migrator", "--fake", database=db_alias, verbosity=0)
+    else:
+        call_command("migrate", database=db_alias, verbosity=0)
+        drop_own_tables(db_alias)
+    assert own_tables(db_alias) == []
+
+    out, err, code = run_command(*command, database=db_alias)
+
+    assert (code, err) == (0, ""), out
+    said = (
+        f"migrator's migrations are recorded as applied on {db_alias!r}, but its tables are "
+        "missing (migrate --fake?): making them."
+    )
+    assert said in out or command[0] == "verifymigrations"  # its progress: at -v 2
+    assert sorted(own_tables(db_alias)) == [
+        "migrator_batchprogress",
+        "migrator_migrationhash",
+        "migrator_run",
+        "migrator_runstep",
+    ]
+    out, err, code = run_command("safemigrate", database=db_alias)
+    assert (code, err) == (0, "")
+    assert out.endswith("No migrations to apply.\n")
+
+
+def test_some_of_migrators_tables_missing_under_its_applied_migrations_is_exit_2(db_alias):
+    assert run_command("safemigrate", "ledger", "0001", database=db_alias)[2] == 0
+    with connections[db_alias].schema_editor() as editor:
+        editor.execute("DROP TABLE migrator_batchprogress")
+
+    _, err, code = run_command("safemigrate", database=db_alias, interactive=False)
+
+    assert (code, err) == (
+        2,
+        f"migrator's migrations are recorded as applied on {db_alias!r}, but its tables "
+        "migrator_batchprogress are missing; drop its other tables and run 'python manage.py "
+        "migrate migrator zero --fake', then run again.\n",
+    )
 
 
 def test_a_run_killed_inside_post_migrate_is_marked_and_completed_by_the_next(db_alias, scenario):
