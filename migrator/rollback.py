@@ -689,7 +689,12 @@ def _failure(exc: MigrationFailed, report: RollbackReport, run: Run) -> Migratio
     """Say which migrations were unapplied, which remain, and how to go on or go back."""
     failed = report.failed_migration or "a migration"
     cause = exc.__cause__ or exc
-    what = "Interrupted" if isinstance(exc, RunInterrupted) else "Failed"
+    interrupted = isinstance(exc, RunInterrupted)
+    if interrupted:
+        by = "Ctrl-C" if isinstance(cause, KeyboardInterrupt) else "SIGTERM"
+        what = f"Interrupted by {by} while unapplying {failed}"
+    else:
+        what = f"Failed while unapplying {failed} ({type(cause).__name__}: {cause})"
     atomic = next((p.atomic for p in report.plan if p.label == report.failed_migration), True)
     rolled_back = (
         "its transaction was rolled back"
@@ -701,12 +706,12 @@ def _failure(exc: MigrationFailed, report: RollbackReport, run: Run) -> Migratio
         if report.backup_id
         else ""
     )
-    error_class = RunInterrupted if isinstance(exc, RunInterrupted) else MigrationFailed
+    error_class = RunInterrupted if interrupted else MigrationFailed
     message = (
-        f"{what} while unapplying {failed} ({type(cause).__name__}: {cause}); {rolled_back}. "
+        f"{what}; {rolled_back}. "
         f"Unapplied: {', '.join(report.unapplied) or 'none'}. "
         f"Still applied: {', '.join(report.remaining)}. "
-        f"{'Run' if what == 'Interrupted' else 'Fix the cause and run'} "
+        f"{'Run' if interrupted else 'Fix the cause and run'} "
         f"'rollback {report.target}' again to continue{restore}."
     )
     error = error_class(message)

@@ -289,8 +289,8 @@ def _complete_post_migrate(
             bootstrap(connection, progress, executor=executor)  # tables faked away
             audit.mark_abandoned_runs(connection, progress)
             state = executor._create_project_state(with_applied_migrations=True)
-            _emit(emit_pre_migrate_signal, connection, options, state, [])
-            _emit(emit_post_migrate_signal, connection, options, _rendered(state), [])
+            _emit(emit_pre_migrate_signal, connection, options, state, [], progress)
+            _emit(emit_post_migrate_signal, connection, options, _rendered(state), [], progress)
     except LockNotAcquired:
         return
 
@@ -396,7 +396,7 @@ def execute_plan(
             if unseen:
                 for key in [key for key in pre_state.models if key[0] == MIGRATOR_APP]:
                     pre_state.remove_model(*key)
-            _emit(emit_pre_migrate_signal, connection, options, pre_state, plan)
+            _emit(emit_pre_migrate_signal, connection, options, pre_state, plan, adapter.progress)
             if syncing:
                 _sync_apps(connection, syncing, adapter.progress)
             post_state = executor.migrate(
@@ -408,14 +408,16 @@ def execute_plan(
             )
             for migration, _ in unseen:  # post_migrate sees all, as after migrate
                 post_state = migration.mutate_state(post_state, preserve=False)
-            _emit(emit_post_migrate_signal, connection, options, _rendered(post_state), plan)
+            post_state = _rendered(post_state)
+            _emit(emit_post_migrate_signal, connection, options, post_state, plan, adapter.progress)
     except (KeyboardInterrupt, RunInterrupted) as exc:
-        _fail(executor, run, report, adapter, "interrupted", "Interrupted")
-        raise RunInterrupted(
+        message = (
             f"Interrupted{_at(adapter)}; {_what_stays(adapter, 'that migration')} and "
-            f"{len(report.steps)} earlier one(s) stay applied. "
+            f"{len(adapter.steps)} earlier one(s) stay applied. "
             f"{'Run' if _rolled_back(adapter) else 'Then run'} safemigrate again to finish."
-        ) from exc
+        )
+        _fail(executor, run, report, adapter, "interrupted", message)  # the audit's error too
+        raise RunInterrupted(message) from exc
     except MigratorError as exc:
         _fail(executor, run, report, adapter, "failed", str(exc) or "Stopped")
         raise
@@ -524,10 +526,37 @@ def _at(adapter: ProgressAdapter) -> str:
     return f" during {migration_label(adapter.current)}" if adapter.current else ""
 
 
-def _emit(signal_sender, connection, options: RunOptions, state: ProjectState, plan) -> None:
+def _emit(
+    signal_sender,
+    connection,
+    options: RunOptions,
+    state: ProjectState,
+    plan,
+    progress: ProgressCallback,
+) -> None:
+    """Send migrate's pre_ or post_migrate signal; its lines (verbosity 2) as progress."""
     signal_sender(
-        options.verbosity, options.interactive, connection.alias, apps=state.apps, plan=plan
+        options.verbosity,
+        options.interactive,
+        connection.alias,
+        apps=state.apps,
+        plan=plan,
+        stdout=_ProgressLines(progress),
     )
+
+
+class _ProgressLines:
+    """A ``stdout`` for Django's signal senders, which write lines without their ending."""
+
+    def __init__(self, progress: ProgressCallback) -> None:
+        self.progress = progress
+
+    def write(self, text: str) -> None:
+        for line in text.splitlines():
+            self.progress(ProgressEvent("migrate_signal", message=line))
+
+    def flush(self) -> None:
+        """Nothing is buffered."""
 
 
 def _rendered(post_state: ProjectState) -> ProjectState:

@@ -102,11 +102,12 @@ def test_interrupt_rolls_back_and_records_the_run(db_alias, paused_run, signum):
     assert slow_step_runs(db_alias) == 0
     run = Run.objects.using(db_alias).get()
     assert (run.outcome, run.failed_migration) == ("interrupted", "scenarios.0003_slow_step")
+    assert run.error.startswith("Interrupted during scenarios.0003_slow_step; that migration ")
     assert run_command("safemigrate", "scenarios", database=db_alias)[2] == 0
     assert slow_step_runs(db_alias) == 1
 
 
-@pytest.mark.parametrize("stop", ["kill-9", "sigterm"])
+@pytest.mark.parametrize("stop", ["kill-9", "sigterm", "ctrl-c"])
 def test_a_rollback_stopped_mid_migration_leaves_it_applied_and_can_run_again(
     db_alias, scenario, stop
 ):
@@ -127,11 +128,12 @@ def test_a_rollback_stopped_mid_migration_leaves_it_applied_and_can_run_again(
             child.kill()
             child.wait(timeout=60)
         else:
-            child.send_signal(signal.SIGTERM)
+            child.send_signal(signal.SIGTERM if stop == "sigterm" else signal.SIGINT)
             assert child.wait(timeout=60) == 5
+            by = "SIGTERM" if stop == "sigterm" else "Ctrl-C"
             assert (
-                "Interrupted while unapplying scenarios.0003_slow_step (RunInterrupted: Stopped "
-                "by SIGTERM.); its transaction was rolled back. Unapplied: "
+                f"Interrupted by {by} while unapplying scenarios.0003_slow_step; its "
+                "transaction was rolled back. Unapplied: "
                 "scenarios.0004_widget_weight. Still applied: scenarios.0003_slow_step. Run "
                 "'rollback scenarios 0002' again to continue."
             ) in child.stderr.read()

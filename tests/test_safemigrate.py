@@ -29,6 +29,15 @@ def test_migrates_the_demo_and_then_has_nothing_to_do(db_alias):
     assert run_command("migrate", "--check", database=db_alias)[2] == 0
 
 
+def test_migrate_signal_lines_at_verbosity_2_are_lines_of_their_own(db_alias):
+    """Django's signal senders write without a line ending: each is a progress line."""
+    out, err, code = run_command("safemigrate", database=db_alias, verbosity=2)
+
+    assert (code, err) == (0, "")
+    for phase in ("pre", "post"):
+        assert f"Running {phase}-migrate handlers for application ledger" in out.splitlines()
+
+
 def test_records_the_run_hashes_content_types_and_permissions(db_alias):
     run_command("safemigrate", database=db_alias)
     run = Run.objects.using(db_alias).get()
