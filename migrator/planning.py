@@ -1,5 +1,6 @@
 """Plans: which migrations a target means, in which direction, with what operations."""
 
+import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,15 +61,30 @@ def _named_target(loader: MigrationLoader, app_label: str, migration_name: str) 
             "give more of its name."
         ) from None
     except KeyError:
-        names = ", ".join(sorted(n for a, n in loader.disk_migrations if a == app_label))
+        names = sorted(n for a, n in loader.disk_migrations if a == app_label)
         raise UnknownTarget(
-            f"No migration of {app_label!r} matches {migration_name!r}. Known: {names}."
+            f"No migration of {app_label!r} matches {migration_name!r}; "
+            f"{closest(migration_name, names)}"
         ) from None
     target = (app_label, migration.name)
     if target not in loader.graph.nodes and target in loader.replacements:
         # A partially applied squash is not in the graph: aim at what it replaces.
         target = loader.replacements[target].replaces[-1]
     return target
+
+
+def closest(wanted: str, names: list[str], shown: int = 3) -> str:
+    """The names a mistyped one may have meant (prefix, then spelling), else some known
+    ones: a few, wherever there are dozens (wagtailcore has a hundred migrations)."""
+    close = [name for name in names if name.startswith(wanted)] or difflib.get_close_matches(
+        wanted, names, n=shown, cutoff=0.5
+    )
+    if close:
+        more = f" (or {len(close) - shown} more)" if len(close) > shown else ""
+        return f"did you mean {' or '.join(repr(name) for name in close[:shown])}{more}?"
+    if len(names) > 2 * shown:
+        return f"known: {', '.join(names[:shown])}, ... {', '.join(names[-shown:])} ({len(names)})."
+    return f"known: {', '.join(names) or 'none'}."
 
 
 def refresh_applied(loader: MigrationLoader) -> None:

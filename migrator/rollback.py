@@ -11,7 +11,6 @@ record.
     report = rollback.rollback(last=True, options=RunOptions(database="default"))
 """
 
-import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -387,28 +386,18 @@ def _resolve_target(loader: MigrationLoader, request: RollbackRequest) -> list[M
     """``planning.resolve_targets``, with unknown targets refused (exit 7) and close names."""
     app_label, name = request.app_label, request.migration_name
     if app_label not in loader.migrated_apps:
-        close = difflib.get_close_matches(app_label, sorted(loader.migrated_apps), n=3, cutoff=0.5)
         raise RollbackRefused(
             f"No app with migrations is labelled {app_label!r}; "
-            f"{_closest(close, sorted(loader.migrated_apps))} Nothing was changed."
+            f"{planning.closest(app_label, sorted(loader.migrated_apps))} Nothing was changed."
         )
     try:
         return planning.resolve_targets(loader, app_label, name)
     except UnknownTarget:
         names = sorted(n for a, n in loader.disk_migrations if a == app_label)
-        close = [n for n in names if n.startswith(name)] or difflib.get_close_matches(
-            name, names, n=3, cutoff=0.5
-        )
         raise RollbackRefused(
             f"No single migration of {app_label!r} matches {name!r}; "
-            f"{_closest(close, names)} Nothing was changed."
+            f"{planning.closest(name, names)} Nothing was changed."
         ) from None
-
-
-def _closest(close: list[str], known: list[str]) -> str:
-    if close:
-        return f"did you mean {' or '.join(repr(name) for name in close)}?"
-    return f"known: {', '.join(known) or 'none'}."
 
 
 def _check_backward(

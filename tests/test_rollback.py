@@ -115,6 +115,13 @@ def test_an_edited_file_exits_2_and_is_reported_with_the_other_problems(db_alias
         ),
         (("ledger", "00"), "did you mean '0001_initial' or '0002_entry_email' or"),
         (("ledger", "0099"), "known: 0001_initial, 0002_entry_email, 0003_backfill_email,"),
+        (
+            ("auth", "0099"),
+            "known: 0001_initial, 0002_alter_permission_name_max_length, "
+            "0003_alter_user_email_max_length, ... 0010_alter_group_name_max_length, "
+            "0011_update_proxy_permissions, 0012_alter_user_first_name_max_length (12).",
+        ),
+        (("auth", "00"), "'0003_alter_user_email_max_length' (or 9 more)?"),
     ],
 )
 def test_unknown_targets_exit_7_with_the_closest_names(db_alias, args, message):

@@ -146,12 +146,16 @@ class Command(MigratorCommand):
             return
         if self.verbosity >= 1:
             total = sum(step.duration or 0 for step in report.steps)
-            count = len(report.steps) + len(report.own_first)  # as many as "Applying" lines
-            own = f", {len(report.own_first)} of them migrator's own," if report.own_first else ""
+            own = len(report.own_first)
+            if report.steps and all(step.fake for step in report.steps):  # --fake
+                done = f"Faked {len(report.steps)} migration(s)"
+                done += f" (applied migrator's own {own} first)" if own else ""
+            else:  # as many as the "Applying" lines
+                done = f"Applied {len(report.steps) + own} migration(s)"
+                done += f", {own} of them migrator's own," if own else ""
             self.stdout.write(
                 self.style.SUCCESS(
-                    f"Applied {count} migration(s){own} to {report.database!r} "
-                    f"in {total:.2f}s (run #{report.run_id})."
+                    f"{done} to {report.database!r} in {total:.2f}s (run #{report.run_id})."
                 )
             )
 
