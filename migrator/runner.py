@@ -316,6 +316,12 @@ def backup_before(
         return None
     try:
         manifest = backup.create_backup(options.database, reason=reason, run=run, progress=progress)
+    except (KeyboardInterrupt, RunInterrupted) as exc:  # the run is interrupted, not failed
+        by = "Ctrl-C" if isinstance(exc, KeyboardInterrupt) else "SIGTERM"
+        raise RunInterrupted(
+            f"Interrupted by {by} during the backup taken first; nothing was changed, and the "
+            "run is recorded as interrupted."
+        ) from exc
     except MigratorError as exc:
         report.outcome, report.error = Run.Outcome.FAILED, secrets.mask(str(exc))
         raise backup.BackupFailed(f"Nothing was changed: the backup failed. {exc}") from exc

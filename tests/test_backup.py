@@ -29,10 +29,14 @@ from project.ledger.models import Account, Entry
 from tests.conftest import _admin_execute, drop_test_database
 from tests.test_children import wait_until
 from tests.utils import (
+    ROOT,
     TTYInput,
     applied,
     bin_with,
+    child_env,
+    django_admin,
     fifos,
+    pausing_bin,
     raw_connection,
     repointed,
     run_child,
@@ -1088,6 +1092,55 @@ def test_a_restore_stopped_by_a_signal_rolls_back_and_records_it(
     assert snapshot(db_alias) == changed
     run = Run.objects.using(db_alias).get(command="restore")
     assert (run.outcome, run.error) == ("interrupted", said)
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+@pytest.mark.parametrize(
+    ("signum", "how"),
+    [(signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "Ctrl-C")],
+    ids=["sigterm", "ctrl-c"],
+)
+@pytest.mark.parametrize("command", ["restore", "safemigrate"])
+def test_a_signal_during_the_backup_a_run_takes_first_interrupts_the_run(
+    db_alias, backup_dir, tmp_path, signum, how, command
+):
+    """The run is interrupted (exit 5, recorded so), not its backup failed (exit 6)."""
+    seed(db_alias)
+    backup_id = take_backup(db_alias)
+    change_everything(db_alias)
+    changed = snapshot(db_alias)
+    args = {
+        "restore": ("restore", backup_id, "--yes"),  # its safety backup
+        "safemigrate": ("safemigrate", "--yes", "--backup"),
+    }[command]
+    child = subprocess.Popen(
+        django_admin(*args),
+        env=child_env(
+            db_alias,
+            MIGRATOR_TEST_BACKUP_DIR=str(backup_dir),
+            MIGRATOR_TEST_PG_BIN_DIR=str(pausing_bin(tmp_path, "pg_dump")),
+            MIGRATOR_TEST_SCENARIO="tests.scenarios.migration_sets.basic",
+        ),
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert (tmp_path / "paused").read_text() == "PAUSED\n"  # pg_dump, started
+
+    err = signalled(child, signum)
+
+    said = {
+        "restore": f"Restore of {backup_id} into 'default' stopped by {how}; the run is "
+        "recorded as interrupted.",
+        "safemigrate": f"Interrupted by {how} during the backup taken first; nothing was "
+        "changed, and the run is recorded as interrupted.",
+    }[command]
+    assert (child.returncode, err) == (5, f"CommandError: {said}\n")
+    assert snapshot(db_alias) == changed
+    assert applied(db_alias, "scenarios") == []
+    assert Run.objects.using(db_alias).filter(command=command).latest("pk").outcome == "interrupted"
 
 
 # psql that, as the restore's (reading the postlude), ends as psql did, but first says DONE

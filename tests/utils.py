@@ -162,8 +162,8 @@ def sweep_before_locking(monkeypatch, locking: Callable[[Path], bool], sweep: Ca
     return swept
 
 
-PAUSING_PG_RESTORE = """#!/bin/sh
-if [ "$1" = "--version" ]; then exec {real}/pg_restore --version; fi
+PAUSING_TOOL = """#!/bin/sh
+if [ "$1" = "--version" ]; then exec {real}/{name} --version; fi
 echo PAUSED > {fifo}
 exec sleep 600
 """
@@ -189,10 +189,10 @@ def fifos(directory: Path, *names: str) -> list[Path]:
     return [directory / name for name in names]
 
 
-def pausing_bin(tmp_path: Path) -> Path:
-    """PG_BIN_DIR whose pg_restore writes PAUSED to the FIFO ``tmp_path/paused`` and stops."""
+def pausing_bin(tmp_path: Path, tool: str = "pg_restore") -> Path:
+    """PG_BIN_DIR whose ``tool`` writes PAUSED to the FIFO ``tmp_path/paused`` and stops."""
     [fifo] = fifos(tmp_path, "paused")
-    return bin_with(tmp_path, "pg_restore", PAUSING_PG_RESTORE, fifo=fifo)
+    return bin_with(tmp_path, tool, PAUSING_TOOL, fifo=fifo, name=tool)
 
 
 def start_paused_in_pg_restore(

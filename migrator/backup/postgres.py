@@ -264,8 +264,10 @@ class PgDumpEngine(BackupEngine):
                         tables = row_counts(cursor)
                         cursor.execute("SELECT count(*) FROM pg_catalog.pg_largeobject_metadata")
                         self._large_objects = cursor.fetchone()[0]
-                    finally:
                         returncode = dump.wait()
+                    except BaseException:  # an interrupt, a lost connection: it is not waited for
+                        children.reap(dump)
+                        raise
                     if returncode != 0:
                         raise BackupFailed(
                             f"pg_dump failed for {self.connection.alias!r}: "

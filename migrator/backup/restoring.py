@@ -25,7 +25,7 @@ from migrator.backup.manifest import (
     disk_migrations,
     state_differences,
 )
-from migrator.exceptions import BackupFailed, MigratorError
+from migrator.exceptions import BackupFailed, MigratorError, RunInterrupted
 from migrator.models import Run
 from migrator.types import ProgressCallback, ProgressEvent
 
@@ -183,6 +183,8 @@ def _safety_backup(connection, run: Run, progress, format: str) -> str:
         safety = create_backup(
             connection.alias, format=format, reason="pre-restore", run=run, progress=progress
         )
+    except RunInterrupted:  # SIGTERM: the run is interrupted, not the backup failed
+        raise
     except MigratorError as exc:
         raise BackupFailed(
             f"The safety backup failed, so nothing was restored: {exc} "
