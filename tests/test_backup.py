@@ -1143,6 +1143,42 @@ def test_a_signal_during_the_backup_a_run_takes_first_interrupts_the_run(
     assert Run.objects.using(db_alias).filter(command=command).latest("pk").outcome == "interrupted"
 
 
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+@pytest.mark.parametrize(
+    ("signum", "how"),
+    [(signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "Ctrl-C")],
+    ids=["sigterm", "ctrl-c"],
+)
+def test_a_backup_stopped_by_a_signal_says_so_in_one_json_document(
+    db_alias, backup_dir, tmp_path, signum, how
+):
+    """Outside a run: no traceback, no silent death; nothing is stored."""
+    seed(db_alias)
+    child = subprocess.Popen(
+        django_admin("backup", "--json"),
+        env=child_env(
+            db_alias,
+            MIGRATOR_TEST_BACKUP_DIR=str(backup_dir),
+            MIGRATOR_TEST_PG_BIN_DIR=str(pausing_bin(tmp_path, "pg_dump")),
+        ),
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert (tmp_path / "paused").read_text() == "PAUSED\n"  # pg_dump, started
+
+    child.send_signal(signum)
+    out, err = child.communicate(timeout=60)
+
+    said = f"Interrupted by {how}; run the command again to finish."
+    assert (child.returncode, err) == (6, f"CommandError: {said}\n")
+    document = json.loads(out)
+    assert (document["error"], document["exit_code"]) == (said, 6)
+    assert list_backups() == []
+
+
 # psql that, as the restore's (reading the postlude), ends as psql did, but first says DONE
 # on the FIFO "paused" and waits for a line on the FIFO "go": its COMMIT is done meanwhile.
 PSQL_DONE_THEN_WAITING = """#!/bin/sh

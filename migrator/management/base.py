@@ -20,7 +20,7 @@ from migrator import checks, integrity, locking, operations, scratch, secrets, t
 from migrator.audit import outcome_of
 from migrator.backup.base import first_line
 from migrator.conf import direct_alias, get_settings, seconds
-from migrator.exceptions import LockNotAcquired, MigratorError
+from migrator.exceptions import LockNotAcquired, MigratorError, RunInterrupted
 from migrator.planning import PlannedMigration, SqlStep
 from migrator.risks import SEVERITY_RANK, Finding, Severity
 from migrator.types import ProgressEvent, RunOptions
@@ -96,6 +96,26 @@ class Output(OutputWrapper):
                 os.close(devnull)
 
 
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[list[int]]:
+    """SIGTERM raises KeyboardInterrupt meanwhile, as Ctrl-C does, instead of killing the
+    command without a word (or a --json document); yields the signals received."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def terminated(signum: int, frame: object) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def unusable_database(exc: DatabaseError, alias: str, code: int = 1) -> CommandError:
     """One line, no secret, for a database that cannot be used before anything changed:
     a server that is down, wrong credentials, a SQLite file that is locked or no database.
@@ -132,6 +152,7 @@ class MigratorCommand(BaseCommand):
     prompts = False  # commands that ask for confirmation set this
     changes = False  # commands that change a database under the run lock set this
     unreachable_code = 1  # the exit code of a database whose server does not answer
+    interrupted_code = RunInterrupted.exit_code  # Ctrl-C or SIGTERM outside a run
     locks = False  # other commands that take the run lock (restore): --lock-timeout only
     batch_progress_interval = 10.0  # seconds between batch progress lines off a terminal
     _open_line = _reopen_line = ""  # "  Applying x..." awaiting its OK, and after a bar
@@ -212,7 +233,15 @@ class MigratorCommand(BaseCommand):
         self.stdin = options.get("stdin", sys.stdin)
         self.json_written = False
         try:
-            return self.execute_converting_errors(*args, **options)
+            with _terminate_as_interrupt() as terminated:
+                try:
+                    return self.execute_converting_errors(*args, **options)
+                except KeyboardInterrupt as exc:  # a run converts its own (lifecycle)
+                    by = "SIGTERM" if terminated else "Ctrl-C"
+                    raise CommandError(
+                        f"Interrupted by {by}; run the command again to finish.",
+                        returncode=self.interrupted_code,
+                    ) from exc
         except BaseException as exc:
             if self._open_line:  # "  Applying x..." ends before the error below it
                 self.progress_out.write("")

@@ -17,7 +17,7 @@ class Command(MigratorCommand):
         "serializers), or list, show, verify and prune backups."
     )
     prompts = True  # --prune deletes: the production guard applies
-    unreachable_code = BackupFailed.exit_code
+    unreachable_code = interrupted_code = BackupFailed.exit_code
 
     def add_arguments(self, parser: CommandParser) -> None:
         super().add_arguments(parser)

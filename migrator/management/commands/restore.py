@@ -17,7 +17,7 @@ class Command(MigratorCommand):
     )
     prompts = True
     locks = True
-    unreachable_code = BackupFailed.exit_code
+    unreachable_code = interrupted_code = BackupFailed.exit_code
 
     def add_arguments(self, parser: CommandParser) -> None:
         super().add_arguments(parser)
