@@ -622,6 +622,31 @@ def test_a_parallel_restore_killed_leaves_the_database_and_the_next_one_sweeps(
     assert [run.outcome for run in outcomes] == ["interrupted", "succeeded"]
 
 
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+def test_a_killed_parallel_restores_new_database_is_dropped_by_a_restore_in_one_transaction(
+    postgres, backup_dir, tmp_path, settings
+):
+    """A database restored in one transaction from then on (it holds data again) would
+    otherwise keep the killed one's copy of its data for good."""
+    paused = paused_restore(postgres, backup_dir, tmp_path)
+    [scratch] = databases("migrator_restore_")
+    paused.child.kill()
+    paused.child.communicate(timeout=60)
+    wait_until(lambda: not alive(paused.pg_restore), what="the killed restore's pg_restore")
+    settings.MIGRATOR = {**settings.MIGRATOR, "RESTORE_JOBS": 1}
+
+    out, err, code = run_command(
+        "restore", paused.backup_id, "--yes", database=postgres, verbosity=2
+    )
+
+    assert (code, err) == (0, ""), err
+    assert SWAPPING not in out
+    assert snapshot(postgres) == paused.before
+    assert oid(postgres) == paused.oid  # restored in place
+    assert scratch not in databases("migrator_restore_")
+    assert databases("migrator_restore_") == []
+
+
 def held_database(watcher, name: str) -> None:
     """Hold a lock on database ``name`` until ``watcher``'s transaction ends: a rename of it
     (ACCESS EXCLUSIVE) waits meanwhile; COMMENT ON takes SHARE UPDATE EXCLUSIVE."""

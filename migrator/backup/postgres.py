@@ -379,6 +379,7 @@ class PgDumpEngine(BackupEngine):
                     obstacle = self._unreachable = exc.reason  # not tried again under the lock
                     stack.close()  # the route's environment and directory: not kept either
             if fill is None:
+                swap.sweep(admin)  # what a killed one left, which only this route dropped
                 admin.close()  # not kept through a restore in one transaction
                 if explain and obstacle not in {swap.ONE_JOB, swap.NOT_EMPTY}:
                     progress(ProgressEvent("restore_serial", message=f"{SERIAL}: {obstacle}."))

@@ -200,6 +200,15 @@ def obstacle(
     return "; ".join(reasons) or None
 
 
+def sweep(admin: BaseDatabaseWrapper) -> None:
+    """Drop the new databases of killed parallel restores (``scratchdb.drop_unused``) from a
+    restore in one transaction too, so that a database restored that way from then on does
+    not keep a killed one's copy of its data for good. At best: a role that may not reach
+    the maintenance database, or drop them, leaves them for a parallel restore to drop."""
+    with suppress(DatabaseError):
+        scratchdb.drop_unused(admin, SCRATCH_PREFIX)
+
+
 def holds_objects(connection: BaseDatabaseWrapper) -> bool:
     """Whether the database holds anything a restore would not replace or CREATE DATABASE
     would not make: where it does not, the parallel route leaves nothing behind."""
