@@ -199,7 +199,7 @@ def restore_checked(
                 ) from exc
             raise
         progress(ProgressEvent("restore_done", message=f"Restored {manifest.id}."))
-        run.pk = keepaudit.find_run(connection, run).pk  # the row merged back into the data
+        run.pk = report.run_id = keepaudit.find_run(connection, run).pk  # merged back
         run.details.update(safety_backup_id=report.safety_backup_id, forced=report.forced)
     report.duration = time.monotonic() - checked.started
     logger.info("Restored backup %s into %r", manifest.id, report.database)

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from django.contrib.auth.models import Group, User
 from django.core.files.storage import FileSystemStorage
+from django.core.management.color import no_style
 from django.db import connections
 from django.db.migrations.recorder import MigrationRecorder
 
@@ -1177,6 +1178,34 @@ def test_a_backup_stopped_by_a_signal_says_so_in_one_json_document(
     document = json.loads(out)
     assert (document["error"], document["exit_code"]) == (said, 6)
     assert list_backups() == []
+
+
+@pytest.mark.parametrize("format", FORMATS)
+def test_a_restore_whose_run_id_the_backup_holds_reports_the_id_it_is_merged_under(
+    db_alias, format
+):
+    """A database made again (its run ids start over) and restored: the restore's run,
+    #1 there, is merged back beside the backup's #1 under a new id."""
+    seed(db_alias)
+    backup_id = take_backup(db_alias, "--format", format)
+    backed_up = list(Run.objects.using(db_alias).order_by("pk").values())
+    connection = connections[db_alias]
+    RunStep.objects.using(db_alias).all().delete()
+    Run.objects.using(db_alias).all().delete()
+    with connection.cursor() as cursor:
+        for sql in connection.ops.sequence_reset_sql(no_style(), [Run]):
+            cursor.execute(sql)
+
+    out, err, code = run_command("restore", backup_id, "--yes", "--json", database=db_alias)
+
+    assert (code, err) == (0, ""), err
+    restored = Run.objects.using(db_alias).get(command="restore")
+    assert json.loads(out)["run_id"] == restored.pk
+    assert restored.pk not in [run["id"] for run in backed_up]
+    assert restored.outcome == "succeeded"
+    assert list(Run.objects.using(db_alias).exclude(pk=restored.pk).order_by("pk").values()) == (
+        backed_up
+    )
 
 
 # psql that, as the restore's (reading the postlude), ends as psql did, but first says DONE
