@@ -20,6 +20,7 @@ import io
 import itertools
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import Any, Final
 
@@ -163,11 +164,13 @@ class PortableEngine(BackupEngine):
     def _dump_model(self, model: type[Model], out: io.TextIOBase, progress) -> int:
         serializer = _Serializer()
         rows = model._base_manager.using(self.connection.alias).order_by()
-        serializer.serialize(
-            rows.iterator(chunk_size=READ_CHUNK),
-            stream=out,
-            fields=[field.name for field in model._meta.local_fields if not field.primary_key],
-        )
+        # Closed here on a failure (a full disk), while its connection is still open.
+        with closing(rows.iterator(chunk_size=READ_CHUNK)) as objects:
+            serializer.serialize(
+                objects,
+                stream=out,
+                fields=[field.name for field in model._meta.local_fields if not field.primary_key],
+            )
         progress(
             ProgressEvent(
                 "backup_progress",
@@ -182,20 +185,11 @@ class PortableEngine(BackupEngine):
         if not recorder.has_table():
             return 0
         count = 0
-        for row in recorder.migration_qs.order_by("id").iterator(chunk_size=READ_CHUNK):
-            out.write(
-                _line(
-                    {
-                        "migration": {
-                            "id": row.id,
-                            "app": row.app,
-                            "name": row.name,
-                            "applied": row.applied,
-                        }
-                    }
-                )
-            )
-            count += 1
+        with closing(recorder.migration_qs.order_by("id").iterator(chunk_size=READ_CHUNK)) as rows:
+            for row in rows:
+                applied = {"id": row.id, "app": row.app, "name": row.name, "applied": row.applied}
+                out.write(_line({"migration": applied}))
+                count += 1
         return count
 
     # Restore
