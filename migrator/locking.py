@@ -85,8 +85,8 @@ def migration_lock(
         _lock_for(connection),
         timeout,
         on_wait,
-        f"Database {connection.alias!r} is being migrated by {{who}}; gave up after "
-        f"{timeout:g}s. Wait for it to finish, or raise --lock-timeout.",
+        f"Database {connection.alias!r} is locked by another migrator run ({{who}}); gave up "
+        f"after {timeout:g}s. Wait for it to finish, or raise --lock-timeout.",
     ) as me:
         yield me
 

@@ -68,6 +68,7 @@ def wait_for_line_starting(child, prefix: str) -> None:
 def test_a_second_run_gives_up_after_the_lock_timeout_naming_the_holder(db_alias, paused_run):
     done = run_child(db_alias, "safemigrate", "scenarios", "--lock-timeout", "1", **BASIC)
     assert done.returncode == 4
+    assert "CommandError: Database 'default' is locked by another migrator run (" in done.stderr
     assert f"pid {paused_run.pid}" in done.stderr
     assert "raise --lock-timeout" in done.stderr
     holder = locking.current_holder(connections[db_alias])
