@@ -159,6 +159,35 @@ def test_unreachable_server_is_one_clear_line_without_the_password():
     assert "hunter2" not in done.stderr + done.stdout
 
 
+def test_traceback_is_masked_and_keeps_the_exit_code(db_alias):
+    """Django re-raises a CommandError under --traceback: shown unmasked, exit 1."""
+    done = run_child(
+        db_alias,
+        *("safemigrate", "scenarios", "--traceback", "--json"),
+        MIGRATOR_TEST_SCENARIO="tests.scenarios.migration_sets.leaks_password",
+    )
+
+    assert done.returncode == 5, done.stderr
+    assert json.loads(done.stdout)["exit_code"] == 5
+    assert "Traceback (most recent call last):" in done.stderr
+    assert "RuntimeError: auth failed for " in done.stderr  # the migration's own error
+    assert "password=*** user=app; retry postgres://***@db.internal/app" in done.stderr
+    assert "password=nopassword" not in done.stderr
+    assert "app:nopassword@" not in done.stderr
+
+
+def test_what_a_migration_prints_stays_out_of_the_json_document(db_alias):
+    done = run_child(
+        db_alias,
+        *("safemigrate", "scenarios", "--json"),
+        MIGRATOR_TEST_SCENARIO="tests.scenarios.migration_sets.prints",
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["outcome"] == "succeeded"
+    assert "Backfilled 0 rows\n" in done.stderr
+
+
 @pytest.mark.parametrize("content", [b"not a database\n" * 300, b""], ids=["garbage", "missing"])
 def test_a_file_that_is_no_sqlite_database_is_one_line_and_left_as_it_is(tmp_path, content):
     path = tmp_path / ("db.sqlite3" if content else "gone/db.sqlite3")

@@ -8,8 +8,9 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext, redirect_stdout
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
@@ -229,6 +230,16 @@ class MigratorCommand(BaseCommand):
         parser.parse_args, parser.error = remembering, error
         return parser
 
+    def run_from_argv(self, argv: list[str]) -> None:
+        """Django's, but a failure shown with ``--traceback`` is masked and exits with its own
+        code (Django re-raises it, unmasked, exit 1), and so is a bug's traceback."""
+        try:
+            super().run_from_argv(argv)
+        except Exception as exc:  # noqa: BLE001  (shown, then the process exits)
+            text = "".join(traceback.format_exception(exc))
+            self.stderr.write(secrets.mask(text), ending="")
+            sys.exit(exc.returncode if isinstance(exc, CommandError) else 1)
+
     def execute(self, *args: Any, **options: Any) -> str | None:
         self.stdin = options.get("stdin", sys.stdin)
         self.json_written = False
@@ -298,7 +309,10 @@ class MigratorCommand(BaseCommand):
         self.verbosity = options["verbosity"]
         self.as_json = options["as_json"]
         self.progress_out = self.stderr if self.as_json else self.stdout
-        self.run(*args, **options)
+        # --json: what migrations and signal handlers print() goes to stderr, not into the
+        # document (self.stdout keeps the stream it was made with).
+        with redirect_stdout(sys.stderr) if self.as_json else nullcontext():
+            self.run(*args, **options)
 
     def run(self, *args: Any, **options: Any) -> None:
         raise NotImplementedError
