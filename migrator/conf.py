@@ -59,11 +59,13 @@ Environment names are compared case- and space-insensitively.
 
 import math
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -76,6 +78,18 @@ from migrator.secrets import mask
 UNKNOWN_KEY_ID: Final = "migrator.E010"
 BAD_VALUE_ID: Final = "migrator.E011"
 DIRECT_SUFFIX: Final = "-direct"  # the alias of a DIRECT_DATABASES URL: "default-direct"
+# The run events NOTIFY_EVENTS may name (``migrator.signals.EVENTS`` sends them).
+NOTIFY_EVENTS: Final = (
+    "started",
+    "applied",
+    "unapplied",
+    "finished",
+    "failed",
+    "refused",
+    "interrupted",
+)
+DOTTED_PATH: Final = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
+UNSHOWN: Final = {"NOTIFY"}  # settings whose values errors do not repeat (webhook tokens)
 
 DEFAULTS: dict[str, Any] = {
     "ENVIRONMENT": None,
@@ -183,10 +197,9 @@ def settings_problems() -> list[SettingProblem]:
             try:
                 CONVERTERS[key](value)
             except (TypeError, ValueError) as exc:
+                shown = "" if key in UNSHOWN else f" is {value!r}:"
                 problems.append(
-                    SettingProblem(
-                        key, mask(f"MIGRATOR[{key!r}] is {value!r}: {exc}."), BAD_VALUE_ID
-                    )
+                    SettingProblem(key, mask(f"MIGRATOR[{key!r}]{shown} {exc}."), BAD_VALUE_ID)
                 )
     return problems
 
@@ -355,6 +368,40 @@ def _names(value: Any) -> tuple[str, ...]:
     return items
 
 
+def _receivers(value: Any) -> tuple[str, ...]:
+    """``NOTIFY``: ``http(s)://`` webhook URLs and dotted paths of callables. A URL is never
+    shown whole in an error: its path may hold a token."""
+    receivers = _names(value)
+    for entry in receivers:
+        if "://" in entry:
+            parts = urlsplit(entry)
+            shown = f"{parts.scheme}://{parts.hostname or ''}/..."
+            try:
+                parts.port  # noqa: B018  (raises ValueError on a port that is no number)
+            except ValueError:
+                raise ValueError(f"has a webhook URL with a bad port ({shown})") from None
+            if parts.scheme not in {"http", "https"} or not parts.hostname:
+                raise ValueError(f"has a webhook URL that is not http(s)://host/... ({shown})")
+        elif not DOTTED_PATH.fullmatch(entry):
+            raise ValueError(
+                f"has {entry!r}: neither an http(s):// webhook URL nor the dotted path of a "
+                "callable"
+            )
+    return receivers
+
+
+def _events(value: Any) -> tuple[str, ...]:
+    """``NOTIFY_EVENTS``: names of run events (a misspelt one would silence its alerts)."""
+    events = _names(value)
+    unknown = [event for event in events if event not in NOTIFY_EVENTS]
+    if unknown:
+        raise ValueError(
+            f"has unknown event(s) {', '.join(map(repr, unknown))}; the events are "
+            f"{', '.join(NOTIFY_EVENTS)}"
+        )
+    return events
+
+
 def _direct_databases(value: Any) -> dict[str, str]:
     """``DIRECT_DATABASES``: database aliases to an alias in ``DATABASES`` or a database URL."""
     if not isinstance(value, Mapping):
@@ -482,8 +529,8 @@ CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "BLOCKING_RISKS": _names,
     "APP_RISKS": _app_risks,
     "BATCH_SIZE": _count(1),
-    "NOTIFY": _names,
-    "NOTIFY_EVENTS": _names,
+    "NOTIFY": _receivers,
+    "NOTIFY_EVENTS": _events,
     "NOTIFY_TIMEOUT": seconds,
     "STAGE_OVERRIDES": _stages,
 }

@@ -30,7 +30,7 @@ run_failed = Signal()
 run_refused = Signal()
 run_interrupted = Signal()
 
-# Event name (as in MIGRATOR["NOTIFY_EVENTS"]) -> signal.
+# Event name (as in MIGRATOR["NOTIFY_EVENTS"], checked against conf.NOTIFY_EVENTS) -> signal.
 EVENTS: dict[str, Signal] = {
     "started": run_started,
     "applied": migration_applied,

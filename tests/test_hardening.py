@@ -160,6 +160,56 @@ def test_manage_py_check_reports_bad_settings_with_ids_and_hints(settings):
     assert err.count("HINT: Fix MIGRATOR[") == 6
 
 
+@pytest.mark.parametrize(
+    ("notify", "events", "problem"),
+    [
+        (
+            ["http://127.0.0.1:notaport/hook/T000/TOKEN"],
+            ["failed"],
+            "has a webhook URL with a bad port (http://127.0.0.1/...).",
+        ),
+        (
+            ["ftp://example.com/T000/TOKEN"],
+            ["failed"],
+            "has a webhook URL that is not http(s)://host/... (ftp://example.com/...).",
+        ),
+        (
+            [""],
+            ["failed"],
+            "has '': neither an http(s):// webhook URL nor the dotted path of a callable.",
+        ),
+        (
+            "https://hooks.example.com/services/T000/B000/TOKEN",
+            ["failed"],
+            "must be a list of strings.",
+        ),
+        (
+            [],
+            ["failure", "refuse"],
+            "has unknown event(s) 'failure', 'refuse'; the events are "
+            "started, applied, unapplied, finished, failed, refused, interrupted.",
+        ),
+    ],
+    ids=["bad-port", "scheme", "empty", "not-a-list", "events"],
+)
+def test_a_notify_setting_that_would_silence_alerts_is_refused(
+    db_alias, settings, notify, events, problem
+):
+    """A typo must not turn monitoring off unnoticed, nor print a webhook's token."""
+    settings.MIGRATOR = {**settings.MIGRATOR, "NOTIFY": notify, "NOTIFY_EVENTS": events}
+    key = "NOTIFY_EVENTS" if notify == [] else "NOTIFY"
+    shown = f" is {events!r}:" if key == "NOTIFY_EVENTS" else ""
+
+    _, check_err, check_code = run_command("check")
+    out, err, code = run_command("safemigrate", database=db_alias)
+
+    line = f"MIGRATOR[{key!r}]{shown} {problem}"
+    assert (code, out, err) == (1, "", f"{line} Fix MIGRATOR[{key!r}] in your settings.\n")
+    assert check_code == 1
+    assert f"(migrator.E011) {line}" in check_err
+    assert "TOKEN" not in check_err + err
+
+
 def test_on_the_command_line_a_bad_setting_prints_one_line_and_no_traceback(db_alias):
     bad = json.dumps({"RUN_LOCK_TIMEOUT": "abc"})
     done = run_child(db_alias, "migrationstatus", MIGRATOR_TEST_SETTINGS=bad)
@@ -388,14 +438,20 @@ class SilentServer:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.accepted: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
 
     def _accept(self) -> None:
-        with suppress(OSError):  # closed
+        with suppress(OSError):  # shut down
             while True:
                 self.accepted.append(self.listener.accept()[0])
 
     def close(self) -> None:
+        """Stop accepting before the descriptor is freed: an accept() still blocked on a
+        closed descriptor took the connections of the next test's server that reused it."""
+        with suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+        self.thread.join(timeout=30)
         self.listener.close()
         for connection in self.accepted:
             connection.close()

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 from django.db import connections
 
-from migrator import notify, secrets, signals
+from migrator import conf, notify, secrets, signals
 from migrator.models import Run
 from tests.utils import run_command
 
@@ -290,3 +290,7 @@ def test_a_password_quoted_by_a_failing_migration_is_masked_everywhere(
 def test_password_assignments_are_masked_without_a_configured_password():
     text = "connect: host=db password='a b' sslpassword=k3y; {'PASSWORD': 'x1'}"
     assert secrets.mask(text) == "connect: host=db password=*** sslpassword=***; {'PASSWORD': ***}"
+
+
+def test_the_events_notify_events_may_name_are_the_events_sent():
+    assert tuple(signals.EVENTS) == conf.NOTIFY_EVENTS
