@@ -111,7 +111,8 @@ def _open_run(
         outcome=outcome,
         details=secrets.mask(dict(details or {})),
     )
-    signals.run_event("refused" if outcome == Run.Outcome.REFUSED else "started", run)
+    if outcome == Run.Outcome.RUNNING:  # a refusal is reported as it is closed, with why
+        signals.run_event("started", run)
     return run
 
 
@@ -127,9 +128,7 @@ def _close_run(
 
     A run is reported closed once: a second call (a fuller error message) only updates it.
     """
-    reported_already = run.finished_at is not None or (
-        run.outcome == Run.Outcome.REFUSED == outcome  # _open_run reported that refusal
-    )
+    reported_already = run.finished_at is not None
     run.outcome = outcome
     run.error = secrets.mask(error)
     run.failed_migration = failed_migration

@@ -186,15 +186,20 @@ def test_a_failed_rollback_is_reported_failed_once(db_alias, scenario, heard):
     )
 
 
-def test_signals_for_a_refused_run(db_alias, scenario, heard, settings):
+def test_signals_for_a_refused_run(db_alias, scenario, heard, settings, notifying):
     scenario("failing")
     assert run_command("safemigrate", "scenarios", "0001", database=db_alias)[2] == 0
     heard.clear()
+    notifying([f"{__name__}.recording_receiver"], ["refused"])
     settings.MIGRATOR = {**settings.MIGRATOR, "ENVIRONMENT": "production"}
     _, err, code = run_command("safemigrate", "scenarios", "--noinput", database=db_alias)
     assert code == 3, err
     refused = Run.objects.using(db_alias).get(outcome="refused")
     assert heard == [("refused", refused.pk, None)]
+    [summary] = RECEIVED  # why, and when: as the audit has it
+    assert summary["error"] == refused.error != ""
+    assert summary["finished_at"] is not None
+    assert summary["duration"] >= 0
 
 
 def test_a_hanging_receiver_is_abandoned_after_the_timeout(db_alias, scenario, notifying, caplog):
