@@ -89,7 +89,9 @@ NOTIFY_EVENTS: Final = (
     "interrupted",
 )
 DOTTED_PATH: Final = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
-UNSHOWN: Final = {"NOTIFY"}  # settings whose values errors do not repeat (webhook tokens)
+# Settings whose values errors do not repeat: webhook tokens, credentials in forms that
+# masking cannot know (a URL without its scheme).
+UNSHOWN: Final = {"NOTIFY", "DIRECT_DATABASES"}
 
 DEFAULTS: dict[str, Any] = {
     "ENVIRONMENT": None,
@@ -197,7 +199,7 @@ def settings_problems() -> list[SettingProblem]:
             try:
                 CONVERTERS[key](value)
             except (TypeError, ValueError) as exc:
-                shown = "" if key in UNSHOWN else f" is {value!r}:"
+                shown = ":" if key in UNSHOWN else f" is {value!r}:"
                 problems.append(
                     SettingProblem(key, mask(f"MIGRATOR[{key!r}]{shown} {exc}."), BAD_VALUE_ID)
                 )
@@ -379,13 +381,12 @@ def _receivers(value: Any) -> tuple[str, ...]:
             try:
                 parts.port  # noqa: B018  (raises ValueError on a port that is no number)
             except ValueError:
-                raise ValueError(f"has a webhook URL with a bad port ({shown})") from None
+                raise ValueError(f"a webhook URL has a bad port ({shown})") from None
             if parts.scheme not in {"http", "https"} or not parts.hostname:
-                raise ValueError(f"has a webhook URL that is not http(s)://host/... ({shown})")
+                raise ValueError(f"a webhook URL is not http(s)://host/... ({shown})")
         elif not DOTTED_PATH.fullmatch(entry):
             raise ValueError(
-                f"has {entry!r}: neither an http(s):// webhook URL nor the dotted path of a "
-                "callable"
+                f"{entry!r} is neither an http(s):// webhook URL nor the dotted path of a callable"
             )
     return receivers
 
@@ -426,9 +427,14 @@ def _direct_databases(value: Any) -> dict[str, str]:
 def _direct_target(alias: str, direct: str) -> Mapping[str, Any]:
     """The DATABASES entry a DIRECT_DATABASES value names, or the one its URL makes."""
     if not _is_url(direct):
-        if direct not in settings.DATABASES:
-            raise ValueError(f"{direct!r} is not in DATABASES")
-        return settings.DATABASES[direct]
+        if direct in settings.DATABASES:
+            return settings.DATABASES[direct]
+        if "@" in direct or ":" in direct:  # a URL without its scheme: not to be shown
+            raise ValueError(
+                f"the value for {alias!r} is neither an alias of DATABASES nor a database URL "
+                "(scheme://host:port/name, credentials before the host)"
+            )
+        raise ValueError(f"{direct!r} is not in DATABASES")
     try:
         wanted = _parse_url(direct)
     except ImportError:
@@ -440,6 +446,8 @@ def _direct_target(alias: str, direct: str) -> Mapping[str, Any]:
         raise ValueError(
             f"the URL for {alias!r} is not one dj-database-url reads ({_first_sentence(exc)})"
         ) from None
+    if not wanted.get("NAME"):
+        raise ValueError(f"the URL for {alias!r} names no database (.../name at its end)")
     known = settings.DATABASES.get(alias + DIRECT_SUFFIX)
     if known is not None and not _same_database(known, wanted):  # not one direct_alias added
         raise ValueError(

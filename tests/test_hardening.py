@@ -70,7 +70,7 @@ def backup_dir(settings, tmp_path) -> Path:
         (
             "DIRECT_DATABASES",
             {"default": "pooler"},
-            "MIGRATOR['DIRECT_DATABASES'] is {'default': 'pooler'}: 'pooler' is not in "
+            "MIGRATOR['DIRECT_DATABASES']: 'pooler' is not in "
             "DATABASES. Fix MIGRATOR['DIRECT_DATABASES'] in your settings.",
         ),
         (  # PostgreSQL refused it only when the first migration ran
@@ -88,22 +88,30 @@ def backup_dir(settings, tmp_path) -> Path:
         (  # a typo in the key would leave the pooled connection in use
             "DIRECT_DATABASES",
             {"defualt": "postgres"},
-            "MIGRATOR['DIRECT_DATABASES'] is {'defualt': 'postgres'}: its key 'defualt' is not "
+            "MIGRATOR['DIRECT_DATABASES']: its key 'defualt' is not "
             "in DATABASES (keys are the aliases the app uses). "
             "Fix MIGRATOR['DIRECT_DATABASES'] in your settings.",
         ),
         (  # a direct connection elsewhere would migrate another database
             "DIRECT_DATABASES",
             {"default": "postgres"},
-            "MIGRATOR['DIRECT_DATABASES'] is {'default': 'postgres'}: 'default' is a SQLite "
+            "MIGRATOR['DIRECT_DATABASES']: 'default' is a SQLite "
             "database and its direct connection a PostgreSQL one; both must reach the same "
             "database. Fix MIGRATOR['DIRECT_DATABASES'] in your settings.",
         ),
         (  # the URL's credentials are masked
             "DIRECT_DATABASES",
             {"default": "mysqlx://deploy:hunter2@db.internal/app"},
-            "MIGRATOR['DIRECT_DATABASES'] is {'default': 'mysqlx://***@db.internal/app'}: the "
+            "MIGRATOR['DIRECT_DATABASES']: the "
             "URL for 'default' is not one dj-database-url reads (Scheme 'mysqlx://' is unknown). "
+            "Fix MIGRATOR['DIRECT_DATABASES'] in your settings.",
+        ),
+        (  # a URL without its scheme: masking would not know its password
+            "DIRECT_DATABASES",
+            {"default": "deploy:hunter2@db.internal:5432/app"},
+            "MIGRATOR['DIRECT_DATABASES']: the value for 'default' is neither an alias of "
+            "DATABASES nor a database URL (scheme://host:port/name, credentials before the "
+            "host). "
             "Fix MIGRATOR['DIRECT_DATABASES'] in your settings.",
         ),
     ],
@@ -111,12 +119,13 @@ def backup_dir(settings, tmp_path) -> Path:
         "unknown-key",
         "lock-timeout-abc",
         "backup-keep-x",
+        "direct-unknown-alias",
         "pg-lock-timeout-too-long",
         "storage-unknown-alias",
-        "direct-unknown-alias",
         "direct-unknown-key",
         "direct-other-vendor",
         "direct-unknown-url-scheme",
+        "direct-url-without-scheme",
     ],
 )
 def test_a_bad_setting_is_one_line_and_exit_1_for_every_command(
@@ -130,6 +139,22 @@ def test_a_bad_setting_is_one_line_and_exit_1_for_every_command(
         assert err.count("\n") == 1, (command, err)
     assert connections[db_alias].introspection.table_names() == []
     assert not backup_dir.exists()
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+def test_a_direct_database_url_without_a_database_name_is_one_line(db_alias, settings):
+    """Django would raise ImproperlyConfigured, a traceback, as it connects."""
+    url = "postgresql://deploy:hunter2@127.0.0.1:5432"
+    settings.MIGRATOR = {**settings.MIGRATOR, "DIRECT_DATABASES": {db_alias: url}}
+
+    out, err, code = run_command("migrationstatus", "--json", database=db_alias)
+
+    said = (
+        "MIGRATOR['DIRECT_DATABASES']: the URL for 'postgres' names no database (.../name at "
+        "its end). Fix MIGRATOR['DIRECT_DATABASES'] in your settings."
+    )
+    assert (code, err) == (1, f"{said}\n")
+    assert json.loads(out)["error"] == said
 
 
 def test_manage_py_check_reports_bad_settings_with_ids_and_hints(settings):
@@ -152,8 +177,7 @@ def test_manage_py_check_reports_bad_settings_with_ids_and_hints(settings):
     assert "(migrator.E011) MIGRATOR['CONFIRM_ENVIRONMENTS'] is 'production': must be a " in err
     assert "(migrator.E011) MIGRATOR['THIRD_PARTY_STRICT'] is 'no': must be True or False." in err
     assert (
-        "(migrator.E011) MIGRATOR['DIRECT_DATABASES'] is {'default': "
-        "'postgres://***@db.internal:port/app'}: the URL for 'default' is not one "
+        "(migrator.E011) MIGRATOR['DIRECT_DATABASES']: the URL for 'default' is not one "
         "dj-database-url reads (" in err
     )
     assert "hunter2" not in err
@@ -166,17 +190,17 @@ def test_manage_py_check_reports_bad_settings_with_ids_and_hints(settings):
         (
             ["http://127.0.0.1:notaport/hook/T000/TOKEN"],
             ["failed"],
-            "has a webhook URL with a bad port (http://127.0.0.1/...).",
+            "a webhook URL has a bad port (http://127.0.0.1/...).",
         ),
         (
             ["ftp://example.com/T000/TOKEN"],
             ["failed"],
-            "has a webhook URL that is not http(s)://host/... (ftp://example.com/...).",
+            "a webhook URL is not http(s)://host/... (ftp://example.com/...).",
         ),
         (
             [""],
             ["failed"],
-            "has '': neither an http(s):// webhook URL nor the dotted path of a callable.",
+            "'' is neither an http(s):// webhook URL nor the dotted path of a callable.",
         ),
         (
             "https://hooks.example.com/services/T000/B000/TOKEN",
@@ -198,7 +222,7 @@ def test_a_notify_setting_that_would_silence_alerts_is_refused(
     """A typo must not turn monitoring off unnoticed, nor print a webhook's token."""
     settings.MIGRATOR = {**settings.MIGRATOR, "NOTIFY": notify, "NOTIFY_EVENTS": events}
     key = "NOTIFY_EVENTS" if notify == [] else "NOTIFY"
-    shown = f" is {events!r}:" if key == "NOTIFY_EVENTS" else ""
+    shown = f" is {events!r}:" if key == "NOTIFY_EVENTS" else ":"
 
     _, check_err, check_code = run_command("check")
     out, err, code = run_command("safemigrate", database=db_alias)

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext, redirect_stdout
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, OperationalError, connections
 from django.db.migrations.exceptions import MigrationSchemaMissing
@@ -276,6 +277,8 @@ class MigratorCommand(BaseCommand):
             error.outcome = outcome_of(exc)  # type: ignore[attr-defined]
             error.report = getattr(exc, "report", None)  # type: ignore[attr-defined]
             raise error from exc
+        except ImproperlyConfigured as exc:  # DATABASES: a URL that names no database, ...
+            raise CommandError(f"{first_line(exc)}.") from exc
         except MigrationSchemaMissing as exc:  # a replica, a file opened read-only
             raise CommandError(
                 f"Cannot write to database {options.get('database', DEFAULT_DB_ALIAS)!r}: "
