@@ -111,6 +111,10 @@ def check_deploy_stages(
         missing = isinstance(exc, IntegrityViolation)
         return [Error(str(exc), id=integrity.CHECK_IDS[integrity.MISSING] if missing else LOAD_ID)]
     third_party = packages.third_party_apps(loader)
+    try:
+        decisions = stages.mixed_migrations(loader)
+    except MigratorError as exc:  # a stage = value that is no stage: as safemigrate says
+        return [*_unknown_stage_overrides(loader), Error(str(exc), id=stages.CHECK_ID)]
     mixed = [
         Error(
             f"Migration {decision.label} mixes deploy stages: {'; '.join(decision.mixed)}.",
@@ -121,7 +125,7 @@ def check_deploy_stages(
             ),
             id=stages.CHECK_ID,
         )
-        for decision in stages.mixed_migrations(loader)
+        for decision in decisions
         if not third_party.get(app_label := decision.label.split(".", 1)[0])
         and (labels is None or app_label in labels)
     ]

@@ -219,6 +219,17 @@ def test_a_migration_mixing_stages_fails_manage_py_check(db_alias, scenario):
     assert "HINT: Split it" in message
 
 
+def test_a_misspelt_stage_fails_manage_py_check_in_one_error(db_alias, scenario):
+    """As migrate would: an error of the check, not a traceback."""
+    scenario("stages_typo")
+    with pytest.raises(SystemCheckError) as failed:
+        call_command("check", stdout=None)
+    assert (
+        "(migrator.E006) Migration scenarios.0001_initial has stage = 'after-deploy'; use "
+        "Stage.BEFORE_DEPLOY or Stage.AFTER_DEPLOY (from migrator.stages import Stage)."
+    ) in str(failed.value)
+
+
 def test_installed_packages_mixing_stages_do_not_fail_manage_py_check(db_alias):
     """django-oauth-toolkit 0012, 0015 and 0019 mix stages; the project cannot split them,
     and an error would stop runserver. In a child: installing apps in-process leaves their
