@@ -376,6 +376,13 @@ def test_blocking_risks_stop_plan_and_run_unless_acknowledged(db_alias, scenario
     assert "ML102 danger: Drops table scenarios_old (2 rows)" in out  # the plan is still shown
     assert "Blocked by MIGRATOR['BLOCKING_RISKS']: ML102 in scenarios.0003_delete_model" in err
     assert "ML101 in" not in err
+    out, err, code = run_command(
+        "safemigrate", "scenarios", "0003", "--plan", "--json", database=db_alias
+    )
+    document = json.loads(out)  # what a CI job reads: the plan, and why it fails
+    assert (code, document["exit_code"], document["outcome"]) == (3, 3, "refused")
+    assert document["error"].startswith("Blocked by MIGRATOR['BLOCKING_RISKS']: ML102 in ")
+    assert [m["migration"] for m in document["plan"]][-1] == "scenarios.0003_delete_model"
     _, err, code = run_command("safemigrate", "scenarios", "0003", database=db_alias)
     assert code == 3
     assert applied(db_alias, "scenarios") == ["0001_initial"]

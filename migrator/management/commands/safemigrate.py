@@ -7,7 +7,7 @@ from django.core.management.base import CommandParser
 from django.db import connections
 
 from migrator import guard, runner
-from migrator.exceptions import UnappliedMigrations
+from migrator.exceptions import MigratorError, UnappliedMigrations
 from migrator.management.base import MigratorCommand
 from migrator.types import RunReport, Stage
 
@@ -102,12 +102,20 @@ class Command(MigratorCommand):
                 progress=self.show_progress,
                 confirm=self.confirm_callback(options),
             )
+        if options["plan"]:  # a CI gate on MIGRATOR["BLOCKING_RISKS"], the plan shown
+            try:
+                guard.refuse_blocking_risks(
+                    connections[options["database"]], report.plan, record=False
+                )
+            except MigratorError as exc:
+                if not self.as_json:
+                    self.render(report)
+                exc.report = report  # type: ignore[attr-defined]  # the --json document's plan
+                raise
         if self.as_json:
             self.write_json(report.as_dict())
         else:
             self.render(report)
-        if options["plan"]:  # after the plan is shown: a CI gate on MIGRATOR["BLOCKING_RISKS"]
-            guard.refuse_blocking_risks(connections[options["database"]], report.plan, record=False)
         if options["check_unapplied"]:
             self.check_unapplied(report)
 
