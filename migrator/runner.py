@@ -288,6 +288,7 @@ def _complete_post_migrate(
         with locking.migration_lock(connection, timeout=0):
             bootstrap(connection, progress, executor=executor)  # tables faked away
             audit.mark_abandoned_runs(connection, progress)
+            _report_stopped_undos(connection, progress)
             state = executor._create_project_state(with_applied_migrations=True)
             _emit(emit_pre_migrate_signal, connection, options, state, [], progress)
             _emit(emit_post_migrate_signal, connection, options, _rendered(state), [], progress)
@@ -328,6 +329,21 @@ def backup_before(
     run.backup_id = manifest.id
     run.save(update_fields=["backup_id"])
     return manifest.id
+
+
+def _report_stopped_undos(connection: BaseDatabaseWrapper, progress: ProgressCallback) -> None:
+    """A batched migration whose rollback stopped half-way is still recorded as applied:
+    nothing is pending, so say what is, and how to finish it."""
+    for batch in operations.progress_in_flight(connection):
+        if batch["direction"] == operations.UNAPPLY:
+            progress(
+                ProgressEvent(
+                    "warning",
+                    message=f"{batch['migration']} was being unapplied in batches when its "
+                    f"rollback stopped ({batch['rows_done']:,} rows undone); it is still "
+                    "recorded as applied. Run that rollback again to finish it: it resumes.",
+                )
+            )
 
 
 def report_held_back(held: list[stages.HeldBack], progress: ProgressCallback) -> None:

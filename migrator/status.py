@@ -6,7 +6,7 @@ from typing import Any
 from django.db import connections
 from django.db.migrations.executor import MigrationExecutor
 
-from migrator import audit, history, integrity, locking, stages
+from migrator import audit, history, integrity, locking, operations, stages
 from migrator.backup import last_drill, list_backups
 from migrator.conf import get_settings
 from migrator.exceptions import BackupFailed
@@ -27,16 +27,20 @@ class DatabaseStatus:
     warnings: list[str] = field(default_factory=list)  # unverified, third-party changes
     lock_holder: dict[str, Any] | None = None
     in_progress: list[dict[str, Any]] = field(default_factory=list)
+    # Batched data migrations started and not finished: running, or stopped half-way.
+    batches_in_flight: list[dict[str, Any]] = field(default_factory=list)
     last_run: dict[str, Any] | None = None
     latest_backup: dict[str, Any] | None = None
     backup_store_error: str | None = None  # the backups could not be listed: why
 
     @property
     def exit_code(self) -> int:
-        """For ``--check``: 2 when history is wrong, 1 when anything is pending, else 0."""
+        """For ``--check``: 2 when history is wrong, 1 when anything is pending (a batched
+        data migration stopped half-way too: a rollback of one leaves nothing pending), else 0.
+        """
         if self.problems:
             return 2
-        return 1 if self.pending or self.in_progress else 0
+        return 1 if self.pending or self.in_progress or self.batches_in_flight else 0
 
     def gate(self, stage: Stage | None) -> int:
         """``--check [--stage before-deploy]``: with the stage, only before_deploy counts.
@@ -46,7 +50,8 @@ class DatabaseStatus:
         """
         if stage is not Stage.BEFORE_DEPLOY or self.problems:
             return self.exit_code
-        return 1 if self.pending_by_stage.get(stage) or self.in_progress else 0
+        unfinished = self.in_progress or self.batches_in_flight
+        return 1 if self.pending_by_stage.get(stage) or unfinished else 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -64,6 +69,7 @@ class DatabaseStatus:
             "backup_store_error": self.backup_store_error,
             "lock_holder": self.lock_holder,
             "in_progress": self.in_progress,
+            "batches_in_flight": self.batches_in_flight,
             "last_run": self.last_run,
             "ok": self.exit_code == 0,
         }
@@ -96,6 +102,7 @@ def database_status(database: str) -> DatabaseStatus:
     }
     graph, recorded = executor.loader.graph, executor.loader.applied_migrations
     status.applied = sum(key in recorded for key in graph.nodes)  # a squash counts once
+    status.batches_in_flight = operations.progress_in_flight(connection)
     holder = locking.current_holder(connection)
     status.lock_holder = holder.as_dict() if holder else None
     if history.has_audit_tables(connection):

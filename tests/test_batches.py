@@ -166,6 +166,54 @@ def test_kill_9_half_way_then_safemigrate_resumes_and_every_row_is_done_once(db_
     assert [step.name for step in runs[2].steps.all()] == ["0002_backfill"]
 
 
+def test_a_rollback_killed_half_way_is_not_ready_and_said_so_until_it_is_run_again(
+    db_alias, scenario
+):
+    """Killed half-way, a rollback leaves its migration recorded as applied and half
+    undone: nothing is pending, yet the database is not as any release expects."""
+    items_table(db_alias, scenario, 3_000)
+    assert run_command("safemigrate", "scenarios", database=db_alias)[2] == 0
+    child = start_child(
+        db_alias,
+        *("rollback", "scenarios", "0001", "--noinput"),
+        MIGRATOR_TEST_SCENARIO=ITEMS,
+        PAUSE_AT_BATCH="5",
+    )
+    try:
+        wait_for_line(child, "PAUSED")  # batch 5 of the undo and its progress committed
+        child.kill()
+        child.wait(timeout=60)
+    finally:
+        for stream in (child.stdin, child.stdout, child.stderr):
+            stream.close()
+    assert counters(db_alias) == {0: 500, 1: 2_500}
+    assert applied(db_alias, "scenarios") == ["0001_initial", "0002_backfill"]
+
+    out, err, code = run_command("migrationstatus", "--check", database=db_alias)
+
+    assert code == 1
+    assert err == (
+        "Database 'default' is not ready: a batched data migration stopped half-way: "
+        "scenarios.0002_backfill (unapply); run the command that stopped (safemigrate, or the "
+        "rollback) again to finish it.\n"
+    ).replace("'default'", repr(db_alias))
+    out, err, code = run_command("safemigrate", "scenarios", database=db_alias)
+    assert (code, err) == (0, "")
+    assert (
+        "scenarios.0002_backfill was being unapplied in batches when its rollback stopped "
+        "(500 rows undone); it is still recorded as applied. Run that rollback again to "
+        "finish it: it resumes."
+    ) in out
+    assert counters(db_alias) == {0: 500, 1: 2_500}  # nothing applied again
+
+    out, err, code = run_command("rollback", "scenarios", "0001", "--noinput", database=db_alias)
+
+    assert (code, err) == (0, "")
+    assert counters(db_alias) == {0: 3_000}
+    assert run_command("migrationstatus", "--check", database=db_alias)[2] == 1  # 0002 pending
+    assert operations.progress_in_flight(connections[db_alias]) == []
+
+
 def test_reverse_runs_on_rollback_and_a_reapply_starts_from_the_first_row(db_alias, scenario):
     items_table(db_alias, scenario, 250)
     assert run_command("safemigrate", "scenarios", database=db_alias)[2] == 0

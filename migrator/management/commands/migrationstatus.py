@@ -3,9 +3,7 @@
 from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
-from django.db import connections
 
-from migrator import operations
 from migrator import status as status_module
 from migrator.management.base import MigratorCommand
 from migrator.status import DatabaseStatus, describe_drill
@@ -35,18 +33,26 @@ class Command(MigratorCommand):
 
     def run(self, **options: Any) -> None:
         status = status_module.database_status(options["database"])
-        batches = operations.progress_in_flight(connections[options["database"]])
         if self.as_json:
-            self.write_json({**status.as_dict(), "batches_in_flight": batches})
+            self.write_json(status.as_dict())
         else:
             self.render(status)
-            self.render_batches(batches)
+            self.render_batches(status.batches_in_flight)
         stage = options["stage"] and Stage(options["stage"].replace("-", "_"))
         code = status.gate(stage)
         if options["check"] and code:
             reason = "history is wrong" if code == 2 else "migrations are pending"
             if code == 1 and stage is Stage.BEFORE_DEPLOY:
                 reason = f"{stage} migrations are pending"
+            if code == 1 and status.batches_in_flight and not status.in_progress:
+                stopped = ", ".join(
+                    f"{batch['migration']} ({batch['direction']})"
+                    for batch in status.batches_in_flight
+                )
+                reason = (
+                    f"a batched data migration stopped half-way: {stopped}; run the command "
+                    "that stopped (safemigrate, or the rollback) again to finish it"
+                )
             raise CommandError(
                 f"Database {status.database!r} is not ready: {reason}.", returncode=code
             )

@@ -15,15 +15,21 @@ def bump(apps, schema_editor, batch):
     With ``PAUSE_AT_BATCH=n``, print PAUSED after batch n has committed and wait for a
     line on stdin: the test then knows the child sits between two batches.
     """
-    global _batches_done
     batch.update(times=F("times") + 1)
-    _batches_done += 1
-    if os.environ.get("PAUSE_AT_BATCH") == str(_batches_done):
-        transaction.on_commit(_pause, using=schema_editor.connection.alias)
+    _pause_at(schema_editor)
 
 
 def unbump(apps, schema_editor, batch):
+    """``bump`` undone, pausing as it does."""
     batch.update(times=F("times") - 1)
+    _pause_at(schema_editor)
+
+
+def _pause_at(schema_editor) -> None:
+    global _batches_done
+    _batches_done += 1
+    if os.environ.get("PAUSE_AT_BATCH") == str(_batches_done):
+        transaction.on_commit(_pause, using=schema_editor.connection.alias)
 
 
 def leak_credentials(apps, schema_editor, batch):
