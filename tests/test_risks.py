@@ -643,3 +643,27 @@ def test_a_column_the_plan_adds_then_drops_holds_no_data_at_stake(db_alias, scen
     )
     assert (code, err) == (0, ""), out
     assert applied(db_alias, "scenarios") == ["0001_initial"]
+
+
+@POSTGRES_ONLY
+def test_an_indexed_varchar_made_text_rebuilds_its_pattern_index_in_place(db_alias, scenario):
+    scenario("risk_pattern_index")
+    migrate(db_alias, "scenarios", "0001")
+    execute(db_alias, "INSERT INTO scenarios_widget (name) VALUES ('a'), ('b')")
+
+    out, err, code = run_command("safemigrate", "scenarios", "--sql", database=db_alias)
+    assert (code, err) == (0, "")
+    assert "text_pattern_ops" in out  # what the finding is about, as Django builds it
+    assert "CONCURRENTLY" not in out
+    out, err, code = run_command("safemigrate", "scenarios", "--plan", "--json", database=db_alias)
+
+    assert (code, err) == (0, "")
+    [planned] = json.loads(out)["plan"]
+    findings = [f for o in planned["operations"] for f in o["findings"]]
+    assert [(f["code"], f["message"]) for f in findings if f["code"] == "ML301"] == [
+        (
+            "ML301",
+            "Builds the pattern-ops index of name of scenarios_widget (2 rows) again, for its "
+            "new type, without CONCURRENTLY.",
+        )
+    ]

@@ -220,6 +220,19 @@ class Effects:
                     scale="size",
                 )
             )
+        elif (
+            was_indexed and (new.db_index or new.unique) and self._rebuilds_pattern_index(old, new)
+        ):
+            drafts.append(
+                Draft(
+                    "ML301",
+                    f"Builds the pattern-ops index of {column} of {table.name} ({{size}}) "
+                    "again, for its new type, without CONCURRENTLY.",
+                    table,
+                    column,
+                    scale="size",
+                )
+            )
         had_constraint = old is not None and is_fk(old) and old.db_constraint
         if is_fk(new) and new.db_constraint and not had_constraint:
             drafts.append(
@@ -233,6 +246,17 @@ class Effects:
                 )
             )
         return drafts
+
+    def _rebuilds_pattern_index(self, old: Field, new: Field) -> bool:
+        """PostgreSQL's editor makes a ``varchar_pattern_ops``/``text_pattern_ops`` index
+        (for LIKE) beside an indexed character column, again whenever its type changes."""
+        old_type, new_type = db_type(old, self.connection), db_type(new, self.connection)
+        return bool(
+            old_type
+            and new_type
+            and old_type != new_type
+            and new_type.startswith(("varchar", "text"))
+        )
 
     def alter_column(self, model: ModelState, name: str, old: Field, new: Field):
         if old.many_to_many or new.many_to_many:
