@@ -22,6 +22,7 @@ from django.utils.module_loading import import_string
 
 from migrator import secrets
 from migrator.conf import get_settings
+from migrator.models import MigrationHash
 
 logger = logging.getLogger(__name__)
 
@@ -179,9 +180,14 @@ def _deliver(receiver, body: bytes, timeout: float, outcomes: dict, passwords: l
 
 
 def _migrations(run: Any) -> list[str]:
+    """What the run has applied or unapplied so far: its steps, or, while it applies (its
+    apply steps are written as it ends), the hash records its migrations committed."""
     if run is None or run.pk is None:
         return []
     with suppress(DatabaseError):
-        steps = run.steps.order_by("id").values_list("app_label", "name")
+        steps = list(run.steps.order_by("id").values_list("app_label", "name"))
+        if not steps:
+            hashes = MigrationHash.objects.using(run._state.db).filter(run_id=run.pk)
+            steps = list(hashes.order_by("applied_at", "id").values_list("app_label", "name"))
         return [f"{app_label}.{name}" for app_label, name in steps]
     return []

@@ -257,6 +257,7 @@ def test_no_password_in_any_payload_log_record_or_output(
         "applied",
         "failed",
     ]
+    assert json.loads(payloads[1])["migrations"] == ["scenarios.0001_initial"]  # so far
     assert "postgres://***@db.internal:5432/app" in json.loads(payloads[2])["error"]
     records = [repr(vars(record)) + record.getMessage() for record in caplog.records]
     run = Run.objects.using(db_alias).get()
