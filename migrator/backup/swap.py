@@ -439,8 +439,10 @@ def _swap(
             interrupts.hold_until_the_run_ends()
             cursor.execute("COMMIT")
         except BaseException as exc:  # Ctrl-C too: the renames must not wait for a COMMIT
-            with suppress(DatabaseError):
+            try:
                 cursor.execute("ROLLBACK")
+            except DatabaseError:  # still inside a statement (psycopg 3 lets a signal in as
+                admin.close()  # it waits): the session ends, so the server rolls it back
             if not isinstance(exc, DatabaseError):
                 raise
             raise BackupFailed(
