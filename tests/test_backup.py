@@ -30,14 +30,10 @@ from project.ledger.models import Account, Entry
 from tests.conftest import _admin_execute, drop_test_database
 from tests.test_children import wait_until
 from tests.utils import (
-    ROOT,
     TTYInput,
     applied,
     bin_with,
-    child_env,
-    django_admin,
     fifos,
-    pausing_bin,
     raw_connection,
     repointed,
     run_child,
@@ -48,6 +44,12 @@ from tests.utils import (
 )
 
 FORMATS = ["native", "portable"]
+# What a deploy tool sends and what a person types.
+STOPPED_BY = pytest.mark.parametrize(
+    ("signum", "how"),
+    [(signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "Ctrl-C")],
+    ids=["sigterm", "ctrl-c"],
+)
 
 
 @pytest.fixture(autouse=True)
@@ -1068,11 +1070,7 @@ def signalled(child: subprocess.Popen, signum: int, *, then: Callable[[], object
 
 
 @pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
-@pytest.mark.parametrize(
-    ("signum", "how"),
-    [(signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "Ctrl-C")],
-    ids=["sigterm", "ctrl-c"],
-)
+@STOPPED_BY
 def test_a_restore_stopped_by_a_signal_rolls_back_and_records_it(
     db_alias, backup_dir, tmp_path, signum, how
 ):
@@ -1104,11 +1102,7 @@ def test_a_restore_stopped_by_a_signal_rolls_back_and_records_it(
 
 
 @pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
-@pytest.mark.parametrize(
-    ("signum", "how"),
-    [(signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "Ctrl-C")],
-    ids=["sigterm", "ctrl-c"],
-)
+@STOPPED_BY
 @pytest.mark.parametrize("command", ["restore", "safemigrate"])
 def test_a_signal_during_the_backup_a_run_takes_first_interrupts_the_run(
     db_alias, backup_dir, tmp_path, signum, how, command
@@ -1122,21 +1116,17 @@ def test_a_signal_during_the_backup_a_run_takes_first_interrupts_the_run(
         "restore": ("restore", backup_id, "--yes"),  # its safety backup
         "safemigrate": ("safemigrate", "--yes", "--backup"),
     }[command]
-    child = subprocess.Popen(
-        django_admin(*args),
-        env=child_env(
-            db_alias,
-            MIGRATOR_TEST_BACKUP_DIR=str(backup_dir),
-            MIGRATOR_TEST_PG_BIN_DIR=str(pausing_bin(tmp_path, "pg_dump")),
-            MIGRATOR_TEST_SCENARIO="tests.scenarios.migration_sets.basic",
-        ),
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
+    child = start_paused_in_pg_restore(
+        db_alias,
+        backup_dir,
+        tmp_path,
+        *args,
+        env={"MIGRATOR_TEST_SCENARIO": "tests.scenarios.migration_sets.basic"},
+        tool="pg_dump",
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert (tmp_path / "paused").read_text() == "PAUSED\n"  # pg_dump, started
 
     err = signalled(child, signum)
 
@@ -1153,30 +1143,19 @@ def test_a_signal_during_the_backup_a_run_takes_first_interrupts_the_run(
 
 
 @pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
-@pytest.mark.parametrize(
-    ("signum", "how"),
-    [(signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "Ctrl-C")],
-    ids=["sigterm", "ctrl-c"],
-)
+@STOPPED_BY
 def test_a_backup_stopped_by_a_signal_says_so_in_one_json_document(
     db_alias, backup_dir, tmp_path, signum, how
 ):
     """Outside a run: no traceback, no silent death; nothing is stored."""
     seed(db_alias)
-    child = subprocess.Popen(
-        django_admin("backup", "--json"),
-        env=child_env(
-            db_alias,
-            MIGRATOR_TEST_BACKUP_DIR=str(backup_dir),
-            MIGRATOR_TEST_PG_BIN_DIR=str(pausing_bin(tmp_path, "pg_dump")),
-        ),
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
+    child = start_paused_in_pg_restore(
+        *(db_alias, backup_dir, tmp_path, "backup", "--json"),
+        tool="pg_dump",
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert (tmp_path / "paused").read_text() == "PAUSED\n"  # pg_dump, started
 
     child.send_signal(signum)
     out, err = child.communicate(timeout=60)
@@ -1229,11 +1208,7 @@ exit $status
 
 
 @pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
-@pytest.mark.parametrize(
-    ("signum", "how"),
-    [(signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "Ctrl-C")],
-    ids=["sigterm", "ctrl-c"],
-)
+@STOPPED_BY
 def test_a_signal_as_a_restore_commits_waits_until_it_is_recorded_done(
     db_alias, backup_dir, tmp_path, signum, how
 ):

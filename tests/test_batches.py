@@ -18,10 +18,10 @@ from migrator.types import RunOptions
 from tests.scenarios.migration_sets.batch_steps import bump, unbump
 from tests.utils import (
     applied,
+    killed_when_paused,
     run_child_peak_rss,
     run_command,
     start_child,
-    wait_for_line,
 )
 
 ITEMS = "tests.scenarios.migration_sets.batch_items"
@@ -132,13 +132,7 @@ def test_kill_9_half_way_then_safemigrate_resumes_and_every_row_is_done_once(db_
     child = start_child(
         db_alias, "safemigrate", "scenarios", MIGRATOR_TEST_SCENARIO=ITEMS, PAUSE_AT_BATCH="12"
     )
-    try:
-        wait_for_line(child, "PAUSED")  # batch 12 and its progress have committed
-        child.kill()
-        child.wait(timeout=60)
-    finally:
-        for stream in (child.stdin, child.stdout, child.stderr):
-            stream.close()
+    killed_when_paused(child)  # batch 12 and its progress have committed
     assert counters(db_alias) == {1: 1_200, 0: 1_800}
     assert applied(db_alias, "scenarios") == ["0001_initial"]
     [in_flight] = operations.progress_in_flight(connections[db_alias])
@@ -179,13 +173,7 @@ def test_a_rollback_killed_half_way_is_not_ready_and_said_so_until_it_is_run_aga
         MIGRATOR_TEST_SCENARIO=ITEMS,
         PAUSE_AT_BATCH="5",
     )
-    try:
-        wait_for_line(child, "PAUSED")  # batch 5 of the undo and its progress committed
-        child.kill()
-        child.wait(timeout=60)
-    finally:
-        for stream in (child.stdin, child.stdout, child.stderr):
-            stream.close()
+    killed_when_paused(child)  # batch 5 of the undo and its progress have committed
     assert counters(db_alias) == {0: 500, 1: 2_500}
     assert applied(db_alias, "scenarios") == ["0001_initial", "0002_backfill"]
 

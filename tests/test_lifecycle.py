@@ -18,7 +18,13 @@ from migrator import audit, runner, signals
 from migrator.exceptions import ConfirmationRequired
 from migrator.models import Run
 from migrator.types import RunOptions
-from tests.utils import applied, run_child, run_command, start_child, wait_for_line
+from tests.utils import (
+    applied,
+    killed_when_paused,
+    run_child,
+    run_command,
+    start_child,
+)
 
 BASIC = {"MIGRATOR_TEST_SCENARIO": "tests.scenarios.migration_sets.basic"}
 
@@ -105,14 +111,9 @@ def test_a_run_killed_inside_post_migrate_is_marked_and_completed_by_the_next(db
     ledger = Permission.objects.using(db_alias).filter(content_type__app_label="ledger")
     ledger.delete()  # post_migrate makes them again: the marker of a completed one
     scenario("basic")
-    child = start_child(db_alias, "safemigrate", "--noinput", PAUSE_AT="post_migrate", **BASIC)
-    try:
-        wait_for_line(child, "PAUSED")
-        child.kill()
-        child.wait(timeout=60)
-    finally:
-        for stream in (child.stdin, child.stdout, child.stderr):
-            stream.close()
+    killed_when_paused(
+        start_child(db_alias, "safemigrate", "--noinput", PAUSE_AT="post_migrate", **BASIC)
+    )
     assert not ledger.exists()
     # Looking is enough to find the dead run: its lock is free.
     out, _, code = run_command("migrationhistory", "--json", database=db_alias)

@@ -113,6 +113,17 @@ def wait_for_line(child: subprocess.Popen, expected: str) -> None:
     raise AssertionError(f"child ended before printing {expected!r}: {child.stderr.read()}")
 
 
+def killed_when_paused(child: subprocess.Popen) -> None:
+    """kill -9 a child (``start_child``) once it says PAUSED, its streams closed after."""
+    try:
+        wait_for_line(child, "PAUSED")
+        child.kill()
+        child.wait(timeout=60)
+    finally:
+        for stream in (child.stdin, child.stdout, child.stderr):
+            stream.close()
+
+
 def raw_connection(alias: str, **params: object):
     """A DB-API connection of the alias's own driver (psycopg2 or psycopg 3), outside Django.
 
@@ -201,9 +212,11 @@ def start_paused_in_pg_restore(
     tmp_path: Path,
     *args: str,
     env: dict[str, str] | None = None,
+    tool: str = "pg_restore",
     **popen: object,
 ) -> subprocess.Popen:
-    """A child command whose pg_restore (``pausing_bin``) has started and stopped.
+    """A child command whose pg_restore (or ``tool``: ``pausing_bin``) has started and
+    stopped.
 
     ``env``: more of the child's environment; ``popen``: more of ``subprocess.Popen``'s
     arguments (its output streams)."""
@@ -212,7 +225,7 @@ def start_paused_in_pg_restore(
         env=child_env(
             alias,
             MIGRATOR_TEST_BACKUP_DIR=str(backup_dir),
-            MIGRATOR_TEST_PG_BIN_DIR=str(pausing_bin(tmp_path)),
+            MIGRATOR_TEST_PG_BIN_DIR=str(pausing_bin(tmp_path, tool)),
             **(env or {}),
         ),
         cwd=ROOT,
