@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from typing import Any
 
+from django.conf import settings
 from django.db import DatabaseError
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
@@ -32,13 +33,21 @@ def actor() -> str:
 
 
 def git_revision() -> str:
-    """The deployed revision from CI variables, else from git in the working directory."""
+    """The deployed revision from CI variables, else from git in the project's directory
+    (``BASE_DIR``; the working directory without one): a command run from elsewhere must
+    not record another repository's commit."""
     for variable in CI_REVISION_VARIABLES:
         if os.environ.get(variable):
             return os.environ[variable][:64]
+    base = getattr(settings, "BASE_DIR", None)
     try:
         done = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+            ["git", "rev-parse", "HEAD"],
+            cwd=base if base and os.path.isdir(base) else None,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return ""

@@ -139,6 +139,31 @@ def test_unknown_targets_exit_1(db_alias, args, message):
     assert message in err
 
 
+def test_the_revision_recorded_is_the_projects_wherever_the_command_runs(db_alias, tmp_path):
+    """Run from inside another git repository, the audit names the project's commit."""
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q", str(tmp_path)], check=True)
+    subprocess.run(
+        [*git, "-C", str(tmp_path), "commit", "-q", "--allow-empty", "-m", "x"], check=True
+    )
+    ci = dict.fromkeys(("MIGRATOR_REVISION", "GITHUB_SHA", "CI_COMMIT_SHA", "GIT_COMMIT"))
+
+    done = subprocess.run(
+        django_admin("safemigrate", "--noinput"),
+        env=child_env(db_alias, **ci),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert done.returncode == 0, done.stderr
+    project = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
+    ).stdout.strip()
+    assert Run.objects.using(db_alias).get().git_revision == project
+
+
 def test_unreachable_server_is_one_clear_line_without_the_password():
     done = subprocess.run(
         django_admin("safemigrate", "--noinput"),
