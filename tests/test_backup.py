@@ -360,6 +360,15 @@ def test_a_label_that_is_not_one_line_is_refused_before_anything_is_written(
     assert not backup_dir.exists() or list(backup_dir.iterdir()) == []
 
 
+def test_a_secret_typed_into_a_label_is_masked_in_the_manifest(db_alias, backup_dir):
+    seed(db_alias)
+    backup_id = take_backup(db_alias, "--label", "moved from postgres://app:S3cr3t@old/db")
+
+    assert get_manifest(backup_id).label == "moved from postgres://***@old/db"
+    written = b"".join(path.read_bytes() for path in backup_dir.rglob("*.json"))
+    assert b"S3cr3t" not in written
+
+
 def test_files_are_private_and_the_manifest_describes_the_backup(db_alias, backup_dir):
     seed(db_alias)
     backup_id = take_backup(db_alias, "--label", "before the big one")

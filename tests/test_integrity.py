@@ -296,6 +296,22 @@ def test_plain_migrate_adoption_baseline_edit_and_accept(db_alias, migration_set
     assert "    reason: fixed a typo in a comment\n" in history
 
 
+def test_a_secret_typed_into_an_acceptance_reason_is_masked_everywhere(db_alias, migration_set):
+    copy = migration_set("integrity_linear")
+    assert run_command("safemigrate", "scenarios", database=db_alias)[2] == 0
+    append(copy / "0002_second.py")
+    reason = "rotated token=Tok3n-xyz as asked"
+
+    out, err, code = verify(
+        db_alias, "--accept", "scenarios.0002_second", "--reason", reason, "--json"
+    )
+
+    assert (code, err) == (0, "")
+    assert json.loads(out)["accepted"]["reason"] == "rotated token=*** as asked"
+    run = Run.objects.using(db_alias).get(command="verifymigrations")
+    assert "Tok3n-xyz" not in json.dumps([run.details, run.arguments])
+
+
 def test_accept_refuses_what_it_cannot_accept(db_alias, migration_set):
     migration_set("integrity_linear")
     run_command("safemigrate", "scenarios", "0001", database=db_alias)

@@ -16,7 +16,7 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.migrations.recorder import MigrationRecorder
 
 import migrator
-from migrator import audit, guard
+from migrator import audit, guard, secrets
 from migrator.backup import encryption
 from migrator.backup.base import BackupEngine, connect, engine_for, first_line, server_version
 from migrator.backup.manifest import (
@@ -56,6 +56,7 @@ def create_backup(
             f"The label {label!r} is not one line of printable text; give a short note, "
             "such as the release it precedes."
         )
+    label = secrets.mask(label)  # typed by a person: a manifest holds no secret all the same
     connection = connections[database]
     engine = engine_for(connection, format)
     connect(connection, must_exist=True)
