@@ -11,8 +11,8 @@ def pause_in_post_migrate(sender, **kwargs):
     The first app's receivers have run; the other apps' content types and permissions not.
     """
     if os.environ.get("PAUSE_AT") == "post_migrate" and sender.label == "auth":
-        sys.stdout.write("PAUSED\n")
-        sys.stdout.flush()
+        sys.__stdout__.write("PAUSED\n")  # the real stdout: --json redirects sys.stdout
+        sys.__stdout__.flush()
         sys.stdin.readline()
 
 

@@ -18,8 +18,8 @@ def pause_here(label: str):
 
     def step(apps, schema_editor):
         if os.environ.get("PAUSE_AT") == label:
-            sys.stdout.write("PAUSED\n")
-            sys.stdout.flush()
+            sys.__stdout__.write("PAUSED\n")  # the real stdout: --json redirects sys.stdout
+            sys.__stdout__.flush()
             sys.stdin.readline()
 
     return step

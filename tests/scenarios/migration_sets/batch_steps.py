@@ -59,6 +59,6 @@ def create_item() -> migrations.CreateModel:
 
 
 def _pause() -> None:
-    sys.stdout.write("PAUSED\n")
-    sys.stdout.flush()
+    sys.__stdout__.write("PAUSED\n")  # the real stdout: --json redirects sys.stdout
+    sys.__stdout__.flush()
     sys.stdin.readline()
