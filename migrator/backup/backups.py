@@ -56,7 +56,8 @@ def create_backup(
             f"The label {label!r} is not one line of printable text; give a short note, "
             "such as the release it precedes."
         )
-    label = secrets.mask(label)  # typed by a person: a manifest holds no secret all the same
+    if label:  # typed by a person: a manifest holds no secret all the same
+        label = secrets.mask(label)
     connection = connections[database]
     engine = engine_for(connection, format)
     connect(connection, must_exist=True)
