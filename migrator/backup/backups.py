@@ -56,8 +56,7 @@ def create_backup(
             f"The label {label!r} is not one line of printable text; give a short note, "
             "such as the release it precedes."
         )
-    if label:  # typed by a person: a manifest holds no secret all the same
-        label = secrets.mask(label)
+    label = secrets.mask(label)  # typed by a person: a manifest holds no secret all the same
     connection = connections[database]
     engine = engine_for(connection, format)
     connect(connection, must_exist=True)
