@@ -59,3 +59,9 @@ def all_replaced_applied(
         return loader.all_replaced_applied(key, applied)
     squash = loader.replacements.get(key)
     return squash is not None and all(tuple(r) in applied for r in squash.replaces)
+
+
+# Django 5.2 makes the PostgreSQL editor build a varchar_pattern_ops/text_pattern_ops index
+# ("_like") again after an indexed column changes between varchar, text and citext (4.2 drops
+# it and leaves it dropped); a change within one of them (varchar(50) to varchar(100)) keeps it.
+REBUILDS_PATTERN_INDEX_ON_TYPE_CHANGE = django.VERSION >= (5, 2)

@@ -72,3 +72,13 @@ def test_nested_squash_over_applied_files_verifies_and_gets_its_hash(db_alias, m
     assert MigrationHash.objects.using(db_alias).get(
         app_label="scenarios", name="0004_fourth"
     ).checksum == integrity.file_hash(copy / "0004_fourth.py")
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+def test_pattern_index_rebuilt_on_a_type_change_as_django_does(db_alias, migration_set):
+    """The PostgreSQL editor builds a varchar made text its ``_like`` index again from 5.2."""
+    migration_set("risk_pattern_index")
+    out, err, code = run_command("sqlmigrate", "scenarios", "0002", database=db_alias)
+
+    assert (code, err) == (0, "")
+    assert ("text_pattern_ops" in out) is compat.REBUILDS_PATTERN_INDEX_ON_TYPE_CHANGE

@@ -13,6 +13,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.state import ModelState
 from django.db.models import NOT_PROVIDED, Field, UniqueConstraint
 
+from migrator.compat import REBUILDS_PATTERN_INDEX_ON_TYPE_CHANGE
 from migrator.risks import postgres
 from migrator.risks.catalogue import Severity
 from migrator.risks.fields import (
@@ -249,13 +250,19 @@ class Effects:
 
     def _rebuilds_pattern_index(self, old: Field, new: Field) -> bool:
         """PostgreSQL's editor makes a ``varchar_pattern_ops``/``text_pattern_ops`` index
-        (for LIKE) beside an indexed character column, again whenever its type changes."""
+        (for LIKE) beside an indexed character column, and builds it again when the column
+        moves between varchar, text and citext (compat.REBUILDS_PATTERN_INDEX_ON_TYPE_CHANGE)."""
+        if not REBUILDS_PATTERN_INDEX_ON_TYPE_CHANGE:
+            return False
         old_type, new_type = db_type(old, self.connection), db_type(new, self.connection)
-        return bool(
-            old_type
-            and new_type
-            and old_type != new_type
-            and new_type.startswith(("varchar", "text"))
+        if not old_type or not new_type or "[" in new_type:
+            return False
+        families = ("varchar", "text", "citext")
+        old_family = next((f for f in families if old_type.startswith(f)), None)
+        return (
+            old_family is not None
+            and not new_type.startswith(old_family)
+            and (new_type.startswith(("varchar", "text")))
         )
 
     def alter_column(self, model: ModelState, name: str, old: Field, new: Field):

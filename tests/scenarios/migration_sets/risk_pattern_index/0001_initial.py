@@ -9,6 +9,7 @@ class Migration(migrations.Migration):
             [
                 ("id", models.AutoField(primary_key=True)),
                 ("name", models.CharField(max_length=100, db_index=True)),
+                ("code", models.CharField(max_length=10, db_index=True)),
             ],
         ),
     ]
