@@ -5,6 +5,7 @@ import fcntl
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from io import StringIO
@@ -105,12 +106,24 @@ def start_child(alias: str, *args: str, **env: str) -> subprocess.Popen:
     )
 
 
-def wait_for_line(child: subprocess.Popen, expected: str) -> None:
-    """Read the child's stdout until a line ends with ``expected`` (progress shares lines)."""
-    for line in child.stdout:
-        if line.rstrip().endswith(expected):
-            return
-    raise AssertionError(f"child ended before printing {expected!r}: {child.stderr.read()}")
+def wait_for_line(child: subprocess.Popen, expected: str, timeout: float = 300) -> None:
+    """Read the child's stdout until a line ends with ``expected`` (progress shares lines).
+
+    A child that never prints it is killed after ``timeout`` seconds, so that a test waiting
+    for a pause that never comes fails instead of hanging the suite.
+    """
+    watchdog = threading.Timer(timeout, child.kill)
+    watchdog.start()
+    try:
+        for line in child.stdout:
+            if line.rstrip().endswith(expected):
+                return
+    finally:
+        watchdog.cancel()
+    raise AssertionError(
+        f"child ended (or was killed after {timeout:g} s) before printing {expected!r}: "
+        f"{child.stderr.read()}"
+    )
 
 
 def killed_when_paused(child: subprocess.Popen) -> None:
