@@ -33,6 +33,11 @@ ROLLED_BACK = "It was rolled back"
 STATEMENT_NOT_APPLIED = (
     "That statement had no effect; the earlier ones of this non-atomic migration stay applied"
 )
+INVALID_INDEX_LEFT = (
+    "That statement left the INVALID index {index}, which every write keeps up to date until "
+    "the next run drops it and builds it again; the earlier ones of this non-atomic migration "
+    "stay applied"
+)
 
 # Written once per migration inside its transaction, so plain SQL rather than the ORM's
 # per-row machinery: it keeps safemigrate's overhead over migrate unmeasurable.
@@ -61,6 +66,7 @@ class RecordingExecutor(MigrationExecutor):
         super().__init__(connection, progress_callback)
         self.run = run
         self.record_hashes = record_hashes
+        self.guarding = True  # off while the guard itself cleans up after a lock timeout
         self._started: dict[Migration, float] = {}
         self.pending_steps: list[list[Any]] = []  # INSERT_STEP rows
         self.fake = False
@@ -183,7 +189,7 @@ class RecordingExecutor(MigrationExecutor):
                 if not timeouts.is_lock_timeout(exc):
                     raise
                 tables = timeouts.migration_tables(migration, before, self.connection)
-                self._wait_to_retry(migration, number, tables, ROLLED_BACK)
+                self._wait_to_retry(migration, number, self._blockers(tables), ROLLED_BACK)
                 state = before
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -207,8 +213,12 @@ class RecordingExecutor(MigrationExecutor):
         self, migration: Migration, state: ProjectState, execute, sql, params, many, context
     ):
         """An ``execute_wrapper``: weak-lock scans unbounded, lock timeouts retried alone."""
+        if not self.guarding:
+            return execute(sql, params, many, context)
         long_scan = concurrently.is_long_under_weak_lock(sql)
+        index = concurrently.build_index_name(sql)
         for number in itertools.count(1):
+            started = time.monotonic()
             try:
                 with (
                     timeouts.statement_timeout_lifted(self.connection)
@@ -219,22 +229,53 @@ class RecordingExecutor(MigrationExecutor):
             except DatabaseError as exc:
                 if self.connection.in_atomic_block or not timeouts.is_lock_timeout(exc):
                     raise
-                tables = timeouts.migration_tables(migration, state, self.connection)
-                self._wait_to_retry(migration, number, tables, STATEMENT_NOT_APPLIED)
                 timeouts.set_session_timeouts(self.connection)  # whatever the SQL set since
-                index = concurrently.build_index_name(sql)
-                if index is not None:  # a failed concurrent build leaves an INVALID index
-                    concurrently.drop_invalid_index(self.connection, index)
+                tables = timeouts.migration_tables(migration, state, self.connection)
+                build_started = None if index is None else started
+                blockers = self._blockers(tables, build_started=build_started)
+                if index is not None and not self._dropped_invalid(index):
+                    left = INVALID_INDEX_LEFT.format(index=self.connection.ops.quote_name(index))
+                    raise self._timed_out(migration, number, blockers, left)
+                self._wait_to_retry(migration, number, blockers, STATEMENT_NOT_APPLIED)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _dropped_invalid(self, index: str) -> bool:
+        """Drop the INVALID index a concurrent build stopped by lock_timeout left, in one
+        try (not retried: its own wait is for the same sessions); False if that timed out."""
+        self.guarding = False
+        try:
+            concurrently.drop_invalid_index(self.connection, index)
+        except DatabaseError as exc:
+            if not timeouts.is_lock_timeout(exc):
+                raise
+            return False
+        finally:
+            self.guarding = True
+        return True
+
+    def _blockers(
+        self, tables: list[str], *, build_started: float | None = None
+    ) -> list[timeouts.BlockingSession]:
+        """Who held the locks on ``tables``; for a concurrent build (started at
+        ``build_started``, monotonic) also every older snapshot of the database, each of
+        which it waits for."""
+        exclude = timeouts.backend_pid(self.connection)
+        blockers = timeouts.blocking_sessions(self.connection, tables, exclude_pid=exclude)
+        if build_started is not None:
+            blockers += timeouts.older_snapshots(
+                self.connection, since=build_started, exclude_pid=exclude
+            )
+        return blockers
+
     def _wait_to_retry(
-        self, migration: Migration, number: int, tables: list[str], outcome: str
+        self,
+        migration: Migration,
+        number: int,
+        blockers: list[timeouts.BlockingSession],
+        outcome: str,
     ) -> None:
         """After lock timeout number ``number``: report, back off; past the retries, fail."""
         retries = get_settings().lock_retries
-        blockers = timeouts.blocking_sessions(
-            self.connection, tables, exclude_pid=timeouts.backend_pid(self.connection)
-        )
         if number > retries:
             raise self._timed_out(migration, number, blockers, outcome)
         wait = timeouts.backoff(number)

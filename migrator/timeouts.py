@@ -236,20 +236,27 @@ def backoff(attempt: int) -> float:
 
 @dataclass(frozen=True)
 class BlockingSession:
-    """A session holding a lock that a migration waited for."""
+    """A session that a migration waited for: holding a lock on ``table``, or (``table``
+    None) a snapshot older than a concurrent index build, which waits for every such one."""
 
     pid: int
     application_name: str
     state: str
     query_start: datetime | None
-    table: str
+    table: str | None
+    transaction_start: datetime | None = None
 
     def describe(self) -> str:
-        started = self.query_start.isoformat(timespec="seconds") if self.query_start else "?"
         application = self.application_name or "no application_name"
+        state = self.state or "state unknown"
+        if self.table is None:
+            return (
+                f"pid {self.pid} ({application!r}, {state}, transaction started "
+                f"{_moment(self.transaction_start)}) with a snapshot older than the index build"
+            )
         return (
-            f"pid {self.pid} ({application!r}, {self.state or 'state unknown'}, "
-            f"query started {started}) on {self.table}"
+            f"pid {self.pid} ({application!r}, {state}, query started "
+            f"{_moment(self.query_start)}) on {self.table}"
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -259,7 +266,14 @@ class BlockingSession:
             "state": self.state,
             "query_start": self.query_start.isoformat() if self.query_start else None,
             "table": self.table,
+            "transaction_start": (
+                self.transaction_start.isoformat() if self.transaction_start else None
+            ),
         }
+
+
+def _moment(when: datetime | None) -> str:
+    return when.isoformat(timespec="seconds") if when else "?"
 
 
 def blocking_sessions(
@@ -271,34 +285,66 @@ def blocking_sessions(
     has been rolled back, so its ``pg_blocking_pids`` is gone, but the holders are still
     there (or have just let go, and then the retry goes through).
     """
+    rows = _ask_another_session(
+        connection,
+        """
+        SELECT DISTINCT a.pid, a.application_name, a.state, a.query_start, c.relname
+        FROM pg_locks l
+        JOIN pg_stat_activity a ON a.pid = l.pid
+        JOIN pg_class c ON c.oid = l.relation
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE l.locktype = 'relation' AND l.granted
+          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND l.pid <> pg_backend_pid() AND l.pid IS DISTINCT FROM %s
+          AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+          AND (cardinality(%s::text[]) = 0 OR c.relname = ANY(%s::text[]))
+        ORDER BY a.pid, c.relname
+        """,
+        [exclude_pid, tables, tables],
+    )
+    return [
+        BlockingSession(pid, app or "", state or "", start, table)
+        for pid, app, state, start, table in rows
+    ]
+
+
+def older_snapshots(
+    connection: BaseDatabaseWrapper, *, since: float, exclude_pid: int | None
+) -> list[BlockingSession]:
+    """Other sessions of this database holding a snapshot taken before ``since`` (a
+    ``time.monotonic()`` reading): what ``CREATE INDEX CONCURRENTLY`` waits for before it
+    ends, whatever tables they touched (a report in REPEATABLE READ, a ``pg_dump``)."""
+    rows = _ask_another_session(
+        connection,
+        """
+        SELECT pid, application_name, state, query_start, xact_start
+        FROM pg_stat_activity
+        WHERE datname = current_database() AND backend_type = 'client backend'
+          AND pid <> pg_backend_pid() AND pid IS DISTINCT FROM %s
+          AND backend_xmin IS NOT NULL
+          AND xact_start < statement_timestamp() - make_interval(secs => %s)
+        ORDER BY xact_start, pid
+        """,
+        [exclude_pid, time.monotonic() - since],
+    )
+    return [
+        BlockingSession(pid, app or "", state or "", query_start, None, xact_start)
+        for pid, app, state, query_start, xact_start in rows
+    ]
+
+
+def _ask_another_session(
+    connection: BaseDatabaseWrapper, sql: str, params: list[Any]
+) -> list[tuple[Any, ...]]:
     checker = connection.copy()
     try:
         checker.ensure_connection()
         checker.set_autocommit(True)
         with checker.cursor() as cursor:
-            cursor.execute(
-                """
-                SELECT DISTINCT a.pid, a.application_name, a.state, a.query_start, c.relname
-                FROM pg_locks l
-                JOIN pg_stat_activity a ON a.pid = l.pid
-                JOIN pg_class c ON c.oid = l.relation
-                JOIN pg_namespace n ON n.oid = c.relnamespace
-                WHERE l.locktype = 'relation' AND l.granted
-                  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-                  AND l.pid <> pg_backend_pid() AND l.pid IS DISTINCT FROM %s
-                  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-                  AND (cardinality(%s::text[]) = 0 OR c.relname = ANY(%s::text[]))
-                ORDER BY a.pid, c.relname
-                """,
-                [exclude_pid, tables, tables],
-            )
-            rows = cursor.fetchall()
+            cursor.execute(sql, params)
+            return cursor.fetchall()
     finally:
         checker.close()
-    return [
-        BlockingSession(pid, app or "", state or "", start, table)
-        for pid, app, state, start, table in rows
-    ]
 
 
 def backend_pid(connection: BaseDatabaseWrapper) -> int | None:

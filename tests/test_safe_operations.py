@@ -219,6 +219,61 @@ def test_a_concurrent_build_killed_mid_way_is_finished_by_the_next_run(db_alias,
     assert applied(db_alias, "scenarios")[-1] == "0002_book_title_index"
 
 
+@POSTGRES_ONLY
+def test_a_concurrent_build_waiting_for_an_old_snapshot_names_it_and_leaves_nothing(
+    db_alias, scenario, settings, blocker
+):
+    """CREATE INDEX CONCURRENTLY waits for every older snapshot of the database, even one
+    of a transaction that never touched the table: that session is the one to name."""
+    scenario("safe_ops")
+    books_with_rows(db_alias)
+    settings.MIGRATOR = {**settings.MIGRATOR, "PG_LOCK_TIMEOUT": 0.2, "LOCK_RETRIES": 1}
+    with blocker.cursor() as cursor:  # a report reading another table, its snapshot kept
+        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        cursor.execute("SELECT count(*) FROM scenarios_author")
+        cursor.execute("SELECT pg_backend_pid()")
+        [pid] = cursor.fetchone()
+
+    out, err, code = run_command("safemigrate", "scenarios", "0002", database=db_alias)
+    assert code == 5, err
+    assert re.search(
+        rf"in 2 attempt\(s\); blocked by pid {pid} \('blocking report', idle in transaction, "
+        r"transaction started [^)]+\) with a snapshot older than the index build\. That "
+        r"statement had no effect",
+        err,
+    ), err
+    assert not_valid(db_alias) == []  # the INVALID index the build left is gone
+    assert applied(db_alias, "scenarios")[-1] == "0001_initial"
+    blocker.rollback()
+    assert run_command("safemigrate", "scenarios", "0002", database=db_alias)[2] == 0
+    assert constraints(db_alias)["book_title_idx"]["index"]
+
+
+@POSTGRES_ONLY
+def test_a_concurrent_build_stopped_by_a_writer_says_it_left_an_invalid_index(
+    db_alias, scenario, settings, blocker
+):
+    """A writer's open transaction stops both the build and the DROP of what it left."""
+    scenario("safe_ops")
+    books_with_rows(db_alias)
+    settings.MIGRATOR = {**settings.MIGRATOR, "PG_LOCK_TIMEOUT": 0.2, "LOCK_RETRIES": 0}
+    with blocker.cursor() as cursor:
+        cursor.execute("UPDATE scenarios_book SET pages = pages + 1")
+        cursor.execute("SELECT pg_backend_pid()")
+        [pid] = cursor.fetchone()
+
+    out, err, code = run_command("safemigrate", "scenarios", "0002", database=db_alias)
+    assert code == 5, err
+    assert f"blocked by pid {pid} ('blocking report', idle in transaction" in err
+    assert "on scenarios_book. That statement left the INVALID index " in err
+    assert '"book_title_idx", which every write keeps up to date until the next run' in err
+    assert not_valid(db_alias) == [("book_title_idx",)]
+    blocker.rollback()
+    assert run_command("safemigrate", "scenarios", "0002", database=db_alias)[2] == 0
+    assert not_valid(db_alias) == []
+    assert constraints(db_alias)["book_title_idx"]["index"]
+
+
 def wait_for_build(watcher, child: subprocess.Popen) -> int:
     """The server pid of the child's concurrent build, once its INVALID index exists."""
     with watcher.cursor() as cursor:
