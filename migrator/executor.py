@@ -235,7 +235,7 @@ class RecordingExecutor(MigrationExecutor):
                 blockers = self._blockers(tables, build_started=build_started)
                 if index is not None and not self._dropped_invalid(index):
                     left = INVALID_INDEX_LEFT.format(index=self.connection.ops.quote_name(index))
-                    raise self._timed_out(migration, number, blockers, left)
+                    raise self._timed_out(migration, number, blockers, left) from exc
                 self._wait_to_retry(migration, number, blockers, STATEMENT_NOT_APPLIED)
         raise AssertionError("unreachable")  # pragma: no cover
 

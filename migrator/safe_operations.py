@@ -20,6 +20,8 @@ SetNotNullSafely       CHECK (col IS NOT NULL) NOT VALID, VALIDATE, SET NOT NULL
 =====================  ==============================================================
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.db import NotSupportedError
@@ -27,7 +29,7 @@ from django.db.backends.base.schema import BaseDatabaseSchemaEditor
 from django.db.backends.ddl_references import Statement
 from django.db.migrations import operations
 from django.db.migrations.operations.base import Operation
-from django.db.models import CheckConstraint, Model, UniqueConstraint
+from django.db.models import CheckConstraint, Field, Model, UniqueConstraint
 
 from migrator import concurrently
 
@@ -72,6 +74,19 @@ def _build_index(schema_editor: BaseDatabaseSchemaEditor, statement: Statement, 
             statement.template = f"{plain}CONCURRENTLY IF NOT EXISTS {head}"
             break
     _execute(schema_editor, statement)
+
+
+def _attach_unique(
+    schema_editor: BaseDatabaseSchemaEditor, model: type[Model], name: str, deferrable: str = ""
+) -> None:
+    """Make the unique index ``name`` (built concurrently) a UNIQUE constraint: an instant."""
+    table, quote = model._meta.db_table, schema_editor.quote_name
+    if not _constraint_exists(schema_editor, table, name):
+        _execute(
+            schema_editor,
+            f"ALTER TABLE {quote(table)} ADD CONSTRAINT {quote(name)} "
+            f"UNIQUE USING INDEX {quote(name)}{deferrable}",
+        )
 
 
 def _constraint_exists(schema_editor: BaseDatabaseSchemaEditor, table: str, name: str) -> bool:
@@ -153,20 +168,14 @@ class AddUniqueSafely(_SafelyOnPostgres, operations.AddConstraint):
         super().__init__(model_name, constraint)
 
     def _safely(self, schema_editor: BaseDatabaseSchemaEditor, model: type[Model]) -> None:
-        constraint, quote = self.constraint, schema_editor.quote_name
+        constraint = self.constraint
         index = constraint.create_sql(model, schema_editor)
         index_only = index.template == schema_editor.sql_create_unique_index
         index.template = schema_editor.sql_create_unique_index
         _build_index(schema_editor, index, constraint.name)
-        table = model._meta.db_table
-        if index_only or _constraint_exists(schema_editor, table, constraint.name):
-            return
-        deferrable = schema_editor._deferrable_constraint_sql(constraint.deferrable)
-        _execute(
-            schema_editor,
-            f"ALTER TABLE {quote(table)} ADD CONSTRAINT {quote(constraint.name)} "
-            f"UNIQUE USING INDEX {quote(constraint.name)}{deferrable}",
-        )
+        if not index_only:
+            deferrable = schema_editor._deferrable_constraint_sql(constraint.deferrable)
+            _attach_unique(schema_editor, model, constraint.name, deferrable)
 
     def describe(self) -> str:
         return f"{super().describe()}, its unique index built concurrently"
@@ -194,32 +203,53 @@ class AddCheckSafely(_SafelyOnPostgres, operations.AddConstraint):
 
 
 class AddForeignKeySafely(_SafelyOnPostgres, operations.AddField):
-    """``AddField`` of a ``ForeignKey`` whose index and constraint do not block writes.
+    """``AddField`` of a ``ForeignKey`` (or ``OneToOneField``) whose indexes and constraints
+    do not block writes.
 
     The column is added without them (an instant: nullable, or with a constant default),
-    the index is built concurrently, the constraint added ``NOT VALID`` (an instant,
-    SHARE ROW EXCLUSIVE on both tables) and validated in its own statement (SHARE UPDATE
-    EXCLUSIVE on the table, ROW SHARE on the referenced one).
+    its indexes are built concurrently (a unique field's then attached as its UNIQUE
+    constraint, an instant), the foreign key added ``NOT VALID`` (an instant, SHARE ROW
+    EXCLUSIVE on both tables) and validated in its own statement (SHARE UPDATE EXCLUSIVE
+    on the table, ROW SHARE on the referenced one).
     """
 
     def _safely(self, schema_editor: BaseDatabaseSchemaEditor, model: type[Model]) -> None:
         field = model._meta.get_field(self.name)
         if not _has_column(schema_editor, model, field.column):
-            db_index, db_constraint = field.db_index, field.db_constraint
-            field.db_index = field.db_constraint = False  # a throwaway rendered model
-            try:
+            with _bare(field):
                 schema_editor.add_field(model, field)
-            finally:
-                field.db_index, field.db_constraint = db_index, db_constraint
-        if field.db_index and not field.unique:
+        if field.unique:
+            index = schema_editor._create_unique_sql(model, [field])
+            index.template = schema_editor.sql_create_unique_index
+            name = _unquoted(index.parts["name"])
+            _build_index(schema_editor, index, name)
+            _attach_unique(schema_editor, model, name)
+        elif field.db_index:
             statement = schema_editor._create_index_sql(model, fields=[field], concurrently=True)
             _build_index(schema_editor, statement, _unquoted(statement.parts["name"]))
+        if field.db_index or field.unique:  # varchar_pattern_ops beside a character key
+            like = schema_editor._create_like_index_sql(model, field)
+            if like is not None:
+                _build_index(schema_editor, like, _unquoted(like.parts["name"]))
         if field.db_constraint:
             fk = schema_editor._create_fk_sql(model, field, "_fk_%(to_table)s_%(to_column)s")
             _add_not_valid(schema_editor, model, _unquoted(fk.parts["name"]), str(fk))
 
     def describe(self) -> str:
         return f"{super().describe()}, its index and constraint added without blocking writes"
+
+
+@contextmanager
+def _bare(field: Field) -> Iterator[None]:
+    """The field of a throwaway rendered model as a column alone: no index, unique or key."""
+    saved = field.db_index, field._unique, field.db_constraint
+    field.db_index = field._unique = field.db_constraint = False
+    vars(field).pop("unique", None)  # cached from _unique by recent Django versions
+    try:
+        yield
+    finally:
+        field.db_index, field._unique, field.db_constraint = saved
+        vars(field).pop("unique", None)
 
 
 def _has_column(schema_editor: BaseDatabaseSchemaEditor, model: type[Model], column: str) -> bool:

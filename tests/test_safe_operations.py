@@ -41,9 +41,18 @@ PLAIN = {
             **{CHECK_CONDITION: models.Q(pages__gte=0)}, name="book_pages_gte_0"
         ),
     ),
-    "0005_book_author": migrations.AddField(
-        "book", "author", models.ForeignKey("scenarios.author", models.CASCADE, null=True)
-    ),
+    "0005_book_author": [
+        migrations.AddField(
+            "book", "author", models.ForeignKey("scenarios.author", models.CASCADE, null=True)
+        ),
+        migrations.AddField(
+            "book",
+            "signed_by",
+            models.OneToOneField(
+                "scenarios.author", models.SET_NULL, null=True, related_name="signed_book"
+            ),
+        ),
+    ],
     "0006_book_pages_not_null": migrations.AlterField("book", "pages", models.IntegerField()),
 }
 
@@ -86,8 +95,9 @@ def test_each_safe_operation_leaves_the_plain_operations_project_state(scenario)
     scenario("safe_ops")
     loader = MigrationLoader(None, ignore_no_migrations=True)
     plain = loader.project_state(("scenarios", "0001_initial"))
-    for name, operation in PLAIN.items():
-        operation.state_forwards("scenarios", plain)
+    for name, operations in PLAIN.items():
+        for operation in operations if isinstance(operations, list) else [operations]:
+            operation.state_forwards("scenarios", plain)
         safe = loader.project_state(("scenarios", name))
         changes = MigrationAutodetector(safe, plain).changes(graph=loader.graph)
         assert changes == {}, f"after {name}: {changes}"
@@ -109,6 +119,8 @@ def test_safe_operations_apply_roll_back_and_apply_again(db_alias, scenario):
     assert found["book_pages_gte_0"]["check"]
     assert [c for c in found.values() if c["foreign_key"] == ("scenarios_author", "id")]
     assert [c for c in found.values() if c["index"] and c["columns"] == ["author_id"]]
+    assert [c for c in found.values() if c["unique"] and c["columns"] == ["signed_by_id"]]
+    assert [c for c in found.values() if c["foreign_key"] and c["columns"] == ["signed_by_id"]]
     assert not pages_nullable(db_alias)
     if connections[db_alias].vendor == "postgresql":
         assert not_valid(db_alias) == []
@@ -117,6 +129,12 @@ def test_safe_operations_apply_roll_back_and_apply_again(db_alias, scenario):
             db_alias,
             "SELECT contype FROM pg_constraint WHERE conname = 'book_isbn_uniq'",
         ) == [("u",)]  # a real constraint, attached to the concurrently built index
+        assert execute(
+            db_alias,
+            "SELECT contype FROM pg_constraint WHERE conrelid = 'scenarios_book'::regclass "
+            "AND conkey = ARRAY[(SELECT attnum FROM pg_attribute WHERE attname = "
+            "'signed_by_id' AND attrelid = 'scenarios_book'::regclass)] ORDER BY contype",
+        ) == [("f",), ("u",)]  # as a OneToOneField has it: a foreign key and UNIQUE
     out, err, code = run_command("rollback", "scenarios", "0001", database=db_alias)
     assert code == 0, err
     found = constraints(db_alias)
@@ -168,6 +186,31 @@ def test_safe_operations_are_not_reported_as_blocking(db_alias, scenario):
     out, err, code = run_command("safemigrate", "scenarios", "0006", "--plan", database=db_alias)
     assert code == 0, err
     assert "ML30" not in out
+    migrate(db_alias, "scenarios", "0004")
+    out, err, code = run_command("safemigrate", "scenarios", "0005", "--sql", database=db_alias)
+    assert (code, err) == (0, "")
+    assert "UNIQUE" not in re.search(r"ADD COLUMN \"signed_by_id\"[^;]*;", out)[0]
+    assert re.search(
+        r'CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS "\w+" ON "scenarios_book"', out
+    )
+    assert re.search(r'ADD CONSTRAINT "\w+" UNIQUE USING INDEX', out)
+
+
+@POSTGRES_ONLY
+def test_a_key_to_a_character_key_gets_its_pattern_index_concurrently(db_alias, scenario):
+    scenario("safe_fk_char_key")
+    migrate(db_alias, "scenarios", "0001")
+    out, err, code = run_command("safemigrate", "scenarios", "--sql", database=db_alias)
+    assert (code, err) == (0, "")
+    assert re.search(r"CREATE INDEX CONCURRENTLY IF NOT EXISTS \S+_like\" ON", out), out
+
+    migrate(db_alias, "scenarios", "0002")
+    connection = connections[db_alias]
+    with connection.cursor() as cursor:
+        found = connection.introspection.get_constraints(cursor, "scenarios_item")
+    indexes = sorted(n for n, c in found.items() if c["index"] and c["columns"] == ["code_id"])
+    assert [name.endswith("_like") for name in indexes] == [False, True]  # as AddField makes
+    assert not_valid(db_alias) == []
 
 
 # Acceptance 3: a concurrent index build killed -9 mid-way ---------------------------

@@ -113,7 +113,8 @@ class Effects:
         restored: bool = False,
         concurrent: bool = False,
     ) -> list[Draft]:
-        """``concurrent``: its index is built concurrently and its foreign key NOT VALID."""
+        """``concurrent``: its indexes (unique too) are built concurrently and its foreign
+        key NOT VALID."""
         if field.many_to_many:
             join = self.tables.join_table(model, name, field)
             if join is not None and not self.plan_backwards:
@@ -163,7 +164,8 @@ class Effects:
         drafts.extend(self._volatile_default(table, column, field))
         if self.postgres:
             built = self._column_indexes(table, column, field, None)
-            drafts.extend(d for d in built if not (concurrent and d.code in {"ML301", "ML304"}))
+            safe_form = {"ML301", "ML302", "ML304"}  # indexes concurrently, foreign key NOT VALID
+            drafts.extend(d for d in built if not (concurrent and d.code in safe_form))
         return drafts
 
     def _volatile_default(self, table: TableRef, column: str, field: Field) -> list[Draft]:

@@ -9,5 +9,12 @@ class Migration(migrations.Migration):
     operations = [
         AddForeignKeySafely(
             "book", "author", models.ForeignKey("scenarios.author", models.CASCADE, null=True)
-        )
+        ),
+        AddForeignKeySafely(
+            "book",
+            "signed_by",
+            models.OneToOneField(
+                "scenarios.author", models.SET_NULL, null=True, related_name="signed_book"
+            ),
+        ),
     ]
