@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from django.db import NotSupportedError
+from django.db import IntegrityError, NotSupportedError
 from django.db.backends.base.schema import BaseDatabaseSchemaEditor
 from django.db.backends.ddl_references import Statement
 from django.db.migrations import operations
@@ -103,15 +103,21 @@ def _constraint_exists(schema_editor: BaseDatabaseSchemaEditor, table: str, name
 def _add_not_valid(
     schema_editor: BaseDatabaseSchemaEditor, model: type[Model], name: str, sql: str
 ) -> None:
-    """``ADD CONSTRAINT ... NOT VALID`` (a brief lock, no scan), then ``VALIDATE`` (no block)."""
-    table = model._meta.db_table
+    """``ADD CONSTRAINT ... NOT VALID`` (a brief lock, no scan), then ``VALIDATE`` (no block).
+
+    Rows that break it fail the migration; the NOT VALID constraint is dropped then, as it
+    would reject the running code's writes while the migration is not applied.
+    """
+    table, quote = model._meta.db_table, schema_editor.quote_name
     if not _constraint_exists(schema_editor, table, name):
         _execute(schema_editor, f"{sql} NOT VALID")
-    _execute(
-        schema_editor,
-        f"ALTER TABLE {schema_editor.quote_name(table)} "
-        f"VALIDATE CONSTRAINT {schema_editor.quote_name(name)}",
-    )
+    try:
+        _execute(schema_editor, f"ALTER TABLE {quote(table)} VALIDATE CONSTRAINT {quote(name)}")
+    except IntegrityError:
+        _execute(
+            schema_editor, f"ALTER TABLE {quote(table)} DROP CONSTRAINT IF EXISTS {quote(name)}"
+        )
+        raise
 
 
 class _SafelyOnPostgres:

@@ -213,6 +213,26 @@ def test_a_key_to_a_character_key_gets_its_pattern_index_concurrently(db_alias, 
     assert not_valid(db_alias) == []
 
 
+@POSTGRES_ONLY
+def test_a_validation_that_finds_bad_rows_leaves_no_constraint_behind(db_alias, scenario):
+    """A NOT VALID check left behind would reject the running code's NULLs."""
+    scenario("safe_ops")
+    books_with_rows(db_alias)
+    migrate(db_alias, "scenarios", "0005")
+    execute(db_alias, "INSERT INTO scenarios_book (title, pages) VALUES ('no pages', NULL)")
+
+    out, err, code = run_command("safemigrate", "scenarios", "0006", database=db_alias)
+    assert code == 5, err
+    assert "0006_book_pages_not_null" in err
+    assert not_valid(db_alias) == []
+    assert pages_nullable(db_alias)
+    execute(db_alias, "INSERT INTO scenarios_book (title, pages) VALUES ('old code', NULL)")
+    execute(db_alias, "UPDATE scenarios_book SET pages = 0 WHERE pages IS NULL")
+    assert run_command("safemigrate", "scenarios", "0006", database=db_alias)[2] == 0
+    assert not pages_nullable(db_alias)
+    assert not_valid(db_alias) == []
+
+
 # Acceptance 3: a concurrent index build killed -9 mid-way ---------------------------
 
 
