@@ -33,6 +33,7 @@ from tests.utils import (
     TTYInput,
     applied,
     bin_with,
+    execute,
     fifos,
     raw_connection,
     repointed,
@@ -122,6 +123,35 @@ def take_backup(alias: str, *args: str) -> str:
     out, err, code = run_command("backup", "--json", *args, database=alias)
     assert (code, err) == (0, ""), err
     return json.loads(out)["id"]
+
+
+@pytest.mark.parametrize("db_alias", ["default"], indirect=True)
+def test_a_sqlite_restore_without_room_says_where_and_changes_nothing(db_alias):
+    """SQLite says only "database or disk is full"; max_page_count stands for the disk."""
+    seed(db_alias)
+    account = Account.objects.using(db_alias).get(name="alice")
+    Entry.objects.using(db_alias).bulk_create(
+        Entry(account=account, amount="1.00", email="x" * 200) for _ in range(3000)
+    )
+    backup_id = take_backup(db_alias)
+    Entry.objects.using(db_alias).filter(email="x" * 200).delete()
+    execute(db_alias, "VACUUM")
+    before = snapshot(db_alias)
+    [(pages,)] = execute(db_alias, "PRAGMA page_count")
+    execute(db_alias, f"PRAGMA max_page_count = {pages}")  # this connection's limit
+    try:
+        out, err, code = run_command("restore", backup_id, "--no-safety-backup", database=db_alias)
+    finally:
+        execute(db_alias, "PRAGMA max_page_count = 1073741823")
+
+    assert code == 6
+    name = connections[db_alias].settings_dict["NAME"]
+    assert err == (
+        f"Restore into 'default' failed; nothing was changed: no room left for {name!r} (its "
+        "disk is full, or the database at its size limit); free space there and run it "
+        "again.\n"
+    )
+    assert snapshot(db_alias) == before
 
 
 @pytest.mark.parametrize("format", FORMATS)

@@ -20,7 +20,7 @@ from migrator.conf import get_settings
 from migrator.exceptions import MigrationFailed
 from migrator.models import Run
 from migrator.types import RunOptions
-from tests.utils import applied, raw_connection, run_command, table_columns
+from tests.utils import applied, execute, raw_connection, run_command, table_columns
 
 POSTGRES_ONLY = pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "risks.md"
@@ -54,12 +54,6 @@ ON_POSTGRES = {
     "scenarios.0010_set_not_null": ["ML305"],
     "scenarios.0011_change_type": ["ML306"],
 }
-
-
-def execute(alias: str, sql: str, params: list | None = None) -> list[tuple]:
-    with connections[alias].cursor() as cursor:
-        cursor.execute(sql, params or [])
-        return cursor.fetchall() if cursor.description else []
 
 
 def migrate(alias: str, *args: str) -> None:

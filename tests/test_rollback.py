@@ -16,6 +16,7 @@ from migrator.models import MigrationHash, Run
 from tests.utils import (
     TTYInput,
     applied,
+    execute,
     run_child,
     run_command,
     start_child,
@@ -24,12 +25,6 @@ from tests.utils import (
 
 # Flags a deploy script passes when data loss is not what the test is about.
 SCRIPTED = ("--noinput", "--yes", "--allow-data-loss")
-
-
-def execute(alias: str, sql: str, params: list | None = None) -> list[tuple]:
-    with connections[alias].cursor() as cursor:
-        cursor.execute(sql, params or [])
-        return cursor.fetchall() if cursor.description else []
 
 
 def hashed(alias: str, app_label: str) -> list[str]:

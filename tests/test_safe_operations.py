@@ -12,12 +12,13 @@ from migrator import runner
 from migrator.exceptions import MigrationFailed
 from migrator.runner import RunOptions
 from tests.scenarios.steps import CHECK_CONDITION
-from tests.test_risks import execute, lock_widgets, migrate, safemigrate_releasing_at_retry
+from tests.test_risks import lock_widgets, migrate, safemigrate_releasing_at_retry
 from tests.utils import (
     ROOT,
     applied,
     child_env,
     django_admin,
+    execute,
     raw_connection,
     run_child,
     run_command,

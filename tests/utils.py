@@ -137,6 +137,13 @@ def killed_when_paused(child: subprocess.Popen) -> None:
             stream.close()
 
 
+def execute(alias: str, sql: str, params: list | None = None) -> list[tuple]:
+    """Run SQL on Django's connection of ``alias``; its rows, if it returns any."""
+    with connections[alias].cursor() as cursor:
+        cursor.execute(sql, params or [])
+        return cursor.fetchall() if cursor.description else []
+
+
 def raw_connection(alias: str, **params: object):
     """A DB-API connection of the alias's own driver (psycopg2 or psycopg 3), outside Django.
 

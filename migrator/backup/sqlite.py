@@ -44,7 +44,7 @@ class SqliteBackupEngine(BackupEngine):
                 return row_counts(target)
         except sqlite3.Error as exc:
             raise BackupFailed(
-                f"SQLite backup of {self.connection.alias!r} failed: {first_line(exc)}."
+                f"SQLite backup of {self.connection.alias!r} failed: {_reason(exc, path)}."
             ) from exc
 
     def dump_stream(self, path: Path, progress: ProgressCallback) -> dict[str, int]:
@@ -107,16 +107,18 @@ class SqliteBackupEngine(BackupEngine):
             work_path = private / "restore.sqlite3"
             with path.open("rb") as source, open(scratch.private_file(work_path), "wb") as copy:
                 shutil.copyfileobj(source, copy, COPY_CHUNK)
+            writing = work_path
             try:
                 with closing(sqlite3.connect(work_path)) as work:
                     self._prepare(work, keep_audit)
                     live = self._live()
+                    writing = Path(self.connection.settings_dict["NAME"])
                     interrupts.hold_until_the_run_ends()  # the copy commits as it ends
                     work.backup(live, progress=self._give_up_when_busy("restored"))
             except sqlite3.Error as exc:
                 raise BackupFailed(
                     f"Restore into {self.connection.alias!r} failed; nothing was changed: "
-                    f"{first_line(exc)}."
+                    f"{_reason(exc, writing)}."
                 ) from exc
 
     def _prepare(self, work: sqlite3.Connection, keep_audit: Sequence[Statement]) -> None:
@@ -148,6 +150,16 @@ class SqliteBackupEngine(BackupEngine):
                 "needs it outside one."
             )
         return self.connection.connection
+
+
+def _reason(exc: sqlite3.Error, writing: Path) -> str:
+    """SQLite's error; for a full disk, which one (SQLite says "database or disk is full")."""
+    if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+        return (
+            f"no room left for {str(writing)!r} (its disk is full, or the database at its size "
+            "limit); free space there and run it again"
+        )
+    return first_line(exc)
 
 
 def row_counts(db: sqlite3.Connection) -> dict[str, int]:
