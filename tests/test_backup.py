@@ -331,6 +331,7 @@ def test_prune_never_keeps_a_damaged_backup(db_alias, backup_dir):
         "kept": [intact],
         "protected": [],
         "damaged": [newest],
+        "orphans": [],
     }
 
 
@@ -590,6 +591,32 @@ def test_production_guard_applies_to_restore(db_alias, production):
     assert snapshot(db_alias) != changed
 
 
+def test_prune_deletes_payloads_whose_manifest_is_gone_and_nothing_else(db_alias, backup_dir):
+    seed(db_alias)
+    kept, orphaned, publishing = (take_backup(db_alias) for _ in range(3))
+    (backup_dir / f"{orphaned}.json").unlink()  # by hand, or a prune killed half-way
+    (backup_dir / f"{orphaned}.drill").write_bytes(b"{}")
+    (backup_dir / f"{publishing}.json").rename(backup_dir / f".{publishing}.json.partial")
+    (backup_dir / "README.txt").write_text("not a backup")
+    orphans = sorted(p.name for p in backup_dir.glob(f"{orphaned}.*"))
+    assert len(orphans) == 2
+
+    out, err, code = run_command("backup", "--prune", "--json", "--yes", database=db_alias)
+
+    assert (code, err) == (0, "")
+    assert json.loads(out) == {
+        "deleted": [],
+        "kept": [kept],
+        "protected": [],
+        "damaged": [],
+        "orphans": orphans,
+    }
+    assert not list(backup_dir.glob(f"{orphaned}.*"))
+    assert (backup_dir / "README.txt").exists()
+    assert list(backup_dir.glob(f"{publishing}.*"))  # its manifest is being written
+    assert run_command("backup", "--verify", kept, database=db_alias)[2] == 0
+
+
 def test_prune_keeps_the_newest_and_the_only_backup_of_the_current_state(db_alias, scenario):
     seed(db_alias)
     at_start = take_backup(db_alias)
@@ -606,6 +633,7 @@ def test_prune_keeps_the_newest_and_the_only_backup_of_the_current_state(db_alia
         "kept": [newer[1], at_start],
         "protected": [at_start],
         "damaged": [],
+        "orphans": [],
     }
     assert [m.id for m in list_backups()] == [newer[1], at_start]
     out, _, code = run_command("backup", "--prune", "--keep", "0", database=db_alias)

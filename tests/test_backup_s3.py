@@ -3,12 +3,13 @@
 import json
 import socket
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.db import connections
 
-from migrator.backup import get_manifest, list_backups
+from migrator.backup import get_manifest, list_backups, storage
 from migrator.backup.storage import DjangoStorageStore
 from migrator.models import Run
 from tests import s3
@@ -83,6 +84,27 @@ def test_backup_list_verify_restore_and_prune_through_s3(
     assert (code, err) == (0, ""), err
     assert [m.id for m in list_backups()] == safety
     assert stored_keys(settings) == sorted([f"{safety[0]}.json", get_manifest(safety[0]).payload])
+
+
+def test_prune_deletes_an_hour_old_payload_without_a_manifest(
+    db_alias, bucket, settings, monkeypatch
+):
+    from django.core.files.storage import storages
+
+    seed(db_alias)
+    kept, orphaned = take_backup(db_alias), take_backup(db_alias)
+    payload = get_manifest(orphaned).payload
+    storages["backups"].delete(f"migrator-backups/{orphaned}.json")
+
+    out, err, code = run_command("backup", "--prune", "--json", database=db_alias)
+    assert (code, err) == (0, ""), err
+    assert json.loads(out)["orphans"] == []  # it may be a backup whose manifest is on its way
+    assert payload in stored_keys(settings)
+    monkeypatch.setattr(storage, "ORPHAN_AGE", timedelta(0))
+    out, err, code = run_command("backup", "--prune", "--json", database=db_alias)
+    assert (code, err) == (0, ""), err
+    assert json.loads(out)["orphans"] == [payload]
+    assert stored_keys(settings) == sorted([f"{kept}.json", get_manifest(kept).payload])
 
 
 @pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)

@@ -303,6 +303,7 @@ class PruneReport:
     kept: list[str] = field(default_factory=list)
     protected: list[str] = field(default_factory=list)  # kept as the current state's only one
     damaged: list[str] = field(default_factory=list)  # failed verification: deleted, never kept
+    orphans: list[str] = field(default_factory=list)  # files without a manifest: deleted
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -310,6 +311,7 @@ class PruneReport:
             "kept": self.kept,
             "protected": self.protected,
             "damaged": self.damaged,
+            "orphans": self.orphans,
         }
 
 
@@ -325,8 +327,9 @@ def prune_backups(
     Only the backups of the database behind the alias are touched (``list_backups``). A
     backup is kept only after its payload is verified: a damaged one is deleted and never
     counts. The newest intact backup of the database's current migration state is kept
-    even beyond ``keep``: it is what a restore would need. Pruning deletes, so the
-    production guard applies.
+    even beyond ``keep``: it is what a restore would need. The store's orphans (payloads
+    whose manifest is gone, of any database: nothing can restore them) are deleted too.
+    Pruning deletes, so the production guard applies.
     """
     if keep is None:
         keep = get_settings().backup_keep
@@ -338,25 +341,17 @@ def prune_backups(
     current = frozenset(recorder.applied_migrations()) if recorder.has_table() else frozenset()
     manifests = list_backups(database)
     intact = _Verified(backup_store())
-    kept: list[Manifest] = []
-    for manifest in manifests:
-        if len(kept) == keep:
-            break
-        if intact(manifest):
-            kept.append(manifest)
     report = PruneReport()
-    if not any(m.applied == current for m in kept):
-        protected = next((m for m in manifests if m.applied == current and intact(m)), None)
-        if protected is not None:
-            report.protected.append(protected.id)
-            kept.append(protected)
+    kept = _kept(manifests, keep, current, intact, report)
     report.kept = [m.id for m in manifests if m in kept]
     report.damaged = [m.id for m in manifests if intact.damaged(m)]
     doomed = [m for m in manifests if m not in kept]
-    if doomed:
+    orphans = intact.store.orphans()
+    if doomed or orphans:
+        files = f" and {len(orphans)} file(s) without a manifest" if orphans else ""
         guard.require_confirmation(
             connection,
-            question=f"Delete {len(doomed)} backup(s) of {database!r} in "
+            question=f"Delete {len(doomed)} backup(s) of {database!r}{files} in "
             f"{get_settings().environment}?",
             assume_yes=assume_yes,
             confirm=confirm,
@@ -367,7 +362,34 @@ def prune_backups(
         intact.store.delete(manifest.id, manifest.payload)
         report.deleted.append(manifest.id)
         logger.info("Pruned backup %s", manifest.id)
+    for filename in orphans:
+        intact.store.delete_file(filename)
+        report.orphans.append(filename)
+        logger.info("Pruned %s: its manifest was gone", filename)
     return report
+
+
+def _kept(
+    manifests: list[Manifest],
+    keep: int,
+    current: frozenset,
+    intact: "_Verified",
+    report: PruneReport,
+) -> list[Manifest]:
+    """The newest ``keep`` intact backups, and the newest intact one of the ``current``
+    migration state if none of those is (``report.protected``)."""
+    kept: list[Manifest] = []
+    for manifest in manifests:
+        if len(kept) == keep:
+            break
+        if intact(manifest):
+            kept.append(manifest)
+    if not any(m.applied == current for m in kept):
+        protected = next((m for m in manifests if m.applied == current and intact(m)), None)
+        if protected is not None:
+            report.protected.append(protected.id)
+            kept.append(protected)
+    return kept
 
 
 class _Verified:

@@ -19,9 +19,11 @@ import copy
 import glob
 import hashlib
 import os
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import closing, contextmanager, suppress
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, Final
 
@@ -39,6 +41,11 @@ PARTIAL_SUFFIX: Final = ".partial"
 CLAIM_ATTEMPTS: Final = 5  # creations of a .partial file that other backups' sweeps may remove
 NOTE_SUFFIX: Final = ".drill"  # beside the manifest, not sealed by it: it changes
 STORAGE_PREFIX: Final = "migrator-backups"
+# A payload or drill note: <id><suffix>, the id as new_backup_id makes it.
+BACKUP_FILE: Final = re.compile(r"(?P<id>[A-Za-z0-9][A-Za-z0-9_.-]*-\d{8}T\d{6}Z-[0-9a-f]{6})\..+")
+# An object uploaded to a storage this long ago whose manifest is still missing is an orphan:
+# a backup saves its manifest as soon as its payload's upload completes.
+ORPHAN_AGE: Final = timedelta(hours=1)
 CHUNK: Final = 1024 * 1024
 # botocore's defaults wait 60 s to connect and 60 s per read, five attempts: a store that
 # swallows requests held a command for 5 minutes. Settings the project gives win.
@@ -101,6 +108,16 @@ class BackupStore(ABC):
     @abstractmethod
     def delete(self, backup_id: str, filename: str) -> None:
         """Remove a backup: the manifest first, so it is never listed without its payload."""
+
+    @abstractmethod
+    def orphans(self) -> list[str]:
+        """Payloads and drill notes whose manifest is gone (deleted by hand, or a prune
+        killed between its deletions): nothing lists or restores them. Never a backup's
+        that is being published."""
+
+    @abstractmethod
+    def delete_file(self, filename: str) -> None:
+        """Remove one file of the store (an orphan)."""
 
     @abstractmethod
     def write_note(self, backup_id: str, note: bytes) -> None:
@@ -214,6 +231,25 @@ class DirectoryStore(BackupStore):
         for name in (f"{backup_id}{MANIFEST_SUFFIX}", filename, f"{backup_id}{NOTE_SUFFIX}"):
             with suppress(FileNotFoundError), self._answering():
                 (self.directory / name).unlink()
+
+    def orphans(self) -> list[str]:
+        """A manifest is renamed into place after its payload, while its ``.partial`` file
+        exists: looking for that file first, then the manifest, misses no publication."""
+        if not self.directory.is_dir():
+            return []
+        with self._answering():
+            names = sorted(path.name for path in self.directory.iterdir())
+        found = []
+        for backup_id, name in _backup_files(names):
+            publishing = self.directory / f".{backup_id}{MANIFEST_SUFFIX}{PARTIAL_SUFFIX}"
+            published = self.directory / f"{backup_id}{MANIFEST_SUFFIX}"
+            if not publishing.exists() and not published.exists():
+                found.append(name)
+        return found
+
+    def delete_file(self, filename: str) -> None:
+        with suppress(FileNotFoundError), self._answering():
+            (self.directory / filename).unlink()
 
     def write_note(self, backup_id: str, note: bytes) -> None:
         partial = self.directory / f".{backup_id}{NOTE_SUFFIX}{PARTIAL_SUFFIX}"
@@ -369,6 +405,31 @@ class DjangoStorageStore(BackupStore):
             self.storage.delete(self._name(filename))
             self.storage.delete(self._name(f"{backup_id}{NOTE_SUFFIX}"))
 
+    def orphans(self) -> list[str]:
+        """Objects without a manifest, uploaded more than ORPHAN_AGE ago: a storage has no
+        ``.partial`` file to tell a backup being published."""
+        try:
+            with self._answering():
+                _, names = self.storage.listdir(STORAGE_PREFIX)
+        except FileNotFoundError:
+            return []
+        manifests = set(names)
+        found = []
+        for backup_id, name in _backup_files(sorted(names)):
+            if f"{backup_id}{MANIFEST_SUFFIX}" in manifests:
+                continue
+            with self._answering():
+                uploaded = self.storage.get_modified_time(self._name(name))
+            if uploaded.tzinfo is None:  # USE_TZ = False: the storage's local time
+                uploaded = uploaded.astimezone()
+            if datetime.now(UTC) - uploaded > ORPHAN_AGE:
+                found.append(name)
+        return found
+
+    def delete_file(self, filename: str) -> None:
+        with self._answering():
+            self.storage.delete(self._name(filename))
+
     def write_note(self, backup_id: str, note: bytes) -> None:
         from django.core.files.base import ContentFile
 
@@ -379,6 +440,15 @@ class DjangoStorageStore(BackupStore):
 
     def read_note(self, backup_id: str) -> bytes | None:
         return self._read(f"{backup_id}{NOTE_SUFFIX}")
+
+
+def _backup_files(names: list[str]) -> Iterator[tuple[str, str]]:
+    """(backup id, name) of the payloads and notes among ``names``; not manifests, not
+    hidden files, not what else may share the place."""
+    for name in names:
+        match = BACKUP_FILE.fullmatch(name)
+        if match is not None and name != f"{match['id']}{MANIFEST_SUFFIX}":
+            yield match["id"], name
 
 
 def _bounded(storage: Any) -> Any:

@@ -204,6 +204,8 @@ class Command(MigratorCommand):
             self.stdout.write(f"Damaged {backup_id}: failed verification, so not kept")
         for backup_id in report.protected:
             self.stdout.write(f"Kept {backup_id}: the only backup of the current migration state")
+        for filename in report.orphans:
+            self.stdout.write(f"Deleted {filename}: its manifest was gone, so nothing could use it")
         self.stdout.write(f"Pruned {len(report.deleted)} backup(s); {len(report.kept)} kept.")
 
 
