@@ -639,6 +639,33 @@ def test_a_column_the_plan_adds_then_drops_holds_no_data_at_stake(db_alias, scen
     assert applied(db_alias, "scenarios") == ["0001_initial"]
 
 
+def test_findings_after_a_rename_name_the_table_as_renamed_and_count_its_rows(db_alias, scenario):
+    scenario("risk_rename_then_alter")
+    migrate(db_alias, "scenarios", "0001")
+    execute(db_alias, "INSERT INTO scenarios_widget (name) VALUES ('a'), ('b'), ('c')")
+    execute(db_alias, "ANALYZE scenarios_widget")
+
+    def findings(*argv: str) -> list[tuple]:
+        out, err, code = run_command(*argv, "--plan", "--json", database=db_alias)
+        assert (code, err) == (0, "")
+        return [
+            (f["code"], f["table"], f["rows"], f["message"].split(")")[0] + ")")
+            for m in json.loads(out)["plan"]
+            for o in m["operations"]
+            for f in o["findings"]
+            if f["code"] in {"ML402", "ML103"}
+        ]
+
+    assert findings("safemigrate", "scenarios") == [
+        ("ML402", "scenarios_widget", 3, "Renames table scenarios_widget (3 rows)"),
+        ("ML103", "scenarios_gadget", 3, "Narrows column name of scenarios_gadget (3 rows)"),
+    ]
+    migrate(db_alias, "scenarios", "--allow-data-loss")
+    assert findings("rollback", "scenarios", "0001") == [
+        ("ML402", "scenarios_gadget", 3, "Renames table scenarios_gadget (3 rows)"),
+    ]
+
+
 @POSTGRES_ONLY
 def test_an_indexed_varchar_made_text_rebuilds_its_pattern_index_in_place(db_alias, scenario):
     scenario("risk_pattern_index")

@@ -122,9 +122,9 @@ class _Grader:
     def rows(self, ref: TableRef) -> RowCount:
         if ref.new or ref.gone:
             return RowCount(0, True)
-        if ref.name not in self.counts:
-            self.counts[ref.name] = table_rows(self.connection, ref.name)
-        return self.counts[ref.name]
+        if ref.live not in self.counts:
+            self.counts[ref.live] = table_rows(self.connection, ref.live)
+        return self.counts[ref.live]
 
     def finding(self, draft: Draft, acknowledged: str | None) -> Finding:
         rows = RowCount(None, False)
@@ -151,7 +151,7 @@ class _Grader:
             severity=severity,
             message=text.replace("{size}", size),
             hint=RISKS[draft.code].hint,
-            table=draft.ref.name if draft.ref is not None else None,
+            table=draft.table,
             column=draft.column,
             rows=rows.count,
             rows_exact=rows.exact,

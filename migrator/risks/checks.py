@@ -231,6 +231,7 @@ class Walker:
                 f"Renames table {shown_old} ({{size}}) to {shown_new}: the running code "
                 "still uses the old name.",
                 table,
+                table=shown_old,
             )
         ]
 

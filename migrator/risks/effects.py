@@ -43,6 +43,11 @@ class Draft:
     severity: Severity = "warning"
     data_loss: bool = False
     sized: bool = True  # False: the row count is unknowable (a table that comes back)
+    table: str | None = None  # default: its name where the operation is, as the text says
+
+    def __post_init__(self) -> None:
+        if self.table is None and self.ref is not None:
+            self.table = self.ref.name
 
 
 class Effects:

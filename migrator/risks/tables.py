@@ -20,7 +20,8 @@ from migrator.risks.fields import swapped
 
 @dataclass(eq=False)
 class TableRef:
-    """A table as the plan sees it, and its name in the database as it is now."""
+    """A table as the plan sees it: its name at this point of the walk, and ``live``, its
+    name in the database as it is now (where its rows are counted)."""
 
     name: str
     new: bool = False  # created earlier in this plan: empty, unknown to the running code
@@ -30,6 +31,10 @@ class TableRef:
     # Backwards, walked in the order the migrations were applied: the drafts of the columns
     # the rollback drops, which a migration walked later (undone earlier) may re-create empty.
     dropping: dict[str, list[Any]] = field(default_factory=dict)
+    live: str = ""
+
+    def __post_init__(self) -> None:
+        self.live = self.live or self.name
 
 
 class Tables:
@@ -84,6 +89,7 @@ class Tables:
     def rename(self, old: str, new: str) -> None:
         """A table renamed in the walk; in a backward plan, the new name is the live one."""
         ref = self.refs.pop(old, None) or TableRef(old)
+        ref.name = new
         if self.plan_backwards:
-            ref.name = new
+            ref.live = new
         self.refs[new] = ref
