@@ -541,6 +541,13 @@ def throwaway_database(
             f"The test database of {connection.alias!r} is the configured database itself; "
             "set DATABASES[...]['TEST']['NAME'] to another name."
         )
+    other = _configured_as(connection, test_name)
+    if other is not None:
+        raise InvalidRequest(
+            f"The test database of {connection.alias!r} ({str(test_name)!r}) is the database "
+            f"that alias {other!r} is configured with; set DATABASES[{connection.alias!r}]"
+            "['TEST']['NAME'] to another name."
+        )
     with locking.throwaway_database_lock(
         connection,
         str(test_name),
@@ -633,6 +640,28 @@ def _same_database(connection: BaseDatabaseWrapper, one: Any, other: Any) -> boo
     if connection.vendor == "sqlite" and not connection.creation.is_in_memory_db(str(one)):
         return os.path.realpath(one) == os.path.realpath(other)
     return str(one) == str(other)
+
+
+def _configured_as(connection: BaseDatabaseWrapper, test_name: Any) -> str | None:
+    """Another alias whose configured database ``test_name`` is, on the server (or, for
+    SQLite, the file) where the test database would be made: replacing it loses its data."""
+    server = _server(connection.settings_dict)
+    for alias in connections:
+        configured = connections[alias]
+        if alias == connection.alias or configured.vendor != connection.vendor:
+            continue
+        if connection.vendor == "sqlite":
+            if _same_database(connection, test_name, configured.settings_dict["NAME"]):
+                return alias
+        elif _server(configured.settings_dict) == server and (
+            str(configured.settings_dict["NAME"]) == str(test_name)
+        ):
+            return alias
+    return None
+
+
+def _server(settings_dict: dict[str, Any]) -> tuple[str, str]:
+    return str(settings_dict.get("HOST") or ""), str(settings_dict.get("PORT") or "")
 
 
 def _set_name(connection: BaseDatabaseWrapper, configured: dict | None, name: Any) -> None:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import sqlite3
 import subprocess
 import textwrap
 import uuid
@@ -367,6 +368,29 @@ def test_a_test_database_named_as_the_configured_one_is_refused(alias, monkeypat
         f"The test database of {alias!r} is the configured database itself; "
         "set DATABASES[...]['TEST']['NAME'] to another name.\n",
     )
+
+
+def test_a_test_database_named_as_another_aliass_database_is_refused(alias, monkeypatch, tmp_path):
+    """--noinput replaces an existing test database: never one that another alias uses."""
+    connection = connections[alias]
+    orders = str(tmp_path / "orders.sqlite3") if connection.vendor == "sqlite" else "orders"
+    if connection.vendor == "sqlite":
+        sqlite3.connect(orders).close()
+    monkeypatch.setitem(
+        connections.settings, "orders", {**connection.settings_dict, "NAME": orders}
+    )
+    monkeypatch.setitem(connection.settings_dict["TEST"], "NAME", orders)
+    try:
+        _, err, code = run_command("testmigrations", "--noinput", database=alias)
+    finally:
+        del connections["orders"]
+    assert (code, err) == (
+        1,
+        f"The test database of {alias!r} ({orders!r}) is the database that alias 'orders' is "
+        f"configured with; set DATABASES[{alias!r}]['TEST']['NAME'] to another name.\n",
+    )
+    if connection.vendor == "sqlite":
+        assert os.path.exists(orders)
 
 
 def test_model_changes_without_a_migration_exit_2(alias, scenario):
