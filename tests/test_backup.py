@@ -585,9 +585,12 @@ def test_production_guard_applies_to_restore(db_alias, production):
     assert snapshot(db_alias) == changed
 
     out, err, code = run_command(
-        "restore", backup_id, database=db_alias, stdin=TTYInput(f"{name}\n")
+        "restore", backup_id, "--json", database=db_alias, stdin=TTYInput(f"{name}\n")
     )
-    assert (code, err) == (0, "")
+    assert code == 0
+    assert err.startswith(question)  # with --json, the question is asked on stderr
+    assert err.endswith(f"Type {name!r} to continue: ")
+    assert json.loads(out)["outcome"] == "succeeded"  # stdout: the document alone
     assert snapshot(db_alias) != changed
 
 

@@ -479,14 +479,15 @@ class MigratorCommand(BaseCommand):
             return None  # None: stdin closed before the command started (``<&-``)
 
         def confirm(question: str, expected: str) -> bool:
+            out = self.progress_out  # with --json, stdout is the document's
             try:  # Ctrl-C while the question is still being written is a "no" too
-                self.stdout.write(f"{question}\nType {expected!r} to continue: ", ending="")
-                self.stdout.flush()
-                if getattr(self.stdout, "gone", False):
+                out.write(f"{question}\nType {expected!r} to continue: ", ending="")
+                out.flush()
+                if getattr(out, "gone", False):
                     return False  # a question nobody can read gets no answer
                 answer = read_answer(self.stdin)
             except KeyboardInterrupt:
-                self.stdout.write("")
+                out.write("")
                 return False
             return answer.strip() == expected
 
