@@ -114,7 +114,11 @@ def test_reverse_that_raises_exits_5_and_the_walk_goes_on(alias, scenario):
         RAISES_ERROR,
     )
     assert results["scenarios.0003_after"]["status"] == "ok"
-    assert report["exit_code"] == 5
+    assert (report["exit_code"], report["outcome"]) == (5, "failed")
+    assert (
+        report["error"]
+        == "1 migration(s) failed their round trip: scenarios.0002_breaks_backwards."
+    )
 
 
 def test_failure_while_applying_blocks_what_depends_on_it_and_counts_agree(alias, scenario):

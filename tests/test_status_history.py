@@ -12,6 +12,11 @@ def test_status_check_gates_a_deploy(db_alias):
     assert code == 1
     assert "ledger.0005_normalise_account_names" in out
     assert f"Database {db_alias!r} is not ready: migrations are pending." in err
+    out, err, code = run_command("migrationstatus", "--check", "--json", database=db_alias)
+    status = json.loads(out)  # the failure's document: the status, with why it failed
+    assert (code, status["ok"], status["outcome"], status["exit_code"]) == (1, False, "failed", 1)
+    assert status["error"] == f"Database {db_alias!r} is not ready: migrations are pending."
+    assert "ledger.0005_normalise_account_names" in status["pending"]
     run_command("safemigrate", database=db_alias)
     out, err, code = run_command("migrationstatus", "--check", "--json", database=db_alias)
     status = json.loads(out)
@@ -28,6 +33,13 @@ def test_status_check_exits_2_when_history_is_wrong(db_alias):
     assert code == 2
     assert "ledger.0002_entry_email" in out
     assert "history is wrong" in err
+    out, err, code = run_command("verifymigrations", "--json", database=db_alias)
+    report = json.loads(out)
+    assert (code, report["outcome"], report["exit_code"]) == (2, "failed", 2)
+    assert report["error"] == (
+        f"1 integrity error(s) on {db_alias!r}; the document's problems say what to do about each."
+    )
+    assert [p["migration"] for p in report["problems"]] == ["ledger.0002_entry_email"]
 
 
 def test_history_lists_runs_newest_first(db_alias, scenario):

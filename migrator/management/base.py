@@ -351,10 +351,21 @@ class MigratorCommand(BaseCommand):
         self.stdout.write(json.dumps(document, sort_keys=True, default=str))
         self.json_written = True
 
+    def write_document(self, document: dict[str, Any], error: Exception | None) -> None:
+        """``--json``: the command's document; when the command fails with ``error``, that
+        error is raised carrying it, so that it is the failure's document (``write_failure``)."""
+        if error is None:
+            self.write_json(document)
+            return
+        error.report = document  # type: ignore[attr-defined]
+        raise error
+
     def write_failure(self, error: CommandError, options: dict[str, Any]) -> None:
         """``--json``: a failure is one document too, with the outcome, error and exit code."""
         report = getattr(error, "report", None)
-        document = report.as_dict() if report is not None else {}
+        document = dict(report) if isinstance(report, dict) else {}
+        if report is not None and not isinstance(report, dict):
+            document = report.as_dict()
         outcome = getattr(error, "outcome", "failed")
         document.update(
             command=self.command_name(),

@@ -33,14 +33,20 @@ class Command(MigratorCommand):
 
     def run(self, **options: Any) -> None:
         status = status_module.database_status(options["database"])
+        error = self.not_ready(status, options) if options["check"] else None
         if self.as_json:
-            self.write_json(status.as_dict())
-        else:
-            self.render(status)
-            self.render_batches(status.batches_in_flight)
+            self.write_document(status.as_dict(), error)
+            return
+        self.render(status)
+        self.render_batches(status.batches_in_flight)
+        if error is not None:
+            raise error
+
+    def not_ready(self, status: DatabaseStatus, options: dict[str, Any]) -> CommandError | None:
+        """``--check``'s verdict: None when the database is ready for the stage asked."""
         stage = options["stage"] and Stage(options["stage"].replace("-", "_"))
         code = status.gate(stage)
-        if options["check"] and code:
+        if code:
             reason = "history is wrong" if code == 2 else "migrations are pending"
             if code == 1 and stage is Stage.BEFORE_DEPLOY:
                 reason = f"{stage} migrations are pending"
@@ -53,9 +59,10 @@ class Command(MigratorCommand):
                     f"a batched data migration stopped half-way: {stopped}; run the command "
                     "that stopped (safemigrate, or the rollback) again to finish it"
                 )
-            raise CommandError(
+            return CommandError(
                 f"Database {status.database!r} is not ready: {reason}.", returncode=code
             )
+        return None
 
     def render_batches(self, batches: list[dict[str, Any]]) -> None:
         """Batched data migrations started and not finished (running, or killed half-way)."""

@@ -69,11 +69,11 @@ class Command(MigratorCommand):
             progress=self.show_progress,
             confirm=self.confirm_callback(options),
         )
-        if self.as_json:
-            self.write_json(report.as_dict())
-        else:
-            self.render(report)
         error = report.error()
+        if self.as_json:
+            self.write_document(report.as_dict(), error)
+            return
+        self.render(report)
         if error is not None:
             raise error
 

@@ -57,20 +57,24 @@ class Command(MigratorCommand):
             recorded = runner.baseline(database, arguments=arguments)
         connection = connections[database]
         report = integrity.verify(connection, integrity.load(connection))
+        error = None
+        if report.errors:
+            where = "the document's problems say" if self.as_json else "see above for"
+            error = IntegrityViolation(
+                f"{len(report.errors)} integrity error(s) on {database!r}; {where} what to do "
+                "about each."
+            )
         if self.as_json:
             document = report.as_dict()
             if recorded is not None:
                 document["accepted" if options["accept"] else "baseline"] = recorded.as_dict()
-            self.write_json(document)
-        else:
-            if recorded is not None:
-                self.render_recorded(recorded, database, accepting=bool(options["accept"]))
-            self.render(report)
-        if report.errors:
-            raise IntegrityViolation(
-                f"{len(report.errors)} integrity error(s) on {database!r}; see above for "
-                "what to do about each."
-            )
+            self.write_document(document, error)
+            return
+        if recorded is not None:
+            self.render_recorded(recorded, database, accepting=bool(options["accept"]))
+        self.render(report)
+        if error is not None:
+            raise error
 
     def render_recorded(self, recorded: Recorded, database: str, *, accepting: bool) -> None:
         if accepting and recorded.run_id is None:
