@@ -15,3 +15,4 @@ class MigratorConfig(AppConfig):
         django_checks.register(checks.check_migration_integrity, django_checks.Tags.database)
         django_checks.register(checks.check_deploy_stages)
         django_checks.register(checks.check_backup_encryption)
+        django_checks.register(checks.check_blocking_risks)

@@ -20,6 +20,7 @@ from django.db.migrations.loader import MigrationLoader
 from migrator import conf, integrity, packages, stages
 from migrator.backup.encryption import INSTALL_HINT
 from migrator.exceptions import IntegrityViolation, MigratorError
+from migrator.risks.catalogue import RISKS
 
 LOAD_ID = "migrator.E007"
 
@@ -145,6 +146,29 @@ def _unknown_stage_overrides(loader: MigrationLoader) -> list[CheckMessage]:
         )
         for label in conf.get_settings().stage_overrides
         if label not in on_disk
+    ]
+
+
+def check_blocking_risks(
+    app_configs: Iterable[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """migrator.E011: a ``BLOCKING_RISKS`` code that no risk has (``ML999``): the gate it
+    was meant to close stays open. A code that is not even spelt as one is refused with
+    the settings (conf)."""
+    try:
+        codes = conf.get_settings().blocking_risks
+    except conf.SettingsInvalid:  # check_settings reports it
+        return []
+    unknown = sorted(codes - RISKS.keys())
+    if not unknown:
+        return []
+    return [
+        Error(
+            f"MIGRATOR['BLOCKING_RISKS'] has {', '.join(map(repr, unknown))}, which no risk "
+            "finding has: the gate it names never closes.",
+            hint=f"Use the codes docs/risks.md lists: {', '.join(sorted(RISKS))}.",
+            id=conf.BAD_VALUE_ID,
+        )
     ]
 
 

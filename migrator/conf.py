@@ -8,8 +8,9 @@ key                      default             meaning
 ENVIRONMENT              None                environment name; else ``MIGRATOR_ENV``, else
                                              ``production`` when ``DEBUG`` is false and
                                              ``development`` when it is true
-CONFIRM_ENVIRONMENTS     ["production"]      environments where changes need ``--yes`` or a
-                                             typed confirmation
+CONFIRM_ENVIRONMENTS     ["production",      environments where changes need ``--yes`` or a
+                         "prod", "prd",      typed confirmation
+                         "live"]
 BACKUP_BEFORE_MIGRATE    None                back up before ``safemigrate``; None: only in
                                              CONFIRM_ENVIRONMENTS
 BACKUP_BEFORE_ROLLBACK   None                back up before ``rollback``; None: as above
@@ -60,6 +61,7 @@ Environment names are compared case- and space-insensitively.
 import math
 import os
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -88,6 +90,7 @@ NOTIFY_EVENTS: Final = (
     "refused",
     "interrupted",
 )
+RISK_CODE: Final = re.compile(r"ML\d{3}")
 DOTTED_PATH: Final = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
 # Settings whose values errors do not repeat: webhook tokens, credentials in forms that
 # masking cannot know (a URL without its scheme).
@@ -95,7 +98,7 @@ UNSHOWN: Final = {"NOTIFY", "DIRECT_DATABASES"}
 
 DEFAULTS: dict[str, Any] = {
     "ENVIRONMENT": None,
-    "CONFIRM_ENVIRONMENTS": ["production"],
+    "CONFIRM_ENVIRONMENTS": ["production", "prod", "prd", "live"],
     "BACKUP_BEFORE_MIGRATE": None,
     "BACKUP_BEFORE_ROLLBACK": None,
     "BACKUP_DIR": None,
@@ -164,28 +167,31 @@ class SettingsInvalid(MigratorError, ImproperlyConfigured):
 class SettingProblem:
     """One thing wrong with ``MIGRATOR``; also reported by ``manage.py check``."""
 
-    key: str
+    key: str | None  # None: MIGRATOR itself
     message: str
     check_id: str
 
     @property
     def hint(self) -> str:
-        return f"Fix MIGRATOR[{self.key!r}] in your settings."
+        where = "MIGRATOR" if self.key is None else f"MIGRATOR[{self.key!r}]"
+        return f"Fix {where} in your settings."
 
     def line(self) -> str:
         return f"{self.message} {self.hint}"
 
 
 def normalize_environment(name: str) -> str:
-    """Environment names are compared case- and space-insensitively: ' Production' is production."""
-    return " ".join(str(name).split()).lower()
+    """Environment names are compared case- and space-insensitively: ' Production' is
+    production, and so is one with an invisible character pasted in (a zero-width space)."""
+    visible = "".join(c for c in str(name) if unicodedata.category(c) != "Cf")
+    return " ".join(visible.split()).lower()
 
 
 def settings_problems() -> list[SettingProblem]:
     """Every unknown key and badly typed value in ``MIGRATOR``; empty when all is well."""
     user = getattr(settings, "MIGRATOR", {})
     if not isinstance(user, Mapping):
-        return [SettingProblem("MIGRATOR", "MIGRATOR must be a dict.", BAD_VALUE_ID)]
+        return [SettingProblem(None, "MIGRATOR must be a dict.", BAD_VALUE_ID)]
     problems = [
         SettingProblem(
             str(key),
@@ -217,9 +223,9 @@ def get_settings() -> MigratorSettings:
         raise SettingsInvalid(problems[0].line())
     raw = {**DEFAULTS, **getattr(settings, "MIGRATOR", {})}
     value = {key: CONVERTERS[key](raw[key]) if key in CONVERTERS else raw[key] for key in raw}
-    environment = normalize_environment(
-        value["ENVIRONMENT"]
-        or os.environ.get("MIGRATOR_ENV", "").strip()
+    environment = (
+        normalize_environment(value["ENVIRONMENT"] or "")
+        or normalize_environment(os.environ.get("MIGRATOR_ENV", ""))
         or ("development" if settings.DEBUG else "production")
     )
     confirm_environments = value["CONFIRM_ENVIRONMENTS"]
@@ -368,6 +374,19 @@ def _names(value: Any) -> tuple[str, ...]:
     if not all(isinstance(item, str) for item in items):
         raise TypeError("must be a list of strings")
     return items
+
+
+def _risk_codes(value: Any) -> tuple[str, ...]:
+    """``BLOCKING_RISKS``: codes as findings spell them (``ML201``): a misspelt one would
+    turn the gate off without a word. ``manage.py check`` also names codes no risk has."""
+    codes = _names(value)
+    misspelt = [code for code in codes if not RISK_CODE.fullmatch(code)]
+    if misspelt:
+        raise ValueError(
+            f"has {', '.join(map(repr, misspelt))}, which no finding's code can be: a code is "
+            "ML and three digits (ML201), as docs/risks.md lists them"
+        )
+    return codes
 
 
 def _receivers(value: Any) -> tuple[str, ...]:
@@ -534,7 +553,7 @@ CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "PG_STATEMENT_TIMEOUT": _optional(_pg_timeout),
     "LOCK_RETRIES": _count(0),
     "THIRD_PARTY_STRICT": _flag,
-    "BLOCKING_RISKS": _names,
+    "BLOCKING_RISKS": _risk_codes,
     "APP_RISKS": _app_risks,
     "BATCH_SIZE": _count(1),
     "NOTIFY": _receivers,

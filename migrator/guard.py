@@ -2,7 +2,8 @@
 
 The environment comes from ``MIGRATOR["ENVIRONMENT"]``, else ``MIGRATOR_ENV``, else
 ``production`` when ``DEBUG`` is false (see ``conf.get_settings``); the environments that
-need confirmation are ``MIGRATOR["CONFIRM_ENVIRONMENTS"]`` (default: production). There a
+need confirmation are ``MIGRATOR["CONFIRM_ENVIRONMENTS"]`` (default: production and its
+usual short names: prod, prd, live). There a
 change needs ``--yes`` or the database's name typed on a terminal, and a change that
 destroys data also needs ``--allow-data-loss`` when nobody types. Elsewhere nothing is
 asked: commands show the same findings as warnings. Every refusal is recorded in the

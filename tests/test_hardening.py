@@ -182,6 +182,37 @@ def test_manage_py_check_reports_bad_settings_with_ids_and_hints(settings):
     )
     assert "hunter2" not in err
     assert err.count("HINT: Fix MIGRATOR[") == 6
+    settings.MIGRATOR = []
+    _, err, code = run_command("check")
+    assert code == 1
+    assert "(migrator.E011) MIGRATOR must be a dict.\n\tHINT: Fix MIGRATOR in your settings." in err
+
+
+@pytest.mark.parametrize("code", ["ml201", "ML 201", "ML0201", "ML20l"])
+def test_a_misspelt_blocking_risk_is_refused(db_alias, settings, code):
+    """A gate that names no code never closes: a typo must not turn it off unnoticed."""
+    settings.MIGRATOR = {**settings.MIGRATOR, "BLOCKING_RISKS": ["ML101", code]}
+    out, err, code_ = run_command("safemigrate", "--plan", database=db_alias)
+    problem = (
+        f"MIGRATOR['BLOCKING_RISKS'] is ['ML101', {code!r}]: has {code!r}, which no finding's "
+        "code can be: a code is ML and three digits (ML201), as docs/risks.md lists them."
+    )
+    assert (code_, out, err) == (
+        1,
+        "",
+        f"{problem} Fix MIGRATOR['BLOCKING_RISKS'] in your settings.\n",
+    )
+
+
+def test_a_blocking_risk_no_finding_has_fails_the_checks(db_alias, settings):
+    settings.MIGRATOR = {**settings.MIGRATOR, "BLOCKING_RISKS": ["ML201", "ML999"]}
+    _, err, code = run_command("check")
+    assert code == 1
+    assert (
+        "(migrator.E011) MIGRATOR['BLOCKING_RISKS'] has 'ML999', which no risk finding has: "
+        "the gate it names never closes." in err
+    )
+    assert "HINT: Use the codes docs/risks.md lists: ML101, ML102," in err
 
 
 @pytest.mark.parametrize(
@@ -368,7 +399,9 @@ def test_nonsense_lock_timeouts_are_refused_at_parse_time(db_alias, value):
 # The environment's spelling ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("spelling", ["Production", "PRODUCTION", " production", "production "])
+@pytest.mark.parametrize(
+    "spelling", ["Production", "PRODUCTION", " production", "production ", "production\u200b"]
+)
 def test_production_in_any_spelling_needs_yes(db_alias, settings, monkeypatch, spelling):
     monkeypatch.setenv("MIGRATOR_ENV", spelling)
     settings.MIGRATOR = {**settings.MIGRATOR, "ENVIRONMENT": None, "BACKUP_BEFORE_MIGRATE": False}
@@ -376,6 +409,25 @@ def test_production_in_any_spelling_needs_yes(db_alias, settings, monkeypatch, s
     assert code == 3
     assert err.endswith("in production? No terminal to ask on; pass --yes to confirm.\n")
     assert connections[db_alias].introspection.table_names() == []
+    status, _, _ = run_command("migrationstatus", "--json", database=db_alias)
+    assert json.loads(status)["environment"] == "production"
+
+
+@pytest.mark.parametrize("name", ["prod", "PRD", "live"])
+def test_production_by_its_short_names_needs_yes(db_alias, monkeypatch, settings, name):
+    monkeypatch.setenv("MIGRATOR_ENV", name)
+    settings.MIGRATOR = {**settings.MIGRATOR, "ENVIRONMENT": None, "BACKUP_BEFORE_MIGRATE": False}
+    _, err, code = run_command("safemigrate", "--noinput", database=db_alias)
+    assert code == 3
+    assert err.endswith(f"in {name.lower()}? No terminal to ask on; pass --yes to confirm.\n")
+    assert connections[db_alias].introspection.table_names() == []
+
+
+def test_an_invisible_environment_is_no_environment(db_alias, monkeypatch, settings):
+    """MIGRATOR_ENV holding only a pasted zero-width space: DEBUG decides, as when unset."""
+    monkeypatch.setenv("MIGRATOR_ENV", "\u200b")
+    settings.MIGRATOR = {**settings.MIGRATOR, "ENVIRONMENT": None}
+    settings.DEBUG = False
     status, _, _ = run_command("migrationstatus", "--json", database=db_alias)
     assert json.loads(status)["environment"] == "production"
 
