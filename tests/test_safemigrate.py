@@ -264,6 +264,10 @@ def test_bad_arguments_exit_1_not_argparse_2(db_alias):
     assert done.stderr.endswith(
         "error: argument --lock-timeout: 'nan' must be a finite number of seconds, 0 or more\n"
     )
+    # Options spelt in full: --jso would be --json only as long as its arguments parse.
+    done = run_child(db_alias, "migrationhistory", "--jso")
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr.endswith("error: unrecognized arguments: --jso\n")
 
 
 NOT_ATOMIC = (

@@ -211,7 +211,9 @@ class MigratorCommand(BaseCommand):
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
         """Bad arguments exit 1 as the contract says, not argparse's 2 (integrity's code);
-        with ``--json`` among them, stdout still carries the one failure document."""
+        with ``--json`` among them, stdout still carries the one failure document. Options
+        are spelt in full: a script's ``--jso`` would be ``--json`` only while it parses."""
+        kwargs.setdefault("allow_abbrev", False)
         parser = super().create_parser(prog_name, subcommand, **kwargs)
         parse_args, given = parser.parse_args, []
 

@@ -31,7 +31,7 @@ class Command(MigratorCommand):
         parser.add_argument(
             "--last",
             action="store_true",
-            help="Undo every migration the last successful safemigrate run applied.",
+            help="Undo every migration the last safemigrate run applied, whatever its outcome.",
         )
         parser.add_argument(
             "--restore",
