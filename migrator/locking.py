@@ -25,14 +25,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
-from django.db import Error
+from django.db import DatabaseError, Error
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from migrator import sessions
 from migrator.conf import get_settings
-from migrator.exceptions import LockNotAcquired, MigratorError, PooledConnection
+from migrator.exceptions import InvalidRequest, LockNotAcquired, MigratorError, PooledConnection
 
 APPLICATION_PREFIX: Final = "migrator lock"
 FIRST_POLL: Final = 0.05
@@ -210,6 +211,37 @@ def require_own_session(connection: BaseDatabaseWrapper) -> None:
         )
 
 
+def require_same_database(asked: BaseDatabaseWrapper, direct: BaseDatabaseWrapper) -> None:
+    """Refuse a ``DIRECT_DATABASES`` entry that reaches another database than its alias.
+
+    Asked of the server through both (behind a pooler the names in the settings may
+    differ): the database's name and oid, and when its server started. When the alias
+    cannot be reached (its pooler is down) or the direct one cannot (the command says so
+    next), there is nothing to compare.
+    """
+    if asked.vendor != "postgresql" or direct.vendor != "postgresql":
+        return
+    try:
+        theirs, ours = _whereabouts(asked), _whereabouts(direct)
+    except DatabaseError:
+        return
+    if theirs != ours:
+        raise InvalidRequest(
+            f"MIGRATOR['DIRECT_DATABASES'] sends {asked.alias!r} to {direct.alias!r}, which "
+            f"reaches database {ours[0]!r}, not {theirs[0]!r} that {asked.alias!r} reaches "
+            "(or another server's); make both reach the same database."
+        )
+
+
+def _whereabouts(connection: BaseDatabaseWrapper) -> tuple[Any, ...]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT current_database(), (SELECT oid FROM pg_database WHERE datname = "
+            "current_database()), pg_postmaster_start_time()"
+        )
+        return tuple(cursor.fetchone())
+
+
 def pooled(connection: BaseDatabaseWrapper) -> bool:
     """Whether a PostgreSQL connection goes through a pooler: the server process the driver
     was told of (libpq's BackendKeyData) is not the one serving it."""
@@ -228,7 +260,7 @@ class _PostgresLock:
         maintenance database, as Django's ``_nodb_cursor``, for names of no database)."""
         self.key = lock_key(resource or connection.settings_dict["NAME"])
         self.me = this_process()
-        self.connection = connection.copy()
+        self.connection = sessions.own_session(connection)
         if resource is not None:
             self.connection.settings_dict["NAME"] = None
         self.connection.ensure_connection()

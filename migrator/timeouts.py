@@ -28,6 +28,7 @@ from django.db.migrations import Migration, operations
 from django.db.migrations.operations.models import ModelOperation
 from django.db.migrations.state import ProjectState
 
+from migrator import sessions
 from migrator.conf import get_settings
 
 LOCK_NOT_AVAILABLE: Final = "55P03"  # SQLSTATE of "canceling statement due to lock timeout"
@@ -336,7 +337,7 @@ def older_snapshots(
 def _ask_another_session(
     connection: BaseDatabaseWrapper, sql: str, params: list[Any]
 ) -> list[tuple[Any, ...]]:
-    checker = connection.copy()
+    checker = sessions.own_session(connection)
     try:
         checker.ensure_connection()
         checker.set_autocommit(True)

@@ -42,6 +42,11 @@ if os.environ.get("MIGRATOR_TEST_SQLITE_TIMEOUT"):  # a locked SQLite file, foun
     DATABASES["default"]["OPTIONS"] = {"timeout": float(os.environ["MIGRATOR_TEST_SQLITE_TIMEOUT"])}
 if os.environ.get("MIGRATOR_TEST_PASSWORD"):  # the test server trusts local connections
     DATABASES["default"]["PASSWORD"] = os.environ["MIGRATOR_TEST_PASSWORD"]
+if os.environ.get("MIGRATOR_TEST_PG_POOL"):  # psycopg 3's pool for 'default', as JSON
+    DATABASES["default"]["OPTIONS"] = {
+        **DATABASES["default"].get("OPTIONS", {}),
+        "pool": json.loads(os.environ["MIGRATOR_TEST_PG_POOL"]),
+    }
 if os.environ.get("MIGRATOR_TEST_PGBOUNCER_PORT"):  # 'default' through PgBouncer
     DATABASES["direct"] = DATABASES["default"]
     DATABASES["default"] = {

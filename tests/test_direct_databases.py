@@ -5,14 +5,20 @@ would fail: everything (the migrations, the run audit) lands in the database of 
 recorded under the alias ``<alias>-direct``.
 """
 
+import importlib.util
+import json
 from urllib.parse import urlsplit, urlunsplit
 
+import django
 import pytest
 from django.db import connections
 
 from migrator.models import Run
+from tests.conftest import _admin_execute, drop_test_database
 from tests.pg import server_url
-from tests.utils import applied, run_command
+from tests.utils import applied, run_child, run_command
+
+BASIC = {"MIGRATOR_TEST_SCENARIO": "tests.scenarios.migration_sets.basic"}
 
 
 def database_url(alias: str) -> str:
@@ -87,3 +93,47 @@ def test_a_direct_database_that_cannot_be_used_is_the_one_named(absent_direct, s
     }[connections[alias].vendor]
     assert err.endswith(f"Check that {check}.\n")
     assert connections[alias].introspection.table_names() == []
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+@pytest.mark.parametrize("command", ["safemigrate", "migrationstatus"])
+def test_a_direct_database_that_is_another_database_is_refused(db_alias, settings, command):
+    """A typo in the direct URL's database name migrated that database, and the status
+    said all was applied, while the app's had nothing."""
+    other = "migrator_other_direct"
+    _admin_execute(db_alias, f'CREATE DATABASE "{other}"')
+    url = urlunsplit(urlsplit(server_url())._replace(path=f"/{other}"))
+    settings.MIGRATOR = {**settings.MIGRATOR, "DIRECT_DATABASES": {db_alias: url}}
+    try:
+        out, err, code = run_command(command, database=db_alias)
+        tables = connections[f"{db_alias}-direct"].introspection.table_names()
+    finally:
+        forget_direct(db_alias)
+        drop_test_database(db_alias, other)
+    name = connections[db_alias].settings_dict["NAME"]
+    assert (code, out) == (1, "")
+    assert err == (
+        f"MIGRATOR['DIRECT_DATABASES'] sends {db_alias!r} to '{db_alias}-direct', which "
+        f"reaches database {other!r}, not {name!r} that {db_alias!r} reaches (or another "
+        "server's); make both reach the same database.\n"
+    )
+    assert tables == []
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+@pytest.mark.skipif(
+    importlib.util.find_spec("psycopg_pool") is None or django.VERSION < (5, 1),
+    reason="psycopg 3's connection pool (psycopg[pool], Django 5.1+)",
+)
+def test_a_psycopg_pool_of_one_is_enough(db_alias, scenario):
+    """The run lock's and the backup's sessions came from the command's own pool: with a
+    pool of one they waited for it, and failed."""
+    pool = json.dumps({"min_size": 1, "max_size": 1, "timeout": 5})
+    for command in (
+        ("safemigrate", "--backup"),
+        ("migrationstatus",),
+        ("rollback", "--last", "--restore", "--yes"),
+    ):
+        done = run_child(db_alias, *command, MIGRATOR_TEST_PG_POOL=pool, **BASIC)
+        assert done.returncode == 0, (command, done.stderr)
+    assert applied(db_alias, "scenarios") == []

@@ -18,13 +18,14 @@ from tests.test_backup import snapshot
 from tests.test_backup_swap import backed_up_then_emptied, databases
 from tests.test_direct_databases import database_url
 from tests.test_locking import wait_for_line_starting
-from tests.utils import applied, start_child, wait_for_line
+from tests.utils import applied, execute, killed_when_paused, start_child, wait_for_line
 
 pytestmark = pytest.mark.skipif(pgbouncer.binary() is None, reason=pgbouncer.SKIP_REASON)
 
 BASIC = {"MIGRATOR_TEST_SCENARIO": "tests.scenarios.migration_sets.basic"}
 DIRECT = {"MIGRATOR_TEST_SETTINGS": json.dumps({"DIRECT_DATABASES": {"default": "direct"}})}
 SELF = {"MIGRATOR_TEST_SETTINGS": json.dumps({"DIRECT_DATABASES": {"default": "default"}})}
+ORM = {"MIGRATOR_TEST_SCENARIO": "tests.scenarios.migration_sets.direct_orm"}
 RUNS = 5
 
 
@@ -152,3 +153,33 @@ def test_a_restore_through_session_pooling_into_an_empty_database_runs_in_one_tr
         assert snapshot(postgres_alias) == before
         assert databases("migrator_restore_") == databases("migrator_replaced_") == []
         connections[postgres_alias].close()
+
+
+def test_a_data_migration_on_the_default_alias_is_part_of_its_migration(bouncer, postgres_alias):
+    """Model.objects in a RunPython uses 'default', the pooled alias: it ran outside the
+    migration's transaction, so its update waited for ever on the migration's own lock, and
+    its rows outlived a killed run (and were written again by the next)."""
+    child = through(
+        bouncer,
+        postgres_alias,
+        "safemigrate",
+        **ORM,
+        **DIRECT,
+        PAUSE_AT="scenarios.0002_flag_notes",
+    )
+    killed_when_paused(child)
+    assert applied(postgres_alias, "scenarios") == ["0001_initial"]
+    assert execute(postgres_alias, "SELECT text FROM scenarios_note") == []
+    code, _, err = finish(through(bouncer, postgres_alias, "safemigrate", **ORM, **DIRECT))
+    assert code == 0, err
+    assert execute(postgres_alias, "SELECT text, flag FROM scenarios_note") == [("by 0002", 1)]
+
+
+def test_testmigrations_through_the_direct_setting_touches_only_its_test_database(
+    bouncer, postgres_alias
+):
+    argv = ("testmigrations", "scenarios", "--noinput")
+    code, out, err = finish(through(bouncer, postgres_alias, *argv, **ORM, **DIRECT))
+    assert "2 round trip(s): 2 ok" in out, err
+    assert code == 2  # the scenarios app has no models: the migrations' state is a change
+    assert "scenarios_note" not in connections[postgres_alias].introspection.table_names()

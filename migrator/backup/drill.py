@@ -27,6 +27,7 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.recorder import MigrationRecorder
 
+from migrator import sessions
 from migrator.backup import postgres, scratchdb, sqlite
 from migrator.backup.backups import verified_payload
 from migrator.backup.base import connect, engine_for, first_line
@@ -206,7 +207,7 @@ def scratch_database(connection: BaseDatabaseWrapper) -> Iterator[BaseDatabaseWr
 
 @contextmanager
 def _postgresql_scratch(connection: BaseDatabaseWrapper) -> Iterator[BaseDatabaseWrapper]:
-    admin = connection.copy()
+    admin = sessions.own_session(connection)
     try:
         name = scratchdb.create(admin, connection, SCRATCH_PREFIX, then="The drill needs CREATEDB.")
     except BackupFailed:

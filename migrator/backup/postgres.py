@@ -31,7 +31,7 @@ from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import BinaryIO, Final, NamedTuple, TypeVar
 
-from migrator import children, interrupts, scratch, timeouts
+from migrator import children, interrupts, scratch, sessions, timeouts
 from migrator.backup import scratchdb, swap
 from migrator.backup.base import (
     OWN_RELATIONS,
@@ -241,7 +241,8 @@ class PgDumpEngine(BackupEngine):
         and taking them overlaps the dump instead of adding to it.
         """
         compress = get_settings().pg_dump_compress
-        session = self.connection.copy()  # its own connection: Django's may be in a transaction
+        # its own connection: Django's may be in a transaction
+        session = sessions.own_session(self.connection)
         try:
             with session.cursor() as cursor:
                 cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")

@@ -14,6 +14,7 @@ from typing import Final
 from django.db import DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from migrator import sessions
 from migrator.backup.base import first_line
 from migrator.exceptions import BackupFailed
 
@@ -29,7 +30,7 @@ TOOL_APPLICATION: Final = "migrator filling a new database"
 def maintenance(connection: BaseDatabaseWrapper) -> BaseDatabaseWrapper:
     """A new connection to the server's maintenance database (as Django's ``_nodb_cursor``):
     one that is in neither the database it stands in for nor a scratch database."""
-    admin = connection.copy()
+    admin = sessions.own_session(connection)
     admin.settings_dict["NAME"] = None
     return admin
 

@@ -300,6 +300,8 @@ class MigratorCommand(BaseCommand):
         get_settings()  # a bad MIGRATOR setting: one line, before the checks' report
         scratch.sweep()  # temporary files that killed runs left behind
         asked, options["database"] = options["database"], direct_alias(options["database"])
+        if asked != options["database"]:
+            locking.require_same_database(connections[asked], connections[options["database"]])
         if self.prompts:  # a changing command: refuse a pooled connection before anything
             connection = connections[options["database"]]
             try:
@@ -316,7 +318,10 @@ class MigratorCommand(BaseCommand):
         self.progress_out = self.stderr if self.as_json else self.stdout
         # --json: what migrations and signal handlers print() goes to stderr, not into the
         # document (self.stdout keeps the stream it was made with).
-        with redirect_stdout(sys.stderr) if self.as_json else nullcontext():
+        with (
+            redirect_stdout(sys.stderr) if self.as_json else nullcontext(),
+            _working_through(asked, options["database"]),
+        ):
             self.run(*args, **options)
 
     def run(self, *args: Any, **options: Any) -> None:
@@ -505,6 +510,23 @@ class MigratorCommand(BaseCommand):
             return answer.strip() == expected
 
         return confirm
+
+
+@contextmanager
+def _working_through(asked: str, direct: str) -> Iterator[None]:
+    """While a command works through the ``DIRECT_DATABASES`` alias of the one it was
+    asked for, that alias is the same connection: a data migration's ``Model.objects``
+    (the default alias) runs in the migration's transaction, under its timeouts, and in
+    testmigrations' test database, as under plain ``migrate``."""
+    if asked == direct:
+        yield
+        return
+    own = connections[asked]
+    connections[asked] = connections[direct]
+    try:
+        yield
+    finally:
+        connections[asked] = own
 
 
 def _database_in(args: list[str]) -> str:
