@@ -63,6 +63,11 @@ class BackupFailed(MigratorError):
     exit_code = 6
 
 
+class PayloadDamaged(BackupFailed):
+    """A backup whose payload is missing, or is not the one its manifest describes: nothing
+    can restore it (a store that cannot be read just now is a BackupFailed only)."""
+
+
 class RollbackRefused(MigratorError):
     """Validation refused a rollback (irreversible step, unknown target)."""
 

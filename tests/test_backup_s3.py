@@ -86,6 +86,47 @@ def test_backup_list_verify_restore_and_prune_through_s3(
     assert stored_keys(settings) == sorted([f"{safety[0]}.json", get_manifest(safety[0]).payload])
 
 
+@pytest.fixture
+def downloads_cut_half_way(monkeypatch):
+    """Every payload download from the store stops half-way, as a dropped connection does."""
+    from botocore.exceptions import IncompleteReadError
+
+    streaming = storage._streaming
+
+    class Cut:
+        def __init__(self, handle):
+            self.body, self.given = streaming(handle), 0
+
+        def read(self, size=-1):
+            if self.given:
+                raise IncompleteReadError(actual_bytes=self.given, expected_bytes=2 * self.given)
+            chunk = self.body.read(1024)
+            self.given = len(chunk)
+            return chunk
+
+        def close(self):
+            self.body.close()
+
+    monkeypatch.setattr(storage, "_streaming", Cut)
+
+
+def test_a_store_that_fails_to_read_payloads_stops_verify_and_prune(
+    db_alias, bucket, settings, downloads_cut_half_way
+):
+    """A payload that cannot be read just now is not a damaged one: prune deleted them all."""
+    seed(db_alias)
+    backups = [take_backup(db_alias) for _ in range(3)]
+
+    out, err, code = run_command("backup", "--verify", backups[0], "--json", database=db_alias)
+    assert code == 6
+    assert err.startswith("Cannot use the storage 'backups' for backups: 1024 read, but total ")
+    assert json.loads(out)["exit_code"] == 6
+    out, err, code = run_command("backup", "--prune", "--keep", "1", "--json", database=db_alias)
+    assert code == 6
+    assert json.loads(out)["error"] == err.rstrip("\n")
+    assert sorted(m.id for m in list_backups()) == sorted(backups)
+
+
 def test_prune_deletes_an_hour_old_payload_without_a_manifest(
     db_alias, bucket, settings, monkeypatch
 ):

@@ -32,7 +32,7 @@ from migrator.backup.manifest import (
 )
 from migrator.backup.storage import BackupStore, backup_store, file_digest
 from migrator.conf import get_settings
-from migrator.exceptions import BackupFailed, InvalidRequest
+from migrator.exceptions import BackupFailed, InvalidRequest, PayloadDamaged
 from migrator.models import Run
 from migrator.types import ConfirmCallback, ProgressCallback, ProgressEvent, ignore_progress
 
@@ -275,7 +275,7 @@ def _reading(manifest: Manifest) -> Iterator[None]:
     try:
         yield
     except FileNotFoundError:
-        raise BackupFailed(
+        raise PayloadDamaged(
             f"The payload of backup {manifest.id!r} ({manifest.payload}) is missing."
         ) from None
     except OSError as exc:
@@ -284,12 +284,12 @@ def _reading(manifest: Manifest) -> Iterator[None]:
 
 def check_digest(manifest: Manifest, size: int, sha256: str) -> None:
     if size != manifest.size:
-        raise BackupFailed(
+        raise PayloadDamaged(
             f"The payload of backup {manifest.id!r} is damaged: {size} bytes instead of "
             f"{manifest.size} (truncated?); do not restore it."
         )
     if sha256 != manifest.sha256:
-        raise BackupFailed(
+        raise PayloadDamaged(
             f"The payload of backup {manifest.id!r} is damaged: its SHA-256 does not match "
             "the manifest; do not restore it."
         )
@@ -393,7 +393,8 @@ def _kept(
 
 
 class _Verified:
-    """Verifies each backup at most once; remembers which failed."""
+    """Verifies each backup at most once; remembers which are damaged. A store that fails
+    to read one (S3 answering 500) is no verdict: its BackupFailed stops the caller."""
 
     def __init__(self, store: BackupStore) -> None:
         self.store = store
@@ -403,7 +404,7 @@ class _Verified:
         if manifest.id not in self.results:
             try:
                 check_payload(self.store, manifest)
-            except BackupFailed as exc:
+            except PayloadDamaged as exc:  # a store that fails to answer stops the prune
                 logger.warning("Not keeping backup %s: %s", manifest.id, exc)
                 self.results[manifest.id] = False
             else:

@@ -20,9 +20,10 @@ import glob
 import hashlib
 import os
 import re
+import shutil
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
-from contextlib import closing, contextmanager, suppress
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, Final
@@ -371,11 +372,13 @@ class DjangoStorageStore(BackupStore):
                 return handle.read()
 
     def open_payload(self, filename: str) -> BinaryIO:
+        """A stream whose reads fail as the store's other calls do: one BackupFailed line
+        (a download cut half-way is botocore's IncompleteReadError, no OSError)."""
         name = self._name(filename)
         with self._answering():
             if not self.storage.exists(name):
                 raise FileNotFoundError(name)
-            return _streaming(self.storage.open(name, "rb"))
+            return _Answered(_streaming(self.storage.open(name, "rb")), self._answering)
 
     @contextmanager
     def local_payload(self, filename: str) -> Iterator[Path]:
@@ -384,8 +387,7 @@ class DjangoStorageStore(BackupStore):
             with self.open_payload(filename) as source:
                 try:
                     with os.fdopen(scratch.private_file(local), "wb") as target:
-                        while chunk := self._chunk(source):
-                            target.write(chunk)
+                        shutil.copyfileobj(source, target, CHUNK)
                 except OSError as exc:  # the storage's own failures are BackupFailed
                     raise BackupFailed(
                         f"Cannot keep a local copy of {filename} from {self.location} in "
@@ -394,10 +396,6 @@ class DjangoStorageStore(BackupStore):
                         "changed."
                     ) from exc
             yield local
-
-    def _chunk(self, source: BinaryIO) -> bytes:
-        with self._answering():
-            return source.read(CHUNK)
 
     def delete(self, backup_id: str, filename: str) -> None:
         with self._answering():
@@ -440,6 +438,26 @@ class DjangoStorageStore(BackupStore):
 
     def read_note(self, backup_id: str) -> bytes | None:
         return self._read(f"{backup_id}{NOTE_SUFFIX}")
+
+
+class _Answered:
+    """A stream read within a store's ``_answering``."""
+
+    def __init__(self, stream: Any, answering: Callable[[], Any]) -> None:
+        self.stream, self.answering = stream, answering
+
+    def read(self, size: int = -1) -> bytes:
+        with self.answering():
+            return self.stream.read(size)
+
+    def close(self) -> None:
+        self.stream.close()
+
+    def __enter__(self) -> "_Answered":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def _backup_files(names: list[str]) -> Iterator[tuple[str, str]]:
@@ -497,7 +515,7 @@ def _streaming(handle: Any) -> BinaryIO:
     if s3_object is None or not callable(getattr(s3_object, "get", None)):
         return handle
     handle.close()
-    return closing(s3_object.get()["Body"])
+    return s3_object.get()["Body"]  # botocore's StreamingBody: read() and close()
 
 
 def backup_store() -> BackupStore:
