@@ -17,7 +17,7 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.db import connections
 
-from migrator.backup import get_manifest
+from migrator.backup import get_manifest, restoring
 from migrator.conf import get_settings
 from migrator.models import Run
 from tests import test_backup
@@ -365,3 +365,37 @@ def test_an_encrypted_restore_killed_mid_stream_changes_nothing(
     _, err, code = run_command("restore", backup_id, "--identity", str(identity), database=db_alias)
     assert (code, err) == (0, "")
     assert snapshot(db_alias) == before
+
+
+@pytest.mark.parametrize("encrypted", [False, True], ids=["plaintext", "encrypted"])
+def test_a_payload_deleted_while_a_restore_reads_it_fails_it_cleanly(
+    db_alias, backup_dir, settings, tmp_path, monkeypatch, encrypted
+):
+    """A prune between the restore's check and its read: exit 6, nothing changed. An
+    encrypted one waited for ever, its decrypting thread gone before it opened the FIFO."""
+    identity = []
+    if encrypted:
+        public = new_identity(tmp_path / "key.txt")
+        settings.MIGRATOR = {**settings.MIGRATOR, "BACKUP_RECIPIENTS": [public]}
+        identity = ["--identity", str(tmp_path / "key.txt")]
+    seed(db_alias)
+    backup_id = take_backup(db_alias)
+    change_everything(db_alias)
+    changed = snapshot(db_alias)
+    payload = backup_dir / get_manifest(backup_id).payload
+    safety_backup = restoring._safety_backup
+
+    def pruned_meanwhile(*args, **kwargs):
+        payload.unlink()
+        return safety_backup(*args, **kwargs)
+
+    monkeypatch.setattr(restoring, "_safety_backup", pruned_meanwhile)
+    out, err, code = run_command("restore", backup_id, *identity, database=db_alias)
+
+    assert code == 6, err
+    if encrypted or connections[db_alias].vendor == "sqlite":
+        assert err.endswith(
+            f"The payload {payload.name} was deleted while it was being read (a backup --prune "
+            "at the same time?); nothing was changed.\n"
+        )
+    assert snapshot(db_alias) == changed

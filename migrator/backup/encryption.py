@@ -220,10 +220,12 @@ def encrypting(destination: BinaryIO, keys: tuple[str, ...]) -> Iterator[tuple[P
 def decrypting(source: Path, identities: list[Any]) -> Iterator[Path]:
     """A FIFO that yields the plaintext of the age file ``source`` to one reader."""
     pyrage = pyrage_module()
-    with _fifo() as fifo:
+    # Opened here, not by the worker: a worker that failed to open it would never open the
+    # FIFO, and its reader would wait for a writer for ever.
+    with source.open("rb") as ciphertext, _fifo() as fifo:
 
         def decrypt() -> None:
-            with source.open("rb") as ciphertext, fifo.open("wb") as plaintext:
+            with fifo.open("wb") as plaintext:
                 _widen(plaintext.fileno())
                 pyrage.decrypt_io(ciphertext, plaintext, identities)
 

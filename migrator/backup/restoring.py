@@ -168,12 +168,23 @@ def begun_ahead(
 
 @contextmanager
 def opened_payload(local: Path, identities: Sequence[Any]) -> Iterator[Path]:
-    """The local payload to read in plaintext: itself, or a FIFO decrypting it."""
-    if not identities:
-        yield local
-        return
-    with encryption.decrypting(local, list(identities)) as plaintext:
-        yield plaintext
+    """The local payload to read in plaintext: itself, or a FIFO decrypting it.
+
+    A payload deleted since it was checked (a ``backup --prune`` meanwhile) is BackupFailed.
+    """
+    try:
+        if not identities:
+            yield local
+            return
+        with encryption.decrypting(local, list(identities)) as plaintext:
+            yield plaintext
+    except FileNotFoundError as exc:
+        if exc.filename not in {str(local), local}:
+            raise
+        raise BackupFailed(
+            f"The payload {local.name} was deleted while it was being read (a backup --prune "
+            "at the same time?); nothing was changed."
+        ) from exc
 
 
 def _safety_backup(connection, run: Run, progress, format: str) -> str:
