@@ -399,3 +399,59 @@ def test_a_payload_deleted_while_a_restore_reads_it_fails_it_cleanly(
             "at the same time?); nothing was changed.\n"
         )
     assert snapshot(db_alias) == changed
+
+
+@pytest.mark.parametrize("db_alias", ["default"], indirect=True)
+def test_an_ssh_recipient_is_restored_with_its_ssh_private_key(db_alias, settings, tmp_path):
+    from cryptography.hazmat.primitives import serialization  # moto's dependency
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    private = Ed25519PrivateKey.generate()  # as ssh-keygen -t ed25519 -N '' writes it
+    key = tmp_path / "id_ed25519"
+    key.write_bytes(
+        private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        )
+    )
+    public = private.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+    settings.MIGRATOR = {**settings.MIGRATOR, "BACKUP_RECIPIENTS": [public.decode()]}
+    seed(db_alias)
+    before = snapshot(db_alias)
+    backup_id = take_backup(db_alias)
+    change_everything(db_alias)
+
+    out, err, code = run_command("restore", backup_id, "--identity", str(key), database=db_alias)
+    assert (code, err) == (0, "")
+    assert snapshot(db_alias) == before
+
+
+@pytest.mark.parametrize("db_alias", ["default"], indirect=True)
+def test_an_identity_file_with_a_line_it_cannot_read_still_decrypts(db_alias, keys, tmp_path):
+    _, identity = keys
+    seed(db_alias)
+    backup_id = take_backup(db_alias)
+    mixed = tmp_path / "mixed.txt"  # a plugin's identity beside the one that decrypts
+    mixed.write_text(f"AGE-PLUGIN-YUBIKEY-1QQQQQQQQQQQQQQQQQQQQ\n{identity.read_text()}")
+    out, err, code = run_command(
+        "backup", "--verify", backup_id, "--full", "--identity", str(mixed), database=db_alias
+    )
+    assert (code, err) == (0, "")
+
+
+@pytest.mark.parametrize("db_alias", ["default"], indirect=True)
+def test_a_secret_key_among_the_recipients_is_refused_unshown(db_alias, keys, settings):
+    _, identity = keys
+    secret = identity.read_text().splitlines()[-1]
+    seed(db_alias)
+    settings.MIGRATOR = {**settings.MIGRATOR, "BACKUP_RECIPIENTS": [secret]}
+    out, err, code = run_command("backup", database=db_alias)
+    assert code == 6
+    assert err.startswith(
+        "MIGRATOR['BACKUP_RECIPIENTS'] holds an age secret key (AGE-SECRET-KEY-1...): give "
+        "its public key"
+    )
+    assert secret[:20] not in err  # not even its first characters

@@ -75,6 +75,12 @@ def parse_recipients(keys: tuple[str, ...]) -> list[Any]:
     recipients = []
     for key in keys:
         kind = pyrage.ssh.Recipient if key.startswith("ssh-") else pyrage.x25519.Recipient
+        if key.upper().startswith("AGE-SECRET-KEY-"):  # never shown, not even in part
+            raise BackupFailed(
+                "MIGRATOR['BACKUP_RECIPIENTS'] holds an age secret key (AGE-SECRET-KEY-1...): "
+                "give its public key (age1..., 'age-keygen -y' prints it) and keep the secret "
+                "key out of the settings (rotate it if they are shared)."
+            )
         try:
             recipients.append(kind.from_str(key))
         except pyrage.RecipientError as exc:
@@ -86,16 +92,28 @@ def parse_recipients(keys: tuple[str, ...]) -> list[Any]:
 
 
 def load_identities(path: str | os.PathLike[str]) -> list[Any]:
-    """The identities of an age identity file (``age-keygen`` output; ``#`` comments)."""
+    """The identities of an age identity file (``age-keygen`` output, ``#`` comments; lines
+    it cannot read, a plugin's identity, are left out) or of an SSH private key (the
+    identity of an ``ssh-`` recipient, as ``age -i ~/.ssh/id_ed25519`` takes it)."""
     pyrage = pyrage_module()
-    keys = _key_lines(path, f"the identity file {os.fspath(path)!r}", then="; nothing was changed")
-    try:
-        identities = [pyrage.x25519.Identity.from_str(key) for key in keys]
-    except pyrage.IdentityError:
-        identities = []
+    shown = os.fspath(path)
+    keys = _key_lines(path, f"the identity file {shown!r}", then="; nothing was changed")
+    if keys and keys[0].startswith("-----BEGIN"):
+        try:
+            return [pyrage.ssh.Identity.from_buffer("\n".join(keys).encode() + b"\n")]
+        except pyrage.IdentityError as exc:
+            raise BackupFailed(
+                f"{shown!r} is an SSH private key that cannot be used ({exc}; one with a "
+                "passphrase cannot); nothing was changed."
+            ) from None
+    identities = []
+    for key in keys:
+        with suppress(pyrage.IdentityError):
+            identities.append(pyrage.x25519.Identity.from_str(key))
     if not identities:
         raise BackupFailed(
-            f"{os.fspath(path)!r} holds no age identity (AGE-SECRET-KEY-1...); nothing was changed."
+            f"{shown!r} holds no age identity (AGE-SECRET-KEY-1...) or SSH private key; "
+            "nothing was changed."
         )
     return identities
 
