@@ -13,9 +13,10 @@ migrated through them) is accepted when each of those carries a hash.
 """
 
 import hashlib
+import re
 import sys
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -425,9 +426,16 @@ class _Scope:
     def __init__(self, loader: MigrationLoader, only: set[MigrationKey] | None) -> None:
         self.loader = loader
         self.replaced_by: dict[MigrationKey, list[MigrationKey]] = {}
+        self.spans: dict[str, list[tuple[int, int]]] = {}
         for key, migration in loader.replacements.items():
             for replaced in migration.replaces:
                 self.replaced_by.setdefault(tuple(replaced), []).append(key)
+            if key in loader.disk_migrations and any(
+                tuple(r) not in loader.disk_migrations for r in migration.replaces
+            ):
+                span = _numbered_span(migration.replaces)
+                if span is not None:
+                    self.spans.setdefault(key[0], []).append(span)
         self.keys: set[MigrationKey] | None = None
         self.apps: set[str] | None = None
         if only is not None:
@@ -457,10 +465,28 @@ class _Scope:
         }
 
     def covered(self, key: MigrationKey) -> bool:
-        """A replaced migration whose squash is on disk: the squash stands for it."""
-        return any(
-            squash in self.loader.disk_migrations for squash in self.replaced_by.get(key, ())
+        """A replaced migration whose squash is on disk: the squash stands for it. So does
+        a squash of squashes (Django 6) for what the squashes it replaces, their files gone
+        as Django advises, replaced: the migrations numbered within what it replaces."""
+        if any(squash in self.loader.disk_migrations for squash in self.replaced_by.get(key, ())):
+            return True
+        number = _number(key[1])
+        return number is not None and any(
+            low <= number <= high for low, high in self.spans.get(key[0], ())
         )
+
+
+def _number(name: str) -> int | None:
+    """The number a migration's name starts with (a squash's is its first one's)."""
+    digits = re.match(r"\d+", name)
+    return int(digits.group()) if digits else None
+
+
+def _numbered_span(replaces: Iterable[Iterable[str]]) -> tuple[int, int] | None:
+    numbers = [_number(name) for _, name in replaces]
+    if not numbers or None in numbers:
+        return None
+    return min(numbers), max(numbers)
 
 
 def _check_file(history: _History, scope: _Scope, key: MigrationKey) -> tuple[str, str] | None:

@@ -72,6 +72,14 @@ def test_nested_squash_over_applied_files_verifies_and_gets_its_hash(db_alias, m
     assert MigrationHash.objects.using(db_alias).get(
         app_label="scenarios", name="0004_fourth"
     ).checksum == integrity.file_hash(copy / "0004_fourth.py")
+    # Django's next step: delete what the outer squash replaces, the inner squash included.
+    # 0001_initial and 0002_second, replaced by a squash no longer on disk, are still covered.
+    for name in ("0001_initial", "0002_second", inner, "0003_third"):
+        (copy / f"{name}.py").unlink()
+    importlib.invalidate_caches()
+    out, err, code = run_command("verifymigrations", database=db_alias)
+    assert (code, err) == (0, ""), out
+    assert run_command("safemigrate", database=db_alias, verbosity=0)[2] == 0
 
 
 @pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
