@@ -653,6 +653,7 @@ def prune(
     connection.prepare_database()
     with integrity.graph_errors():
         executor = RecordingExecutor(connection)
+    planning.resolve_targets(executor.loader, app_label)  # an installed app with migrations
     confirmed = [migration_label(key) for key in _prunable(executor.loader, app_label, progress)]
     if not confirmed:
         return []

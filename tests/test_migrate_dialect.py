@@ -113,6 +113,18 @@ def test_prune_forgets_migrations_whose_files_are_gone_as_migrate_does(db_alias)
     assert run_command("migrate", "--prune", database=db_alias)[2] == 1
     out, err, code = run_command("safemigrate", "--prune", database=db_alias)
     assert (err, code) == ("Migrations can be pruned only when an app is specified.\n", 1)
+    # A label migrate would refuse: a typo, an app that is no longer installed.
+    sql(
+        db_alias,
+        "INSERT INTO django_migrations (app, name, applied) VALUES ('oldapp', '0001_initial', %s)",
+        ["2025-01-01 00:00:00"],
+    )
+    for label in ("ledgr", "oldapp"):
+        assert run_command("migrate", label, "--prune", database=db_alias)[2] == 1
+        out, err, code = run_command("safemigrate", label, "--prune", database=db_alias)
+        assert (out, code) == ("", 1)
+        assert err.startswith(f"No installed app with label {label!r}. Apps with migrations: ")
+    assert applied(db_alias, "oldapp") == ["0001_initial"]
 
 
 def test_run_syncdb_asks_only_for_what_it_would_create(db_alias, settings):
