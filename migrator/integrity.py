@@ -703,6 +703,18 @@ def _inconsistencies(
     return problems
 
 
+def _model_changes_hint(found: dict[str, Any]) -> str:
+    """A package's migrations are not the project's to write (makemigrations would put one
+    in site-packages)."""
+    if found["third_party"]:
+        return (
+            f"Not the project's to migrate: upgrade or reinstall the package that ships "
+            f"{found['app_label']!r} (changes to 'id' alone come from a DEFAULT_AUTO_FIELD "
+            "other than its own); THIRD_PARTY_STRICT makes this an error."
+        )
+    return f"Run 'python manage.py makemigrations {found['app_label']}' and commit the result."
+
+
 def _model_changes(
     loader: MigrationLoader, scope: _Scope, third_party: dict[str, bool]
 ) -> list[Problem]:
@@ -728,7 +740,7 @@ def _model_changes(
                     f"Models in {app_label!r} have changes that no migration reflects: "
                     f"{'; '.join(operations)}."
                 ),
-                hint=f"Run 'python manage.py makemigrations {app_label}' and commit the result.",
+                hint=_model_changes_hint(found),
                 **found,
             )
         )

@@ -39,7 +39,7 @@ from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.questioner import NonInteractiveMigrationQuestioner
 from django.db.migrations.state import ProjectState
 
-from migrator import compat, integrity, locking, planning
+from migrator import compat, integrity, locking, packages, planning
 from migrator.conf import get_settings
 from migrator.exceptions import (
     ConfirmationRequired,
@@ -767,6 +767,9 @@ class RoundTripReport:
     base: list[str] = field(default_factory=list)  # applied once, without a round trip
     not_reached: list[NotReached] = field(default_factory=list)
     model_changes: list[str] = field(default_factory=list)
+    # In installed packages: not the project's to migrate, so a warning (THIRD_PARTY_STRICT:
+    # in model_changes, an error), as verifymigrations' W002.
+    package_model_changes: list[str] = field(default_factory=list)
 
     def with_status(self, status: str, *, round_trip: bool = True) -> list[MigrationResult]:
         return [r for r in self.results if r.status == status and r.round_trip == round_trip]
@@ -833,6 +836,7 @@ class RoundTripReport:
             "base": self.base,
             "not_reached": [skipped.as_dict() for skipped in self.not_reached],
             "model_changes": self.model_changes,
+            "package_model_changes": self.package_model_changes,
         }
 
 
@@ -890,8 +894,21 @@ def check_round_trips(
             _still_there(connection, identity, test_name)
             raise
         _still_there(connection, identity, test_name)
-        report.model_changes = model_changes(labels)
+        _report_model_changes(report, executor.loader, labels)
     return report
+
+
+def _report_model_changes(report: RoundTripReport, loader: MigrationLoader, labels: list[str]):
+    """``makemigrations --check``'s findings: the project's, and installed packages' apart
+    (a warning unless THIRD_PARTY_STRICT, as verifymigrations' W002)."""
+    in_package = packages.third_party_apps(loader)
+    strict = get_settings().third_party_strict
+    for change in model_changes(labels):
+        app_label = change.partition(":")[0]
+        if in_package.get(app_label) and not strict:
+            report.package_model_changes.append(change)
+        else:
+            report.model_changes.append(change)
 
 
 def _chosen(loader: MigrationLoader, labels: list[str], since: str | None) -> set[MigrationKey]:

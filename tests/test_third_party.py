@@ -11,7 +11,7 @@ from django.db import connections
 from django.db.migrations.loader import MigrationLoader
 
 from tests.third_party import THIRD_PARTY_APPS
-from tests.utils import applied, own_migrations, run_command
+from tests.utils import applied, own_migrations, run_child, run_command
 
 
 def test_safemigrate_applies_the_third_party_project_as_migrate_does(db_alias, third_party_apps):
@@ -150,3 +150,28 @@ def test_plan_run_refusal_and_status_count_the_same_migrations(
     status, _, _ = run_command("migrationstatus", database=db_alias)
     assert f"  applied: {planned} migration(s) (a squash counts once, as in the plan)" in status
     assert "  pending: none" in status
+
+
+def test_model_changes_in_an_installed_package_are_a_warning_not_a_failure(db_alias):
+    """The project cannot write a package's migrations: testmigrations and verifymigrations
+    warn, and never advise makemigrations into site-packages; THIRD_PARTY_STRICT fails."""
+    env = {
+        "DJANGO_SETTINGS_MODULE": "tests.third_party.settings",
+        "MIGRATOR_TEST_BIG_TAGGIT_IDS": "1",
+    }
+    done = run_child(db_alias, "testmigrations", "taggit", "--noinput", "--json", **env)
+    report = json.loads(done.stdout)
+    assert (done.returncode, report["model_changes"]) == (0, []), done.stderr
+    assert report["package_model_changes"][0].startswith("taggit: Alter field id on ")
+    assert run_child(db_alias, "safemigrate", "taggit", **env).returncode == 0
+    done = run_child(db_alias, "verifymigrations", **env)
+    assert done.returncode == 0, done.stderr
+    assert (
+        "[migrator.W002] Models in 'taggit' have changes that no migration reflects" in done.stdout
+    )
+    assert "upgrade or reinstall the package that ships 'taggit'" in done.stdout
+    assert "makemigrations taggit" not in done.stdout
+    strict = {"MIGRATOR_TEST_SETTINGS": json.dumps({"THIRD_PARTY_STRICT": True})}
+    done = run_child(db_alias, "testmigrations", "taggit", "--noinput", **env, **strict)
+    assert done.returncode == 2
+    assert "  Model changes without a migration:\n    taggit: Alter field id on " in done.stdout

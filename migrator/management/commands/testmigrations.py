@@ -116,6 +116,16 @@ class Command(MigratorCommand):
             write(self.style.WARNING("  Model changes without a migration:"))
             for change in report.model_changes:
                 write(f"    {change}")
+        if report.package_model_changes:
+            write(
+                self.style.WARNING(
+                    "  Model changes without a migration in installed packages (not the "
+                    "project's to migrate: upgrade or reinstall them; THIRD_PARTY_STRICT makes "
+                    "them errors):"
+                )
+            )
+            for change in report.package_model_changes:
+                write(f"    {change}")
         round_trips = ", ".join(
             f"{number} {status.replace('_', ' ')}" for status, number in report.counts().items()
         )
