@@ -486,6 +486,7 @@ _SIGNATURES = {"sqlite": _sqlite_signatures, "postgresql": _postgresql_signature
 _SQLITE_INVENTED = re.compile(r"__primary__|__unnamed_constraint_\d+__|fk_\d+")
 # Suffixes of the names Django's schema editor derives from a table and its columns.
 _DJANGO_SUFFIXES = ("", "_uniq", "_like", "_check")
+DIGEST_LENGTH = 8  # of names_digest(..., length=8), the hash in a name Django derives
 
 
 def _invented_name(editor: Any, table: str, name: str, info: Mapping[str, Any]) -> bool:
@@ -501,14 +502,36 @@ def _invented_name(editor: Any, table: str, name: str, info: Mapping[str, Any]) 
     suffixes = list(_DJANGO_SUFFIXES)
     if info.get("foreign_key"):
         suffixes.append("_fk_{}_{}".format(*info["foreign_key"]))
-    candidates = {editor._create_index_name(table, columns, suffix=s) for s in suffixes}
+    joined = "_".join(columns)
+    # Derived from this table's name, or from the name it had when they were made (a
+    # renamed model's indexes keep theirs; a round trip derives them again).
+    tables = {table, *_earlier_tables(name, joined, suffixes)}
+    candidates = {
+        editor._create_index_name(earlier, columns, suffix=s)
+        for earlier in tables
+        for s in suffixes
+    }
     if vendor == "postgresql":
-        joined = "_".join(columns)
-        candidates |= {
-            f"{table}_pkey",
-            *(f"{table}_{joined}_{s}" for s in ("key", "fkey", "check")),
-        }
+        return (
+            name in candidates
+            or re.fullmatch(rf".+_pkey|.+_{re.escape(joined)}_(key|fkey|check)", name) is not None
+        )
     return name in candidates
+
+
+def _earlier_tables(name: str, joined: str, suffixes: list[str]) -> set[str]:
+    """The table names ``name`` may have been derived from, as ``<table>_<columns>_<hash>
+    <suffix>`` (whether the hash is of that table and those columns, the caller checks)."""
+    tables = set()
+    for suffix in suffixes:
+        if suffix and not name.endswith(suffix):
+            continue
+        head = name.removesuffix(suffix) if suffix else name
+        derived, hashed = head[: -DIGEST_LENGTH - 1], head[-DIGEST_LENGTH - 1 :]
+        table, separator, rest = derived.rpartition(f"_{joined}")
+        if separator and not rest and table and hashed.startswith("_"):
+            tables.add(table)
+    return tables
 
 
 # ---------------------------------------------------------------------------

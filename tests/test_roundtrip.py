@@ -397,6 +397,22 @@ def test_a_test_database_named_as_another_aliass_database_is_refused(alias, monk
         assert os.path.exists(orders)
 
 
+def test_names_derived_from_a_tables_earlier_name_are_no_difference(alias, scenario):
+    """After AlterModelTable, indexes and keys keep the names Django derived from the old
+    table name; a round trip derives them from the new one (plain migrate does the same):
+    nobody chose either, and Django finds them by their columns."""
+    scenario("roundtrip_renamed_table")
+    out, err, code = run_command(
+        "testmigrations", "scenarios", "--noinput", "--json", database=alias
+    )
+    results = {m["migration"]: m for m in json.loads(out)["migrations"]}
+    assert {label: r["differences"] for label, r in results.items()} == {
+        f"scenarios.{name}": []
+        for name in ("0001_initial", "0002_rename_table", "0003_bar_flag", "0004_remove_group")
+    }, err
+    assert code == 2  # the scenarios app has no models: only its migrations' state differs
+
+
 def test_model_changes_without_a_migration_exit_2(alias, scenario):
     scenario("basic")  # migrations create models that the model-less scenarios app lacks
     out, err, code = run_command("testmigrations", "scenarios", "--noinput", database=alias)
