@@ -28,6 +28,7 @@ from migrator.conf import get_settings
 from migrator.exceptions import (
     IntegrityViolation,
     InvalidRequest,
+    LockNotAcquired,
     MigrationFailed,
     MigratorError,
     RollbackRefused,
@@ -433,6 +434,25 @@ def last_safemigrate_run(connection: BaseDatabaseWrapper) -> Run | None:
     return runs.order_by("-started_at", "-id").first()
 
 
+def _refuse_while_a_run_goes_on(connection: BaseDatabaseWrapper, last: Run | None) -> None:
+    """A safemigrate run started after ``last`` and still going (its process alive): which
+    run --last means is not known until it ends, and neither is what it applied."""
+    going = (
+        Run.objects.using(connection.alias)
+        .filter(command="safemigrate", outcome=Run.Outcome.RUNNING)
+        .order_by("-started_at", "-id")
+        .first()
+    )
+    if going is None or (last is not None and going.started_at < last.started_at):
+        return
+    started = going.started_at.isoformat(timespec="seconds")
+    raise LockNotAcquired(
+        f"safemigrate run #{going.pk} on {connection.alias!r} is still going (started "
+        f"{started} by {going.actor}@{going.host}, pid {going.pid}); --last undoes a run once "
+        "it has ended: wait for it (or stop it), then run the rollback again."
+    )
+
+
 def _last_run_plan(
     executor: RollbackExecutor, report: RollbackReport
 ) -> tuple[Run, MigrationPlan, set[MigrationKey]]:
@@ -445,6 +465,7 @@ def _last_run_plan(
     """
     connection, loader = executor.connection, executor.loader
     run = last_safemigrate_run(connection)
+    _refuse_while_a_run_goes_on(connection, run)
     if run is None:
         raise RollbackRefused(
             f"No safemigrate run is recorded on {connection.alias!r}, so --last has "

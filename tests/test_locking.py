@@ -207,3 +207,23 @@ def test_lock_key_is_stable():
     assert locking.lock_key("shop") == locking.lock_key("shop")
     assert locking.lock_key("shop") != locking.lock_key("shop2")
     assert locking.lock_key("shop") == -7384643314771828699
+
+
+def test_rollback_last_during_a_run_says_the_run_is_still_going(db_alias, paused_run):
+    """Which run --last means is not known until the run going on ends: it said no run
+    was recorded (exit 7), and --plan showed the previous deploy's undo."""
+    for flags in (("--plan",), ROLLBACK_FLAGS):
+        done = run_child(db_alias, "rollback", "--last", *flags, **BASIC)
+        assert (done.returncode, done.stdout) == (4, ""), done.stderr
+        assert done.stderr.startswith("CommandError: safemigrate run #")
+        assert "is still going (started " in done.stderr
+        assert done.stderr.endswith(
+            "--last undoes a run once it has ended: wait for it (or stop it), then run the "
+            "rollback again.\n"
+        )
+    paused_run.stdin.write("\n")
+    paused_run.stdin.flush()
+    assert paused_run.wait(timeout=120) == 0
+    done = run_child(db_alias, "rollback", "--last", *ROLLBACK_FLAGS, **BASIC)
+    assert done.returncode == 0, done.stderr
+    assert applied(db_alias, "scenarios") == []
