@@ -264,6 +264,20 @@ def test_bad_arguments_exit_1_not_argparse_2(db_alias):
     assert done.stderr.endswith(
         "error: argument --lock-timeout: 'nan' must be a finite number of seconds, 0 or more\n"
     )
+    # Flags that would be ignored are refused, one line, exit 1.
+    for argv, said in [
+        (("migrationstatus", "--stage", "before-deploy"), "--stage goes with --check."),
+        (("backup", "--list", "--label", "x"), "--format and --label go with taking a backup."),
+        (
+            ("backup", "--prune", "--format", "portable"),
+            "--format and --label go with taking a backup.",
+        ),
+    ]:
+        done = run_child(db_alias, *argv)
+        assert (done.returncode, done.stdout, done.stderr) == (1, "", f"CommandError: {said}\n")
+    done = run_child(db_alias, "safemigrate", "--plan", "--sql")
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr.endswith("error: argument --sql: not allowed with argument --plan\n")
     # Options spelt in full: --jso would be --json only as long as its arguments parse.
     done = run_child(db_alias, "migrationhistory", "--jso")
     assert (done.returncode, done.stdout) == (1, "")

@@ -24,7 +24,6 @@ class Command(MigratorCommand):
         parser.add_argument(
             "--format",
             choices=("native", "portable"),
-            default="native",
             help="native (default): the vendor's own tool; portable: restorable on any vendor.",
         )
         parser.add_argument("--label", default="", help="A note stored in the manifest.")
@@ -70,10 +69,14 @@ class Command(MigratorCommand):
             help="How many backups --prune keeps (default: MIGRATOR['BACKUP_KEEP'], 10).",
         )
 
-    def run(self, **options: Any) -> None:
-        database = options["database"]
+    def refuse_unpaired(self, options: dict[str, Any]) -> None:
+        """A flag without the one it goes with would be ignored: refused instead."""
         if options["keep"] is not None and not options["prune"]:
             raise CommandError("--keep goes with --prune.")
+        if (options["format"] or options["label"]) and any(
+            options[mode] for mode in ("list", "show", "verify", "prune")
+        ):
+            raise CommandError("--format and --label go with taking a backup.")
         if options["all_databases"] and not options["list"]:
             raise CommandError("--all goes with --list.")
         if (options["full"] or options["identity"]) and not options["verify"]:
@@ -82,6 +85,10 @@ class Command(MigratorCommand):
             raise CommandError(
                 "--identity goes with --verify ID --full: only a drill decrypts the backup."
             )
+
+    def run(self, **options: Any) -> None:
+        database = options["database"]
+        self.refuse_unpaired(options)
         if options["list"]:
             self.render_list(backup.scan_backups(None if options["all_databases"] else database))
         elif options["show"]:
@@ -109,7 +116,7 @@ class Command(MigratorCommand):
         else:
             manifest = backup.create_backup(
                 database,
-                format=options["format"],
+                format=options["format"] or "native",
                 label=options["label"],
                 progress=self.show_progress if self.verbosity >= 2 else _quiet,
             )

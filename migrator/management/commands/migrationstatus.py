@@ -32,6 +32,8 @@ class Command(MigratorCommand):
         )
 
     def run(self, **options: Any) -> None:
+        if options["stage"] and not options["check"]:
+            raise CommandError("--stage goes with --check.")
         status = status_module.database_status(options["database"])
         error = self.not_ready(status, options) if options["check"] else None
         if self.as_json:

@@ -23,10 +23,11 @@ class Command(MigratorCommand):
         parser.add_argument(
             "migration_name", nargs="?", help="Migrate up to this migration of the app."
         )
-        parser.add_argument(
+        views = parser.add_mutually_exclusive_group()
+        views.add_argument(
             "--plan", action="store_true", help="Show the plan and its risks; change nothing."
         )
-        parser.add_argument(
+        views.add_argument(
             "--sql", action="store_true", help="Print the SQL the plan would run; change nothing."
         )
         parser.add_argument(
