@@ -225,6 +225,8 @@ def require_same_database(asked: BaseDatabaseWrapper, direct: BaseDatabaseWrappe
         theirs, ours = _whereabouts(asked), _whereabouts(direct)
     except DatabaseError:
         return
+    finally:
+        asked.close()  # the command works through the direct one
     if theirs != ours:
         raise InvalidRequest(
             f"MIGRATOR['DIRECT_DATABASES'] sends {asked.alias!r} to {direct.alias!r}, which "

@@ -369,9 +369,12 @@ class MigratorCommand(BaseCommand):
 
     def write_failure(self, error: CommandError, options: dict[str, Any]) -> None:
         """``--json``: a failure is one document too, with the outcome, error and exit code."""
-        report = getattr(error, "report", None)
-        document = dict(report) if isinstance(report, dict) else {}
-        if report is not None and not isinstance(report, dict):
+        report = getattr(error, "report", None)  # a report object, or a command's document
+        if report is None:
+            document = {}
+        elif isinstance(report, dict):
+            document = dict(report)
+        else:
             document = report.as_dict()
         outcome = getattr(error, "outcome", "failed")
         document.update(
