@@ -1234,6 +1234,7 @@ def test_a_backup_stopped_by_a_signal_says_so_in_one_json_document(
     assert (child.returncode, err) == (6, f"CommandError: {said}\n")
     document = json.loads(out)
     assert (document["error"], document["exit_code"]) == (said, 6)
+    assert document["outcome"] == "interrupted"  # as a run's interruption says
     assert list_backups() == []
 
 

@@ -252,10 +252,12 @@ class MigratorCommand(BaseCommand):
                     return self.execute_converting_errors(*args, **options)
                 except KeyboardInterrupt as exc:  # a run converts its own (lifecycle)
                     by = "SIGTERM" if terminated else "Ctrl-C"
-                    raise CommandError(
+                    error = CommandError(
                         f"Interrupted by {by}; run the command again to finish.",
                         returncode=self.interrupted_code,
-                    ) from exc
+                    )
+                    error.outcome = outcome_of(exc)  # type: ignore[attr-defined]
+                    raise error from exc
         except BaseException as exc:
             if self._open_line:  # "  Applying x..." ends before the error below it
                 self.progress_out.write("")
