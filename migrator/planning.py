@@ -9,6 +9,8 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.exceptions import AmbiguityError, InconsistentMigrationHistory
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.loader import MigrationLoader
+from django.db.migrations.operations import SeparateDatabaseAndState
+from django.db.migrations.operations.base import Operation
 from django.db.migrations.recorder import MigrationRecorder
 
 from migrator import risks, stages
@@ -203,7 +205,7 @@ def describe_plan(
                 operations=[
                     PlannedOperation(
                         description=_describe(operation, backwards),
-                        reversible=operation.reversible,
+                        reversible=reversible(operation),
                         findings=operation_findings,
                     )
                     for operation, operation_findings in zip(operations, per_operation, strict=True)
@@ -253,7 +255,7 @@ def plan_sql(loader: MigrationLoader, plan: MigrationPlan) -> list[SqlStep]:
     """
     steps = []
     for migration, backwards in plan:
-        irreversible = [op for op in migration.operations if backwards and not op.reversible]
+        irreversible = [op for op in migration.operations if backwards and not reversible(op)]
         no_sql = [f"{describe_operation(op)}: irreversible" for op in irreversible] or [
             f"{describe_operation(op)}: Python code"
             for op in migration.operations
@@ -262,3 +264,12 @@ def plan_sql(loader: MigrationLoader, plan: MigrationPlan) -> list[SqlStep]:
         statements = [] if irreversible else loader.collect_sql([(migration, backwards)])
         steps.append(SqlStep(migration_label(migration), statements, no_sql))
     return steps
+
+
+def reversible(operation: Operation) -> bool:
+    """Whether Django can unapply ``operation``: a ``SeparateDatabaseAndState`` is only as
+    reversible as its database operations (Django asks the outer one alone, and a RunPython
+    without reverse inside fails half-way through the undo)."""
+    if isinstance(operation, SeparateDatabaseAndState):
+        return all(reversible(inner) for inner in operation.database_operations)
+    return operation.reversible

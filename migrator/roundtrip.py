@@ -1027,7 +1027,7 @@ def _round_trip(
     except Exception as exc:  # noqa: BLE001
         return MigrationResult(label, FAILED, error=_error(exc), phase="apply"), None, None
     after = take_snapshot(connection, before)
-    irreversible = [_describe(op) for op in migration.operations if not op.reversible]
+    irreversible = [_describe(op) for op in migration.operations if not planning.reversible(op)]
     if irreversible:
         result = MigrationResult(label, IRREVERSIBLE, irreversible_operations=irreversible)
         return result, state, after

@@ -86,6 +86,26 @@ def test_every_irreversible_step_is_reported_at_once(db_alias, scenario):
     assert "size" in table_columns(db_alias, "scenarios_widget")
 
 
+def test_an_irreversible_step_inside_separate_database_and_state_is_refused_first(
+    db_alias, scenario
+):
+    """Django asks the outer operation alone: the undo ran, dropped the column, and failed
+    on the RunPython without reverse."""
+    scenario("rollback_separate_irreversible")
+    migrate(db_alias, "scenarios")
+    refused = "scenarios.0002_widget_size cannot be unapplied"
+    out, err, code = run_command("rollback", "scenarios", "0001", "--plan", database=db_alias)
+    assert refused in out + err
+    _, err, code = run_command("rollback", "scenarios", "0001", *SCRIPTED, database=db_alias)
+    assert code == 7
+    assert refused in err
+    assert "size" in table_columns(db_alias, "scenarios_widget")
+    out, err, code = run_command("rollback", "scenarios", "0001", "--sql", database=db_alias)
+    assert (code, err) == (0, "")
+    assert "-- No SQL: " in out
+    assert "irreversible" in out
+
+
 def test_an_edited_file_exits_2_and_is_reported_with_the_other_problems(db_alias):
     migrate(db_alias, "ledger")
     MigrationHash.objects.using(db_alias).filter(name="0004_remove_entry_memo").update(
