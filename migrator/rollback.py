@@ -437,6 +437,8 @@ def last_safemigrate_run(connection: BaseDatabaseWrapper) -> Run | None:
 def _refuse_while_a_run_goes_on(connection: BaseDatabaseWrapper, last: Run | None) -> None:
     """A safemigrate run started after ``last`` and still going (its process alive): which
     run --last means is not known until it ends, and neither is what it applied."""
+    if not history.has_audit_tables(connection):
+        return
     going = (
         Run.objects.using(connection.alias)
         .filter(command="safemigrate", outcome=Run.Outcome.RUNNING)
