@@ -139,6 +139,7 @@ def test_plan_shows_each_risk_with_its_code_and_json_matches(db_alias, scenario)
         "column": "note",
         "rows": 3,
         "rows_exact": True,
+        "rows_lower_bound": False,
         "data_loss": True,
         "acknowledged": "notes were copied to the archive in release 41",
         "origin": "project",
@@ -303,6 +304,55 @@ def test_table_rows_above_the_limit_without_statistics_is_a_lower_bound(db_alias
     assert bounded.describe() == "more than 5 rows"
     execute(db_alias, "ANALYZE counted")
     assert tablesize.table_rows(connection, "counted", limit=5) == tablesize.RowCount(20, False)
+
+
+@POSTGRES_ONLY
+def test_a_table_grown_since_it_was_analysed_is_estimated_at_its_size_now(db_alias):
+    """reltuples alone said ~20,000 for a table of 200,000 (its rewrite graded a warning):
+    the density measured then times the pages now, as PostgreSQL's planner estimates."""
+    connection = connections[db_alias]
+    execute(db_alias, "CREATE TABLE grown (n integer) WITH (autovacuum_enabled = false)")
+    execute(db_alias, "INSERT INTO grown SELECT g FROM generate_series(1, 20000) g")
+    execute(db_alias, "ANALYZE grown")
+    execute(db_alias, "INSERT INTO grown SELECT g FROM generate_series(1, 180000) g")
+    rows = tablesize.table_rows(connection, "grown")
+    assert not rows.exact
+    assert 180_000 < rows.count < 220_000
+
+
+def test_a_loss_of_a_table_known_only_to_be_big_is_not_given_a_number(db_alias, scenario, settings):
+    """It said '~10,001 rows, estimate' in the data-loss summary and the refusal."""
+    scenario("risk_ops")
+    migrate(db_alias, "scenarios", "0002")
+    if connections[db_alias].vendor == "postgresql":  # no statistics: nothing but a count
+        execute(db_alias, "ALTER TABLE scenarios_old SET (autovacuum_enabled = false)")
+    execute(
+        db_alias,
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10005) "
+        "INSERT INTO scenarios_old (name) SELECT 'x' FROM n",
+    )
+    out, err, code = run_command(
+        "safemigrate", "scenarios", "0003", "--plan", "--json", database=db_alias
+    )
+    assert (code, err) == (0, "")
+    [dropped] = [
+        f
+        for m in json.loads(out)["plan"]
+        for o in m["operations"]
+        for f in o["findings"]
+        if f["code"] == "ML102"
+    ]
+    assert (dropped["rows"], dropped["rows_exact"], dropped["rows_lower_bound"]) == (
+        10_001,
+        False,
+        True,
+    )
+    settings.MIGRATOR = {**settings.MIGRATOR, "ENVIRONMENT": "production"}
+    argv = ("safemigrate", "scenarios", "0003", "--noinput", "--yes")
+    _, err, code = run_command(*argv, database=db_alias)
+    assert code == 3
+    assert "table scenarios_old (more than 10,000 rows)" in err
+    assert "10,001" not in err
 
 
 def pg_scans(alias: str, table: str) -> tuple[int, int, int]:

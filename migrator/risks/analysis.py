@@ -155,6 +155,7 @@ class _Grader:
             column=draft.column,
             rows=rows.count,
             rows_exact=rows.exact,
+            rows_lower_bound=rows.lower_bound,
             data_loss=data_loss,
             acknowledged=acknowledged,
         )

@@ -25,6 +25,7 @@ class Finding:
     column: str | None = None
     rows: int | None = None
     rows_exact: bool = False
+    rows_lower_bound: bool = False  # more than rows - 1: no statistics to say more
     data_loss: bool = False
     acknowledged: str | None = None
     origin: str = "project"  # project | package: a migration of an installed package
@@ -40,7 +41,8 @@ class Finding:
         where = f"column {self.column} of {self.table}" if self.column else f"table {self.table}"
         if self.rows is None:
             return f"{where} (rows that cannot be brought back)"
-        return f"{where} ({RowCount(self.rows, self.rows_exact).describe()})"
+        rows = RowCount(self.rows, self.rows_exact, self.rows_lower_bound)
+        return f"{where} ({rows.describe()})"
 
 
 @dataclass(frozen=True)
