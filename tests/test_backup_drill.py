@@ -8,8 +8,11 @@ import pytest
 from django.db import connections
 
 from migrator import scratch
+from migrator.backup import drill as drilling
 from migrator.backup import get_manifest
 from migrator.backup.drill import SCRATCH_PREFIX
+from migrator.backup.storage import DirectoryStore
+from migrator.conf import get_settings
 from migrator.models import Run
 from project.ledger.models import Entry
 from tests import test_backup
@@ -243,3 +246,21 @@ def test_a_drill_the_server_refuses_a_scratch_database_fails_saying_so(
     assert err.endswith("Let the role connect to databases it creates (pg_hba.conf).\n"), err
     assert len(err.splitlines()) == 1
     assert scratch_left(db_alias) == []
+
+
+def test_a_drill_of_a_backup_pruned_meanwhile_leaves_no_note(db_alias, monkeypatch):
+    """A prune between the drill's read and its note: the note was written beside nothing."""
+    seed(db_alias)
+    backup_id = take_backup(db_alias)
+    store = DirectoryStore(get_settings().backup_dir)
+    restore_and_compare = drilling._restore_and_compare
+
+    def pruned_meanwhile(*args, **kwargs):
+        compared = restore_and_compare(*args, **kwargs)
+        store.delete(backup_id, get_manifest(backup_id).payload)
+        return compared
+
+    monkeypatch.setattr(drilling, "_restore_and_compare", pruned_meanwhile)
+    out, err, code = run_command("backup", "--verify", backup_id, "--full", database=db_alias)
+    assert code == 0, err
+    assert list(store.directory.glob(f"{backup_id}*")) == []

@@ -127,6 +127,32 @@ def test_a_store_that_fails_to_read_payloads_stops_verify_and_prune(
     assert sorted(m.id for m in list_backups()) == sorted(backups)
 
 
+def test_a_backup_another_prune_deletes_meanwhile_is_gone_not_a_failure(
+    db_alias, bucket, settings, monkeypatch
+):
+    """Listed, then deleted by another prune before it is read: S3 answers 404 (or
+    django-storages' FileNotFoundError). It was exit 6 'Cannot use the storage', or a
+    traceback."""
+    from django.core.files.storage import storages
+
+    seed(db_alias)
+    kept = take_backup(db_alias)
+    ghost = "default-20260101T000000Z-0a0a0a"  # listed, gone: as another prune leaves it
+    listed = DjangoStorageStore.backup_ids
+    monkeypatch.setattr(DjangoStorageStore, "backup_ids", lambda store: [*listed(store), ghost])
+    s3_backend = type(storages["backups"])
+    exists = s3_backend.exists
+    monkeypatch.setattr(
+        s3_backend, "exists", lambda storage, name: ghost in name or exists(storage, name)
+    )
+
+    out, err, code = run_command("backup", "--prune", "--json", database=db_alias)
+    assert (code, err) == (0, ""), err
+    assert json.loads(out)["kept"] == [kept]
+    out, err, code = run_command("backup", "--list", "--json", database=db_alias)
+    assert (code, [b["id"] for b in json.loads(out)["backups"]]) == (0, [kept])
+
+
 def test_prune_deletes_an_hour_old_payload_without_a_manifest(
     db_alias, bucket, settings, monkeypatch
 ):

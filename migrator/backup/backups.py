@@ -166,8 +166,11 @@ def scan_backups(database: str | None = None) -> BackupListing:
     identity = database_identity(connections[database]) if database is not None else None
     manifests, unreadable = [], {}
     for backup_id in store.backup_ids():
+        raw = store.read_manifest(backup_id)
+        if raw is None:  # deleted since it was listed (a prune)
+            continue
         try:
-            manifest = _read(store, backup_id)
+            manifest = load_manifest(raw, backup_id=backup_id)
         except BackupFailed as exc:
             unreadable[backup_id] = str(exc)
             continue

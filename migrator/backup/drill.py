@@ -246,8 +246,11 @@ def _note(manifest: Manifest, report: DrillReport) -> None:
         "outcome": report.as_dict()["outcome"],
         "cause": report.cause,
     }
+    store = backup_store()
     try:
-        backup_store().write_note(manifest.id, json.dumps(note, sort_keys=True).encode())
+        if store.read_manifest(manifest.id) is None:  # deleted meanwhile (a prune): no note
+            return
+        store.write_note(manifest.id, json.dumps(note, sort_keys=True).encode())
     except (OSError, BackupFailed) as exc:
         logger.warning("Could not note the drill of %s: %s", manifest.id, exc)
 

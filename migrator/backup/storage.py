@@ -22,7 +22,7 @@ import os
 import re
 import shutil
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -364,21 +364,41 @@ class DjangoStorageStore(BackupStore):
         return self._read(f"{backup_id}{MANIFEST_SUFFIX}")
 
     def _read(self, filename: str) -> bytes | None:
+        """None when the object is not there, or went since it was listed (a prune)."""
         name = self._name(filename)
+        try:
+            with self._gone_is_missing(name), self._answering():
+                if not self.storage.exists(name):
+                    return None
+                with self.storage.open(name, "rb") as handle:
+                    return handle.read()
+        except FileNotFoundError:
+            return None
+
+    def _still_there(self, name: str) -> bool:
+        """Whether an object that failed to answer exists: one another prune deleted since
+        it was listed is missing, not a store that fails."""
         with self._answering():
-            if not self.storage.exists(name):
-                return None
-            with self.storage.open(name, "rb") as handle:
-                return handle.read()
+            return self.storage.exists(name)
 
     def open_payload(self, filename: str) -> BinaryIO:
         """A stream whose reads fail as the store's other calls do: one BackupFailed line
         (a download cut half-way is botocore's IncompleteReadError, no OSError)."""
         name = self._name(filename)
-        with self._answering():
+        with self._gone_is_missing(name), self._answering():
             if not self.storage.exists(name):
                 raise FileNotFoundError(name)
-            return _Answered(_streaming(self.storage.open(name, "rb")), self._answering)
+            return _Answered(_streaming(self.storage.open(name, "rb")), self, name)
+
+    @contextmanager
+    def _gone_is_missing(self, name: str) -> Iterator[None]:
+        """A failure of an object deleted meanwhile (a prune) is FileNotFoundError."""
+        try:
+            yield
+        except BackupFailed:
+            if self._still_there(name):
+                raise
+            raise FileNotFoundError(name) from None
 
     @contextmanager
     def local_payload(self, filename: str) -> Iterator[Path]:
@@ -416,8 +436,11 @@ class DjangoStorageStore(BackupStore):
         for backup_id, name in _backup_files(sorted(names)):
             if f"{backup_id}{MANIFEST_SUFFIX}" in manifests:
                 continue
-            with self._answering():
-                uploaded = self.storage.get_modified_time(self._name(name))
+            try:
+                with self._gone_is_missing(self._name(name)), self._answering():
+                    uploaded = self.storage.get_modified_time(self._name(name))
+            except FileNotFoundError:  # deleted since it was listed: no orphan
+                continue
             if uploaded.tzinfo is None:  # USE_TZ = False: the storage's local time
                 uploaded = uploaded.astimezone()
             if datetime.now(UTC) - uploaded > ORPHAN_AGE:
@@ -441,13 +464,13 @@ class DjangoStorageStore(BackupStore):
 
 
 class _Answered:
-    """A stream read within a store's ``_answering``."""
+    """A stream of a storage's object, read within the store's ``_answering``."""
 
-    def __init__(self, stream: Any, answering: Callable[[], Any]) -> None:
-        self.stream, self.answering = stream, answering
+    def __init__(self, stream: Any, store: "DjangoStorageStore", name: str) -> None:
+        self.stream, self.store, self.name = stream, store, name
 
     def read(self, size: int = -1) -> bytes:
-        with self.answering():
+        with self.store._gone_is_missing(self.name), self.store._answering():
             return self.stream.read(size)
 
     def close(self) -> None:
