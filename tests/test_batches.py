@@ -4,6 +4,7 @@ Every test runs on SQLite and PostgreSQL (the ``db_alias`` fixture), through the
 (in process, and in real child processes for the kill) and through ``migrator.runner``.
 """
 
+import json
 from io import StringIO
 
 import pytest
@@ -214,6 +215,36 @@ def test_reverse_runs_on_rollback_and_a_reapply_starts_from_the_first_row(db_ali
     assert not BatchProgress.objects.using(db_alias).exists()
     assert run_command("safemigrate", "scenarios", database=db_alias)[2] == 0
     assert counters(db_alias) == {1: 250}
+
+
+def test_the_plan_reviews_it_as_code_over_its_table_both_ways(db_alias, scenario):
+    """It was ML503 info, 'not analysed': out of the list a run shows for review."""
+    items_table(db_alias, scenario, 250)
+
+    def findings(*argv: str) -> list[tuple]:
+        out, err, code = run_command(*argv, "--plan", "--json", database=db_alias)
+        assert (code, err) == (0, "")
+        return [
+            (f["code"], f["severity"], f["table"], f["rows"], f["message"])
+            for m in json.loads(out)["plan"]
+            for o in m["operations"]
+            for f in o["findings"]
+        ]
+
+    assert findings("safemigrate", "scenarios") == [
+        (
+            "ML501",
+            "warning",
+            "scenarios_item",
+            250,
+            "RunPythonInBatches bump over scenarios_item (250 rows): effect unknown to "
+            "migrator, batch by batch.",
+        )
+    ]
+    assert run_command("safemigrate", "scenarios", database=db_alias)[2] == 0
+    [(code, _, table, rows, message)] = findings("rollback", "scenarios", "0001")
+    assert (code, table, rows) == ("ML501", "scenarios_item", 250)
+    assert message.startswith("RunPythonInBatches unbump over scenarios_item (250 rows)")
 
 
 def test_plain_django_migrate_runs_it_forwards_and_backwards(db_alias, scenario):

@@ -16,6 +16,7 @@ from django.db.migrations.state import ProjectState
 from django.db.models.options import normalize_together
 
 from migrator import safe_operations as safe
+from migrator.operations import RunPythonInBatches
 from migrator.risks import postgres
 from migrator.risks.effects import Draft, Effects
 from migrator.risks.fields import column_name, describe_callable, describe_operation
@@ -90,6 +91,7 @@ class Walker:
             (operations.AlterUniqueTogether, self._alter_together),
             (operations.AlterIndexTogether, self._alter_together),
             (operations.RunPython, self._run_python),
+            (RunPythonInBatches, self._run_in_batches),
             (operations.RunSQL, self._run_sql),
         ]
         for operation_class, handler in handlers:
@@ -300,6 +302,27 @@ class Walker:
         if not router.allow_migrate(self.connection.alias, app_label, **op.hints):
             return []
         return [Draft("ML501", f"RunPython {describe_callable(code)}: effect unknown to migrator.")]
+
+    def _run_in_batches(self, op: RunPythonInBatches, app_label: str, state: ProjectState):
+        """As RunPython, over the rows of its model's table, sized: each batch is a
+        transaction of its own, so it locks little at a time, but touches every row."""
+        function = op.reverse_function if self.plan_backwards else op.function
+        if function is None or not router.allow_migrate(
+            self.connection.alias, app_label, **op.hints
+        ):
+            return []
+        model = self.tables.model(state, app_label, op.model_name)
+        if model is None:
+            return []
+        table = self.tables.table(model)
+        return [
+            Draft(
+                "ML501",
+                f"RunPythonInBatches {describe_callable(function)} over {table.name} "
+                "({size}): effect unknown to migrator, batch by batch.",
+                table,
+            )
+        ]
 
     def _run_sql(self, op: operations.RunSQL, app_label: str, state: ProjectState):
         sql = op.reverse_sql if self.plan_backwards else op.sql
