@@ -1034,8 +1034,10 @@ def _round_trip(
     result = MigrationResult(label, OK)
     # A state carried from an AlterField is "delayed": only the altered model and its
     # relations were rendered again, and other models keep keys to their old classes.
-    # Django's backward path renders each state whole; the reverse needs one set too.
-    state_before.clear_delayed_apps_cache()
+    # Django's backward path renders each state whole; Python code that queries them in
+    # the reverse needs one set too (schema operations do not: rendering costs time).
+    if any(not operation.reduces_to_sql for operation in migration.operations):
+        state_before.clear_delayed_apps_cache()
     try:
         executor.unapply_migration(state_before, migration)
     except Exception as exc:  # noqa: BLE001
