@@ -93,25 +93,15 @@ def _bounded_count(connection: BaseDatabaseWrapper, table: str, limit: int) -> i
 
 
 def _postgres_estimate(connection: BaseDatabaseWrapper, table: str) -> int | None:
-    """The planner's estimate: the density ANALYZE or VACUUM last measured (reltuples per
-    page) times the pages the table has now, as PostgreSQL's own estimate_rel_size does; a
-    table that grew tenfold since is not reported at its old size. None: never measured."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT c.reltuples, c.relpages, pg_relation_size(c.oid) / "
-            "current_setting('block_size')::bigint FROM pg_class c "
-            "WHERE c.oid = to_regclass(%s)",
+            "SELECT c.reltuples FROM pg_class c WHERE c.oid = to_regclass(%s)",
             [connection.ops.quote_name(table)],
         )
         row = cursor.fetchone()
     if row is None:
         return _MISSING
-    tuples, measured_pages, pages = row
-    if tuples < 0:  # -1: never vacuumed nor analysed
-        return None
-    if measured_pages <= 0:
-        return int(tuples) if pages <= 0 else None  # grown since it was measured empty
-    return round(tuples / measured_pages * pages)
+    return int(row[0]) if row[0] >= 0 else None  # -1: never vacuumed nor analysed
 
 
 def _sqlite_exists(connection: BaseDatabaseWrapper, table: str) -> int | None:

@@ -59,10 +59,7 @@ def test_concurrent_runs_apply_each_migration_once(db_alias, paused_run):
 
 
 def wait_for_line_starting(child, prefix: str) -> None:
-    for line in child.stdout:
-        if line.strip().startswith(prefix):
-            return
-    raise AssertionError(f"child ended without {prefix!r}: {child.stderr.read()}")
+    wait_for_line(child, prefix, starting=True)
 
 
 def test_a_second_run_gives_up_after_the_lock_timeout_naming_the_holder(db_alias, paused_run):

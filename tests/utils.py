@@ -106,8 +106,11 @@ def start_child(alias: str, *args: str, **env: str) -> subprocess.Popen:
     )
 
 
-def wait_for_line(child: subprocess.Popen, expected: str, timeout: float = 300) -> None:
-    """Read the child's stdout until a line ends with ``expected`` (progress shares lines).
+def wait_for_line(
+    child: subprocess.Popen, expected: str, timeout: float = 300, *, starting: bool = False
+) -> None:
+    """Read the child's stdout until a line ends with ``expected`` (progress shares lines),
+    or, ``starting``, begins with it.
 
     A child that never prints it is killed after ``timeout`` seconds, so that a test waiting
     for a pause that never comes fails instead of hanging the suite.
@@ -116,7 +119,8 @@ def wait_for_line(child: subprocess.Popen, expected: str, timeout: float = 300) 
     watchdog.start()
     try:
         for line in child.stdout:
-            if line.rstrip().endswith(expected):
+            text = line.strip()
+            if text.startswith(expected) if starting else text.endswith(expected):
                 return
     finally:
         watchdog.cancel()
