@@ -36,6 +36,7 @@ from django.db.migrations import Migration
 from django.db.migrations.autodetector import MigrationAutodetector
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.loader import MigrationLoader
+from django.db.migrations.operations import RunPython, SeparateDatabaseAndState
 from django.db.migrations.questioner import NonInteractiveMigrationQuestioner
 from django.db.migrations.state import ProjectState
 
@@ -1034,9 +1035,9 @@ def _round_trip(
     result = MigrationResult(label, OK)
     # A state carried from an AlterField is "delayed": only the altered model and its
     # relations were rendered again, and other models keep keys to their old classes.
-    # Django's backward path renders each state whole; Python code that queries them in
-    # the reverse needs one set too (schema operations do not: rendering costs time).
-    if any(not operation.reduces_to_sql for operation in migration.operations):
+    # Django's backward path renders each state whole; reverse code that queries them
+    # needs one set too (schema operations and no-op reverses do not: rendering costs).
+    if any(_reverse_code(operation) for operation in migration.operations):
         state_before.clear_delayed_apps_cache()
     try:
         executor.unapply_migration(state_before, migration)
@@ -1059,6 +1060,16 @@ def _round_trip(
     if result.differences:
         result.status = DIFFERENCES
     return result, state, again
+
+
+def _reverse_code(operation: Any) -> bool:
+    """Whether undoing ``operation`` runs Python code (RunPython, RunPythonInBatches)."""
+    if isinstance(operation, SeparateDatabaseAndState):
+        return any(_reverse_code(inner) for inner in operation.database_operations)
+    reverse = getattr(operation, "reverse_code", None) or getattr(
+        operation, "reverse_function", None
+    )
+    return reverse is not None and reverse is not RunPython.noop
 
 
 def _go_on_after_failure(
