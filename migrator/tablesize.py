@@ -39,8 +39,8 @@ def table_rows(
 ) -> RowCount:
     """The rows of ``table``, reading at most ``limit + 1`` of them, and none of a big one.
 
-    PostgreSQL: a table whose planner estimate (``pg_class.reltuples``) is above ``limit``
-    gets that estimate without being read; a smaller (or never analysed) one is counted
+    PostgreSQL: a table whose estimate (``pg_class.reltuples``, or the live rows counted
+    since if more) is above ``limit`` gets it without being read; a smaller one is counted
     with a bounded ``count(*)``. SQLite: a bounded count, then ``sqlite_stat1`` if
     ``ANALYZE`` ran, else a lower bound. A missing table gives ``RowCount(None, False)``.
     """
@@ -93,15 +93,26 @@ def _bounded_count(connection: BaseDatabaseWrapper, table: str, limit: int) -> i
 
 
 def _postgres_estimate(connection: BaseDatabaseWrapper, table: str) -> int | None:
+    """The larger of the planner's estimate and the live rows the statistics counted.
+
+    ``reltuples`` is as old as the table's last ANALYZE or VACUUM, so a table grown since
+    would be undersized; ``n_live_tup`` follows every committed write (within a second or
+    so) but starts again from zero after a statistics reset. Neither takes a lock:
+    ``pg_relation_size`` would, and wait behind a running migration's ACCESS EXCLUSIVE.
+    """
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT c.reltuples FROM pg_class c WHERE c.oid = to_regclass(%s)",
+            "SELECT c.reltuples, pg_stat_get_live_tuples(c.oid) FROM pg_class c "
+            "WHERE c.oid = to_regclass(%s)",
             [connection.ops.quote_name(table)],
         )
         row = cursor.fetchone()
     if row is None:
         return _MISSING
-    return int(row[0]) if row[0] >= 0 else None  # -1: never vacuumed nor analysed
+    analysed, live = int(row[0]), row[1]
+    if analysed < 0 and not live:  # never vacuumed nor analysed, and no write counted
+        return None
+    return max(analysed, live)
 
 
 def _sqlite_exists(connection: BaseDatabaseWrapper, table: str) -> int | None:
