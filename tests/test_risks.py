@@ -660,6 +660,31 @@ def test_the_join_tables_of_many_to_many_fields_count_with_their_model(db_alias,
     ]
 
 
+def test_a_table_the_rollback_re_creates_first_gets_no_lock_or_running_code_findings(
+    db_alias, scenario
+):
+    """Undoing a DeleteModel brings the table back empty before the undos of the changes
+    made to it earlier: ML401 said the running code used the old name of a column there."""
+    scenario("risk_recreated")
+    migrate(db_alias, "scenarios")
+
+    out, err, code = run_command(
+        "rollback", "scenarios", "0001", "--plan", "--json", database=db_alias
+    )
+
+    assert (code, err) == (0, "")
+    found = {
+        m["migration"]: [
+            [(f["code"], f["severity"], f["rows"]) for f in o["findings"]] for o in m["operations"]
+        ]
+        for m in json.loads(out)["plan"]
+    }
+    assert found == {
+        "scenarios.0003_delete_order": [[("ML105", "warning", None)]],
+        "scenarios.0002_rename_amount": [[("ML101", "info", 0)], [], []],
+    }
+
+
 def test_a_column_the_plan_adds_then_drops_holds_no_data_at_stake(db_alias, scenario, settings):
     """An upgrade over two releases, one adding a column and one dropping it: dropping it
     loses nothing that exists now, forwards or (re-created empty first) backwards."""

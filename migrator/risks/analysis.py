@@ -56,6 +56,7 @@ def analyse_plan(
             [
                 policies[key[0]].apply(grader.finding(draft, acknowledged[key].get(draft.code)))
                 for draft in operation
+                if not draft.withdrawn
             ]
             for operation in per_operation
         ]

@@ -42,6 +42,10 @@ class Walker:
             drafts = []
             if analyse:
                 drafts = self.operation(operation, migration.app_label, state)
+                if self.plan_backwards:
+                    for draft in drafts:
+                        if draft.on_existing_table:
+                            draft.ref.on_existing.append(draft)
             else:
                 self._follow_tables(operation, migration.app_label, state)
             operation.state_forwards(migration.app_label, state)
@@ -109,8 +113,8 @@ class Walker:
             self._create_model(operation, app_label, state)
         elif isinstance(operation, operations.DeleteModel):
             model = self.tables.model(state, app_label, operation.name)
-            if model is not None:
-                self.tables.table(model).gone = self.plan_backwards
+            if model is not None and self.plan_backwards:
+                self.tables.recreated(self.tables.table(model))
 
     # -- one handler per operation class ------------------------------------------------
 
@@ -197,7 +201,7 @@ class Walker:
         drafts = []
         for table in tables:
             if self.plan_backwards:
-                table.gone = True
+                self.tables.recreated(table)
                 drafts.append(
                     Draft(
                         "ML105",

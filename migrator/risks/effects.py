@@ -7,7 +7,7 @@ reads the sizes and grades each draft (``scale``).
 """
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.state import ModelState
@@ -29,6 +29,13 @@ from migrator.risks.fields import (
 )
 from migrator.risks.tables import TableRef, Tables
 
+# Lock and running-code findings: drafted only for a table that is not new to this plan
+# (``TableRef.new``); docs/risks.md says so.
+ON_EXISTING_TABLES: Final = frozenset(
+    {"ML301", "ML302", "ML303", "ML304", "ML305", "ML306", "ML308"}
+    | {"ML401", "ML402", "ML403", "ML404", "ML405"}
+)
+
 
 @dataclass
 class Draft:
@@ -44,6 +51,12 @@ class Draft:
     data_loss: bool = False
     sized: bool = True  # False: the row count is unknowable (a table that comes back)
     table: str | None = None  # default: its name where the operation is, as the text says
+    withdrawn: bool = False  # backwards: the table is re-created empty before this undo
+
+    @property
+    def on_existing_table(self) -> bool:
+        """A lock or running-code finding: never drafted for a table the plan creates."""
+        return self.ref is not None and self.code in ON_EXISTING_TABLES
 
     def __post_init__(self) -> None:
         if self.table is None and self.ref is not None:

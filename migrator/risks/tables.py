@@ -31,6 +31,9 @@ class TableRef:
     # Backwards, walked in the order the migrations were applied: the drafts of the columns
     # the rollback drops, which a migration walked later (undone earlier) may re-create empty.
     dropping: dict[str, list[Any]] = field(default_factory=dict)
+    # Backwards: the lock and running-code drafts on this table so far, withdrawn if a
+    # migration walked later (undone earlier) re-creates the table empty.
+    on_existing: list[Any] = field(default_factory=list)
     live: str = ""
 
     def __post_init__(self) -> None:
@@ -52,6 +55,14 @@ class Tables:
         """A table this plan creates (forwards): empty and new to the running code."""
         self.refs[table] = ref = TableRef(table, new=True)
         return ref
+
+    def recreated(self, ref: TableRef) -> None:
+        """Backwards: undoing a DeleteModel brings the table back empty, new to the running
+        code, before the undos walked so far: their lock and running-code drafts are moot."""
+        ref.gone = True
+        for draft in ref.on_existing:
+            draft.withdrawn = True
+        ref.on_existing.clear()
 
     def model(self, state: ProjectState, app_label: str, name: str) -> ModelState | None:
         """The model a migration operation names, if it has a table this database holds."""
