@@ -217,6 +217,7 @@ def _restore_apply_steps(connection: BaseDatabaseWrapper, run: Run) -> None:
             app_label=record.app_label,
             name=record.name,
             direction=RunStep.Direction.APPLY,
+            fake=record.fake,
             duration=record.duration,
             finished_at=record.applied_at,
         )

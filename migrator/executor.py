@@ -43,10 +43,10 @@ INVALID_INDEX_LEFT = (
 # per-row machinery: it keeps safemigrate's overhead over migrate unmeasurable.
 # ON CONFLICT ... excluded works on PostgreSQL and on SQLite 3.24+.
 UPSERT_HASH = (
-    "INSERT INTO {table} (app_label, name, checksum, applied_at, duration, run_id) "
-    "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (app_label, name) DO UPDATE SET "
+    "INSERT INTO {table} (app_label, name, checksum, applied_at, duration, fake, run_id) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (app_label, name) DO UPDATE SET "
     "checksum = excluded.checksum, applied_at = excluded.applied_at, "
-    "duration = excluded.duration, run_id = excluded.run_id"
+    "duration = excluded.duration, fake = excluded.fake, run_id = excluded.run_id"
 )
 INSERT_STEP = (
     "INSERT INTO {table} (run_id, app_label, name, direction, fake, duration, finished_at) "
@@ -329,12 +329,14 @@ class RecordingExecutor(MigrationExecutor):
         compat.record_applied(self, migration)
         duration = self._duration(migration)
         if self.record_hashes:
-            self.record_hash(migration, duration)
+            self.record_hash(migration, duration, fake=self.fake)
         operations.forget_progress(self.connection, migration)  # a re-apply starts afresh
         if self.run is not None:
             self.pending_steps.append(self._step_row(migration, RunStep.Direction.APPLY, duration))
 
-    def record_hash(self, migration: Migration, duration: float | None = None) -> None:
+    def record_hash(
+        self, migration: Migration, duration: float | None = None, *, fake: bool = False
+    ) -> None:
         """Upsert the hash record of an applied migration, naming this executor's run."""
         self._execute(
             UPSERT_HASH.format(table=MigrationHash._meta.db_table),
@@ -344,6 +346,7 @@ class RecordingExecutor(MigrationExecutor):
                 integrity.migration_hash(migration),
                 self.connection.ops.adapt_datetimefield_value(timezone.now()),
                 duration,
+                fake,
                 self.run.pk if self.run is not None else None,
             ],
         )

@@ -73,6 +73,7 @@ class MigrationHash(models.Model):
     checksum = models.CharField(max_length=100)
     applied_at = models.DateTimeField(default=timezone.now)
     duration = models.FloatField(null=True, blank=True)  # the run's step, should it be killed
+    fake = models.BooleanField(default=False)  # only recorded (--fake): so is a killed run's step
     run = models.ForeignKey(
         Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="hashes"
     )

@@ -17,6 +17,7 @@ from tests.utils import (
     TTYInput,
     applied,
     execute,
+    killed_when_paused,
     run_child,
     run_command,
     start_child,
@@ -412,6 +413,26 @@ def test_last_unapplies_what_the_run_only_faked_as_fake(db_alias, scenario):
     assert applied(db_alias, "scenarios") == ["0001_initial"]
     step = Run.objects.using(db_alias).get(command="rollback").steps.get()
     assert (step.name, step.direction, step.fake) == ("0002_widget_size", "unapply", True)
+
+
+def test_last_unapplies_as_fake_what_a_killed_fake_run_only_recorded(db_alias, scenario):
+    """Its steps, rebuilt from the hash records, were real applies: ``rollback --last`` ran
+    the reverse and dropped the adopted table with its rows."""
+    scenario("basic")
+    migrate(db_alias, "scenarios", "0001")
+    execute(db_alias, "INSERT INTO scenarios_widget (name) VALUES ('kept')")
+    # A table to adopt, rows and all:
+    run_command("migrate", "scenarios", "zero", "--fake", database=db_alias, verbosity=0)
+    scenario_env = {"MIGRATOR_TEST_SCENARIO": "tests.scenarios.migration_sets.basic"}
+    argv = ("safemigrate", "scenarios", "0001", "--fake", "--noinput")
+    killed_when_paused(start_child(db_alias, *argv, PAUSE_AT="post_migrate", **scenario_env))
+    out, err, code = run_command("rollback", "--last", "--plan", database=db_alias)
+    assert (code, err) == (0, "")
+    assert "Unapplied as fake (the run only recorded them): scenarios.0001_initial." in out
+    _, err, code = run_command("rollback", "--last", *SCRIPTED, database=db_alias)
+    assert (code, err) == (0, "")
+    assert applied(db_alias, "scenarios") == []
+    assert execute(db_alias, "SELECT name FROM scenarios_widget") == [("kept",)]
 
 
 def test_last_without_a_recorded_run_exits_7(db_alias):
