@@ -72,6 +72,16 @@ def _named_target(loader: MigrationLoader, app_label: str, migration_name: str) 
     if target not in loader.graph.nodes and target in loader.replacements:
         # A partially applied squash is not in the graph: aim at what it replaces.
         target = loader.replacements[target].replaces[-1]
+    if target in loader.graph.nodes or target in loader.applied_migrations:
+        return target  # an applied one the squash replaced: Django's executor plans back to it
+    squash = next(  # not applied, and its squash stands for it in the graph
+        (key for key, s in loader.replacements.items() if target in s.replaces), None
+    )
+    if squash in loader.graph.nodes:
+        raise UnknownTarget(
+            f"Migration {migration_label(target)} is replaced by squash "
+            f"{migration_label(squash)}; target {squash[1]!r} instead."
+        )
     return target
 
 

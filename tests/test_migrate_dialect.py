@@ -52,6 +52,34 @@ def test_check_exits_1_while_migrations_are_unapplied_as_migrate_does(db_alias):
         assert run_command("safemigrate", "--check", *plan, database=db_alias)[2] == 0
 
 
+def test_a_migration_an_unapplied_squash_replaces_is_a_bad_target_naming_the_squash(
+    db_alias, scenario
+):
+    """Nothing applied: the graph holds the squash, not what it replaces (migrate fails
+    with NodeNotFoundError). The file is there: a bad target (exit 1), not a missing file."""
+    scenario("integrity_squashed")
+    said = (
+        "Migration scenarios.0002_second is replaced by squash "
+        "scenarios.0001_squashed_0002_second; target '0001_squashed_0002_second' instead.\n"
+    )
+    for plan in ([], ["--plan"]):
+        assert run_command("safemigrate", "scenarios", "0002_second", *plan, database=db_alias) == (
+            "",
+            said,
+            1,
+        )
+    assert tables(db_alias) == set()
+    out, err, code = run_command(
+        "safemigrate", "scenarios", "0001_squashed_0002_second", database=db_alias
+    )
+    assert (code, err) == (0, "")
+    assert applied(db_alias, "scenarios") == [
+        "0001_initial",
+        "0002_second",
+        "0001_squashed_0002_second",
+    ]
+
+
 def test_fake_initial_fakes_an_initial_migration_whose_tables_exist(db_alias):
     assert run_command("safemigrate", "ledger", "0001", database=db_alias)[2] == 0
     forget = "DELETE FROM django_migrations WHERE app = 'ledger'"
