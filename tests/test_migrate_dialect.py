@@ -1,5 +1,7 @@
 """safemigrate speaks migrate's whole dialect: each flag compared with migrate on one database."""
 
+import json
+
 import pytest
 from django.contrib.auth.models import Permission
 from django.core.management import call_command
@@ -153,6 +155,59 @@ def test_prune_forgets_migrations_whose_files_are_gone_as_migrate_does(db_alias)
         assert (out, code) == ("", 1)
         assert err.startswith(f"No installed app with label {label!r}. Apps with migrations: ")
     assert applied(db_alias, "oldapp") == ["0001_initial"]
+
+
+def test_prune_with_check_prunes_then_exits_1_while_migrations_are_unapplied(db_alias):
+    """As ``migrate --prune --check``: it prunes, then checks (it exited 0, whatever was
+    unapplied); with --json, the one document says both."""
+    assert run_command("safemigrate", "ledger", "0002", database=db_alias)[2] == 0
+    sql(db_alias, GONE, ["0099_gone", "2025-01-01 00:00:00"])
+    assert migrate_code(db_alias, "ledger", "--prune", "--check") == 1
+    assert "0099_gone" not in applied(db_alias, "ledger")
+    sql(db_alias, GONE, ["0099_gone", "2025-01-01 00:00:00"])
+    assert run_command("safemigrate", "ledger", "--prune", "--check", database=db_alias) == (
+        "Pruning migrations:\n  Pruning ledger.0099_gone OK\n",
+        f"3 migration(s) not applied to {db_alias!r}.\n",
+        1,
+    )
+    assert applied(db_alias, "ledger") == ["0001_initial", "0002_entry_email"]
+    sql(db_alias, GONE, ["0099_gone", "2025-01-01 00:00:00"])
+    out, _, code = run_command(
+        "safemigrate", "ledger", "--prune", "--check", "--json", database=db_alias
+    )
+    assert code == 1
+    assert json.loads(out) == {
+        "command": "safemigrate",
+        "database": db_alias,
+        "error": f"3 migration(s) not applied to {db_alias!r}.",
+        "exit_code": 1,
+        "outcome": "failed",
+        "pruned": ["ledger.0099_gone"],
+    }
+    assert run_command("safemigrate", "ledger", database=db_alias)[2] == 0
+    assert run_command("safemigrate", "ledger", "--prune", "--check", database=db_alias) == (
+        "Pruning migrations:\n  No migrations to prune.\n",
+        "",
+        0,
+    )
+
+
+def test_prune_is_refused_with_plan_or_sql_which_change_nothing(db_alias):
+    """--prune changes the database: with --plan it pruned and showed no plan; with --sql
+    it was ignored. Refused in one line, exit 1, nothing pruned."""
+    assert run_command("safemigrate", "ledger", "0002", database=db_alias)[2] == 0
+    sql(db_alias, GONE, ["0099_gone", "2025-01-01 00:00:00"])
+    for view in ("--plan", "--sql"):
+        assert run_command("safemigrate", "ledger", "--prune", view, database=db_alias) == (
+            "",
+            f"Error: argument {view}: not allowed with argument --prune\n",
+            1,
+        )
+    done = run_child(db_alias, "safemigrate", "ledger", "--plan", "--prune", "--json")
+    assert done.returncode == 1
+    assert json.loads(done.stdout)["error"] == "argument --prune: not allowed with argument --plan"
+    assert done.stderr.endswith("error: argument --prune: not allowed with argument --plan\n")
+    assert applied(db_alias, "ledger") == ["0001_initial", "0002_entry_email", "0099_gone"]
 
 
 def test_run_syncdb_asks_only_for_what_it_would_create(db_alias, settings):

@@ -49,10 +49,11 @@ class Command(MigratorCommand):
             dest="check_unapplied",
             help="As migrate: exit 1 when migrations are unapplied; apply nothing.",
         )
-        parser.add_argument(
+        views.add_argument(  # it changes the database: not with --plan or --sql
             "--prune",
             action="store_true",
-            help="As migrate: forget the app's applied migrations whose files are gone.",
+            help="As migrate: forget the app's applied migrations whose files are gone "
+            "(then, with --check, exit 1 when migrations are unapplied).",
         )
         parser.add_argument(
             "--stage",
@@ -81,14 +82,7 @@ class Command(MigratorCommand):
             self.render_sql(steps, nothing="-- No migrations to apply.")
             return
         if options["prune"]:
-            self.render_pruned(
-                runner.prune(
-                    app_label,
-                    options=self.run_options(options, target),
-                    progress=self.show_progress,
-                    confirm=self.confirm_callback(options),
-                )
-            )
+            self.prune(target, stage, options)
             return
         if options["plan"] or options["check_unapplied"]:
             report = runner.plan_report(**target, database=options["database"], stage=stage)
@@ -120,19 +114,43 @@ class Command(MigratorCommand):
         if options["check_unapplied"]:
             self.check_unapplied(report)
 
+    def prune(self, target: dict[str, Any], stage: Stage | None, options: dict[str, Any]) -> None:
+        """``--prune``; with ``--check``, as ``migrate``, the check comes after the pruning."""
+        pruned = runner.prune(
+            target["app_label"],
+            options=self.run_options(options, target),
+            progress=self.show_progress,
+            confirm=self.confirm_callback(options),
+        )
+        unapplied = None
+        if options["check_unapplied"]:
+            report = runner.plan_report(**target, database=options["database"], stage=stage)
+            unapplied = self.unapplied(report)
+        self.render_pruned(pruned, unapplied)
+
     def check_unapplied(self, report: RunReport) -> None:
         """``--check``: exit 1 when migrations are waiting, as ``migrate --check``."""
+        if (error := self.unapplied(report)) is not None:
+            raise error
+
+    def unapplied(self, report: RunReport) -> UnappliedMigrations | None:
         if report.plan:
-            raise UnappliedMigrations(
+            return UnappliedMigrations(
                 f"{len(report.plan)} migration(s) not applied to {report.database!r}."
             )
+        return None
 
-    def render_pruned(self, pruned: list[str]) -> None:
+    def render_pruned(self, pruned: list[str], unapplied: UnappliedMigrations | None) -> None:
+        """What was pruned; then ``--check``'s failure, if any (in the ``--json`` document)."""
         if self.as_json:
-            self.write_json({"pruned": pruned})
+            self.write_document({"pruned": pruned}, unapplied)
             return
-        if self.verbosity < 1:
-            return
+        if self.verbosity >= 1:
+            self.write_pruned(pruned)
+        if unapplied is not None:
+            raise unapplied
+
+    def write_pruned(self, pruned: list[str]) -> None:
         self.stdout.write(self.style.MIGRATE_HEADING("Pruning migrations:"))
         for label in pruned:
             self.stdout.write(
