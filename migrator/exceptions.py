@@ -25,6 +25,11 @@ class PooledConnection(MigratorError):
     """A connection through a transaction pooler (PgBouncer), where a session lock is void."""
 
 
+class LockFileUnusable(MigratorError):
+    """The lock file beside a SQLite database cannot be made (a directory this user cannot
+    write); exit 1, as a database that cannot be used."""
+
+
 class UnloadableMigration(MigratorError):
     """A migration file Django cannot import: a syntax error, a missing import, no class."""
 

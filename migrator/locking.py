@@ -33,7 +33,13 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from migrator import sessions
 from migrator.conf import get_settings
-from migrator.exceptions import InvalidRequest, LockNotAcquired, MigratorError, PooledConnection
+from migrator.exceptions import (
+    InvalidRequest,
+    LockFileUnusable,
+    LockNotAcquired,
+    MigratorError,
+    PooledConnection,
+)
 
 APPLICATION_PREFIX: Final = "migrator lock"
 FIRST_POLL: Final = 0.05
@@ -156,8 +162,9 @@ def _held(
 
 
 def current_holder(connection: BaseDatabaseWrapper) -> LockHolder | None:
-    """Who holds the migration lock of this database right now, if anyone."""
-    lock = _lock_for(connection)
+    """Who holds the migration lock of this database right now, if anyone; a SQLite lock
+    file is only read (a database in a directory this user cannot write has none)."""
+    lock = _lock_for(connection, reading=True)
     try:
         return lock.holder()
     finally:
@@ -321,15 +328,28 @@ class _PostgresLock:
 
 
 class _FileLock:
-    """An ``fcntl`` lock on ``<database>.migrator.lock``; the kernel drops it with its holder."""
+    """An ``fcntl`` lock on ``<database>.migrator.lock``; the kernel drops it with its holder.
 
-    def __init__(self, path: Path) -> None:
+    ``reading``: the file is opened read-only, not created; without one, nobody holds it.
+    """
+
+    def __init__(self, path: Path, *, reading: bool = False) -> None:
         import fcntl
 
         self._fcntl = fcntl
         self.path = path
         self.me = this_process()
-        self.handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        flags = os.O_RDONLY if reading else os.O_RDWR | os.O_CREAT
+        self.handle = -1  # reading, without a lock file: nobody holds it
+        try:
+            self.handle = os.open(path, flags, 0o600)
+        except OSError as exc:
+            if not (reading and isinstance(exc, FileNotFoundError)):
+                raise LockFileUnusable(
+                    f"Cannot open the lock file {str(path)!r} beside the database: "
+                    f"{exc.strerror}. Let this user write to {str(path.parent)!r} (SQLite "
+                    "writes its journal there too), and run the command again."
+                ) from exc
 
     def try_acquire(self) -> bool:
         try:
@@ -341,6 +361,8 @@ class _FileLock:
         return True
 
     def holder(self) -> LockHolder | None:
+        if self.handle < 0:  # no lock file: nobody has ever held it
+            return None
         try:
             self._fcntl.flock(self.handle, self._fcntl.LOCK_SH | self._fcntl.LOCK_NB)
         except BlockingIOError:
@@ -371,11 +393,13 @@ def _sqlite_lock_path(connection: BaseDatabaseWrapper) -> Path:
     return Path(f"{name}.migrator.lock")
 
 
-def _lock_for(connection: BaseDatabaseWrapper) -> "_PostgresLock | _FileLock":
+def _lock_for(
+    connection: BaseDatabaseWrapper, *, reading: bool = False
+) -> "_PostgresLock | _FileLock":
     if connection.vendor == "postgresql":
         return _PostgresLock(connection)
     if connection.vendor == "sqlite":
-        return _FileLock(_sqlite_lock_path(connection))
+        return _FileLock(_sqlite_lock_path(connection), reading=reading)
     raise MigratorError(
         f"No migration lock for {connection.vendor!r} databases; migrator supports "
         "PostgreSQL and SQLite."

@@ -692,6 +692,56 @@ def test_an_unreadable_backup_directory_is_one_line_exit_6_and_nothing_is_lost(
     assert applied(db_alias, "ledger") == ["0001_initial", "0002_entry_email"]
 
 
+# A SQLite database in a directory this user cannot write ----------------------------------
+
+
+@pytest.mark.skipif(
+    bool(WITHOUT_OVERRIDE) and not shutil.which("setpriv"), reason="root needs setpriv"
+)
+@pytest.mark.parametrize("db_alias", ["default"], indirect=True)
+def test_a_sqlite_database_in_a_read_only_directory_is_one_line_and_one_document(db_alias):
+    """No lock file can be made beside it (a directory mounted read-only, or owned by
+    another user): a command that changes the database says so in one line, with its
+    --json document; migrationstatus only reads it, and works. It was a PermissionError
+    traceback from the lock file, and no document."""
+    assert run_command("safemigrate", "ledger", "0001", database=db_alias)[2] == 0
+    database = Path(connections[db_alias].settings_dict["NAME"])
+    connections[db_alias].close()
+    Path(f"{database}.migrator.lock").unlink()
+    directory = database.parent
+    directory.chmod(0o555)
+    changing = [
+        ("safemigrate", "--noinput"),
+        ("rollback", "--last", "--noinput"),
+        ("verifymigrations", "--baseline"),
+    ]
+    try:
+        done = {
+            command: run_child(db_alias, *command, "--json", prefix=WITHOUT_OVERRIDE)
+            for command in [*changing, ("migrationstatus",)]
+        }
+    finally:
+        directory.chmod(0o755)
+    said = (
+        f"Cannot open the lock file '{database}.migrator.lock' beside the database: "
+        f"Permission denied. Let this user write to '{directory}' (SQLite writes its journal "
+        "there too), and run the command again."
+    )
+    for command in changing:
+        document = json.loads(done[command].stdout)  # one document
+        assert (done[command].returncode, document["error"], document["exit_code"]) == (
+            1,
+            said,
+            1,
+        ), command
+        assert done[command].stderr.splitlines()[-1] == f"CommandError: {said}", command
+    status = done[("migrationstatus",)]
+    assert (status.returncode, status.stderr) == (0, "")
+    assert json.loads(status.stdout)["lock_holder"] is None
+    assert sorted(path.name for path in directory.iterdir()) == ["db.sqlite3"]
+    assert applied(db_alias, "ledger") == ["0001_initial"]
+
+
 # Output nobody reads -------------------------------------------------------------------------
 
 LEDGER = [
