@@ -16,12 +16,12 @@ from contextlib import contextmanager
 from typing import Any
 
 from django.apps import apps
-from django.db import transaction
+from django.db import router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations import Migration
 
 from migrator import audit, integrity, interrupts, locking, planning, timeouts
-from migrator.exceptions import IntegrityViolation, RunInterrupted
+from migrator.exceptions import IntegrityViolation, InvalidRequest, RunInterrupted
 from migrator.executor import RecordingExecutor
 from migrator.types import (
     MIGRATOR_APP,
@@ -144,6 +144,7 @@ def bootstrap(
     migrations is a measurable part of a run), and left current with the database.
     Returns the plan applied, empty when the tables were there already.
     """
+    require_own_tables_allowed(connection)
     if executor is None:
         executor = RecordingExecutor(connection)
     else:
@@ -163,6 +164,38 @@ def bootstrap(
             executor.record_hash(migration)
     planning.refresh_applied(executor.loader)
     return plan
+
+
+def require_own_tables_allowed(connection: BaseDatabaseWrapper) -> None:
+    """Refuse a database that ``DATABASE_ROUTERS`` keep migrator's tables off.
+
+    migrator keeps its lock holder, hashes and audit in the database it migrates, as Django
+    keeps ``django_migrations``. Where a router's ``allow_migrate`` says no, migrator's
+    migrations would be recorded as applied without their tables, and every run would fail
+    on them; there is no other database that could stand in (its records must commit with
+    the migration they describe).
+    """
+    for model in apps.get_app_config(MIGRATOR_APP).get_models():
+        if not router.allow_migrate_model(connection.alias, model):
+            raise InvalidRequest(
+                f"DATABASE_ROUTERS keep app {MIGRATOR_APP!r} off database {connection.alias!r} "
+                f"({_deciding_router(connection.alias, model)}.allow_migrate), where migrator "
+                f"keeps its lock, hashes and audit; let that router allow app {MIGRATOR_APP!r} "
+                f"on {connection.alias!r}, or migrate that database with plain 'migrate'."
+            )
+
+
+def _deciding_router(alias: str, model: type) -> str:
+    """The dotted name of the first router in ``DATABASE_ROUTERS`` with an opinion."""
+    for deciding in router.routers:
+        allow = getattr(deciding, "allow_migrate", None)
+        if (
+            allow is not None
+            and allow(alias, model._meta.app_label, model_name=model._meta.model_name, model=model)
+            is not None
+        ):
+            return f"{type(deciding).__module__}.{type(deciding).__qualname__}"
+    return "a router"
 
 
 def _faked(executor: RecordingExecutor, progress: ProgressCallback) -> bool:

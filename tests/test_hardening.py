@@ -847,3 +847,39 @@ def test_production_with_stdin_closed_refuses_as_without_a_terminal(db_alias):
     assert done.returncode == 3, done.stderr
     assert done.stderr.endswith(" No terminal to ask on; pass --yes to confirm.\n")
     assert "ledger_entry" not in connections[db_alias].introspection.table_names()
+
+
+# A database router that keeps migrator off the database ----------------------------------
+
+
+class MigratorElsewhere:
+    """Keeps app 'migrator' off one alias (one that hosts some apps only, or a replica)."""
+
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+
+    def allow_migrate(self, db, app_label, **hints):
+        return False if db == self.alias and app_label == "migrator" else None
+
+
+def test_a_router_keeping_migrator_off_the_database_is_refused_before_anything(db_alias, settings):
+    """Plain migrate works there (migrator's migrations recorded, their tables not made):
+    safemigrate printed them "OK", then failed on the missing tables, on every run."""
+    settings.DATABASE_ROUTERS = [MigratorElsewhere(db_alias)]
+    said = (
+        f"DATABASE_ROUTERS keep app 'migrator' off database {db_alias!r} "
+        "(tests.test_hardening.MigratorElsewhere.allow_migrate), where migrator keeps its "
+        "lock, hashes and audit; let that router allow app 'migrator' on "
+        f"{db_alias!r}, or migrate that database with plain 'migrate'."
+    )
+    for command in [("safemigrate",), ("safemigrate", "ledger", "--plan"), ("rollback", "--last")]:
+        assert run_command(*command, database=db_alias) == ("", f"{said}\n", 1), command
+    out, err, code = run_command("safemigrate", "--json", database=db_alias)
+    assert (json.loads(out)["error"], err, code) == (said, f"{said}\n", 1)
+    assert connections[db_alias].introspection.table_names() == []  # nothing made
+    out, err, code = run_command("verifymigrations", "--baseline", database=db_alias)
+    assert (code, err) == (1, f"{said}\n")
+    assert "migrator_run" not in connections[db_alias].introspection.table_names()
+
+    settings.DATABASE_ROUTERS = []
+    assert run_command("safemigrate", database=db_alias)[2] == 0

@@ -18,7 +18,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, OperationalError, connections
 from django.db.migrations.exceptions import MigrationSchemaMissing
 
-from migrator import checks, integrity, locking, operations, scratch, secrets, timeouts
+from migrator import checks, integrity, lifecycle, locking, operations, scratch, secrets, timeouts
 from migrator.audit import outcome_of
 from migrator.backup.base import first_line
 from migrator.conf import direct_alias, get_settings, seconds
@@ -311,6 +311,8 @@ class MigratorCommand(BaseCommand):
             except DatabaseError as exc:  # a server that is down: the command says so
                 if timeouts.unanswered(connection, str(exc)):  # but waiting twice is no better
                     raise unusable_database(exc, asked, self.unreachable_code) from exc
+        if self.changes:  # before a plan, a prompt or the lock, not under it
+            lifecycle.require_own_tables_allowed(connections[options["database"]])
         if not options["skip_checks"]:
             # Integrity is verified by the command itself, with exit 2 and a fuller report.
             with checks.integrity_checks_deferred():
