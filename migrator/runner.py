@@ -408,6 +408,7 @@ def execute_plan(
     ``syncing``: apps without migrations whose tables are created first (``--run-syncdb``).
     """
     connection = executor.connection
+    migrated = False  # every migration of the plan committed: post_migrate is left
     try:
         with (
             _long_lived_objects_frozen(),
@@ -428,16 +429,13 @@ def execute_plan(
                 fake=options.fake,
                 fake_initial=options.fake_initial,
             )
+            migrated = True
             for migration, _ in unseen:  # post_migrate sees all, as after migrate
                 post_state = migration.mutate_state(post_state, preserve=False)
             post_state = _rendered(post_state)
             _emit(emit_post_migrate_signal, connection, options, post_state, plan, adapter.progress)
     except (KeyboardInterrupt, RunInterrupted) as exc:
-        message = (
-            f"Interrupted{_at(adapter)}; {_what_stays(adapter, 'that migration')} and "
-            f"{len(adapter.steps)} earlier one(s) stay applied. "
-            f"{'Run' if _rolled_back(adapter) else 'Then run'} safemigrate again to finish."
-        )
+        message = _interrupted(adapter, migrated=migrated)
         _fail(executor, run, report, adapter, "interrupted", message)  # the audit's error too
         raise RunInterrupted(message) from exc
     except MigratorError as exc:
@@ -527,6 +525,28 @@ def _fail(
     report.failed_migration = migration_label(adapter.current) if adapter.current else ""
     report.error = secrets.mask(error)  # no credentials from an exception's text
     run.error, run.failed_migration = report.error, report.failed_migration  # for recorded()
+
+
+def _interrupted(adapter: ProgressAdapter, *, migrated: bool) -> str:
+    """What Ctrl-C or SIGTERM stopped: the migration in progress, or none (between two
+    migrations, in pre_ or post_migrate), every migration the run applied committed."""
+    applied = len(adapter.steps)
+    if adapter.current is not None:
+        return (
+            f"Interrupted{_at(adapter)}; {_what_stays(adapter, 'that migration')} and "
+            f"{applied} earlier one(s) stay applied. "
+            f"{'Run' if _rolled_back(adapter) else 'Then run'} safemigrate again to finish."
+        )
+    if migrated:
+        where = "during post_migrate"
+    elif applied:
+        where = f"after {adapter.steps[-1].migration}"
+    else:
+        where = "before the first migration"
+    stays = "no migration was applied"
+    if applied:
+        stays = f"the {applied} migration(s) this run applied all committed and stay applied"
+    return f"Interrupted {where}; {stays}. Run safemigrate again to finish."
 
 
 def _rolled_back(adapter: ProgressAdapter) -> bool:

@@ -332,6 +332,66 @@ def test_a_non_atomic_migration_interrupted_is_not_said_to_be_rolled_back(db_ali
     assert Run.objects.using(db_alias).get().outcome == "interrupted"
 
 
+NOTIFYING = json.dumps(
+    {
+        "NOTIFY": ["tests.scenarios.apps.pause_notified"],
+        "NOTIFY_EVENTS": ["applied"],
+        "NOTIFY_TIMEOUT": 600,
+    }
+)
+ALL_FOUR = "the 4 migration(s) this run applied all committed and stay applied"
+TWO_OF_FOUR = "the 2 migration(s) this run applied all committed and stay applied"
+
+
+@pytest.mark.parametrize(
+    ("pause_at", "signum", "said"),
+    [
+        ("post_migrate", signal.SIGINT, f"during post_migrate; {ALL_FOUR}"),
+        ("post_migrate", signal.SIGTERM, f"during post_migrate; {ALL_FOUR}"),
+        (
+            "applied:scenarios.0002_widget_size",
+            signal.SIGINT,
+            f"after scenarios.0002_widget_size; {TWO_OF_FOUR}",
+        ),
+        (
+            "notified:scenarios.0002_widget_size",
+            signal.SIGINT,
+            f"after scenarios.0002_widget_size; {TWO_OF_FOUR}",
+        ),
+    ],
+    ids=[
+        "post-migrate-ctrl-c",
+        "post-migrate-sigterm",
+        "applied-receiver-ctrl-c",
+        "notify-receiver-ctrl-c",
+    ],
+)
+def test_an_interrupt_between_migrations_says_every_applied_one_committed(
+    db_alias, pause_at, signum, said
+):
+    """No migration was in progress: none was rolled back, all the run applied stay."""
+    child = start_child(
+        db_alias,
+        "safemigrate",
+        "scenarios",
+        MIGRATOR_TEST_SCENARIO="tests.scenarios.migration_sets.basic",
+        MIGRATOR_TEST_SETTINGS=NOTIFYING,
+        PAUSE_AT=pause_at,
+    )
+    try:
+        wait_for_line(child, "PAUSED")  # in a receiver or handler, between two migrations
+        child.send_signal(signum)
+        _, err = child.communicate(timeout=60)
+    finally:
+        child.kill()
+
+    message = f"Interrupted {said}. Run safemigrate again to finish."
+    assert (child.returncode, err) == (5, f"CommandError: {message}\n")
+    run = Run.objects.using(db_alias).get()
+    assert (run.outcome, run.error, run.failed_migration) == ("interrupted", message, "")
+    assert list(run.steps.values_list("name", flat=True)) == applied(db_alias, "scenarios")
+
+
 def test_a_failing_migration_is_one_line_even_when_the_database_says_more(db_alias, scenario):
     """PostgreSQL's errors carry DETAIL and HINT lines; the error stays one line, all kept."""
     scenario("failing_unique")

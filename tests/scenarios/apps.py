@@ -5,15 +5,40 @@ from django.apps import AppConfig
 from django.db.models.signals import post_migrate
 
 
+def pause_at(point: str, *, in_a_thread: bool = False) -> None:
+    """With ``PAUSE_AT=<point>``: print PAUSED and wait for a line on stdin.
+
+    ``in_a_thread``: the wait reads the file descriptor itself; a daemon thread left waiting
+    inside ``sys.stdin``'s buffer would hold its lock as the interpreter shuts down.
+    """
+    if os.environ.get("PAUSE_AT") == point:
+        sys.__stdout__.write("PAUSED\n")  # the real stdout: --json redirects sys.stdout
+        sys.__stdout__.flush()
+        if in_a_thread:
+            os.read(sys.stdin.fileno(), 1)
+        else:
+            sys.stdin.readline()
+
+
 def pause_in_post_migrate(sender, **kwargs):
-    """With ``PAUSE_AT=post_migrate``: print PAUSED and wait, inside the first post_migrate.
+    """With ``PAUSE_AT=post_migrate``: pause inside the first post_migrate.
 
     The first app's receivers have run; the other apps' content types and permissions not.
     """
-    if os.environ.get("PAUSE_AT") == "post_migrate" and sender.label == "auth":
-        sys.__stdout__.write("PAUSED\n")  # the real stdout: --json redirects sys.stdout
-        sys.__stdout__.flush()
-        sys.stdin.readline()
+    if sender.label == "auth":
+        pause_at("post_migrate")
+
+
+def pause_in_migration_applied(sender, migration, **kwargs):
+    """With ``PAUSE_AT=applied:<app_label.name>``: pause in a ``migration_applied``
+    receiver, once that migration has committed."""
+    pause_at(f"applied:{migration}")
+
+
+def pause_notified(summary: dict) -> None:
+    """A ``MIGRATOR["NOTIFY"]`` receiver: with ``PAUSE_AT=notified:<app_label.name>``, pause
+    while that migration's ``applied`` event is delivered."""
+    pause_at(f"notified:{summary.get('migration')}", in_a_thread=True)
 
 
 class ScenariosConfig(AppConfig):
@@ -23,4 +48,7 @@ class ScenariosConfig(AppConfig):
     label = "scenarios"
 
     def ready(self) -> None:
+        from migrator.signals import migration_applied
+
         post_migrate.connect(pause_in_post_migrate, dispatch_uid="scenarios-pause")
+        migration_applied.connect(pause_in_migration_applied, dispatch_uid="scenarios-pause")
