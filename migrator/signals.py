@@ -10,7 +10,8 @@ signals add ``migration="app_label.name"``, ``duration`` (seconds) and ``fake``:
     def page_someone(sender, run, **kwargs):
         ...
 
-A receiver that raises is logged and never fails the run (``send_robust``).
+A receiver that raises is logged and never fails the run (``send_robust``). Ctrl-C and
+SIGTERM that arrive while one runs stop the run all the same.
 """
 
 import logging
@@ -19,6 +20,7 @@ from typing import Any
 from django.dispatch import Signal
 
 from migrator import notify, secrets
+from migrator.exceptions import RunInterrupted
 
 logger = logging.getLogger(__name__)
 
@@ -50,11 +52,13 @@ _LEVELS = {"failed": logging.ERROR, "refused": logging.WARNING, "interrupted": l
 
 
 def run_event(event: str, run: Any, **extra: Any) -> None:
-    """Log, signal and notify one event of a run; never raises."""
+    """Log, signal and notify one event of a run; raises only an interrupt (SIGTERM)."""
     try:
         _log(event, run, extra)
         _signal(event, run, extra)
         notify.send(event, run, **extra)
+    except RunInterrupted:  # SIGTERM, an Exception: it stops the run as Ctrl-C does
+        raise
     except Exception:  # observability must never change how a run ends
         logger.exception("Reporting the %r event of run %s failed.", event, getattr(run, "pk", ""))
 
@@ -69,6 +73,8 @@ def run_closed(run: Any) -> None:
 def _signal(event: str, run: Any, extra: dict[str, Any]) -> None:
     sender = type(run) if run is not None else "migrator"
     for receiver, result in EVENTS[event].send_robust(sender=sender, run=run, **extra):
+        if isinstance(result, RunInterrupted):  # SIGTERM while it ran, not its failure
+            raise result
         if isinstance(result, Exception):
             logger.error(
                 "Receiver %s of the %r signal raised %s.",

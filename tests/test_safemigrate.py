@@ -354,8 +354,18 @@ TWO_OF_FOUR = "the 2 migration(s) this run applied all committed and stay applie
             f"after scenarios.0002_widget_size; {TWO_OF_FOUR}",
         ),
         (
+            "applied:scenarios.0002_widget_size",
+            signal.SIGTERM,
+            f"after scenarios.0002_widget_size; {TWO_OF_FOUR}",
+        ),
+        (
             "notified:scenarios.0002_widget_size",
             signal.SIGINT,
+            f"after scenarios.0002_widget_size; {TWO_OF_FOUR}",
+        ),
+        (
+            "notified:scenarios.0002_widget_size",
+            signal.SIGTERM,
             f"after scenarios.0002_widget_size; {TWO_OF_FOUR}",
         ),
     ],
@@ -363,7 +373,9 @@ TWO_OF_FOUR = "the 2 migration(s) this run applied all committed and stay applie
         "post-migrate-ctrl-c",
         "post-migrate-sigterm",
         "applied-receiver-ctrl-c",
+        "applied-receiver-sigterm",  # SIGTERM was caught there as a receiver's error
         "notify-receiver-ctrl-c",
+        "notify-receiver-sigterm",
     ],
 )
 def test_an_interrupt_between_migrations_says_every_applied_one_committed(
