@@ -12,7 +12,7 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
@@ -144,7 +144,7 @@ def _close_run(
     run.finished_at = run.finished_at or timezone.now()
     run.details = {**run.details, **secrets.mask(details)}
     # If the database went away mid-run, the next run marks this one interrupted.
-    with suppress(DatabaseError):
+    with suppress(DatabaseError), transaction.atomic(using=run._state.db):
         run.save(
             update_fields=[
                 "outcome",
@@ -155,6 +155,8 @@ def _close_run(
                 "backup_id",
             ]
         )
+        if outcome != Run.Outcome.SUCCEEDED:  # it may have stopped before writing its steps
+            _restore_apply_steps(connections[run._state.db], run)
     if not reported_already:
         signals.run_closed(run)
 
@@ -208,7 +210,8 @@ def mark_dead_runs(connection: BaseDatabaseWrapper) -> int:
 
 
 def _restore_apply_steps(connection: BaseDatabaseWrapper, run: Run) -> None:
-    """A killed run never wrote its apply steps: rebuild them from its hash records."""
+    """A killed run never wrote its apply steps, nor one whose database refused them (a
+    SQLite file write-locked meanwhile): rebuild them from its hash records."""
     if run.steps.filter(direction=RunStep.Direction.APPLY).exists():
         return
     RunStep.objects.using(connection.alias).bulk_create(

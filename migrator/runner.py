@@ -518,7 +518,7 @@ def _fail(
     outcome: str,
     error: str,
 ) -> None:
-    with suppress(DatabaseError):  # a lost database: the next run rebuilds the steps
+    with suppress(DatabaseError):  # locked or lost: rebuilt as the run closes, or next run
         executor.save_steps()
     report.steps = adapter.steps
     report.outcome = outcome

@@ -13,6 +13,7 @@ from tests.utils import (
     applied,
     child_env,
     django_admin,
+    execute,
     own_migrations,
     run_child,
     run_command,
@@ -402,6 +403,46 @@ def test_an_interrupt_between_migrations_says_every_applied_one_committed(
     run = Run.objects.using(db_alias).get()
     assert (run.outcome, run.error, run.failed_migration) == ("interrupted", message, "")
     assert list(run.steps.values_list("name", flat=True)) == applied(db_alias, "scenarios")
+
+
+# Writes of a run's steps refused while its record says "running": as a SQLite file that
+# another connection keeps write-locked until the run has failed and is closing its record.
+REFUSING_STEPS_WHILE_RUNNING = {
+    "sqlite": [
+        "CREATE TRIGGER refuse_steps BEFORE INSERT ON migrator_runstep "
+        "WHEN (SELECT outcome FROM migrator_run WHERE id = NEW.run_id) = 'running' "
+        "BEGIN SELECT RAISE(ABORT, 'database is locked'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION refuse_steps() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "IF (SELECT outcome FROM migrator_run WHERE id = NEW.run_id) = 'running' THEN "
+        "RAISE EXCEPTION 'database is locked'; END IF; RETURN NEW; END $$",
+        "CREATE TRIGGER refuse_steps BEFORE INSERT ON migrator_runstep "
+        "FOR EACH ROW EXECUTE FUNCTION refuse_steps()",
+    ],
+}
+
+
+def test_a_failed_run_whose_steps_were_refused_keeps_them_for_rollback_last(db_alias, scenario):
+    """Its steps are rebuilt from the hash records its migrations committed, as for a killed
+    run: ``rollback --last`` undoes what it applied instead of "Nothing to roll back"."""
+    scenario("failing")
+    assert run_command("safemigrate", "migrator", database=db_alias)[2] == 0  # tables only
+    for sql in REFUSING_STEPS_WHILE_RUNNING[connections[db_alias].vendor]:
+        execute(db_alias, sql)
+
+    _, err, code = run_command("safemigrate", "scenarios", database=db_alias)
+
+    assert code == 5, err
+    assert applied(db_alias, "scenarios") == ["0001_initial"]
+    run = Run.objects.using(db_alias).get(command="safemigrate")
+    assert (run.outcome, run.failed_migration) == ("failed", "scenarios.0002_breaks")
+    steps = [(step.name, step.duration is not None) for step in run.steps.all()]
+    assert steps == [("0001_initial", True)]
+    out, err, code = run_command("rollback", "--last", "--plan", database=db_alias)
+    assert (err, code) == ("", 0)
+    assert f"Undoes safemigrate run #{run.pk} (failed)." in out
+    assert "scenarios.0001_initial" in out
 
 
 def test_a_failing_migration_is_one_line_even_when_the_database_says_more(db_alias, scenario):
