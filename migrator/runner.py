@@ -408,7 +408,7 @@ def execute_plan(
     ``syncing``: apps without migrations whose tables are created first (``--run-syncdb``).
     """
     connection = executor.connection
-    migrated = False  # every migration of the plan committed: post_migrate is left
+    phase = ""  # where the run is once every migration of the plan committed
     try:
         with (
             _long_lived_objects_frozen(),
@@ -429,13 +429,15 @@ def execute_plan(
                 fake=options.fake,
                 fake_initial=options.fake_initial,
             )
-            migrated = True
+            phase = "during post_migrate"
             for migration, _ in unseen:  # post_migrate sees all, as after migrate
                 post_state = migration.mutate_state(post_state, preserve=False)
             post_state = _rendered(post_state)
             _emit(emit_post_migrate_signal, connection, options, post_state, plan, adapter.progress)
+        phase = "while recording the run's steps"
+        executor.save_steps()
     except (KeyboardInterrupt, RunInterrupted) as exc:
-        message = _interrupted(adapter, migrated=migrated)
+        message = _interrupted(adapter, phase)
         _fail(executor, run, report, adapter, "interrupted", message)  # the audit's error too
         raise RunInterrupted(message) from exc
     except MigratorError as exc:
@@ -445,12 +447,16 @@ def execute_plan(
         _fail(executor, run, report, adapter, "failed", f"{type(exc).__name__}: {exc}")
         lines = (line.strip() for line in report.error.splitlines() if line.strip())
         said = "; ".join(lines).rstrip(".")
+        if adapter.current is None:  # a lost database in post_migrate, a handler's bug, ...
+            where, stays = _outside_a_migration(adapter, phase)
+            raise MigrationFailed(
+                f"Failed {where}: {said}; {stays}. Fix it and run safemigrate again to finish."
+            ) from exc
         raise MigrationFailed(  # one line; the audit keeps the database's DETAIL/HINT lines
-            f"Migration {report.failed_migration or 'run'} failed: {said}. "
+            f"Migration {report.failed_migration} failed: {said}. "
             f"{_what_stays(adapter, 'It')}; {len(report.steps)} earlier "
             "migration(s) stay applied. Fix it and run safemigrate again."
         ) from exc
-    executor.save_steps()
     report.steps = adapter.steps
     report.outcome = Run.Outcome.SUCCEEDED
 
@@ -527,26 +533,30 @@ def _fail(
     run.error, run.failed_migration = report.error, report.failed_migration  # for recorded()
 
 
-def _interrupted(adapter: ProgressAdapter, *, migrated: bool) -> str:
+def _interrupted(adapter: ProgressAdapter, phase: str) -> str:
     """What Ctrl-C or SIGTERM stopped: the migration in progress, or none (between two
     migrations, in pre_ or post_migrate), every migration the run applied committed."""
-    applied = len(adapter.steps)
     if adapter.current is not None:
         return (
             f"Interrupted{_at(adapter)}; {_what_stays(adapter, 'that migration')} and "
-            f"{applied} earlier one(s) stay applied. "
+            f"{len(adapter.steps)} earlier one(s) stay applied. "
             f"{'Run' if _rolled_back(adapter) else 'Then run'} safemigrate again to finish."
         )
-    if migrated:
-        where = "during post_migrate"
-    elif applied:
+    where, stays = _outside_a_migration(adapter, phase)
+    return f"Interrupted {where}; {stays}. Run safemigrate again to finish."
+
+
+def _outside_a_migration(adapter: ProgressAdapter, phase: str) -> tuple[str, str]:
+    """Where a run stopped with no migration in progress (``phase`` once its plan was
+    applied), and what stays: every migration it applied committed."""
+    applied = len(adapter.steps)
+    where = phase or "before the first migration"
+    if applied and not phase:
         where = f"after {adapter.steps[-1].migration}"
-    else:
-        where = "before the first migration"
     stays = "no migration was applied"
     if applied:
         stays = f"the {applied} migration(s) this run applied all committed and stay applied"
-    return f"Interrupted {where}; {stays}. Run safemigrate again to finish."
+    return where, stays
 
 
 def _rolled_back(adapter: ProgressAdapter) -> bool:

@@ -5,6 +5,7 @@ import subprocess
 
 import pytest
 from django.db import connections
+from django.db.models.signals import post_migrate
 from django.test.utils import CaptureQueriesContext
 
 from migrator.models import MigrationHash, Run
@@ -403,6 +404,82 @@ def test_an_interrupt_between_migrations_says_every_applied_one_committed(
     run = Run.objects.using(db_alias).get()
     assert (run.outcome, run.error, run.failed_migration) == ("interrupted", message, "")
     assert list(run.steps.values_list("name", flat=True)) == applied(db_alias, "scenarios")
+
+
+def test_a_failing_post_migrate_handler_is_not_said_to_roll_a_migration_back(db_alias, scenario):
+    def broken(sender, **kwargs):
+        raise RuntimeError("handler failed on purpose")
+
+    scenario("basic")
+    post_migrate.connect(broken, dispatch_uid="broken")
+    try:
+        _, err, code = run_command("safemigrate", "scenarios", database=db_alias)
+    finally:
+        post_migrate.disconnect(dispatch_uid="broken")
+
+    assert (code, err) == (
+        5,
+        "Failed during post_migrate: RuntimeError: handler failed on purpose; the 4 "
+        "migration(s) this run applied all committed and stay applied. Fix it and run "
+        "safemigrate again to finish.\n",
+    )
+    run = Run.objects.using(db_alias).get(command="safemigrate")
+    assert run.steps.count() == len(applied(db_alias, "scenarios")) == 4
+
+
+def test_a_database_lost_after_the_last_migration_committed_is_not_said_unusable(
+    db_alias, scenario
+):
+    """A failover after the plan committed: exit 5 with what was applied, not exit 1 "Cannot
+    use database" (said of one unusable before anything changed)."""
+    if connections[db_alias].vendor != "postgresql":
+        pytest.skip("a SQLite file does not go away between two statements")
+    scenario("basic")
+    child = start_child(
+        db_alias,
+        "safemigrate",
+        "scenarios",
+        "--json",
+        MIGRATOR_TEST_SCENARIO="tests.scenarios.migration_sets.basic",
+        PAUSE_AT="post_migrate:end",
+    )
+    try:
+        wait_for_line(child, "PAUSED")  # every migration committed, post_migrate done
+        execute(  # its session ends, as a server that restarts ends it (not the lock's)
+            db_alias,
+            "SELECT pg_terminate_backend(pid, 60000) FROM pg_stat_activity WHERE datname = "
+            "current_database() AND pid <> pg_backend_pid() AND application_name = ''",
+        )
+        out, err = child.communicate(input="\n", timeout=60)
+    finally:
+        child.kill()
+
+    assert child.returncode == 5, err
+    document = json.loads(out)
+    message = document["error"]
+    assert message.startswith("Failed while recording the run's steps: OperationalError: ")
+    assert message.endswith(
+        "; the 4 migration(s) this run applied all committed and stay applied. Fix it and "
+        "run safemigrate again to finish."
+    )
+    assert err.endswith(f"CommandError: {message}\n")
+    assert (document["exit_code"], document["outcome"], document["failed_migration"]) == (
+        5,
+        "failed",
+        "",
+    )
+    names = [step["migration"].split(".")[1] for step in document["migrations"]]
+    assert names == applied(db_alias, "scenarios")
+    assert len(names) == 4
+    # Its record was closed on a new connection, the steps rebuilt from the hash records.
+    run = Run.objects.using(db_alias).get(command="safemigrate")
+    assert (run.outcome, run.error.startswith("OperationalError: ")) == ("failed", True)
+    assert list(run.steps.values_list("name", flat=True)) == names
+    assert run_command("safemigrate", "scenarios", database=db_alias) == (
+        "No migrations to apply.\n",
+        "",
+        0,
+    )
 
 
 # Writes of a run's steps refused while its record says "running": as a SQLite file that

@@ -1,7 +1,7 @@
 import os
 import sys
 
-from django.apps import AppConfig
+from django.apps import AppConfig, apps
 from django.db.models.signals import post_migrate
 
 
@@ -24,9 +24,12 @@ def pause_in_post_migrate(sender, **kwargs):
     """With ``PAUSE_AT=post_migrate``: pause inside the first post_migrate.
 
     The first app's receivers have run; the other apps' content types and permissions not.
+    With ``PAUSE_AT=post_migrate:end``: pause once every other receiver has run.
     """
     if sender.label == "auth":
         pause_at("post_migrate")
+    elif sender is [config for config in apps.get_app_configs() if config.models_module][-1]:
+        pause_at("post_migrate:end")  # the last app post_migrate is sent for, the last receiver
 
 
 def pause_in_migration_applied(sender, migration, **kwargs):
