@@ -26,7 +26,7 @@ from migrator import compat, concurrently, integrity, operations, signals, timeo
 from migrator.conf import get_settings
 from migrator.exceptions import MigrationFailed
 from migrator.models import MigrationHash, Run, RunStep
-from migrator.types import migration_label
+from migrator.types import MigrationKey, migration_label
 
 DjangoProgress = Callable[..., None]
 ROLLED_BACK = "It was rolled back"
@@ -69,6 +69,7 @@ class RecordingExecutor(MigrationExecutor):
         self.guarding = True  # off while the guard itself cleans up after a lock timeout
         self._started: dict[Migration, float] = {}
         self.pending_steps: list[list[Any]] = []  # INSERT_STEP rows
+        self.hashed: set[MigrationKey] = set()  # migrations whose hash this executor recorded
         self.fake = False
 
     @contextmanager
@@ -338,6 +339,7 @@ class RecordingExecutor(MigrationExecutor):
         self, migration: Migration, duration: float | None = None, *, fake: bool = False
     ) -> None:
         """Upsert the hash record of an applied migration, naming this executor's run."""
+        self.hashed.add((migration.app_label, migration.name))
         self._execute(
             UPSERT_HASH.format(table=MigrationHash._meta.db_table),
             [
@@ -370,7 +372,11 @@ class RecordingExecutor(MigrationExecutor):
             self.pending_steps = []
 
     def check_replacements(self) -> None:
-        """Mark squashes applied as Django does, and record their hashes (integrity.verify)."""
+        """Mark squashes applied as Django does, and record their hashes (integrity.verify).
+
+        A squash this executor applied has its hash already, with its time and duration
+        (a killed run's steps are rebuilt from them): it is not recorded again.
+        """
         if not self.loader.replacements:
             return
         applied = self.recorder.applied_migrations()
@@ -382,13 +388,15 @@ class RecordingExecutor(MigrationExecutor):
         super().check_replacements()
         if self.record_hashes:
             for squash in marked:
-                self.record_hash(squash)
+                if (squash.app_label, squash.name) not in self.hashed:
+                    self.record_hash(squash)
 
     def record_unapplied(self, migration: Migration) -> None:
         """Unapply a migration in ``django_migrations`` and in migrator's records."""
         compat.record_unapplied(self, migration)
         if self.record_hashes:
             keys = [*migration.replaces, (migration.app_label, migration.name)]
+            self.hashed.difference_update(keys)
             for app_label, name in keys:
                 MigrationHash.objects.using(self.connection.alias).filter(
                     app_label=app_label, name=name

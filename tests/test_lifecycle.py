@@ -131,6 +131,26 @@ def test_a_run_killed_inside_post_migrate_is_marked_and_completed_by_the_next(db
     assert "ledger.0" not in out
 
 
+def test_a_killed_runs_rebuilt_steps_keep_a_squash_in_its_place_with_its_duration(db_alias):
+    """Rebuilt from the hash records: the squash it applied comes before the migration that
+    depends on it, timed, as the run applied them (not re-recorded at the end, untimed)."""
+    killed_when_paused(
+        start_child(
+            db_alias,
+            "safemigrate",
+            "scenarios",
+            "--noinput",
+            PAUSE_AT="post_migrate",
+            MIGRATOR_TEST_SCENARIO="tests.scenarios.migration_sets.squashed_then_third",
+        )
+    )
+    out, _, code = run_command("migrationhistory", "--json", database=db_alias)  # marks it
+    assert [run["outcome"] for run in json.loads(out)["runs"]] == ["interrupted"]
+    killed = Run.objects.using(db_alias).get()
+    steps = [(step.name, step.duration is not None) for step in killed.steps.order_by("id")]
+    assert steps == [("0001_squashed_0002_second", True), ("0003_third", True)]
+
+
 def test_a_plan_grown_between_the_confirmation_and_the_lock_is_refused(
     db_alias, scenario, settings
 ):
