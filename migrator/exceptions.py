@@ -1,6 +1,10 @@
 """Every failure migrator reports, each carrying the exit code the contract gives it."""
 
-from typing import ClassVar
+from typing import ClassVar, Final
+
+# What a migration's own code may raise, all of it a failure of that migration: any error,
+# or SystemExit from a helper that calls sys.exit (it would end the command, exit 0).
+MIGRATION_CODE_ERRORS: Final = (Exception, SystemExit)
 
 
 class MigratorError(Exception):

@@ -43,6 +43,7 @@ from django.db.migrations.state import ProjectState
 from migrator import compat, integrity, locking, packages, planning
 from migrator.conf import get_settings
 from migrator.exceptions import (
+    MIGRATION_CODE_ERRORS,
     ConfirmationRequired,
     IntegrityViolation,
     InvalidRequest,
@@ -976,7 +977,7 @@ def walk(
             progress(ProgressEvent("base_apply", migration=label))
             try:
                 state = executor.apply_migration(state, migration)
-            except Exception as exc:  # noqa: BLE001  (any error of a user's migration)
+            except MIGRATION_CODE_ERRORS as exc:  # any error of a user's migration
                 result = MigrationResult(
                     label, FAILED, error=_error(exc), phase="apply", round_trip=False
                 )
@@ -1025,7 +1026,7 @@ def _round_trip(
     state_before = state.clone()
     try:
         state = executor.apply_migration(state, migration)
-    except Exception as exc:  # noqa: BLE001
+    except MIGRATION_CODE_ERRORS as exc:
         return MigrationResult(label, FAILED, error=_error(exc), phase="apply"), None, None
     after = take_snapshot(connection, before)
     irreversible = [_describe(op) for op in migration.operations if not planning.reversible(op)]
@@ -1041,13 +1042,13 @@ def _round_trip(
         state_before.clear_delayed_apps_cache()
     try:
         executor.unapply_migration(state_before, migration)
-    except Exception as exc:  # noqa: BLE001
+    except MIGRATION_CODE_ERRORS as exc:
         result.status, result.error, result.phase = FAILED, _error(exc), "unapply"
         return result, None, after
     result.differences = compare_snapshots(before, take_snapshot(connection, before, after))
     try:
         state = executor.apply_migration(state_before, migration)
-    except Exception as exc:  # noqa: BLE001
+    except MIGRATION_CODE_ERRORS as exc:
         # After a reverse that left the schema different, the re-apply failing is a
         # consequence: the finding is the reverse (exit 2), the error says how it showed.
         result.status = DIFFERENCES if result.differences else FAILED

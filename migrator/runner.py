@@ -35,6 +35,7 @@ from migrator import (
 from migrator.audit import recorded
 from migrator.conf import get_settings
 from migrator.exceptions import (
+    MIGRATION_CODE_ERRORS,
     ConfirmationRequired,
     IntegrityViolation,
     InvalidRequest,
@@ -443,7 +444,7 @@ def execute_plan(
     except MigratorError as exc:
         _fail(executor, run, report, adapter, "failed", str(exc) or "Stopped")
         raise
-    except Exception as exc:
+    except MIGRATION_CODE_ERRORS as exc:
         _fail(executor, run, report, adapter, "failed", f"{type(exc).__name__}: {exc}")
         lines = (line.strip() for line in report.error.splitlines() if line.strip())
         said = "; ".join(lines).rstrip(".")

@@ -137,6 +137,15 @@ def test_failure_while_applying_blocks_what_depends_on_it_and_counts_agree(alias
     )
 
 
+def test_a_migration_that_calls_sys_exit_fails_its_round_trip(alias, scenario, monkeypatch):
+    """SystemExit(0) ended testmigrations with exit 0 and no report."""
+    scenario("failing")
+    monkeypatch.setenv("FAIL_WITH", "exit")
+    out, err, code = run_command("testmigrations", "scenarios", "--noinput", database=alias)
+    assert code == 5
+    assert "  scenarios.0002_breaks: FAILED\n    apply: SystemExit: 0\n" in out
+
+
 def test_reapply_failure_shows_the_database_error_and_the_walk_goes_on(alias, scenario):
     """A no-op reverse leaves the seeded row: re-applying duplicates it (wagtailcore 0025).
 

@@ -119,6 +119,22 @@ def test_failing_migration_stops_the_run_and_keeps_earlier_ones(db_alias, scenar
     assert not MigrationHash.objects.using(db_alias).filter(name="0002_breaks").exists()
 
 
+def test_a_migration_that_calls_sys_exit_fails_the_run(db_alias, scenario, monkeypatch):
+    """SystemExit(0) went past the run's failure handling: exit 0, no JSON document, and
+    the run recorded failed with error '0' and none of the steps it applied."""
+    scenario("failing")
+    monkeypatch.setenv("FAIL_WITH", "exit")
+    out, err, code = run_command("safemigrate", "scenarios", "--json", database=db_alias)
+    assert code == 5
+    document = json.loads(out)
+    assert (document["outcome"], document["exit_code"]) == ("failed", 5)
+    assert "scenarios.0002_breaks failed: SystemExit: 0" in document["error"]
+    assert applied(db_alias, "scenarios") == ["0001_initial"]
+    run = Run.objects.using(db_alias).get(command="safemigrate", outcome="failed")
+    assert run.failed_migration == "scenarios.0002_breaks"
+    assert list(run.steps.values_list("name", flat=True)) == ["0001_initial"]
+
+
 def test_fake_records_without_running(db_alias, scenario):
     scenario("basic")
     out, err, code = run_command("safemigrate", "scenarios", "0001", "--fake", database=db_alias)

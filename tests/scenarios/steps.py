@@ -36,6 +36,8 @@ def count_run(table: str):
 
 
 def fail(apps, schema_editor):
+    if os.environ.get("FAIL_WITH") == "exit":  # what a helper that calls sys.exit does
+        sys.exit(0)
     raise RuntimeError("scenario step failed on purpose")
 
 
