@@ -9,6 +9,7 @@ import socket
 import subprocess
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -71,14 +72,21 @@ def recorded(
     ``refusal``: the error of a run refused before it began, recorded ``refused``.
     """
     refused = refusal is not None
-    run = _open_run(
-        connection,
-        command=command,
-        arguments=arguments,
-        outcome=Run.Outcome.REFUSED if refused else Run.Outcome.RUNNING,
-        details=details,
-    )
+    opening = timezone.now()
     try:
+        run = _open_run(
+            connection,
+            command=command,
+            arguments=arguments,
+            outcome=Run.Outcome.REFUSED if refused else Run.Outcome.RUNNING,
+            details=details,
+        )
+    except (KeyboardInterrupt, RunInterrupted) as exc:
+        _close_half_opened(connection, since=opening, exc=exc)
+        raise
+    try:
+        if not refused:  # a refusal is reported as it is closed, with why
+            signals.run_event("started", run)
         yield run
     except BaseException as exc:
         error = run.error or str(exc) or type(exc).__name__
@@ -108,7 +116,7 @@ def _open_run(
     details: Mapping[str, Any] | None = None,
 ) -> Run:
     """Create and commit the record of a run, before it changes anything."""
-    run = Run.objects.using(connection.alias).create(
+    return Run.objects.using(connection.alias).create(
         command=command,
         arguments=secrets.mask(dict(arguments)),
         database=connection.alias,
@@ -120,9 +128,21 @@ def _open_run(
         outcome=outcome,
         details=secrets.mask(dict(details or {})),
     )
-    if outcome == Run.Outcome.RUNNING:  # a refusal is reported as it is closed, with why
-        signals.run_event("started", run)
-    return run
+
+
+def _close_half_opened(
+    connection: BaseDatabaseWrapper, *, since: datetime, exc: BaseException
+) -> None:
+    """Ctrl-C or SIGTERM as a run's record was made: its INSERT may have committed (a
+    signal's handler runs once the statement returns). Close it, so it is not left running."""
+    with suppress(DatabaseError):
+        for run in Run.objects.using(connection.alias).filter(
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            outcome=Run.Outcome.RUNNING,
+            started_at__gte=since,
+        ):
+            _close_run(run, outcome=outcome_of(exc), error=str(exc) or type(exc).__name__)
 
 
 def _close_run(

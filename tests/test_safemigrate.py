@@ -9,6 +9,7 @@ from django.db.models.signals import post_migrate
 from django.test.utils import CaptureQueriesContext
 
 from migrator.models import MigrationHash, Run
+from tests.test_children import wait_until
 from tests.utils import (
     ROOT,
     applied,
@@ -16,6 +17,7 @@ from tests.utils import (
     django_admin,
     execute,
     own_migrations,
+    raw_connection,
     run_child,
     run_command,
     start_child,
@@ -420,6 +422,68 @@ def test_an_interrupt_between_migrations_says_every_applied_one_committed(
     run = Run.objects.using(db_alias).get()
     assert (run.outcome, run.error, run.failed_migration) == ("interrupted", message, "")
     assert list(run.steps.values_list("name", flat=True)) == applied(db_alias, "scenarios")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_an_interrupt_as_the_run_starts_closes_its_record(db_alias, signum):
+    """The ``started`` event was sent before the record was in the run's hands: the
+    command exited 5 and its record stayed ``running`` until another command looked."""
+    child = start_child(
+        db_alias,
+        "safemigrate",
+        "scenarios",
+        MIGRATOR_TEST_SCENARIO="tests.scenarios.migration_sets.basic",
+        PAUSE_AT="started",
+    )
+    try:
+        wait_for_line(child, "PAUSED")  # in a run_started receiver
+        child.send_signal(signum)
+        child.communicate(timeout=60)
+    finally:
+        child.kill()
+
+    assert child.returncode == 5
+    run = Run.objects.using(db_alias).get(command="safemigrate")
+    assert (run.outcome, run.finished_at is not None) == ("interrupted", True)
+    assert applied(db_alias, "scenarios") == []
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+def test_sigterm_while_the_run_record_is_inserted_closes_it(db_alias, scenario):
+    """The signal's handler runs once the INSERT returns: the record was made, then left
+    ``running`` as the command exited 5."""
+    scenario("basic")
+    assert run_command("safemigrate", "scenarios", "0001", database=db_alias)[2] == 0
+    holder = raw_connection(db_alias)
+    try:
+        with holder.cursor() as cursor:  # the next run's INSERT waits for it
+            cursor.execute("LOCK TABLE migrator_run IN SHARE MODE")
+        child = start_child(
+            db_alias,
+            "safemigrate",
+            "scenarios",
+            MIGRATOR_TEST_SCENARIO="tests.scenarios.migration_sets.basic",
+        )
+
+        def inserting() -> bool:
+            found = execute(
+                db_alias,
+                "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query LIKE 'INSERT INTO \"migrator_run\"%%'",
+            )
+            return bool(found) or child.poll() is not None
+
+        wait_until(inserting, what="the run's INSERT to wait for the lock")
+        child.send_signal(signal.SIGTERM)
+    finally:
+        holder.rollback()
+        holder.close()
+    child.communicate(timeout=60)
+
+    assert child.returncode == 5
+    run = Run.objects.using(db_alias).filter(command="safemigrate").latest("id")
+    assert (run.outcome, run.finished_at is not None) == ("interrupted", True)
+    assert applied(db_alias, "scenarios") == ["0001_initial"]
 
 
 def test_a_failing_post_migrate_handler_is_not_said_to_roll_a_migration_back(db_alias, scenario):

@@ -38,6 +38,11 @@ def pause_in_migration_applied(sender, migration, **kwargs):
     pause_at(f"applied:{migration}")
 
 
+def pause_in_run_started(sender, run, **kwargs):
+    """With ``PAUSE_AT=started``: pause in a ``run_started`` receiver, the run's record made."""
+    pause_at("started")
+
+
 def pause_notified(summary: dict) -> None:
     """A ``MIGRATOR["NOTIFY"]`` receiver: with ``PAUSE_AT=notified:<app_label.name>``, pause
     while that migration's ``applied`` event is delivered."""
@@ -51,7 +56,8 @@ class ScenariosConfig(AppConfig):
     label = "scenarios"
 
     def ready(self) -> None:
-        from migrator.signals import migration_applied
+        from migrator.signals import migration_applied, run_started
 
         post_migrate.connect(pause_in_post_migrate, dispatch_uid="scenarios-pause")
         migration_applied.connect(pause_in_migration_applied, dispatch_uid="scenarios-pause")
+        run_started.connect(pause_in_run_started, dispatch_uid="scenarios-pause")
