@@ -219,6 +219,29 @@ def test_a_migration_mixing_stages_fails_manage_py_check(db_alias, scenario):
     assert "HINT: Split it" in message
 
 
+def docs_migrations() -> list[str]:
+    """The example migrations of docs/zero-downtime.md's "Safe operations", in order."""
+    section = DOCS.read_text().split("## Safe operations", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"^```python\n(.*?)^```", section, flags=re.M | re.S)
+    return [block for block in blocks if "class Migration(" in block]
+
+
+def test_the_docs_safe_operations_example_passes_manage_py_check(db_alias, migration_set):
+    """Copied as documented, the example must not fail the CI check it recommends (E006)."""
+    package = migration_set("docs_shop")
+    examples = docs_migrations()
+    assert examples
+    names = [f"{number:04}_docs" for number in range(2, 2 + len(examples))]
+    previous = "0001_initial"
+    for name, source in zip(names, examples, strict=True):
+        source = re.sub(r'\("shop", "\w+"\)', f'("scenarios", "{previous}")', source)
+        (package / f"{name}.py").write_text(source)
+        previous = name
+    out, err, code = run_command("check")
+    assert (code, err) == (0, "")
+    assert out == "System check identified no issues (0 silenced).\n"
+
+
 def test_a_misspelt_stage_fails_manage_py_check_in_one_error(db_alias, scenario):
     """As migrate would: an error of the check, not a traceback."""
     scenario("stages_typo")
