@@ -19,7 +19,7 @@ from django.db.migrations.loader import MigrationLoader
 
 from migrator import conf, integrity, packages, stages
 from migrator.backup.encryption import INSTALL_HINT
-from migrator.exceptions import IntegrityViolation, MigratorError
+from migrator.exceptions import BrokenOperation, IntegrityViolation, MigratorError
 from migrator.risks.catalogue import RISKS
 
 LOAD_ID = "migrator.E007"
@@ -94,7 +94,8 @@ def check_deploy_stages(
 ) -> list[CheckMessage]:
     """migrator.E006: a migration whose operations need both deploy stages; migrator.W003:
     a STAGE_OVERRIDES entry that names no migration; migrator.E002/E007: migration files
-    that cannot be loaded (a dependency's file gone; a file that does not import).
+    that cannot be loaded (a dependency's file gone; a file that does not import; an
+    operation naming a field or model that the models before it do not have).
 
     Reads migration files only (no database), so a plain ``manage.py check`` in CI finds
     it before a deploy does. migrator's commands skip it (they report each migration's
@@ -114,8 +115,9 @@ def check_deploy_stages(
     third_party = packages.third_party_apps(loader)
     try:
         decisions = stages.mixed_migrations(loader)
-    except MigratorError as exc:  # a stage = value that is no stage: as safemigrate says
-        return [*_unknown_stage_overrides(loader), Error(str(exc), id=stages.CHECK_ID)]
+    except MigratorError as exc:  # a stage = value that is no stage, a misspelt field
+        check_id = LOAD_ID if isinstance(exc, BrokenOperation) else stages.CHECK_ID
+        return [*_unknown_stage_overrides(loader), Error(str(exc), id=check_id)]
     mixed = [
         Error(
             f"Migration {decision.label} mixes deploy stages: {'; '.join(decision.mixed)}.",

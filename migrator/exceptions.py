@@ -38,6 +38,10 @@ class UnloadableMigration(MigratorError):
     """A migration file Django cannot import: a syntax error, a missing import, no class."""
 
 
+class BrokenOperation(MigratorError):
+    """A migration operation naming a model or field that the models before it lack (a typo)."""
+
+
 class IntegrityViolation(MigratorError):
     """Applied history and the files on disk disagree (edited, missing, conflicting)."""
 

@@ -27,7 +27,7 @@ from django.db.models import Field
 from migrator.conf import get_settings
 from migrator.exceptions import InvalidRequest
 from migrator.risks.fields import narrowing
-from migrator.types import MigrationKey, MigrationPlan, Stage, migration_label
+from migrator.types import MigrationKey, MigrationPlan, Stage, migration_label, state_forwards
 
 __all__ = ["INFERENCE", "Stage", "StageDecision", "stage_of"]
 
@@ -185,7 +185,7 @@ def stage_of(migration: Migration, state: ProjectState) -> StageDecision:
     for operation in migration.operations:
         stage, why = infer(operation, migration.app_label, state)
         inferred.append((stage, f"{type(operation).__name__}: {why}"))
-        operation.state_forwards(migration.app_label, state)
+        state_forwards(migration, operation, state)
     explicit = getattr(migration, "stage", None)
     if explicit is not None:
         return StageDecision(label, _explicit(label, explicit), "explicit", "stage on the class")

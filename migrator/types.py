@@ -5,10 +5,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
+from django.core.exceptions import FieldDoesNotExist
 from django.db import DEFAULT_DB_ALIAS
 from django.db.migrations import Migration
 
 from migrator.conf import get_settings
+from migrator.exceptions import BrokenOperation
 
 if TYPE_CHECKING:  # planning sits above this module; the reports only hold its objects
     from migrator.planning import PlannedMigration
@@ -49,6 +51,21 @@ def migration_label(migration: Migration | MigrationKey) -> str:
         app_label, name = migration
         return f"{app_label}.{name}"
     return f"{migration.app_label}.{migration.name}"
+
+
+def state_forwards(migration: Migration, operation: Any, state: Any) -> None:
+    """``operation.state_forwards``; a model or field the state lacks (a misspelt name) is
+    one line naming the migration and the operation, not Django's bare ``KeyError``."""
+    try:
+        operation.state_forwards(migration.app_label, state)
+    except (LookupError, FieldDoesNotExist) as exc:
+        number = migration.operations.index(operation) + 1
+        missing = repr(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+        raise BrokenOperation(
+            f"Migration {migration_label(migration)}: operation {number} "
+            f"({type(operation).__name__}) names {missing}, which the models before it do not "
+            "have; fix the name in the migration file."
+        ) from exc
 
 
 def describe_keys(keys: Iterable[MigrationKey], limit: int = 3) -> str:

@@ -262,6 +262,57 @@ def test_installed_packages_mixing_stages_do_not_fail_manage_py_check(db_alias):
     assert "E006" not in done.stdout + done.stderr
 
 
+TYPO_MIGRATION = """
+from django.db import migrations
+
+from migrator.operations import SetNotNullSafely
+
+
+class Migration(migrations.Migration):
+    atomic = False
+    dependencies = [("scenarios", "0001_initial")]
+    operations = [{operation}]
+"""
+
+
+@pytest.mark.parametrize(
+    ("operation", "name"),
+    [
+        ('SetNotNullSafely("widget", "nte")', "SetNotNullSafely"),
+        ('migrations.RemoveField("widget", "nte")', "RemoveField"),
+    ],
+    ids=["SetNotNullSafely", "RemoveField"],
+)
+def test_a_misspelt_field_is_one_line_and_one_json_document(
+    db_alias, migration_set, operation, name
+):
+    """Django's state raises a bare KeyError('nte'): every command names the migration and
+    the operation instead, exit 1, and with --json prints exactly one document."""
+    package = migration_set("stages_field_typo")
+    (package / "0002_typo.py").write_text(TYPO_MIGRATION.format(operation=operation))
+    message = (
+        f"Migration scenarios.0002_typo: operation 1 ({name}) names 'nte', which the models "
+        "before it do not have; fix the name in the migration file."
+    )
+    for command, *args in [
+        ("migrationstatus", "--json", "--check", "--stage", "before-deploy"),
+        ("safemigrate", "--json", "--noinput", "--yes"),
+        ("safemigrate", "--json", "--noinput", "--yes", "--stage", "before-deploy"),
+    ]:
+        out, err, code = run_command(command, *args, database=db_alias)
+        assert (code, err) == (1, message + "\n"), command
+        assert json.loads(out) == {
+            "command": command,
+            "database": db_alias,
+            "error": message,
+            "exit_code": 1,
+            "outcome": "failed",
+        }
+    out, err, code = run_command("check")
+    assert code == 1
+    assert f"?: (migrator.E007) {message}\n" in err
+
+
 def test_an_override_naming_no_migration_is_a_check_warning(db_alias, scenario, settings):
     """A typo (a prefix, a wrong app) would override nothing: the migration it meant to
     hold back until after the deploy would run before it."""

@@ -21,6 +21,7 @@ from migrator.risks import postgres
 from migrator.risks.effects import Draft, Effects
 from migrator.risks.fields import column_name, describe_callable, describe_operation
 from migrator.risks.tables import Tables
+from migrator.types import state_forwards
 
 
 class Walker:
@@ -48,7 +49,7 @@ class Walker:
                             draft.ref.on_existing.append(draft)
             else:
                 self._follow_tables(operation, migration.app_label, state)
-            operation.state_forwards(migration.app_label, state)
+            state_forwards(migration, operation, state)
             per_operation.append(drafts)
         return per_operation
 
