@@ -25,6 +25,11 @@ class UnappliedMigrations(MigratorError):
     """``--check``: migrations are waiting to be applied (exit 1, as ``migrate --check``)."""
 
 
+class MisorderedStages(MigratorError):
+    """A before_deploy migration that depends on a pending after_deploy one: the
+    before-deploy stage holds it back, and the new code would start without it."""
+
+
 class PooledConnection(MigratorError):
     """A connection through a transaction pooler (PgBouncer), where a session lock is void."""
 

@@ -9,7 +9,13 @@ from django.db.migrations.executor import MigrationExecutor
 from migrator import audit, history, integrity, locking, operations, stages
 from migrator.backup import last_drill, list_backups
 from migrator.conf import get_settings
-from migrator.exceptions import BackupFailed
+from migrator.exceptions import (
+    BackupFailed,
+    IntegrityViolation,
+    MigratorError,
+    MisorderedStages,
+    UnappliedMigrations,
+)
 from migrator.models import Run
 from migrator.types import Stage, migration_label
 
@@ -21,8 +27,10 @@ class DatabaseStatus:
     environment: str
     applied: int = 0
     pending: list[str] = field(default_factory=list)
-    # What ``safemigrate --stage before-deploy`` would apply, and what it holds back.
+    # Pending migrations by their own stage, in apply order.
     pending_by_stage: dict[Stage, list[str]] = field(default_factory=dict)
+    # What ``safemigrate --stage before-deploy`` holds back, and why (as its --json says).
+    held_back: list[stages.HeldBack] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # integrity and history errors
     warnings: list[str] = field(default_factory=list)  # unverified, third-party changes
     lock_holder: dict[str, Any] | None = None
@@ -35,23 +43,59 @@ class DatabaseStatus:
 
     @property
     def exit_code(self) -> int:
-        """For ``--check``: 2 when history is wrong, 1 when anything is pending (a batched
-        data migration stopped half-way too: a rollback of one leaves nothing pending), else 0.
+        """For ``--check``: 2 when history is wrong, 1 when anything is pending, running or
+        stopped half-way (a rollback of a batched data migration leaves nothing pending)."""
+        error = self.not_ready(None)
+        return 0 if error is None else error.exit_code
+
+    def not_ready(self, stage: Stage | None) -> MigratorError | None:
+        """``--check [--stage before-deploy]``'s verdict: None when ready, else why not.
+
+        With the stage, only what the new code needs counts: a deploy switches traffic to it
+        once nothing before_deploy is pending. A before_deploy migration held back behind an
+        after_deploy one is not ready either: the new code would start without it.
         """
+        where = f"Database {self.database!r} is not ready"
         if self.problems:
-            return 2
-        return 1 if self.pending or self.in_progress or self.batches_in_flight else 0
+            return IntegrityViolation(f"{where}: history is wrong.")
+        unfinished = self._unfinished(where, self.in_progress, self.batches_in_flight)
+        if unfinished is not None:
+            return unfinished
+        if stage is not Stage.BEFORE_DEPLOY and self.pending:
+            return UnappliedMigrations(f"{where}: migrations are pending.")
+        if stage is not Stage.BEFORE_DEPLOY:
+            return None
+        held = {item.label: item for item in self.held_back}
+        applicable = [label for label in self.pending_by_stage.get(stage, []) if label not in held]
+        if applicable:
+            return UnappliedMigrations(
+                f"{where}: before_deploy migrations are pending: {', '.join(applicable)}."
+            )
+        misordered = [item for item in self.held_back if item.stage is Stage.BEFORE_DEPLOY]
+        if misordered:
+            listed = "; ".join(f"{item.label} ({item.reason})" for item in misordered)
+            return MisorderedStages(
+                f"{where}: before_deploy migrations are held back behind after_deploy ones, "
+                f"so the new code would start without them: {listed}. Make them depend on no "
+                "pending after_deploy migration, or, if the new code does not need them, mark "
+                "them after_deploy (stage = Stage.AFTER_DEPLOY, or MIGRATOR['STAGE_OVERRIDES'])."
+            )
+        return None
 
-    def gate(self, stage: Stage | None) -> int:
-        """``--check [--stage before-deploy]``: with the stage, only before_deploy counts.
-
-        A deploy switches traffic to the new code once nothing it needs is pending: the
-        after_deploy migrations are meant to wait for it.
-        """
-        if stage is not Stage.BEFORE_DEPLOY or self.problems:
-            return self.exit_code
-        unfinished = self.in_progress or self.batches_in_flight
-        return 1 if self.pending_by_stage.get(stage) or unfinished else 0
+    @staticmethod
+    def _unfinished(
+        where: str, runs: list[dict[str, Any]], batches: list[dict[str, Any]]
+    ) -> MigratorError | None:
+        """Not ready while a run is in progress, or a batched data migration stopped half-way."""
+        if runs:
+            return UnappliedMigrations(f"{where}: migrations are pending.")
+        if batches:
+            stopped = ", ".join(f"{batch['migration']} ({batch['direction']})" for batch in batches)
+            return UnappliedMigrations(
+                f"{where}: a batched data migration stopped half-way: {stopped}; run the "
+                "command that stopped (safemigrate, or the rollback) again to finish it."
+            )
+        return None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -63,6 +107,7 @@ class DatabaseStatus:
             "pending_by_stage": {
                 stage.value: labels for stage, labels in self.pending_by_stage.items()
             },
+            "held_back": [item.as_dict() for item in self.held_back],
             "problems": self.problems,
             "warnings": self.warnings,
             "latest_backup": self.latest_backup,
@@ -95,10 +140,13 @@ def database_status(database: str) -> DatabaseStatus:
         status.backup_store_error = str(exc)
     plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
     status.pending = [migration_label(migration) for migration, _ in plan]
-    before, held = stages.select(plan, executor.loader, Stage.BEFORE_DEPLOY)
+    _, status.held_back = stages.select(plan, executor.loader, Stage.BEFORE_DEPLOY)
+    stage_of = {item.label: item.stage for item in status.held_back}
     status.pending_by_stage = {
-        Stage.BEFORE_DEPLOY: [migration_label(migration) for migration, _ in before],
-        Stage.AFTER_DEPLOY: [item.label for item in held],
+        stage: [
+            label for label in status.pending if stage_of.get(label, Stage.BEFORE_DEPLOY) is stage
+        ]
+        for stage in (Stage.BEFORE_DEPLOY, Stage.AFTER_DEPLOY)
     }
     graph, recorded = executor.loader.graph, executor.loader.applied_migrations
     status.applied = sum(key in recorded for key in graph.nodes)  # a squash counts once

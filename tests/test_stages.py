@@ -29,7 +29,14 @@ from migrator.operations import (
 )
 from migrator.stages import Stage
 from tests.scenarios.steps import CHECK_CONDITION
-from tests.utils import ROOT, applied, child_env, run_child, run_command, wait_for_line
+from tests.utils import (
+    ROOT,
+    applied,
+    child_env,
+    run_child,
+    run_command,
+    wait_for_line,
+)
 
 BEFORE, AFTER = Stage.BEFORE_DEPLOY, Stage.AFTER_DEPLOY
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "zero-downtime.md"
@@ -434,8 +441,16 @@ def test_before_deploy_applies_what_the_old_code_survives_while_it_runs(db_alias
     assert run_command("migrationstatus", "--check", database=db_alias)[2] == 0
 
 
-def test_status_shows_pending_per_stage_and_gates_on_before_deploy(db_alias, scenario):
+def test_status_shows_pending_per_stage_and_gates_on_before_deploy(db_alias, scenario, settings):
     scenario("deploy_stages")
+    # The new code needs neither: marked, they wait for the after-deploy stage.
+    settings.MIGRATOR = {
+        **settings.MIGRATOR,
+        "STAGE_OVERRIDES": {
+            "ledger.0005_normalise_account_names": "after_deploy",
+            "scenarios.0004_account_email": "after_deploy",
+        },
+    }
     # On a new database, contenttypes.0002 (it drops a column) holds auth back: not here.
     assert run_command("safemigrate", "auth", database=db_alias)[2] == 0
     run_command("safemigrate", "--stage", "before-deploy", database=db_alias)
@@ -458,6 +473,56 @@ def test_status_shows_pending_per_stage_and_gates_on_before_deploy(db_alias, sce
     assert code == 1
     out, _, _ = run_command("migrationstatus", database=db_alias)
     assert "    scenarios.0003_remove_account_legacy [after_deploy]\n" in out
+
+
+def test_a_before_deploy_migration_held_back_by_an_after_deploy_one_fails_the_gate(
+    db_alias, scenario
+):
+    """scenarios.0004 (AddField, before_deploy) depends on 0003 (RemoveField, after_deploy):
+    before-deploy holds it back, and the new code would start without its column. Status
+    calls it before_deploy, as safemigrate does, and the gate says what is wrong."""
+    scenario("deploy_stages")
+    assert run_command("safemigrate", "auth", database=db_alias)[2] == 0
+    assert run_command("safemigrate", "--stage", "before-deploy", database=db_alias)[2] == 0
+    out, err, code = run_command(
+        "safemigrate", "--plan", "--json", "--stage", "before-deploy", database=db_alias
+    )
+    held_back = json.loads(out)["held_back"]
+    assert {
+        "migration": "scenarios.0004_account_email",
+        "stage": "before_deploy",
+        "reason": "depends on scenarios.0003_remove_account_legacy, which is held back",
+    } in held_back
+    out, err, code = run_command("migrationstatus", "--json", database=db_alias)
+    status = json.loads(out)
+    assert status["held_back"] == held_back
+    assert status["pending_by_stage"] == {
+        "before_deploy": ["ledger.0005_normalise_account_names", "scenarios.0004_account_email"],
+        "after_deploy": ["ledger.0004_remove_entry_memo", "scenarios.0003_remove_account_legacy"],
+    }
+    out, _, _ = run_command("migrationstatus", database=db_alias)
+    assert (
+        "    scenarios.0004_account_email [before_deploy, held back: depends on "
+        "scenarios.0003_remove_account_legacy, which is held back]\n"
+    ) in out
+    message = (
+        f"Database {db_alias!r} is not ready: before_deploy migrations are held back behind "
+        "after_deploy ones, so the new code would start without them: "
+        "ledger.0005_normalise_account_names (depends on ledger.0004_remove_entry_memo, which "
+        "is held back); scenarios.0004_account_email (depends on "
+        "scenarios.0003_remove_account_legacy, which is held back). Make them depend on no "
+        "pending after_deploy migration, or, if the new code does not need them, mark them "
+        "after_deploy (stage = Stage.AFTER_DEPLOY, or MIGRATOR['STAGE_OVERRIDES'])."
+    )
+    out, err, code = run_command(
+        "migrationstatus", "--check", "--stage", "before-deploy", database=db_alias
+    )
+    assert (code, err) == (1, message + "\n")
+    out, err, code = run_command(
+        "migrationstatus", "--check", "--stage", "before-deploy", "--json", database=db_alias
+    )
+    assert code == 1
+    assert (json.loads(out)["error"], json.loads(out)["exit_code"]) == (message, 1)
 
 
 def test_rollback_plan_says_which_undo_steps_wait_for_the_old_code(db_alias, scenario):

@@ -28,14 +28,16 @@ class Command(MigratorCommand):
             choices=["before-deploy", "after-deploy"],
             default=None,
             help="With --check: before-deploy exits 1 only when before_deploy migrations are "
-            "pending (a gate before switching traffic to new code); after-deploy: any.",
+            "pending or held back behind after_deploy ones (a gate before switching traffic to "
+            "new code); after-deploy: any.",
         )
 
     def run(self, **options: Any) -> None:
         if options["stage"] and not options["check"]:
             raise CommandError("--stage goes with --check.")
         status = status_module.database_status(options["database"])
-        error = self.not_ready(status, options) if options["check"] else None
+        stage = options["stage"] and Stage(options["stage"].replace("-", "_"))
+        error = status.not_ready(stage) if options["check"] else None
         if self.as_json:
             self.write_document(status.as_dict(), error)
             return
@@ -43,28 +45,6 @@ class Command(MigratorCommand):
         self.render_batches(status.batches_in_flight)
         if error is not None:
             raise error
-
-    def not_ready(self, status: DatabaseStatus, options: dict[str, Any]) -> CommandError | None:
-        """``--check``'s verdict: None when the database is ready for the stage asked."""
-        stage = options["stage"] and Stage(options["stage"].replace("-", "_"))
-        code = status.gate(stage)
-        if code:
-            reason = "history is wrong" if code == 2 else "migrations are pending"
-            if code == 1 and stage is Stage.BEFORE_DEPLOY:
-                reason = f"{stage} migrations are pending"
-            if code == 1 and status.batches_in_flight and not status.in_progress:
-                stopped = ", ".join(
-                    f"{batch['migration']} ({batch['direction']})"
-                    for batch in status.batches_in_flight
-                )
-                reason = (
-                    f"a batched data migration stopped half-way: {stopped}; run the command "
-                    "that stopped (safemigrate, or the rollback) again to finish it"
-                )
-            return CommandError(
-                f"Database {status.database!r} is not ready: {reason}.", returncode=code
-            )
-        return None
 
     def render_batches(self, batches: list[dict[str, Any]]) -> None:
         """Batched data migrations started and not finished (running, or killed half-way)."""
@@ -88,9 +68,16 @@ class Command(MigratorCommand):
         stage_of = {
             label: stage for stage, labels in status.pending_by_stage.items() for label in labels
         }
+        held = {item.label: item.reason for item in status.held_back}
         self.stdout.write(self.style.WARNING(f"  pending: {len(status.pending)} migration(s)"))
         for label in status.pending:
-            self.stdout.write(f"    {label} [{stage_of[label]}]")
+            stage = stage_of[label]
+            if stage is Stage.BEFORE_DEPLOY and label in held:  # a stage-ordering mistake
+                self.stdout.write(
+                    self.style.ERROR(f"    {label} [{stage}, held back: {held[label]}]")
+                )
+            else:
+                self.stdout.write(f"    {label} [{stage}]")
 
     def render(self, status: DatabaseStatus) -> None:
         write = self.stdout.write
