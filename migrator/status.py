@@ -58,7 +58,12 @@ class DatabaseStatus:
         where = f"Database {self.database!r} is not ready"
         if self.problems:
             return IntegrityViolation(f"{where}: history is wrong.")
-        unfinished = self._unfinished(where, self.in_progress, self.batches_in_flight)
+        runs, batches = self.in_progress, self.batches_in_flight
+        if stage is Stage.BEFORE_DEPLOY:  # an earlier release's after-deploy stage: not needed
+            after = set(self.pending_by_stage.get(Stage.AFTER_DEPLOY, []))
+            runs = [run for run in runs if not _after_deploy_run(run)]
+            batches = [batch for batch in batches if batch["migration"] not in after]
+        unfinished = self._unfinished(where, runs, batches)
         if unfinished is not None:
             return unfinished
         if stage is not Stage.BEFORE_DEPLOY and self.pending:
@@ -88,7 +93,8 @@ class DatabaseStatus:
     ) -> MigratorError | None:
         """Not ready while a run is in progress, or a batched data migration stopped half-way."""
         if runs:
-            return UnappliedMigrations(f"{where}: migrations are pending.")
+            listed = ", ".join(f"{run['command']} #{run['id']}{_stage_of(run)}" for run in runs)
+            return UnappliedMigrations(f"{where}: a run is in progress: {listed}.")
         if batches:
             stopped = ", ".join(f"{batch['migration']} ({batch['direction']})" for batch in batches)
             return UnappliedMigrations(
@@ -162,6 +168,16 @@ def database_status(database: str) -> DatabaseStatus:
         last = runs.exclude(outcome=Run.Outcome.RUNNING).order_by("-started_at", "-id").first()
         status.last_run = history.run_as_dict(last) if last else None
     return status
+
+
+def _after_deploy_run(run: dict[str, Any]) -> bool:
+    stage = str(run["arguments"].get("stage")).replace("_", "-")  # call_command skips choices
+    return run["command"] == "safemigrate" and stage == "after-deploy"
+
+
+def _stage_of(run: dict[str, Any]) -> str:
+    stage = run["arguments"].get("stage")
+    return f" (stage {stage})" if stage else ""
 
 
 def describe_drill(drill: dict[str, str] | None) -> str:

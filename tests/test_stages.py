@@ -19,6 +19,7 @@ from django.db.migrations.state import ModelState, ProjectState
 from migrator import stages
 from migrator.conf import get_settings
 from migrator.exceptions import InvalidRequest
+from migrator.models import Run
 from migrator.operations import (
     AddCheckSafely,
     AddForeignKeySafely,
@@ -35,6 +36,7 @@ from tests.utils import (
     child_env,
     run_child,
     run_command,
+    start_child,
     wait_for_line,
 )
 
@@ -523,6 +525,78 @@ def test_a_before_deploy_migration_held_back_by_an_after_deploy_one_fails_the_ga
     )
     assert code == 1
     assert (json.loads(out)["error"], json.loads(out)["exit_code"]) == (message, 1)
+
+
+def paused_in_post_migrate(alias: str, scenario_name: str, stage: str) -> subprocess.Popen:
+    """A ``safemigrate --stage`` child whose run is in progress: its migrations applied, it
+    waits inside post_migrate for a line on stdin."""
+    child = start_child(
+        alias,
+        *("safemigrate", "--stage", stage, "--noinput", "--yes"),
+        MIGRATOR_TEST_SCENARIO=f"tests.scenarios.migration_sets.{scenario_name}",
+        PAUSE_AT="post_migrate",
+    )
+    wait_for_line(child, "PAUSED")
+    return child
+
+
+def finished(child: subprocess.Popen) -> None:
+    """Let a paused child go on, and wait for it to succeed."""
+    child.stdin.write("\n")
+    child.stdin.flush()
+    out, err = child.communicate(timeout=300)
+    assert child.returncode == 0, err
+
+
+def test_an_after_deploy_run_in_progress_does_not_fail_the_before_deploy_gate(db_alias, scenario):
+    """Release N+1's gate while release N's after-deploy stage still runs: nothing the new
+    code needs is pending, so the gate passes; a plain --check names the run."""
+    scenario("empty")
+    assert run_command("safemigrate", database=db_alias)[2] == 0
+    scenario("deploy_stages")
+    assert run_command("safemigrate", "scenarios", "0002", database=db_alias)[2] == 0
+    child = paused_in_post_migrate(db_alias, "deploy_stages", "after-deploy")
+    try:
+        (run,) = Run.objects.using(db_alias).filter(outcome=Run.Outcome.RUNNING)
+        out, err, code = run_command(
+            "migrationstatus", "--check", "--stage", "before-deploy", "--json", database=db_alias
+        )
+        status = json.loads(out)
+        assert (code, err, status["pending_by_stage"]["before_deploy"]) == (0, "", [])
+        assert [r["id"] for r in status["in_progress"]] == [run.pk]
+        out, err, code = run_command("migrationstatus", "--check", database=db_alias)
+        assert (code, err) == (
+            1,
+            f"Database {db_alias!r} is not ready: a run is in progress: safemigrate "
+            f"#{run.pk} (stage after-deploy).\n",
+        )
+    finally:
+        finished(child)
+    assert run_command("migrationstatus", "--check", database=db_alias)[2] == 0
+
+
+def test_a_before_deploy_run_in_progress_fails_the_before_deploy_gate(db_alias, scenario):
+    """It may still change what the new code needs: not ready until it ends."""
+    scenario("empty")
+    assert run_command("safemigrate", database=db_alias)[2] == 0
+    scenario("basic")
+    child = paused_in_post_migrate(db_alias, "basic", "before-deploy")
+    try:
+        (run,) = Run.objects.using(db_alias).filter(outcome=Run.Outcome.RUNNING)
+        out, err, code = run_command(
+            "migrationstatus", "--check", "--stage", "before-deploy", database=db_alias
+        )
+        assert (code, err) == (
+            1,
+            f"Database {db_alias!r} is not ready: a run is in progress: safemigrate "
+            f"#{run.pk} (stage before-deploy).\n",
+        )
+    finally:
+        finished(child)
+    out, err, code = run_command(
+        "migrationstatus", "--check", "--stage", "before-deploy", database=db_alias
+    )
+    assert (code, err) == (0, "")
 
 
 def test_rollback_plan_says_which_undo_steps_wait_for_the_old_code(db_alias, scenario):

@@ -28,8 +28,8 @@ class Command(MigratorCommand):
             choices=["before-deploy", "after-deploy"],
             default=None,
             help="With --check: before-deploy exits 1 only when before_deploy migrations are "
-            "pending or held back behind after_deploy ones (a gate before switching traffic to "
-            "new code); after-deploy: any.",
+            "pending or held back behind after_deploy ones, or a run other than an after-deploy "
+            "one is in progress (a gate before switching traffic to new code); after-deploy: any.",
         )
 
     def run(self, **options: Any) -> None:
