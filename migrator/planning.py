@@ -188,16 +188,19 @@ def describe_plan(
     *,
     connection: BaseDatabaseWrapper | None = None,
     loader: MigrationLoader | None = None,
+    stage: Stage | None = None,
 ) -> list[PlannedMigration]:
     """Each migration of a plan with a description of each of its operations.
 
     Given a connection, each operation also carries its risk findings (``risks.Finding``),
-    with table sizes read from that database, and each migration its stage.
+    with table sizes read from that database, and each migration its stage. ``stage``: the
+    deploy stage the plan runs in; in the after-deploy one no old code runs.
     """
     findings, decisions = {}, {}
     if connection is not None and plan:
         loader = loader or MigrationLoader(connection)
-        findings = risks.analyse_plan(plan, connection, loader)
+        old_code_runs = stage is not Stage.AFTER_DEPLOY
+        findings = risks.analyse_plan(plan, connection, loader, old_code_runs=old_code_runs)
         decisions = stages.decide(plan, loader)
     described = []
     for migration, backwards in plan:

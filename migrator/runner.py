@@ -104,7 +104,9 @@ def plan_report(
         database=database,
         environment=get_settings().environment,
         outcome="planned",
-        plan=planning.describe_plan(plan, connection=executor.connection, loader=executor.loader),
+        plan=planning.describe_plan(
+            plan, connection=executor.connection, loader=executor.loader, stage=stage
+        ),
         stage=stage,
         held_back=held,
     )
@@ -158,7 +160,9 @@ def safemigrate(
         database=options.database,
         environment=get_settings().environment,
         outcome="nothing",
-        plan=planning.describe_plan(plan, connection=connection, loader=executor.loader),
+        plan=planning.describe_plan(
+            plan, connection=connection, loader=executor.loader, stage=options.stage
+        ),
         stage=options.stage,
         held_back=held,
     )
@@ -230,7 +234,7 @@ def _apply(
         report.plan = [planned for planned in report.plan if planned.label not in bootstrapped]
         if replanned != confirmed:  # shrank: another run applied part of it
             report.plan = planning.describe_plan(
-                plan, connection=connection, loader=executor.loader
+                plan, connection=connection, loader=executor.loader, stage=options.stage
             )
         syncing = _unsynchronised(connection, syncing)  # of those confirmed, still missing
         if not plan and not syncing:

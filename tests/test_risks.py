@@ -460,6 +460,50 @@ def test_blocking_risks_stop_plan_and_run_unless_acknowledged(db_alias, scenario
     } in run.details["risks"]
 
 
+def finding_codes(document: dict) -> dict[str, list[str]]:
+    return {
+        migration["migration"]: [
+            finding["code"]
+            for operation in migration["operations"]
+            for finding in operation["findings"]
+        ]
+        for migration in document["plan"]
+    }
+
+
+def test_the_after_deploy_stage_has_no_finding_about_the_old_code(db_alias, scenario, settings):
+    """No old code runs in --stage after-deploy (docs/zero-downtime.md): a drop there is no
+    ML403/ML404, and BLOCKING_RISKS on them does not refuse the stage the docs prescribe.
+    Without --stage the old code may run beside the plan: they stay."""
+    scenario("risk_ops")
+    risk_ops_with_rows(db_alias)
+    settings.MIGRATOR = {**settings.MIGRATOR, "BLOCKING_RISKS": ["ML403", "ML404"]}
+    target = ("scenarios", "0003", "--allow-data-loss")
+    out, err, code = run_command("safemigrate", *target, "--plan", "--json", database=db_alias)
+    assert code == 3, err
+    assert finding_codes(json.loads(out)) == {
+        "scenarios.0002_remove_field": ["ML101", "ML403"],
+        "scenarios.0003_delete_model": ["ML102", "ML404"],
+    }
+    after = ("--stage", "after-deploy")
+    out, err, code = run_command(
+        "safemigrate", *target, *after, "--plan", "--json", database=db_alias
+    )
+    assert (code, err) == (0, "")
+    assert finding_codes(json.loads(out)) == {
+        "scenarios.0002_remove_field": ["ML101"],
+        "scenarios.0003_delete_model": ["ML102"],
+    }
+    out, err, code = run_command("safemigrate", *target, *after, database=db_alias)
+    assert (code, err) == (0, "")
+    assert "ML403" not in out
+    assert applied(db_alias, "scenarios") == [
+        "0001_initial",
+        "0002_remove_field",
+        "0003_delete_model",
+    ]
+
+
 def test_every_code_is_documented():
     documented = set(re.findall(r"^\| (ML\d{3}) \|", DOCS.read_text(), flags=re.M))
     assert documented == set(risks.RISKS)

@@ -18,7 +18,7 @@ from django.db.migrations.state import ProjectState
 
 from migrator.risks.catalogue import RISKS, Severity
 from migrator.risks.checks import Walker
-from migrator.risks.effects import Draft
+from migrator.risks.effects import OLD_CODE, Draft
 from migrator.risks.findings import Finding
 from migrator.risks.policy import app_policies
 from migrator.risks.tables import TableRef
@@ -29,13 +29,18 @@ LARGE_TABLE_ROWS: Final = 1_000_000  # a lock or rewrite of a table this big is 
 
 
 def analyse_plan(
-    plan: MigrationPlan, connection: BaseDatabaseWrapper, loader: MigrationLoader
+    plan: MigrationPlan,
+    connection: BaseDatabaseWrapper,
+    loader: MigrationLoader,
+    *,
+    old_code_runs: bool = True,
 ) -> dict[MigrationKey, list[list[Finding]]]:
     """Findings for each migration of the plan, one list per operation in the order they run.
 
     Forward migrations are walked from the applied state, as ``_migrate_all_forwards``
     does; backward ones over the full plan from an empty state, as
-    ``_migrate_all_backwards`` does, their operations undone last to first.
+    ``_migrate_all_backwards`` does, their operations undone last to first. Without
+    ``old_code_runs`` (the after-deploy stage), no finding is about the old code (ML403, ML404).
     """
     forwards = [migration for migration, backwards in plan if not backwards]
     backwards = [migration for migration, backwards in plan if backwards]
@@ -56,7 +61,7 @@ def analyse_plan(
             [
                 policies[key[0]].apply(grader.finding(draft, acknowledged[key].get(draft.code)))
                 for draft in operation
-                if not draft.withdrawn
+                if not draft.withdrawn and (old_code_runs or draft.code not in OLD_CODE)
             ]
             for operation in per_operation
         ]

@@ -35,6 +35,9 @@ ON_EXISTING_TABLES: Final = frozenset(
     {"ML301", "ML302", "ML303", "ML304", "ML305", "ML306", "ML308"}
     | {"ML401", "ML402", "ML403", "ML404", "ML405"}
 )
+# About the old code that runs during the deploy: false once none runs (the after-deploy
+# stage), where the running code is the new code, without the column or table.
+OLD_CODE: Final = frozenset({"ML403", "ML404"})
 
 
 @dataclass
