@@ -107,6 +107,7 @@ def _status_panel(alias: str) -> dict[str, Any]:
 @admin.register(MigrationHash)
 class MigrationHashAdmin(ReadOnlyAdmin):
     list_display = ("app_label", "name", "short_checksum", "applied_at", "run", "verification")
+    list_select_related = ("run",)  # nullable: the admin would not follow it, a query per row
     list_filter = ("app_label",)
     search_fields = ("app_label", "name")
     readonly_fields = ("verification",)

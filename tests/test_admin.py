@@ -2,7 +2,9 @@
 
 import pytest
 from django.contrib.auth.models import Permission, User
+from django.db import connections
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from migrator.models import MigrationHash, Run
 from tests.utils import run_command
@@ -135,3 +137,29 @@ def test_staff_without_view_permission_sees_nothing_of_migrator(admin_db):
     assert client.get("/admin/migrator/run/").status_code == 200
     assert client.get("/admin/migrator/run/status/").status_code == 200
     assert client.get("/admin/migrator/migrationhash/").status_code == 403
+
+
+def _hash_records_of_their_own_runs(alias: str, count: int, *, app_label: str) -> None:
+    """``count`` hash records, each of a run of its own (the list's ``run`` column)."""
+    runs = Run.objects.using(alias).bulk_create(
+        Run(command="safemigrate", database=alias, environment="test", actor="ci", host="h", pid=1)
+        for _ in range(count)
+    )
+    MigrationHash.objects.using(alias).bulk_create(
+        MigrationHash(app_label=app_label, name=f"{n:04d}_step", checksum="sha256:1:0", run=run)
+        for n, run in enumerate(runs)
+    )
+
+
+def test_the_hashes_list_makes_as_many_queries_for_100_rows_as_for_10(admin_db):
+    client, _ = client_for(admin_db, "root", is_staff=True, is_superuser=True)
+
+    def queries_for_the_list() -> int:
+        with CaptureQueriesContext(connections[admin_db]) as queries:
+            assert client.get("/admin/migrator/migrationhash/").status_code == 200
+        return len(queries)
+
+    _hash_records_of_their_own_runs(admin_db, 10, app_label="ten")
+    ten = queries_for_the_list()
+    _hash_records_of_their_own_runs(admin_db, 90, app_label="ninety")
+    assert queries_for_the_list() == ten
