@@ -102,7 +102,7 @@ def outcome_of(exc: BaseException) -> str:
     """The outcome a run that raised ``exc`` is recorded with."""
     if isinstance(exc, KeyboardInterrupt | RunInterrupted):
         return Run.Outcome.INTERRUPTED
-    if isinstance(exc, ConfirmationRequired):
+    if isinstance(exc, ConfirmationRequired) or getattr(exc, "refused", False):
         return Run.Outcome.REFUSED
     return Run.Outcome.FAILED
 

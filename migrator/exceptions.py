@@ -11,6 +11,9 @@ class MigratorError(Exception):
     """Base class: the message is one line that says what is wrong and what to do."""
 
     exit_code: ClassVar[int] = 1
+    # Set on an error the audit recorded as the refusal of a run that never began
+    # (``guard.record_refusal``): its outcome is ``refused`` wherever it is reported.
+    refused: bool = False
 
 
 class UnknownTarget(MigratorError):

@@ -20,7 +20,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from migrator import audit
 from migrator.conf import get_settings
-from migrator.exceptions import ConfirmationRequired
+from migrator.exceptions import ConfirmationRequired, MigratorError
 from migrator.models import Run
 from migrator.risks import LabelledFinding, plan_findings
 from migrator.types import ConfirmCallback
@@ -165,14 +165,20 @@ def record_refusal(
     *,
     command: str,
     arguments: Mapping[str, Any],
-    error: str,
+    error: str | MigratorError,
     details: Mapping[str, Any] | None = None,
 ) -> Run | None:
     """A ``refused`` run in the audit; None when migrator's tables do not exist yet.
 
+    An ``error`` given as the exception about to be raised is marked refused, so that the
+    command reports the outcome the audit holds (``--json``), not ``failed``.
+
     On a database that migrator never touched there is no audit table, and creating one
     would be a change nobody confirmed: the refusal is then only logged.
     """
+    if isinstance(error, MigratorError):
+        error.refused = True
+        error = str(error)
     try:
         with connection.cursor() as cursor:
             tables = connection.introspection.table_names(cursor)

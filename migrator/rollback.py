@@ -297,15 +297,15 @@ def _revalidated(
         prepared.report.outcome = "nothing"
         return prepared
     if _undoing(prepared) != _undoing(confirmed):
-        message = (
+        error = RollbackRefused(
             f"The plan changed while waiting for the lock (now: "
             f"{', '.join(planning.plan_labels(prepared.plan))}); nothing was changed. "
             "Run rollback again to review it."
         )
         guard.record_refusal(
-            connection, command="rollback", arguments=options.arguments, error=message
+            connection, command="rollback", arguments=options.arguments, error=error
         )
-        raise RollbackRefused(message)
+        raise error
     return prepared
 
 
@@ -334,7 +334,7 @@ def _validated(
             connection,
             command="rollback",
             arguments=options.arguments,
-            error=str(exc),
+            error=exc,
             details={"problems": [p.as_dict() for p in report.problems]} if report else None,
         )
         raise

@@ -151,7 +151,7 @@ def safemigrate(
             connection,
             command="safemigrate",
             arguments=options.arguments,
-            error=str(exc),
+            error=exc,
             details={"refused_by": "integrity"},
         )
         raise

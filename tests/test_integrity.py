@@ -507,3 +507,18 @@ def test_rollback_past_an_applied_migration_whose_file_is_gone_is_exit_2(
     assert "scenarios.0003_third was applied (" in err
     assert "its file is missing and no squash on disk replaces it" in err
     assert applied(db_alias, "scenarios") == ["0001_initial", "0002_second", "0003_third"]
+
+
+@pytest.mark.parametrize("command", ["safemigrate", "rollback"])
+def test_an_integrity_refusal_is_refused_in_the_json_as_in_the_audit(
+    db_alias, migration_set, command
+):
+    copy = migration_set("integrity_linear")
+    assert run_command("safemigrate", "scenarios", "0002", database=db_alias)[2] == 0
+    append(copy / "0002_second.py")
+    args = ["scenarios", "0001"] if command == "rollback" else []
+    out, err, code = run_command(command, *args, "--json", database=db_alias)
+    document = json.loads(out)
+    refused = Run.objects.using(db_alias).get(outcome="refused")
+    assert (code, document["exit_code"], document["outcome"]) == (2, 2, "refused")
+    assert (refused.command, refused.error) == (command, document["error"])
