@@ -23,7 +23,7 @@ def recent_runs(database: str, *, limit: int | None = 20) -> list[Run]:
     if not has_audit_tables(connection):
         return []
     audit.mark_dead_runs(connection)
-    runs = Run.objects.using(database).prefetch_related("steps").order_by("-started_at", "-id")
+    runs = Run.objects.using(database).prefetch_related("steps").order_by("-id")
     return list(runs[:limit] if limit and limit <= SQL_LIMIT_MAX else runs)
 
 

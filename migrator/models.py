@@ -31,7 +31,9 @@ class Run(models.Model):
     details = models.JSONField(default=dict, blank=True)
 
     class Meta:
-        ordering = ["-started_at", "-id"]
+        # Newest first in the database's own order: started_at is each host's clock, and
+        # the runs that change a database are serialised by its run lock.
+        ordering = ["-id"]
 
     def __str__(self) -> str:
         return f"{self.command} #{self.pk} on {self.database!r}: {self.outcome}"

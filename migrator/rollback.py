@@ -431,7 +431,7 @@ def last_safemigrate_run(connection: BaseDatabaseWrapper) -> Run | None:
         command="safemigrate",
         outcome__in=[Run.Outcome.SUCCEEDED, Run.Outcome.FAILED, Run.Outcome.INTERRUPTED],
     )
-    return runs.order_by("-started_at", "-id").first()
+    return runs.order_by("-id").first()  # the database's order, not the hosts' clocks
 
 
 def _refuse_while_a_run_goes_on(connection: BaseDatabaseWrapper, last: Run | None) -> None:
@@ -442,10 +442,10 @@ def _refuse_while_a_run_goes_on(connection: BaseDatabaseWrapper, last: Run | Non
     going = (
         Run.objects.using(connection.alias)
         .filter(command="safemigrate", outcome=Run.Outcome.RUNNING)
-        .order_by("-started_at", "-id")
+        .order_by("-id")
         .first()
     )
-    if going is None or (last is not None and going.started_at < last.started_at):
+    if going is None or (last is not None and going.pk < last.pk):
         return
     started = going.started_at.isoformat(timespec="seconds")
     raise LockNotAcquired(

@@ -165,7 +165,7 @@ def database_status(database: str) -> DatabaseStatus:
         status.in_progress = [
             history.run_as_dict(run) for run in runs.filter(outcome=Run.Outcome.RUNNING)
         ]
-        last = runs.exclude(outcome=Run.Outcome.RUNNING).order_by("-started_at", "-id").first()
+        last = runs.exclude(outcome=Run.Outcome.RUNNING).order_by("-id").first()
         status.last_run = history.run_as_dict(last) if last else None
     return status
 

@@ -1,9 +1,11 @@
 import json
+from datetime import timedelta
 
 from django.db import connections
 from django.db.migrations.recorder import MigrationRecorder
+from django.db.models import F
 
-from migrator.models import MigrationHash
+from migrator.models import MigrationHash, Run
 from tests.utils import run_command
 
 
@@ -150,3 +152,24 @@ def test_status_with_its_backup_store_out_of_reach_still_gates_the_deploy(
     document = json.loads(run_command("migrationstatus", "--json", database=db_alias)[0])
     assert document["latest_backup"] is None
     assert document["backup_store_error"] == line.removeprefix("  latest backup: unknown: ")
+
+
+def test_runs_are_in_the_databases_order_whatever_the_hosts_clocks(db_alias):
+    """Run #2 came from a host whose clock was 5 minutes ahead: #3 is still the last."""
+    for target in ("0001", "0002", "0003"):
+        assert run_command("safemigrate", "ledger", target, database=db_alias)[2] == 0
+    first, ahead, last = Run.objects.using(db_alias).order_by("id")
+    Run.objects.using(db_alias).filter(pk=ahead.pk).update(
+        started_at=F("started_at") + timedelta(minutes=5),
+        finished_at=F("finished_at") + timedelta(minutes=5),
+    )
+
+    out, _, _ = run_command("migrationhistory", "--json", database=db_alias)
+    assert [run["id"] for run in json.loads(out)["runs"]] == [last.pk, ahead.pk, first.pk]
+    out, _, _ = run_command("migrationstatus", "--json", database=db_alias)
+    assert json.loads(out)["last_run"]["id"] == last.pk
+    out, _, code = run_command("rollback", "--last", "--plan", database=db_alias)
+    assert code == 0
+    assert f"  Undoes safemigrate run #{last.pk} (succeeded)." in out
+    assert "ledger.0003" in out
+    assert "ledger.0002" not in out
