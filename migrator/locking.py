@@ -12,10 +12,10 @@ other runs included. A pooled connection is refused before anything is done; the
 is ``MIGRATOR["DIRECT_DATABASES"]``, an alias that reaches PostgreSQL directly.
 """
 
-import getpass
 import hashlib
 import json
 import os
+import pwd
 import socket
 import struct
 import tempfile
@@ -64,11 +64,16 @@ class LockHolder:
 
 
 def os_user() -> str:
-    """The OS user's name, or ``uid N`` in a container whose uid has no passwd entry."""
+    """The real uid's passwd name, or ``uid N`` in a container whose uid has no entry.
+
+    Not ``getpass.getuser()``: it believes ``$LOGNAME`` and ``$USER`` first, which a root
+    shell left behind (``su`` without ``-``, an image's ``ENV USER=``) makes wrong.
+    """
+    uid = os.getuid()
     try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return f"uid {os.getuid()}"
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
 
 
 def this_process() -> LockHolder:

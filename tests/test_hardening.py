@@ -503,6 +503,48 @@ def test_a_uid_without_passwd_entry_and_no_user_runs_every_command(db_alias):
         shutil.rmtree(home, ignore_errors=True)
 
 
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("setpriv"), reason="becoming another uid needs root"
+)
+def test_the_actor_is_the_real_uid_not_a_stale_user_variable(db_alias):
+    """A root shell's USER and LOGNAME, left behind by ``su`` or an image's ENV, name
+    nobody: the audit names the uid that ran."""
+    home = Path(tempfile.mkdtemp(prefix="migrator-uid-"))
+    try:
+        os.chown(home, NOBODY_UID, NOBODY_UID)
+        connection = connections[db_alias]
+        if connection.vendor == "sqlite":
+            connection.close()
+            connection.settings_dict["NAME"] = str(home / "db.sqlite3")
+        done = run_child(
+            db_alias,
+            "safemigrate",
+            "ledger",
+            "0001",
+            "--noinput",
+            prefix=AS_NOBODY,
+            TMPDIR=str(home),
+            USER="root",
+            LOGNAME="root",
+            MIGRATOR_ACTOR=None,
+        )
+        assert done.returncode == 0, done.stderr
+        assert Run.objects.using(db_alias).get().actor == f"uid {NOBODY_UID}"
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_the_actor_is_the_passwd_name_of_the_uid_and_migrator_actor_wins(db_alias, monkeypatch):
+    monkeypatch.delenv("MIGRATOR_ACTOR", raising=False)
+    monkeypatch.setenv("USER", "someone-else")
+    monkeypatch.setenv("LOGNAME", "someone-else")
+    assert run_command("safemigrate", "ledger", "0001", database=db_alias)[2] == 0
+    monkeypatch.setenv("MIGRATOR_ACTOR", "deploy-bot")
+    assert run_command("safemigrate", "ledger", "0002", database=db_alias)[2] == 0
+    actors = Run.objects.using(db_alias).order_by("id").values_list("actor", flat=True)
+    assert list(actors) == [pwd.getpwuid(os.getuid()).pw_name, "deploy-bot"]
+
+
 # A PostgreSQL server that accepts and never answers ---------------------------------------
 
 
