@@ -29,8 +29,9 @@ LOCKED_COMMANDS = ("safemigrate", "rollback", "restore", "verifymigrations")
 
 
 def actor() -> str:
-    """Who is running: ``MIGRATOR_ACTOR`` (set by CI or a deploy tool), else the OS user."""
-    return os.environ.get("MIGRATOR_ACTOR") or locking.os_user()
+    """Who is running: ``MIGRATOR_ACTOR`` (set by CI or a deploy tool), else the OS user;
+    cut to its column, as a long CI description would be."""
+    return _fitted("actor", os.environ.get("MIGRATOR_ACTOR") or locking.os_user())
 
 
 def git_revision() -> str:
@@ -39,7 +40,7 @@ def git_revision() -> str:
     not record another repository's commit."""
     for variable in CI_REVISION_VARIABLES:
         if os.environ.get(variable):
-            return os.environ[variable][:64]
+            return _fitted("git_revision", os.environ[variable])
     base = getattr(settings, "BASE_DIR", None)
     try:
         done = subprocess.run(
@@ -52,7 +53,12 @@ def git_revision() -> str:
         )
     except (OSError, subprocess.SubprocessError):
         return ""
-    return done.stdout.strip()[:64] if done.returncode == 0 else ""
+    return _fitted("git_revision", done.stdout.strip()) if done.returncode == 0 else ""
+
+
+def _fitted(field: str, value: str) -> str:
+    """``value`` cut to its column in the run record (PostgreSQL refuses a longer one)."""
+    return value[: Run._meta.get_field(field).max_length]
 
 
 @contextmanager

@@ -5,9 +5,10 @@ Every key, its default and its meaning:
 =======================  ==================  ==================================================
 key                      default             meaning
 =======================  ==================  ==================================================
-ENVIRONMENT              None                environment name; else ``MIGRATOR_ENV``, else
-                                             ``production`` when ``DEBUG`` is false and
-                                             ``development`` when it is true
+ENVIRONMENT              None                environment name (at most 40 characters);
+                                             else ``MIGRATOR_ENV``, else ``production``
+                                             when ``DEBUG`` is false and ``development``
+                                             when it is true
 CONFIRM_ENVIRONMENTS     ["production",      environments where changes need ``--yes`` or a
                          "prod", "prd",      typed confirmation
                          "live"]
@@ -79,6 +80,7 @@ from migrator.secrets import mask
 
 UNKNOWN_KEY_ID: Final = "migrator.E010"
 BAD_VALUE_ID: Final = "migrator.E011"
+ENVIRONMENT_MAX_LENGTH: Final = 40  # the audit's column (migrator_run.environment)
 DIRECT_SUFFIX: Final = "-direct"  # the alias of a DIRECT_DATABASES URL: "default-direct"
 # The run events NOTIFY_EVENTS may name (``migrator.signals.EVENTS`` sends them).
 NOTIFY_EVENTS: Final = (
@@ -187,6 +189,29 @@ def normalize_environment(name: str) -> str:
     return " ".join(visible.split()).lower()
 
 
+def _environment_name(value: Any) -> str | None:
+    """An environment name, normalised; None when unset. The audit records it whole, so a
+    name longer than its column is refused rather than cut (or, on PostgreSQL, failing
+    the run's first write)."""
+    name = normalize_environment(_text(value) or "")
+    if len(name) > ENVIRONMENT_MAX_LENGTH:
+        raise ValueError(
+            f"an environment name has at most {ENVIRONMENT_MAX_LENGTH} characters, "
+            f"this one {len(name)}"
+        )
+    return name or None
+
+
+def _environment_variable() -> str | None:
+    """``MIGRATOR_ENV``, checked as ``MIGRATOR["ENVIRONMENT"]`` is."""
+    try:
+        return _environment_name(os.environ.get("MIGRATOR_ENV"))
+    except ValueError as exc:
+        raise SettingsInvalid(
+            f"MIGRATOR_ENV is {os.environ['MIGRATOR_ENV']!r}: {exc}. Shorten it."
+        ) from None
+
+
 def settings_problems() -> list[SettingProblem]:
     """Every unknown key and badly typed value in ``MIGRATOR``; empty when all is well."""
     user = getattr(settings, "MIGRATOR", {})
@@ -224,8 +249,8 @@ def get_settings() -> MigratorSettings:
     raw = {**DEFAULTS, **getattr(settings, "MIGRATOR", {})}
     value = {key: CONVERTERS[key](raw[key]) if key in CONVERTERS else raw[key] for key in raw}
     environment = (
-        normalize_environment(value["ENVIRONMENT"] or "")
-        or normalize_environment(os.environ.get("MIGRATOR_ENV", ""))
+        value["ENVIRONMENT"]
+        or _environment_variable()
         or ("development" if settings.DEBUG else "production")
     )
     confirm_environments = value["CONFIRM_ENVIRONMENTS"]
@@ -536,7 +561,7 @@ def _app_risks(value: Any) -> dict[str, str]:
 
 CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "DIRECT_DATABASES": _direct_databases,
-    "ENVIRONMENT": _text,
+    "ENVIRONMENT": _environment_name,
     "CONFIRM_ENVIRONMENTS": _environments,
     "BACKUP_BEFORE_MIGRATE": _optional(_flag),
     "BACKUP_BEFORE_ROLLBACK": _optional(_flag),

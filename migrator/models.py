@@ -3,6 +3,8 @@
 from django.db import models
 from django.utils import timezone
 
+from migrator.conf import ENVIRONMENT_MAX_LENGTH
+
 
 class Run(models.Model):
     """One invocation of a migrator command that changed, or was asked to change, a database."""
@@ -17,7 +19,7 @@ class Run(models.Model):
     command = models.CharField(max_length=40)
     arguments = models.JSONField(default=dict, blank=True)
     database = models.CharField(max_length=100)
-    environment = models.CharField(max_length=40)
+    environment = models.CharField(max_length=ENVIRONMENT_MAX_LENGTH)
     actor = models.CharField(max_length=150)
     host = models.CharField(max_length=255)
     pid = models.PositiveIntegerField()

@@ -925,3 +925,39 @@ def test_a_router_keeping_migrator_off_the_database_is_refused_before_anything(d
 
     settings.DATABASE_ROUTERS = []
     assert run_command("safemigrate", database=db_alias)[2] == 0
+
+
+# Values longer than their audit columns ---------------------------------------------------
+
+
+def test_a_long_migrator_actor_is_cut_to_its_column(db_alias, monkeypatch):
+    """A CI job's description of who ran (pipeline URL, who triggered it) may be long."""
+    who = "deploy pipeline https://ci.example.com/group/project/-/pipelines/123456789 " * 3
+    monkeypatch.setenv("MIGRATOR_ACTOR", who)
+    out, err, code = run_command("safemigrate", "ledger", "0001", "--json", database=db_alias)
+    assert (code, json.loads(out)["outcome"]) == (0, "succeeded"), err
+    assert Run.objects.using(db_alias).get().actor == who[:150]
+
+
+def test_a_long_environment_name_is_refused_at_once_in_one_line(db_alias, monkeypatch, settings):
+    name = "production-eu-west-1-blue-green-canary-2026"  # 43 characters
+    settings.MIGRATOR = {**settings.MIGRATOR, "ENVIRONMENT": name}
+    out, err, code = run_command("safemigrate", "--yes", "--json", database=db_alias)
+    message = (
+        f"MIGRATOR['ENVIRONMENT'] is {name!r}: an environment name has at most 40 characters, "
+        "this one 43. Fix MIGRATOR['ENVIRONMENT'] in your settings."
+    )
+    assert (code, err) == (1, message + "\n")
+    assert (json.loads(out)["error"], json.loads(out)["exit_code"]) == (message, 1)
+    _, err, code = run_command("check")
+    assert code == 1
+    assert f"(migrator.E011) MIGRATOR['ENVIRONMENT'] is {name!r}: an environment" in err
+
+    monkeypatch.setenv("MIGRATOR_ENV", name)
+    settings.MIGRATOR = {**settings.MIGRATOR, "ENVIRONMENT": None}
+    assert run_command("rollback", "ledger", "zero", "--yes", database=db_alias)[1:] == (
+        f"MIGRATOR_ENV is {name!r}: an environment name has at most 40 characters, "
+        "this one 43. Shorten it.\n",
+        1,
+    )
+    assert connections[db_alias].introspection.table_names() == []
