@@ -94,6 +94,9 @@ NOTIFY_EVENTS: Final = (
 )
 RISK_CODE: Final = re.compile(r"ML\d{3}")
 DOTTED_PATH: Final = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
+# What looks like the scheme (mistyped: ``https:/``, ``https//``) and host of a URL that
+# is not one; credentials before an ``@`` are skipped.
+MISTYPED_URL: Final = re.compile(r"(?P<scheme>https?[:/]+)?(?:[^/@]*@)?(?P<host>[^/:@]+)", re.I)
 # Settings whose values errors do not repeat: webhook tokens, credentials in forms that
 # masking cannot know (a URL without its scheme).
 UNSHOWN: Final = {"NOTIFY", "DIRECT_DATABASES"}
@@ -430,9 +433,20 @@ def _receivers(value: Any) -> tuple[str, ...]:
                 raise ValueError(f"a webhook URL is not http(s)://host/... ({shown})")
         elif not DOTTED_PATH.fullmatch(entry):
             raise ValueError(
-                f"{entry!r} is neither an http(s):// webhook URL nor the dotted path of a callable"
+                f"{_mistyped_receiver(entry)} is neither an http(s):// webhook URL nor the "
+                "dotted path of a callable"
             )
     return receivers
+
+
+def _mistyped_receiver(entry: str) -> str:
+    """A NOTIFY entry that is neither, as an error may show it: whole when it cannot be a
+    URL (a dotted path's typo), else up to its host only (``https:/host/...``): a mistyped
+    webhook URL's path holds its token, and what is before an ``@`` a password."""
+    if not any(mark in entry for mark in "/:@"):
+        return repr(entry)
+    match = MISTYPED_URL.match(entry)
+    return repr(f"{match['scheme'] or ''}{match['host']}/...") if match else "an entry"
 
 
 def _events(value: Any) -> tuple[str, ...]:

@@ -234,6 +234,24 @@ def test_a_blocking_risk_no_finding_has_fails_the_checks(db_alias, settings):
             "'' is neither an http(s):// webhook URL nor the dotted path of a callable.",
         ),
         (
+            ["https:/hooks.slack.com/services/T000/B000/TOKEN"],
+            ["failed"],
+            "'https:/hooks.slack.com/...' is neither an http(s):// webhook URL nor the dotted "
+            "path of a callable.",
+        ),
+        (
+            ["ops.alerts.notify", "https//bot:TOKEN@hooks.slack.com/services/T000/B000/TOKEN"],
+            ["failed"],
+            "'https//hooks.slack.com/...' is neither an http(s):// webhook URL nor the dotted "
+            "path of a callable.",
+        ),
+        (
+            ["hooks.slack.com/services/T000/B000/TOKEN"],
+            ["failed"],
+            "'hooks.slack.com/...' is neither an http(s):// webhook URL nor the dotted "
+            "path of a callable.",
+        ),
+        (
             "https://hooks.example.com/services/T000/B000/TOKEN",
             ["failed"],
             "must be a list of strings.",
@@ -245,7 +263,16 @@ def test_a_blocking_risk_no_finding_has_fails_the_checks(db_alias, settings):
             "started, applied, unapplied, finished, failed, refused, interrupted.",
         ),
     ],
-    ids=["bad-port", "scheme", "empty", "not-a-list", "events"],
+    ids=[
+        "bad-port",
+        "scheme",
+        "empty",
+        "one-slash",
+        "no-colon",
+        "no-scheme",
+        "not-a-list",
+        "events",
+    ],
 )
 def test_a_notify_setting_that_would_silence_alerts_is_refused(
     db_alias, settings, notify, events, problem
@@ -262,7 +289,9 @@ def test_a_notify_setting_that_would_silence_alerts_is_refused(
     assert (code, out, err) == (1, "", f"{line} Fix MIGRATOR[{key!r}] in your settings.\n")
     assert check_code == 1
     assert f"(migrator.E011) {line}" in check_err
-    assert "TOKEN" not in check_err + err
+    document, _, _ = run_command("migrationstatus", "--json", database=db_alias)
+    assert json.loads(document)["error"] == f"{line} Fix MIGRATOR[{key!r}] in your settings."
+    assert "TOKEN" not in check_err + err + document
 
 
 def test_on_the_command_line_a_bad_setting_prints_one_line_and_no_traceback(db_alias):
