@@ -6,6 +6,7 @@ run in daemon threads; the run waits for them at most ``NOTIFY_TIMEOUT`` seconds
 then carries on. A failing, slow or missing receiver is logged and otherwise ignored.
 """
 
+import base64
 import json
 import logging
 import os
@@ -14,7 +15,7 @@ import time
 import urllib.request
 from contextlib import suppress
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from django.conf import settings
 from django.db import DatabaseError
@@ -153,16 +154,26 @@ def describe_receiver(receiver: str) -> str:
     return receiver
 
 
+def _webhook_request(url: str, body: bytes) -> urllib.request.Request:
+    """The POST of ``body`` to a webhook. Credentials in its URL (``user:password@host``)
+    are sent as HTTP basic auth, as curl sends them: urllib would read them as a port."""
+    parts = urlsplit(url)
+    headers = {"Content-Type": "application/json", "User-Agent": "django-migrator"}
+    if "@" in parts.netloc:
+        pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+        headers["Authorization"] = f"Basic {base64.b64encode(pair.encode()).decode()}"
+        url = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    return urllib.request.Request(url, data=body, method="POST", headers=headers)
+
+
 def _deliver(receiver, body: bytes, timeout: float, outcomes: dict, passwords: list[str]):
     name = describe_receiver(receiver)
+    password = urlsplit(receiver).password if receiver.startswith(WEBHOOK_SCHEMES) else None
+    if password:  # the webhook's own, masked as the databases' are
+        passwords = [*passwords, password, unquote(password)]
     try:
         if receiver.startswith(WEBHOOK_SCHEMES):
-            request = urllib.request.Request(
-                receiver,
-                data=body,
-                method="POST",
-                headers={"Content-Type": "application/json", "User-Agent": "django-migrator"},
-            )
+            request = _webhook_request(receiver, body)
             with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
                 response.read(65536)
         else:

@@ -4,6 +4,7 @@ Every test runs on SQLite and PostgreSQL (the ``db_alias`` fixture), through the
 Receivers run against a real HTTP server on 127.0.0.1; nothing is mocked or timed.
 """
 
+import base64
 import json
 import logging
 import threading
@@ -60,7 +61,12 @@ def webhook():
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             received.append(
-                {"type": self.headers["Content-Type"], "path": self.path, "body": body.decode()}
+                {
+                    "type": self.headers["Content-Type"],
+                    "path": self.path,
+                    "body": body.decode(),
+                    "authorization": self.headers["Authorization"],
+                }
             )
             self.send_response(204)
             self.end_headers()
@@ -72,7 +78,9 @@ def webhook():
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield SimpleNamespace(
-        url=f"http://127.0.0.1:{server.server_port}/hooks/{TOKEN}", received=received
+        url=f"http://127.0.0.1:{server.server_port}/hooks/{TOKEN}",
+        port=server.server_port,
+        received=received,
     )
     server.shutdown()
     server.server_close()
@@ -300,3 +308,39 @@ def test_password_assignments_are_masked_without_a_configured_password():
 
 def test_the_events_notify_events_may_name_are_the_events_sent():
     assert tuple(signals.EVENTS) == conf.NOTIFY_EVENTS
+
+
+def test_a_webhook_url_with_credentials_is_sent_basic_auth_and_they_are_never_logged(
+    db_alias, scenario, notifying, webhook, caplog
+):
+    """``https://user:password@host/...``, as curl takes it; urllib alone read the
+    password as a port: never delivered, and the password in the log record."""
+    scenario("failing")
+    password = f"{PASSWORD}%2Fx"  # percent-encoded in the URL, as a '/' in it must be
+    notifying([f"http://deploy%20bot:{password}@127.0.0.1:{webhook.port}/hook"], ["failed"])
+    caplog.set_level(logging.DEBUG)
+    assert run_command("check")[2] == 0
+    out, err, code = run_command("safemigrate", "scenarios", "--json", database=db_alias)
+    assert code == 5
+    [post] = webhook.received
+    assert post["path"] == "/hook"
+    assert (
+        post["authorization"]
+        == "Basic " + base64.b64encode(f"deploy bot:{PASSWORD}/x".encode()).decode()
+    )
+    assert json.loads(post["body"])["event"] == "failed"
+    assert "Notification receiver" not in caplog.text  # delivered: nothing to log
+    records = [repr(vars(record)) + record.getMessage() for record in caplog.records]
+    assert [text for text in [out, err, caplog.text, *records] if PASSWORD in text] == []
+
+
+def test_a_webhook_password_is_masked_when_its_delivery_fails(notifying, caplog):
+    """A server that is not there: the failure is logged with the host only."""
+    notify.dispatch(
+        {"event": "failed"}, (f"http://bot:{PASSWORD}@127.0.0.1:9/hook/{TOKEN}",), timeout=30
+    )
+    [record] = [r for r in caplog.records if r.name == "migrator.notify"]
+    assert record.getMessage().startswith(
+        "Notification receiver http://127.0.0.1:9/... failed: URLError: "
+    )
+    assert PASSWORD not in caplog.text + repr(vars(record))
