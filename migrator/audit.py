@@ -15,6 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.db import DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Max
 from django.utils import timezone
 
 from migrator import locking, secrets, signals
@@ -202,7 +203,7 @@ def mark_abandoned_runs(
     for run in abandoned:
         _restore_apply_steps(connection, run)
         run.outcome = Run.Outcome.INTERRUPTED
-        run.finished_at = timezone.now()
+        run.finished_at = _last_activity(run)
         run.error = "The process ended without finishing the run (killed or lost)."
         run.save(update_fields=["outcome", "finished_at", "error"])
         signals.run_closed(run)  # a killed process could not say so itself
@@ -214,6 +215,16 @@ def mark_abandoned_runs(
             )
         )
     return len(abandoned)
+
+
+def _last_activity(run: Run) -> datetime:
+    """When a run whose process died was last known to act: its last step or hash record,
+    else its start; not when someone found it (which could be the next morning)."""
+    known = [
+        run.steps.aggregate(last=Max("finished_at"))["last"],
+        run.hashes.aggregate(last=Max("applied_at"))["last"],
+    ]
+    return max([run.started_at, *(moment for moment in known if moment is not None)])
 
 
 def mark_dead_runs(connection: BaseDatabaseWrapper) -> int:

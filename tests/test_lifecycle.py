@@ -244,3 +244,35 @@ def test_refusals_are_opened_and_closed_by_the_one_run_record(db_alias, settings
     assert "No terminal to ask on; pass --yes to confirm." in refused[0].error
     assert "No terminal to ask on; pass --yes to confirm." in refused[1].error
     assert events == [signals.run_refused, signals.run_refused]
+
+
+def test_a_killed_run_ends_at_its_last_known_activity_not_when_it_was_found(db_alias, scenario):
+    scenario("basic")
+    killed_when_paused(
+        start_child(
+            db_alias, "safemigrate", "--noinput", PAUSE_AT="scenarios.0003_slow_step", **BASIC
+        )
+    )
+    assert run_command("migrationhistory", database=db_alias)[2] == 0  # finds it
+    killed = Run.objects.using(db_alias).get()
+    last = killed.hashes.get(app_label="scenarios", name="0002_widget_size")
+    assert (killed.outcome, killed.finished_at) == ("interrupted", last.applied_at)
+
+    # Killed in its first reverse: it did nothing known, so it ends where it started.
+    assert run_command("safemigrate", "scenarios", "0003", database=db_alias)[2] == 0
+    killed_when_paused(
+        start_child(
+            db_alias,
+            "rollback",
+            "scenarios",
+            "0002",
+            "--noinput",
+            "--allow-data-loss",
+            PAUSE_AT="scenarios.0003_slow_step:reverse",
+            **BASIC,
+        )
+    )
+    out, _, _ = run_command("migrationhistory", "--json", "--limit", "1", database=db_alias)
+    [rollback] = json.loads(out)["runs"]
+    assert (rollback["command"], rollback["outcome"]) == ("rollback", "interrupted")
+    assert (rollback["finished_at"], rollback["duration"]) == (rollback["started_at"], 0)
