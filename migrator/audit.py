@@ -4,6 +4,7 @@ A run's record is opened and closed in one place, ``recorded``: the flows' runs 
 run lock, see ``lifecycle.locked``) and the refusals of runs that never began alike.
 """
 
+import logging
 import os
 import socket
 import subprocess
@@ -24,6 +25,8 @@ from migrator.exceptions import ConfirmationRequired, LockNotAcquired, RunInterr
 from migrator.models import MigrationHash, Run, RunStep
 from migrator.types import ProgressCallback, ProgressEvent, ignore_progress
 
+logger = logging.getLogger(__name__)
+
 CI_REVISION_VARIABLES = ("MIGRATOR_REVISION", "GITHUB_SHA", "CI_COMMIT_SHA", "GIT_COMMIT")
 # Commands that run under the lock.
 LOCKED_COMMANDS = ("safemigrate", "rollback", "restore", "verifymigrations")
@@ -42,19 +45,55 @@ def git_revision() -> str:
     for variable in CI_REVISION_VARIABLES:
         if os.environ.get(variable):
             return _fitted("git_revision", os.environ[variable])
+    return _fitted("git_revision", _git_head(_project_dir())[0])
+
+
+def revision_warning() -> str | None:
+    """Why the audit records no revision although the project is a git checkout (git
+    refused it), with how to fix it; None when there is nothing to say. Logged too."""
+    if any(os.environ.get(variable) for variable in CI_REVISION_VARIABLES):
+        return None
+    warning = _git_head(_project_dir())[1]
+    if warning:
+        logger.warning("%s", warning)
+    return warning
+
+
+def _project_dir() -> str | None:
     base = getattr(settings, "BASE_DIR", None)
+    return os.fspath(base) if base and os.path.isdir(base) else None
+
+
+def _git_head(directory: str | None) -> tuple[str, str | None]:
+    """``git rev-parse HEAD`` in ``directory``: (the revision or "", why not).
+
+    Not a checkout, or no git: no revision, nothing to say. A checkout another user owns
+    (code installed by root, run as the app's uid) is refused by git ("dubious
+    ownership"); migrator does not override that check (``-c safe.directory``): it guards
+    against running what another user's repository configures. It says so instead.
+    """
     try:
         done = subprocess.run(
             ["git", "rev-parse", "HEAD"],
-            cwd=base if base and os.path.isdir(base) else None,
+            cwd=directory,
             capture_output=True,
             text=True,
             timeout=5,
             check=False,
         )
     except (OSError, subprocess.SubprocessError):
-        return ""
-    return _fitted("git_revision", done.stdout.strip()) if done.returncode == 0 else ""
+        return "", None
+    if done.returncode == 0:
+        return done.stdout.strip(), None
+    if "safe.directory" not in done.stderr:
+        return "", None
+    where = directory or os.getcwd()
+    warning = (
+        f"git refuses to read the revision of {where} (another user owns it), so runs record "
+        "none: set MIGRATOR_REVISION to the deployed revision, or run "
+        f"'git config --global --add safe.directory {where}' as this user."
+    )
+    return "", warning
 
 
 def _fitted(field: str, value: str) -> str:

@@ -96,6 +96,8 @@ def locked(
         timeouts.watch_client(connection)
         created = bootstrap(connection, progress, executor=executor)
         audit.mark_abandoned_runs(connection, progress)
+        if warning := audit.revision_warning():
+            progress(ProgressEvent("warning", message=warning))
         yield created
 
 

@@ -1,4 +1,5 @@
 import json
+import os
 import re
 import signal
 import sqlite3
@@ -186,6 +187,35 @@ def test_the_revision_recorded_is_the_projects_wherever_the_command_runs(db_alia
         ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
     ).stdout.strip()
     assert Run.objects.using(db_alias).get().git_revision == project
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving the checkout to another uid needs root")
+def test_a_checkout_git_refuses_to_read_is_said_once_with_how_to_fix_it(
+    db_alias, tmp_path, settings, monkeypatch
+):
+    """Code installed by one user, run by another: git refuses the checkout (dubious
+    ownership); the run says so in one line instead of recording no revision silently."""
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-C", str(tmp_path)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "x"], check=True)
+    for path in [tmp_path, *tmp_path.rglob("*")]:
+        os.chown(path, 54321, 54321)  # another user's checkout
+    settings.BASE_DIR = tmp_path
+    for variable in ("MIGRATOR_REVISION", "GITHUB_SHA", "CI_COMMIT_SHA", "GIT_COMMIT"):
+        monkeypatch.delenv(variable, raising=False)
+    warning = (
+        f"git refuses to read the revision of {tmp_path} (another user owns it), so runs "
+        "record none: set MIGRATOR_REVISION to the deployed revision, or run "
+        f"'git config --global --add safe.directory {tmp_path}' as this user.\n"
+    )
+
+    out, err, code = run_command("safemigrate", "ledger", "0001", database=db_alias)
+    assert (code, err, out.count(warning)) == (0, "", 1)
+    assert Run.objects.using(db_alias).get().git_revision == ""
+    monkeypatch.setenv("MIGRATOR_REVISION", "4f1c2e9")
+    out, _, code = run_command("safemigrate", "ledger", "0002", database=db_alias)
+    assert (code, "safe.directory" in out) == (0, False)
+    assert Run.objects.using(db_alias).latest("id").git_revision == "4f1c2e9"
 
 
 def test_unreachable_server_is_one_clear_line_without_the_password():
