@@ -5,7 +5,7 @@ from django.db import migrations
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("migrator", "0003_migrationhash_verbose_name_plural"),
+        ("migrator", "0004_migrationhash_fake"),
     ]
 
     operations = [
