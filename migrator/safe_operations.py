@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from django.db import IntegrityError, NotSupportedError
+from django.db import DatabaseError, IntegrityError, NotSupportedError
 from django.db.backends.base.schema import BaseDatabaseSchemaEditor
 from django.db.backends.ddl_references import Statement
 from django.db.migrations import operations
@@ -32,6 +32,7 @@ from django.db.migrations.operations.base import Operation
 from django.db.models import CheckConstraint, Field, Model, UniqueConstraint
 
 from migrator import concurrently
+from migrator.exceptions import MigrationFailed, MigratorError
 
 __all__ = [
     "AddCheckSafely",
@@ -64,7 +65,12 @@ def _probing(schema_editor: BaseDatabaseSchemaEditor) -> bool:
 
 
 def _build_index(schema_editor: BaseDatabaseSchemaEditor, statement: Statement, name: str) -> None:
-    """Build an index concurrently, after dropping the INVALID leftover of a killed build."""
+    """Build an index concurrently, after dropping the INVALID leftover of a killed build.
+
+    A unique build that finds duplicates (rows the running code wrote meanwhile) leaves an
+    INVALID index that, once ready, rejects the running code's duplicate writes while the
+    migration is not applied: it is dropped then.
+    """
     if _probing(schema_editor):
         concurrently.drop_invalid_index(schema_editor.connection, name)
     template = statement.template
@@ -73,7 +79,29 @@ def _build_index(schema_editor: BaseDatabaseSchemaEditor, statement: Statement, 
             head = template[len(plain) :].removeprefix("CONCURRENTLY ")
             statement.template = f"{plain}CONCURRENTLY IF NOT EXISTS {head}"
             break
-    _execute(schema_editor, statement)
+    try:
+        _execute(schema_editor, statement)
+    except IntegrityError as exc:
+        _drop_failed_build(schema_editor, name, exc)
+        raise
+
+
+def _drop_failed_build(
+    schema_editor: BaseDatabaseSchemaEditor, name: str, error: IntegrityError
+) -> None:
+    """Drop the INVALID index a unique build stopped by duplicates left; if that fails too,
+    MigrationFailed names the index, which rejects the running code's duplicate writes."""
+    try:
+        concurrently.drop_invalid_index(schema_editor.connection, name)
+    except (DatabaseError, MigratorError) as exc:
+        said = " ".join(str(error).split())
+        raise MigrationFailed(
+            f"Building the unique index {name!r} failed ({type(error).__name__}: {said}), and "
+            f"dropping the INVALID index it left failed too ({type(exc).__name__}: {exc}). "
+            "That index rejects the running code's duplicate writes until it is dropped: "
+            f"run 'DROP INDEX CONCURRENTLY IF EXISTS {schema_editor.quote_name(name)}' now, "
+            "then fix the duplicates and run again."
+        ) from exc
 
 
 def _attach_unique(

@@ -22,6 +22,7 @@ from tests.utils import (
     raw_connection,
     run_child,
     run_command,
+    start_child,
     table_columns,
 )
 
@@ -232,6 +233,60 @@ def test_a_validation_that_finds_bad_rows_leaves_no_constraint_behind(db_alias, 
     assert run_command("safemigrate", "scenarios", "0006", database=db_alias)[2] == 0
     assert not pages_nullable(db_alias)
     assert not_valid(db_alias) == []
+
+
+@POSTGRES_ONLY
+def test_a_unique_build_that_finds_duplicates_leaves_no_index_behind(db_alias, scenario):
+    """A READY but INVALID unique index left behind would reject the running code's
+    duplicate writes while the migration is not applied."""
+    scenario("safe_ops")
+    books_with_rows(db_alias)
+    migrate(db_alias, "scenarios", "0002")
+    early, late = raw_connection(db_alias), raw_connection(db_alias)
+    watcher = raw_connection(db_alias)
+    watcher.autocommit = True
+    try:
+        with early.cursor() as cursor:  # an open write: the build waits for it first
+            cursor.execute("INSERT INTO scenarios_book (title, isbn) VALUES ('early', 'e')")
+        child = start_child(
+            db_alias,
+            "safemigrate",
+            "scenarios",
+            "0003",
+            MIGRATOR_TEST_SCENARIO="tests.scenarios.migration_sets.safe_ops",
+            MIGRATOR_TEST_SETTINGS='{"PG_LOCK_TIMEOUT": 300}',
+        )
+        wait_for_phase(watcher, child, "waiting for writers before build")
+        with late.cursor() as cursor:  # after that wait began: unseen by the build
+            cursor.execute("INSERT INTO scenarios_book (title, isbn) VALUES ('dup', 'isbn-0')")
+        early.rollback()
+        wait_for_phase(watcher, child, "waiting for writers before validation")  # READY
+        late.commit()  # the validation finds the duplicate
+        _, err = child.communicate(timeout=300)
+    finally:
+        early.close()
+        late.close()
+        watcher.close()
+    assert child.returncode == 5, err
+    assert 'duplicate key value violates unique constraint "book_isbn_uniq"' in err
+    assert not_valid(db_alias) == []
+    assert "book_isbn_uniq" not in constraints(db_alias)
+    assert applied(db_alias, "scenarios")[-1] == "0002_book_title_index"
+    execute(db_alias, "INSERT INTO scenarios_book (title, isbn) VALUES ('old code', 'isbn-1')")
+
+
+def wait_for_phase(watcher, child: subprocess.Popen, phase: str) -> None:
+    """Until the child's concurrent build of book_isbn_uniq is in ``phase``."""
+    with watcher.cursor() as cursor:
+        while True:
+            assert child.poll() is None, child.stderr.read()
+            cursor.execute(
+                "SELECT 1 FROM pg_stat_progress_create_index p JOIN pg_class c "
+                "ON c.oid = p.index_relid WHERE c.relname = 'book_isbn_uniq' AND p.phase = %s",
+                [phase],
+            )
+            if cursor.fetchone() is not None:
+                return
 
 
 # Acceptance 3: a concurrent index build killed -9 mid-way ---------------------------
