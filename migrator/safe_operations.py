@@ -6,8 +6,8 @@ other databases (SQLite), and on PostgreSQL takes only locks that let the applic
 keep reading and writing while the table is scanned. They belong in a migration with
 ``atomic = False``: PostgreSQL builds indexes concurrently only outside a transaction,
 and a ``VALIDATE`` inside the transaction that added the constraint would keep its
-ACCESS EXCLUSIVE lock for the whole scan. Each step is idempotent, so a run killed
-half-way is finished by the next one.
+ACCESS EXCLUSIVE lock for the whole scan. Each step, and each reverse, is idempotent, so a
+run (or rollback) killed half-way is finished by the next one.
 
 =====================  ==============================================================
 operation              on PostgreSQL
@@ -187,7 +187,25 @@ class AddIndexSafely(_SafelyOnPostgres, operations.AddIndex):
         return f"{super().describe()} concurrently"
 
 
-class AddUniqueSafely(_SafelyOnPostgres, operations.AddConstraint):
+class _AddConstraintSafely(_SafelyOnPostgres, operations.AddConstraint):
+    """Undone on PostgreSQL with ``DROP CONSTRAINT IF EXISTS``: a rollback killed after the
+    drop committed, before its record, is finished by the next one."""
+
+    def database_backwards(self, app_label, schema_editor, from_state, to_state) -> None:
+        model = to_state.apps.get_model(app_label, self.model_name)
+        if not self.allow_migrate_model(schema_editor.connection.alias, model):
+            return
+        if not _postgres(schema_editor, self):
+            super().database_backwards(app_label, schema_editor, from_state, to_state)
+            return
+        statement = self.constraint.remove_sql(model, schema_editor)  # an index: IF EXISTS
+        statement.template = statement.template.replace(
+            " DROP CONSTRAINT ", " DROP CONSTRAINT IF EXISTS "
+        )
+        _execute(schema_editor, statement)
+
+
+class AddUniqueSafely(_AddConstraintSafely):
     """``AddConstraint(UniqueConstraint)`` whose index is built concurrently first.
 
     Lock: SHARE UPDATE EXCLUSIVE while the unique index builds, then ACCESS EXCLUSIVE for
@@ -215,7 +233,7 @@ class AddUniqueSafely(_SafelyOnPostgres, operations.AddConstraint):
         return f"{super().describe()}, its unique index built concurrently"
 
 
-class AddCheckSafely(_SafelyOnPostgres, operations.AddConstraint):
+class AddCheckSafely(_AddConstraintSafely):
     """``AddConstraint(CheckConstraint)`` added ``NOT VALID``, then validated.
 
     Lock: ACCESS EXCLUSIVE for an instant to add it, then SHARE UPDATE EXCLUSIVE while
@@ -268,6 +286,19 @@ class AddForeignKeySafely(_SafelyOnPostgres, operations.AddField):
         if field.db_constraint:
             fk = schema_editor._create_fk_sql(model, field, "_fk_%(to_table)s_%(to_column)s")
             _add_not_valid(schema_editor, model, _unquoted(fk.parts["name"]), str(fk))
+
+    def database_backwards(self, app_label, schema_editor, from_state, to_state) -> None:
+        """Django's ``RemoveField``; nothing when the column is gone already (a rollback
+        killed after the drop committed, before its record)."""
+        model = from_state.apps.get_model(app_label, self.model_name)
+        if (
+            self.allow_migrate_model(schema_editor.connection.alias, model)
+            and _postgres(schema_editor, self)
+            and _probing(schema_editor)
+            and not _has_column(schema_editor, model, model._meta.get_field(self.name).column)
+        ):
+            return
+        super().database_backwards(app_label, schema_editor, from_state, to_state)
 
     def describe(self) -> str:
         return f"{super().describe()}, its index and constraint added without blocking writes"

@@ -19,6 +19,7 @@ from tests.utils import (
     child_env,
     django_admin,
     execute,
+    killed_when_paused,
     raw_connection,
     run_child,
     run_command,
@@ -287,6 +288,48 @@ def wait_for_phase(watcher, child: subprocess.Popen, phase: str) -> None:
             )
             if cursor.fetchone() is not None:
                 return
+
+
+@POSTGRES_ONLY
+@pytest.mark.parametrize(
+    ("migration", "target", "gone"),
+    [
+        ("0003_book_isbn_unique", "0002", "book_isbn_uniq"),
+        ("0004_book_pages_check", "0003", "book_pages_gte_0"),
+        ("0005_book_author", "0004", "author_id"),
+    ],
+)
+def test_a_rollback_killed_after_the_reverse_committed_is_finished_by_the_next(
+    db_alias, scenario, migration, target, gone
+):
+    """The reverse of a non-atomic migration commits before its record: a kill -9 in
+    between leaves it applied with its objects gone, and the next rollback runs it again."""
+    scenario("safe_ops")
+    books_with_rows(db_alias)
+    migrate(db_alias, "scenarios", migration[:4])
+    killed_when_paused(
+        start_child(
+            db_alias,
+            "rollback",
+            "scenarios",
+            target,
+            "--noinput",
+            "--yes",
+            "--allow-data-loss",
+            MIGRATOR_TEST_SCENARIO="tests.scenarios.migration_sets.safe_ops",
+            PAUSE_AT=f"scenarios.{migration}:reverse",
+        )
+    )
+    present = set(constraints(db_alias)) | set(table_columns(db_alias, "scenarios_book"))
+    assert gone not in present
+    assert applied(db_alias, "scenarios")[-1] == migration
+
+    out, err, code = run_command("rollback", "scenarios", target, database=db_alias)
+    assert code == 0, err
+    assert applied(db_alias, "scenarios")[-1].startswith(target)
+    assert run_command("safemigrate", "scenarios", migration[:4], database=db_alias)[2] == 0
+    present = set(constraints(db_alias)) | set(table_columns(db_alias, "scenarios_book"))
+    assert gone in present
 
 
 # Acceptance 3: a concurrent index build killed -9 mid-way ---------------------------
