@@ -17,12 +17,29 @@ _CONCURRENT_BUILD: Final = re.compile(
         (?:IF\s+NOT\s+EXISTS\s+)?("(?:[^"]|"")+"|[\w.$]+)""",
     re.IGNORECASE | re.VERBOSE,
 )
+_CONCURRENT_DROP: Final = re.compile(
+    r"""\s*DROP\s+INDEX\s+CONCURRENTLY\s+(?:IF\s+EXISTS\s+)?("(?:[^"]|"")+"|[\w.$]+)""",
+    re.IGNORECASE,
+)
 _VALIDATE: Final = re.compile(r"\s*ALTER\s+TABLE\s.*\sVALIDATE\s+CONSTRAINT\s", re.I | re.S)
 
 
 def build_index_name(sql: object) -> str | None:
     """The index a ``CREATE [UNIQUE] INDEX CONCURRENTLY`` (or REINDEX) statement builds."""
-    match = _CONCURRENT_BUILD.match(sql) if isinstance(sql, str) else None
+    return _index_name(_CONCURRENT_BUILD, sql)
+
+
+def drop_index_name(sql: object) -> str | None:
+    """The index a ``DROP INDEX CONCURRENTLY`` statement drops.
+
+    Such a drop marks the index INVALID and commits before it waits for the table's
+    users: stopped there (by ``lock_timeout``), it leaves the index INVALID.
+    """
+    return _index_name(_CONCURRENT_DROP, sql)
+
+
+def _index_name(pattern: re.Pattern[str], sql: object) -> str | None:
+    match = pattern.match(sql) if isinstance(sql, str) else None
     if match is None:
         return None
     name = match.group(1)
@@ -42,13 +59,19 @@ def drop_invalid_index(connection: BaseDatabaseWrapper, name: str) -> bool:
     Outside a transaction (``DROP INDEX CONCURRENTLY`` does not block the table's users).
     Returns whether there was one.
     """
+    if not is_invalid_index(connection, name):
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {connection.ops.quote_name(name)}")
+    return True
+
+
+def is_invalid_index(connection: BaseDatabaseWrapper, name: str) -> bool:
+    """Whether the index ``name`` exists and is INVALID (no query uses it)."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
             "WHERE c.relname = %s AND pg_table_is_visible(c.oid) AND NOT i.indisvalid",
             [name],
         )
-        if cursor.fetchone() is None:
-            return False
-        cursor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {connection.ops.quote_name(name)}")
-    return True
+        return cursor.fetchone() is not None

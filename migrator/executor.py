@@ -38,6 +38,11 @@ INVALID_INDEX_LEFT = (
     "the next run drops it and builds it again; the earlier ones of this non-atomic migration "
     "stay applied"
 )
+DROP_LEFT_INVALID = (
+    "That statement marked the index {index} INVALID (no query uses it) before its wait; it is "
+    "idempotent, and running it again drops the index; the earlier ones of this non-atomic "
+    "migration stay applied"
+)
 
 # Written once per migration inside its transaction, so plain SQL rather than the ORM's
 # per-row machinery: it keeps safemigrate's overhead over migrate unmeasurable.
@@ -190,7 +195,8 @@ class RecordingExecutor(MigrationExecutor):
                 if not timeouts.is_lock_timeout(exc):
                     raise
                 tables = timeouts.migration_tables(migration, before, self.connection)
-                self._wait_to_retry(migration, number, self._blockers(tables), ROLLED_BACK)
+                blockers = self._blockers(tables)
+                self._wait_to_retry(migration, number, blockers, ROLLED_BACK, "rolled back")
                 state = before
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -218,6 +224,7 @@ class RecordingExecutor(MigrationExecutor):
             return execute(sql, params, many, context)
         long_scan = concurrently.is_long_under_weak_lock(sql)
         index = concurrently.build_index_name(sql)
+        dropped = concurrently.drop_index_name(sql)
         for number in itertools.count(1):
             started = time.monotonic()
             try:
@@ -237,8 +244,17 @@ class RecordingExecutor(MigrationExecutor):
                 if index is not None and not self._dropped_invalid(index):
                     left = INVALID_INDEX_LEFT.format(index=self.connection.ops.quote_name(index))
                     raise self._timed_out(migration, number, blockers, left) from exc
-                self._wait_to_retry(migration, number, blockers, STATEMENT_NOT_APPLIED)
+                self._wait_to_retry(migration, number, blockers, *self._stopped_outcome(dropped))
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _stopped_outcome(self, dropped: str | None) -> tuple[str, str]:
+        """What a statement stopped by lock_timeout outside a transaction did, as the error
+        and the retry event say it: nothing, unless it was a ``DROP INDEX CONCURRENTLY`` of
+        ``dropped`` that marked the index INVALID before its wait."""
+        if dropped is None or not concurrently.is_invalid_index(self.connection, dropped):
+            return STATEMENT_NOT_APPLIED, "that statement had no effect"
+        index = self.connection.ops.quote_name(dropped)
+        return DROP_LEFT_INVALID.format(index=index), f"that statement left {index} INVALID"
 
     def _dropped_invalid(self, index: str) -> bool:
         """Drop the INVALID index a concurrent build stopped by lock_timeout left, in one
@@ -274,13 +290,14 @@ class RecordingExecutor(MigrationExecutor):
         number: int,
         blockers: list[timeouts.BlockingSession],
         outcome: str,
+        what: str,
     ) -> None:
-        """After lock timeout number ``number``: report, back off; past the retries, fail."""
+        """After lock timeout number ``number``: report ``what`` happened, back off; past
+        the retries, fail saying ``outcome``."""
         retries = get_settings().lock_retries
         if number > retries:
             raise self._timed_out(migration, number, blockers, outcome)
         wait = timeouts.backoff(number)
-        what = "rolled back" if outcome == ROLLED_BACK else "that statement had no effect"
         self._report_retry(migration, number, retries, wait, blockers, what)
         time.sleep(wait)
 

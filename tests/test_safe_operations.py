@@ -436,6 +436,37 @@ def test_a_concurrent_build_stopped_by_a_writer_says_it_left_an_invalid_index(
     assert constraints(db_alias)["book_title_idx"]["index"]
 
 
+@POSTGRES_ONLY
+def test_a_concurrent_drop_stopped_by_a_reader_says_it_left_an_invalid_index(
+    db_alias, scenario, settings, blocker
+):
+    """DROP INDEX CONCURRENTLY marks the index INVALID, commits, then waits for the table's
+    users: stopped in that wait, it had an effect, and the next rollback finishes it."""
+    scenario("safe_ops")
+    books_with_rows(db_alias)
+    migrate(db_alias, "scenarios", "0002")
+    settings.MIGRATOR = {**settings.MIGRATOR, "PG_LOCK_TIMEOUT": 0.2, "LOCK_RETRIES": 0}
+    with blocker.cursor() as cursor:  # a request that read a book, idle in its transaction
+        cursor.execute("SELECT count(*) FROM scenarios_book")
+        cursor.execute("SELECT pg_backend_pid()")
+        [pid] = cursor.fetchone()
+
+    out, err, code = run_command("rollback", "scenarios", "0001", database=db_alias)
+    assert code == 5, err
+    assert f"blocked by pid {pid} ('blocking report', idle in transaction" in err
+    assert (
+        'That statement marked the index "book_title_idx" INVALID (no query uses it) before '
+        "its wait; it is idempotent, and running it again drops the index; the earlier" in err
+    )
+    assert "had no effect" not in err
+    assert not_valid(db_alias) == [("book_title_idx",)]
+    assert applied(db_alias, "scenarios")[-1] == "0002_book_title_index"
+    blocker.rollback()
+    assert run_command("rollback", "scenarios", "0001", database=db_alias)[2] == 0
+    assert "book_title_idx" not in constraints(db_alias)
+    assert applied(db_alias, "scenarios")[-1] == "0001_initial"
+
+
 def wait_for_build(watcher, child: subprocess.Popen) -> int:
     """The server pid of the child's concurrent build, once its INVALID index exists."""
     with watcher.cursor() as cursor:
