@@ -244,13 +244,14 @@ def mark_abandoned_runs(
         run.outcome = Run.Outcome.INTERRUPTED
         run.finished_at = _last_activity(run)
         run.error = "The process ended without finishing the run (killed or lost)."
+        run.error += _stopped_part_way(run)
         run.save(update_fields=["outcome", "finished_at", "error"])
         signals.run_closed(run)  # a killed process could not say so itself
         progress(
             ProgressEvent(
                 "interrupted_found",
                 message=f"{run.command} run #{run.pk} (pid {run.pid}) ended without finishing "
-                "(killed or lost); recorded as interrupted.",
+                f"(killed or lost); recorded as interrupted.{_stopped_part_way(run)}",
             )
         )
     return len(abandoned)
@@ -264,6 +265,18 @@ def _last_activity(run: Run) -> datetime:
         run.hashes.aggregate(last=Max("applied_at"))["last"],
     ]
     return max([run.started_at, *(moment for moment in known if moment is not None)])
+
+
+def _stopped_part_way(run: Run) -> str:
+    """What to do about the non-atomic migration a killed run was in (the executor names
+    it on the record while it runs), or ''."""
+    if not run.failed_migration:
+        return ""
+    recorded = "unapplied" if run.command == "rollback" else "applied"
+    return (
+        f" It stopped in {run.failed_migration}, which is not atomic: what it did stays, not "
+        f"recorded as {recorded}; run {run.command} again to finish it, or undo it by hand."
+    )
 
 
 def mark_dead_runs(connection: BaseDatabaseWrapper) -> int:

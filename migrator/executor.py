@@ -421,6 +421,18 @@ class RecordingExecutor(MigrationExecutor):
         operations.forget_progress(self.connection, migration)  # a re-apply starts afresh
         self._record_step(migration, RunStep.Direction.UNAPPLY)
 
+    def _record_stopping_point(self, migration: Migration | None) -> None:
+        """Name the non-atomic migration the run is in (None: out of it) on its record.
+
+        A kill -9 in such a migration leaves what it did, not recorded as applied (or
+        unapplied); ``audit.mark_abandoned_runs`` says where it stopped. Atomic ones need
+        no write: a kill rolls them back whole.
+        """
+        self.run.failed_migration = migration_label(migration) if migration else ""
+        Run.objects.using(self.connection.alias).filter(pk=self.run.pk).update(
+            failed_migration=self.run.failed_migration
+        )
+
     def _duration(self, migration: Migration) -> float | None:
         started = self._started.get(migration)
         return None if started is None else time.monotonic() - started
@@ -463,6 +475,8 @@ class RecordingExecutor(MigrationExecutor):
     def _report(self, action: str, migration: Migration, fake: bool, **extra: Any) -> None:
         if action.endswith("_start"):
             self._started[migration] = time.monotonic()
+        if not migration.atomic and not fake and self.run is not None:
+            self._record_stopping_point(migration if action.endswith("_start") else None)
         if self.progress_callback:
             self.progress_callback(action, migration, fake)
         if action in {"apply_success", "unapply_success"} and self.run is not None:

@@ -4,6 +4,7 @@ from typing import Any, Final
 
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.migrations.loader import MigrationLoader
 
 from migrator import audit
 from migrator.models import Run
@@ -57,3 +58,22 @@ def run_as_dict(run: Run) -> dict[str, Any]:
             for step in run.steps.all()
         ],
     }
+
+
+def left_part_way(run: Run | None, loader: MigrationLoader) -> str | None:
+    """What to do about the non-atomic migration ``run`` stopped in (killed or failed),
+    while it is still recorded as before (not applied by safemigrate, applied by rollback):
+    what it did stays (a NOT VALID constraint rejects the old code's writes), and
+    ``rollback --last`` does not undo it. None otherwise."""
+    if run is None or run.outcome not in {Run.Outcome.FAILED, Run.Outcome.INTERRUPTED}:
+        return None
+    key = tuple(run.failed_migration.split(".", 1))
+    node = loader.graph.nodes.get(key)
+    undoing = run.command == "rollback"
+    if node is None or node.atomic or (key in loader.applied_migrations) != undoing:
+        return None
+    return (
+        f"{run.command} run #{run.pk} stopped in {run.failed_migration}, which is not atomic: "
+        f"what it did stays, not recorded as {'unapplied' if undoing else 'applied'}; run "
+        f"{run.command} again to finish it, or undo it by hand."
+    )

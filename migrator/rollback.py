@@ -474,6 +474,9 @@ def _last_run_plan(
             "nothing to undo; give a target: rollback <app_label> <migration_name|zero>."
         )
     report.source_run_id, report.source_run_outcome = run.pk, run.outcome
+    left = history.left_part_way(run, loader)
+    if left:
+        report.warnings.append(f"{left} This rollback does not undo it.")
     if report.mode == "restore":
         report.restore_backup_id = run.backup_id or None
     steps = run.steps.filter(direction=RunStep.Direction.APPLY).exclude(app_label=MIGRATOR_APP)

@@ -167,6 +167,9 @@ def database_status(database: str) -> DatabaseStatus:
         ]
         last = runs.exclude(outcome=Run.Outcome.RUNNING).order_by("-id").first()
         status.last_run = history.run_as_dict(last) if last else None
+        left = history.left_part_way(last, executor.loader)
+        if left:
+            status.warnings.append(left)
     return status
 
 

@@ -10,6 +10,7 @@ from django.db.migrations.loader import MigrationLoader
 
 from migrator import runner
 from migrator.exceptions import MigrationFailed
+from migrator.models import Run
 from migrator.runner import RunOptions
 from tests.scenarios.steps import CHECK_CONDITION
 from tests.test_risks import lock_widgets, migrate, safemigrate_releasing_at_retry
@@ -323,6 +324,13 @@ def test_a_rollback_killed_after_the_reverse_committed_is_finished_by_the_next(
     present = set(constraints(db_alias)) | set(table_columns(db_alias, "scenarios_book"))
     assert gone not in present
     assert applied(db_alias, "scenarios")[-1] == migration
+    out = run_command("migrationstatus", database=db_alias)[0]
+    run = Run.objects.using(db_alias).filter(command="rollback").first()
+    assert (
+        f"  warning: rollback run #{run.pk} stopped in scenarios.{migration}, which is not "
+        "atomic: what it did stays, not recorded as unapplied; run rollback again to finish "
+        "it, or undo it by hand.\n"
+    ) in out
 
     out, err, code = run_command("rollback", "scenarios", target, database=db_alias)
     assert code == 0, err
@@ -330,6 +338,50 @@ def test_a_rollback_killed_after_the_reverse_committed_is_finished_by_the_next(
     assert run_command("safemigrate", "scenarios", migration[:4], database=db_alias)[2] == 0
     present = set(constraints(db_alias)) | set(table_columns(db_alias, "scenarios_book"))
     assert gone in present
+
+
+@POSTGRES_ONLY
+def test_a_run_killed_in_a_non_atomic_migration_is_named_with_what_to_do(db_alias, scenario):
+    """The check it added stays, not recorded as applied, rejecting the old code's rows:
+    rollback --last has nothing to undo, so the plan and the status say what to do."""
+    scenario("safe_ops")
+    books_with_rows(db_alias)
+    migrate(db_alias, "scenarios", "0003")
+    killed_when_paused(
+        start_child(
+            db_alias,
+            "safemigrate",
+            "scenarios",
+            "0004",
+            MIGRATOR_TEST_SCENARIO="tests.scenarios.migration_sets.safe_ops",
+            PAUSE_AT="scenarios.0004_book_pages_check",
+        )
+    )
+    assert "book_pages_gte_0" in constraints(db_alias)
+    assert applied(db_alias, "scenarios")[-1] == "0003_book_isbn_unique"
+
+    out, err, code = run_command("rollback", "--last", "--plan", database=db_alias)
+    assert code == 0, err
+    run = Run.objects.using(db_alias).filter(command="safemigrate").first()
+    left = (
+        f"safemigrate run #{run.pk} stopped in scenarios.0004_book_pages_check, which is not "
+        "atomic: what it did stays, not recorded as applied; run safemigrate again to finish "
+        "it, or undo it by hand."
+    )
+    assert f"  Undoes safemigrate run #{run.pk} (interrupted).\n  Nothing to roll back.\n" in out
+    assert f"Warning: {left} This rollback does not undo it.\n" in out
+    assert (run.outcome, run.failed_migration) == ("interrupted", "scenarios.0004_book_pages_check")
+    assert run.error == (
+        "The process ended without finishing the run (killed or lost). It stopped in "
+        "scenarios.0004_book_pages_check, which is not atomic: what it did stays, not recorded "
+        "as applied; run safemigrate again to finish it, or undo it by hand."
+    )
+    out, err, code = run_command("migrationstatus", database=db_alias)
+    assert f"\n  warning: {left}\n" in out
+
+    assert run_command("safemigrate", "scenarios", "0004", database=db_alias)[2] == 0
+    assert "warning" not in run_command("migrationstatus", database=db_alias)[0]
+    assert not_valid(db_alias) == []
 
 
 # Acceptance 3: a concurrent index build killed -9 mid-way ---------------------------

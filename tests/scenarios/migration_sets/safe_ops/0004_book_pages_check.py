@@ -16,4 +16,5 @@ class Migration(migrations.Migration):
                 **{CHECK_CONDITION: models.Q(pages__gte=0)}, name="book_pages_gte_0"
             ),
         ),
+        migrations.RunPython(pause_here("scenarios.0004_book_pages_check"), noop),
     ]
