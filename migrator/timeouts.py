@@ -278,9 +278,14 @@ def _moment(when: datetime | None) -> str:
 
 
 def blocking_sessions(
-    connection: BaseDatabaseWrapper, tables: list[str], *, exclude_pid: int | None
+    connection: BaseDatabaseWrapper,
+    tables: list[str],
+    *,
+    exclude_pid: int | None,
+    oids: list[int] | None = None,
 ) -> list[BlockingSession]:
-    """Other sessions holding locks on ``tables`` (all user tables when none are known).
+    """Other sessions holding locks on ``tables`` (all user tables when none are known),
+    or on the relations ``oids`` when given (exact whatever the names and schemas).
 
     Asked from a fresh connection right after the timeout: the migration's own transaction
     has been rolled back, so its ``pg_blocking_pids`` is gone, but the holders are still
@@ -299,9 +304,10 @@ def blocking_sessions(
           AND l.pid <> pg_backend_pid() AND l.pid IS DISTINCT FROM %s
           AND n.nspname NOT IN ('pg_catalog', 'information_schema')
           AND (cardinality(%s::text[]) = 0 OR c.relname = ANY(%s::text[]))
+          AND (%s::oid[] IS NULL OR c.oid = ANY(%s::oid[]))
         ORDER BY a.pid, c.relname
         """,
-        [exclude_pid, tables, tables],
+        [exclude_pid, tables, tables, oids, oids],
     )
     return [
         BlockingSession(pid, app or "", state or "", start, table)

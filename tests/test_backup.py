@@ -1367,6 +1367,30 @@ def test_a_native_postgresql_restore_a_long_transaction_keeps_waiting_changes_no
 
 
 @pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+@pytest.mark.parametrize(
+    ("schema", "table"),
+    [("public", '"say ""hi"" table"'), ("public", '"v1.2"'), ('"Weird Schema"', '"Mixed ""q"" t"')],
+)
+def test_a_native_postgresql_restore_names_who_holds_a_table_whatever_its_name(
+    db_alias, backup_dir, settings, schema, table
+):
+    """A quote or a dot in the name (or the schema's) still finds the session holding it."""
+    seed(db_alias)
+    execute(db_alias, f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    execute(db_alias, f"CREATE TABLE {schema}.{table} (n int)")
+    backup_id = take_backup(db_alias)
+    err, pid = refused_past_a_long_report(
+        db_alias,
+        backup_id,
+        f"{schema}.{table}",
+        settings,
+        lock_timeout=0.1,
+        locking=f"{schema}.{table}",
+    )
+    assert "has since let go" not in err, err
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
 @pytest.mark.parametrize("race", ["the reader holds on", "the reader ends between attempts"])
 def test_a_portable_postgresql_restore_waiting_for_a_long_transaction(
     db_alias, backup_dir, settings, race

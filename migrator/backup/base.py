@@ -22,7 +22,7 @@ PSQL_OPTIONS: Final = ("--no-psqlrc", "--quiet", "--no-password", "--set=ON_ERRO
 # The relations a restore replaces: every one outside the system schemas that no extension
 # owns and no table owns (identity and serial sequences go with their tables).
 OWN_RELATIONS: Final = """
-    SELECT c.relkind, n.nspname, c.relname
+    SELECT c.oid, c.relkind, n.nspname, c.relname
     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND NOT c.relispartition
       AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'

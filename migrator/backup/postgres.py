@@ -143,8 +143,10 @@ $migrator$;
 # by PG_LOCK_TIMEOUT, retried LOCK_RETRIES times with the same back-off, each failed attempt
 # letting go of what it had locked. A session that holds on (a long transaction) fails the
 # restore, nothing changed, instead of leaving it waiting without end while the tables it
-# has already dropped queue every query behind it. The last failure names the table.
+# has already dropped queue every query behind it. The last failure names the table, after
+# its oid (which finds its holders whatever characters its name holds).
 LOCK_FAILED: Final = "migrator: restore could not lock"
+LOCK_FAILED_ON: Final = re.compile(rf"{LOCK_FAILED} (\d+) (.+)$")
 LOCK_CONTENTS: Final = f"""
 SET LOCAL lock_timeout = '{{lock_timeout}}';
 DO $migrator$
@@ -161,7 +163,7 @@ BEGIN
       attempt := attempt + 1;
       IF attempt > {{retries}} THEN
         RAISE EXCEPTION USING ERRCODE = 'lock_not_available',
-          MESSAGE = format('{LOCK_FAILED} %I.%I', item.nspname, item.relname);
+          MESSAGE = format('{LOCK_FAILED} %s %I.%I', item.oid, item.nspname, item.relname);
       END IF;
       PERFORM pg_catalog.pg_sleep(least({{first_wait}} * 2 ^ (attempt - 1), {{longest_wait}}));
     END;
@@ -525,19 +527,18 @@ class PgDumpEngine(BackupEngine):
 
     def _failed(self, errors, tool: str) -> BackupFailed:
         error = self._error(errors, tool)
-        if LOCK_FAILED in error:
-            return self._lock_failed(error.rpartition(LOCK_FAILED)[2].strip())
+        if locked := LOCK_FAILED_ON.search(error):
+            return self._lock_failed(int(locked.group(1)), locked.group(2))
         return BackupFailed(
             f"Restore into {self.connection.alias!r} failed and was rolled back; nothing was "
             f"changed: {error}."
         )
 
-    def _lock_failed(self, table: str) -> BackupFailed:
-        """The prelude's locks not granted: who holds them, asked while they still do."""
+    def _lock_failed(self, oid: int, table: str) -> BackupFailed:
+        """The prelude's locks on relation ``oid`` (quoted ``table``) not granted: who
+        holds them, asked while they still do."""
         blockers = timeouts.blocking_sessions(
-            self.connection,
-            [table.rpartition(".")[2].strip('"')],
-            exclude_pid=timeouts.backend_pid(self.connection),
+            self.connection, [], exclude_pid=timeouts.backend_pid(self.connection), oids=[oid]
         )
         attempts = get_settings().lock_retries + 1
         return locks_not_granted(self.connection, table, attempts, blockers)
