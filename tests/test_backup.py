@@ -1368,6 +1368,39 @@ def test_a_native_postgresql_restore_a_long_transaction_keeps_waiting_changes_no
 
 @pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
 @pytest.mark.parametrize(
+    ("create", "hold"),
+    [
+        ("CREATE MATERIALIZED VIEW item_names AS SELECT name FROM ledger_account", "item_names"),
+        ("CREATE SEQUENCE invoice_no", "nextval('invoice_no')"),
+    ],
+    ids=["materialized view", "sequence"],
+)
+def test_a_native_postgresql_restore_retries_and_names_who_holds_what_it_cannot_lock_table(
+    db_alias, backup_dir, settings, create, hold
+):
+    """LOCK TABLE takes no materialized view or sequence: their drops wait, bounded and
+    retried the same, and the failure names the holder, not a private file."""
+    seed(db_alias)
+    execute(db_alias, create)
+    backup_id = take_backup(db_alias)
+    change_everything(db_alias)
+    changed = snapshot(db_alias)
+    name = hold.removeprefix("nextval('").removesuffix("')")
+    err, pid = refused_past_a_long_report(
+        db_alias,
+        backup_id,
+        hold if hold == name else f"(SELECT {hold}) AS n",
+        settings,
+        lock_timeout=0.1,
+        locking=f"public.{name}",
+    )
+    assert f"on {name}. Nothing was changed" in err, err
+    assert "prelude.sql" not in err, err
+    assert snapshot(db_alias) == changed
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+@pytest.mark.parametrize(
     ("schema", "table"),
     [("public", '"say ""hi"" table"'), ("public", '"v1.2"'), ('"Weird Schema"', '"Mixed ""q"" t"')],
 )

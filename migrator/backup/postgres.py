@@ -120,35 +120,23 @@ READY: Final = "ready"
 SAY_READY: Final = f"\\o {READY}\n\\qecho ready\n\\o\n".encode()
 RELAY_CHUNK: Final = 1 << 16
 
-# Drops the relations a restore replaces (OWN_RELATIONS), and every large object (one made
-# after the backup would outlive the rows that referenced it), so the restored database
-# holds exactly what the archive holds.
-DROP_CONTENTS: Final = f"""
-DO $migrator$
-DECLARE item record;
-BEGIN
-  FOR item IN {OWN_RELATIONS}
-  LOOP
-    EXECUTE format('DROP %s IF EXISTS %I.%I CASCADE',
-      CASE item.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
-        WHEN 'f' THEN 'FOREIGN TABLE' WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END,
-      item.nspname, item.relname);
-  END LOOP;
-  PERFORM pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata;
-END
-$migrator$;
-"""
-
-# Before the drops, the tables and views are locked as a migration's are: each wait bounded
-# by PG_LOCK_TIMEOUT, retried LOCK_RETRIES times with the same back-off, each failed attempt
-# letting go of what it had locked. A session that holds on (a long transaction) fails the
-# restore, nothing changed, instead of leaving it waiting without end while the tables it
-# has already dropped queue every query behind it. The last failure names the table, after
-# its oid (which finds its holders whatever characters its name holds).
+# The prelude's work, after it opens the transaction: locks the tables and views a restore
+# replaces as a migration's are, then drops the relations it replaces (OWN_RELATIONS; the
+# drops lock what LOCK TABLE cannot: materialized views, sequences, foreign tables, so they
+# go first) and every large object (one made after the backup would outlive the rows that
+# referenced it), so the restored database holds exactly what the archive holds. Each wait
+# is bounded by lock_timeout (PG_LOCK_TIMEOUT, set before it), retried LOCK_RETRIES times
+# with the same back-off, each failed attempt letting go of what it had locked and dropped.
+# A session that holds on (a long transaction) fails the restore, nothing changed, instead
+# of leaving it waiting without end while the tables it has already dropped queue every
+# query behind it. The last failure names the relation, after its oid (which finds its
+# holders whatever characters its name holds).
 LOCK_FAILED: Final = "migrator: restore could not lock"
 LOCK_FAILED_ON: Final = re.compile(rf"{LOCK_FAILED} (\d+) (.+)$")
-LOCK_CONTENTS: Final = f"""
-SET LOCAL lock_timeout = '{{lock_timeout}}';
+# Where psql says an error was: "psql:/tmp/.../prelude.sql:63: " (a private file).
+PSQL_WHERE: Final = re.compile(r"^psql:.*?:\d+: ")
+BOUND_LOCKS: Final = "SET LOCAL lock_timeout = '{lock_timeout}';\n"
+REPLACE_CONTENTS: Final = f"""
 DO $migrator$
 DECLARE item record; attempt int := 0;
 BEGIN
@@ -158,6 +146,14 @@ BEGIN
       LOOP
         EXECUTE format('LOCK TABLE %I.%I IN ACCESS EXCLUSIVE MODE', item.nspname, item.relname);
       END LOOP;
+      FOR item IN {OWN_RELATIONS} ORDER BY c.relkind NOT IN ('m', 'S', 'f')
+      LOOP
+        EXECUTE format('DROP %s IF EXISTS %I.%I CASCADE',
+          CASE item.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+            WHEN 'f' THEN 'FOREIGN TABLE' WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END,
+          item.nspname, item.relname);
+      END LOOP;
+      PERFORM pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata;
       RETURN;
     EXCEPTION WHEN lock_not_available THEN
       attempt := attempt + 1;
@@ -526,7 +522,7 @@ class PgDumpEngine(BackupEngine):
         return answer
 
     def _failed(self, errors, tool: str) -> BackupFailed:
-        error = self._error(errors, tool)
+        error = PSQL_WHERE.sub("", self._error(errors, tool))  # no private file's path
         if locked := LOCK_FAILED_ON.search(error):
             return self._lock_failed(int(locked.group(1)), locked.group(2))
         return BackupFailed(
@@ -554,18 +550,18 @@ class PgDumpEngine(BackupEngine):
         """
         role = self.connection.settings_dict.get("OPTIONS", {}).get("assume_role")
         set_role = f"SET ROLE {self.connection.ops.quote_name(role)};\n" if role else ""
-        locking = ""
+        bound = ""
         if (lock_timeout := timeouts.configured_lock_timeout()) is not None:  # None: no bound
-            locking = LOCK_CONTENTS.format(
-                lock_timeout=lock_timeout,
-                retries=get_settings().lock_retries,
-                first_wait=timeouts.backoff(1),
-                longest_wait=timeouts.LONGEST_BACKOFF,
-            )
+            bound = BOUND_LOCKS.format(lock_timeout=lock_timeout)
+        replacing = REPLACE_CONTENTS.format(
+            retries=get_settings().lock_retries,
+            first_wait=timeouts.backoff(1),
+            longest_wait=timeouts.LONGEST_BACKOFF,
+        )
         # error: the relayed script's own BEGIN warns; the script sets warning after it.
         return (
             "BEGIN;\nSET client_min_messages = error;\n"
-            f"{timeouts.WATCH_CLIENT_SCRIPT}{set_role}{locking}{DROP_CONTENTS}"
+            f"{timeouts.WATCH_CLIENT_SCRIPT}{set_role}{bound}{replacing}"
         )
 
     def _postlude(self, keep_audit: Sequence[Statement]) -> str:
