@@ -1368,6 +1368,48 @@ def test_a_native_postgresql_restore_a_long_transaction_keeps_waiting_changes_no
 
 @pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
 @pytest.mark.parametrize(
+    "made_after",
+    [
+        "CREATE FUNCTION reporting.total() RETURNS bigint LANGUAGE sql "
+        "AS 'SELECT count(*) FROM reporting.daily'",
+        "CREATE FUNCTION mood_of(m reporting.mood) RETURNS int LANGUAGE sql AS 'SELECT 1'",
+        "CREATE TYPE reporting.later AS (n int)",
+        "CREATE DOMAIN reporting.positive AS int CHECK (VALUE > 0)",
+        "CREATE FUNCTION dims(v vector) RETURNS int LANGUAGE sql AS 'SELECT vector_dims(v)'",
+    ],
+    ids=["function in its schema", "function of its type", "type", "domain", "extension's type"],
+)
+def test_a_native_postgresql_restore_drops_routines_and_types_made_after_the_backup(
+    db_alias, backup_dir, made_after
+):
+    """pg_restore --clean drops the backup's schema, type or extension: what was made since
+    and depends on it goes first, else that drop fails and no restore is possible."""
+    seed(db_alias)
+    execute(db_alias, "CREATE EXTENSION vector")
+    execute(db_alias, "CREATE SCHEMA reporting")
+    execute(db_alias, "CREATE TABLE reporting.daily (d date)")
+    execute(db_alias, "CREATE TYPE reporting.mood AS ENUM ('ok', 'not ok')")
+    execute(db_alias, "CREATE FUNCTION kept() RETURNS int LANGUAGE sql AS 'SELECT 1'")
+    before = snapshot(db_alias)
+    backup_id = take_backup(db_alias)
+    change_everything(db_alias)
+    execute(db_alias, made_after)
+
+    out, err, code = run_command("restore", backup_id, "--yes", database=db_alias)
+
+    assert (code, err) == (0, ""), err
+    assert snapshot(db_alias) == before
+    own = """
+        SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+        WHERE n.nspname IN ('public', 'reporting') AND p.proname IN ('kept', 'total',
+          'mood_of', 'dims')
+        UNION ALL SELECT typname FROM pg_type WHERE typname IN ('mood', 'later', 'positive')
+        ORDER BY 1"""
+    assert execute(db_alias, own) == [("kept",), ("mood",)]
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+@pytest.mark.parametrize(
     ("create", "hold"),
     [
         ("CREATE MATERIALIZED VIEW item_names AS SELECT name FROM ledger_account", "item_names"),

@@ -120,11 +120,43 @@ READY: Final = "ready"
 SAY_READY: Final = f"\\o {READY}\n\\qecho ready\n\\o\n".encode()
 RELAY_CHUNK: Final = 1 << 16
 
+# The DROPs of the functions, procedures, aggregates, types and domains outside the system
+# schemas that no extension owns and no other object makes (a range type's constructors, a
+# multirange), of the roles this one is a member of (another's it may not drop; a
+# superuser: all): made at once, before a cascade can remove any. pg_restore --clean drops (and
+# then makes) those the archive holds, but one made after the backup would block its drop
+# of the schema, extension or type it depends on ("other objects depend on it").
+OWN_ROUTINES_AND_TYPES: Final = """
+    SELECT coalesce(pg_catalog.array_agg(command ORDER BY routine DESC), ARRAY[]::text[])
+    FROM (
+      SELECT true, format('DROP ROUTINE IF EXISTS %s CASCADE', p.oid::pg_catalog.regprocedure)
+      FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+      WHERE n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'
+        AND pg_catalog.pg_has_role(p.proowner, 'USAGE')
+        AND NOT EXISTS (
+          SELECT 1 FROM pg_catalog.pg_depend d
+          WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = p.oid
+            AND d.deptype IN ('e', 'i'))
+      UNION ALL
+      SELECT false, format('DROP %s IF EXISTS %s CASCADE',
+        CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, t.oid::pg_catalog.regtype)
+      FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+      WHERE t.typtype IN ('c', 'd', 'e', 'r')
+        AND (t.typrelid = 0 OR EXISTS (
+          SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid AND c.relkind = 'c'))
+        AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'
+        AND pg_catalog.pg_has_role(t.typowner, 'USAGE')
+        AND NOT EXISTS (
+          SELECT 1 FROM pg_catalog.pg_depend d
+          WHERE d.classid = 'pg_catalog.pg_type'::regclass AND d.objid = t.oid
+            AND d.deptype IN ('e', 'i'))
+    ) AS own(routine, command)"""
 # The prelude's work, after it opens the transaction: locks the tables and views a restore
 # replaces as a migration's are, then drops the relations it replaces (OWN_RELATIONS; the
 # drops lock what LOCK TABLE cannot: materialized views, sequences, foreign tables, so they
-# go first) and every large object (one made after the backup would outlive the rows that
-# referenced it), so the restored database holds exactly what the archive holds. Each wait
+# go first), every large object (one made after the backup would outlive the rows that
+# referenced it) and OWN_ROUTINES_AND_TYPES, so the restored database holds exactly what
+# the archive holds (but schemas and extensions made after the backup). Each wait
 # is bounded by lock_timeout (PG_LOCK_TIMEOUT, set before it), retried LOCK_RETRIES times
 # with the same back-off, each failed attempt letting go of what it had locked and dropped.
 # A session that holds on (a long transaction) fails the restore, nothing changed, instead
@@ -138,7 +170,7 @@ PSQL_WHERE: Final = re.compile(r"^psql:.*?:\d+: ")
 BOUND_LOCKS: Final = "SET LOCAL lock_timeout = '{lock_timeout}';\n"
 REPLACE_CONTENTS: Final = f"""
 DO $migrator$
-DECLARE item record; attempt int := 0;
+DECLARE item record; dropping text; attempt int := 0;
 BEGIN
   LOOP
     BEGIN
@@ -154,6 +186,10 @@ BEGIN
           item.nspname, item.relname);
       END LOOP;
       PERFORM pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata;
+      FOREACH dropping IN ARRAY ({OWN_ROUTINES_AND_TYPES})
+      LOOP
+        EXECUTE dropping;
+      END LOOP;
       RETURN;
     EXCEPTION WHEN lock_not_available THEN
       attempt := attempt + 1;
