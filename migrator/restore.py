@@ -102,11 +102,10 @@ def restore_backup(
             arguments=checked.arguments,
         )
         options = RunOptions(database=database, assume_yes=assume_yes, lock_timeout=lock_timeout)
-        with (
-            begun_ahead(checked, progress, checksum=unasked),
-            locked(checked.connection, options=options, progress=progress),
-        ):
-            return restore_checked(checked, progress)
+        with begun_ahead(checked, progress, checksum=unasked):
+            checked.engine.prepare_target(checked.manifest)
+            with locked(checked.connection, options=options, progress=progress):
+                return restore_checked(checked, progress)
 
 
 @contextmanager

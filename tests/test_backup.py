@@ -1367,6 +1367,44 @@ def test_a_native_postgresql_restore_a_long_transaction_keeps_waiting_changes_no
 
 
 @pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+@pytest.mark.parametrize("jobs", [None, 1], ids=["swapped in", "one transaction"])
+def test_a_native_postgresql_restore_into_a_new_database_of_a_search_path_schema(
+    db_alias, backup_dir, settings, jobs
+):
+    """Django's tables in their own schema (search_path): migrator's own tables, made before
+    the restore, go into that schema, which the archive makes; a backup that does not
+    make it is refused, exit 6, saying what to do."""
+    if jobs:
+        settings.MIGRATOR = {**settings.MIGRATOR, "RESTORE_JOBS": jobs}
+    execute(db_alias, "CREATE SCHEMA appschema")
+    options = connections[db_alias].settings_dict["OPTIONS"]
+    own_schema = {"OPTIONS": {**options, "options": "-c search_path=appschema"}}
+    new = f"migrator_{uuid.uuid4().hex[:12]}"
+    _admin_execute(db_alias, f'CREATE DATABASE "{new}"')
+    try:
+        with repointed(db_alias, **own_schema):
+            seed(db_alias)
+            before = snapshot(db_alias)
+            backup_id = take_backup(db_alias)
+        with repointed(db_alias, NAME=new, **own_schema):
+            out, err, code = run_command("restore", backup_id, "--force", database=db_alias)
+            assert (code, err) == (0, ""), err
+            assert snapshot(db_alias) == before
+        with repointed(
+            db_alias, NAME=new, OPTIONS={**options, "options": "-c search_path=elsewhere"}
+        ):
+            out, err, code = run_command("restore", backup_id, "--force", database=db_alias)
+    finally:
+        drop_test_database(db_alias, new)
+    assert (code, out) == (6, "")
+    assert err == (
+        f"No schema of the search_path of {db_alias!r} ('elsewhere') exists and backup "
+        f"{backup_id!r} makes none of them; create the schema (CREATE SCHEMA), or correct the "
+        "search_path, then run again; nothing was changed.\n"
+    )
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
 @pytest.mark.parametrize(
     "made_after",
     [

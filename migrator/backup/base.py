@@ -77,6 +77,12 @@ class BackupEngine(ABC):
         this context then finishes it. Most engines cannot: they begin nothing."""
         return nullcontext()
 
+    def prepare_target(self, manifest: Manifest) -> None:
+        """Make what migrator's own tables need in the database before the run lock creates
+        them there, where the restore would make it anyway (after the guard, before the
+        lock). Most engines need nothing."""
+        return
+
     @abstractmethod
     def restore(
         self,

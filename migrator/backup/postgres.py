@@ -165,6 +165,8 @@ OWN_ROUTINES_AND_TYPES: Final = """
 # holders whatever characters its name holds).
 LOCK_FAILED: Final = "migrator: restore could not lock"
 LOCK_FAILED_ON: Final = re.compile(rf"{LOCK_FAILED} (\d+) (.+)$")
+# One schema of a search_path setting: "Quoted ""Name""" or bare.
+SEARCH_PATH_ITEM: Final = re.compile(r'"((?:[^"]|"")*)"|([^,\s]+)')
 # Where psql says an error was: "psql:/tmp/.../prelude.sql:63: " (a private file).
 PSQL_WHERE: Final = re.compile(r"^psql:.*?:\d+: ")
 BOUND_LOCKS: Final = "SET LOCAL lock_timeout = '{lock_timeout}';\n"
@@ -322,6 +324,34 @@ class PgDumpEngine(BackupEngine):
                 f"by pg_dump {_dotted(archive)}; set MIGRATOR['PG_BIN_DIR'] to PostgreSQL "
                 f"{_dotted(archive)} client tools."
             )
+
+    def prepare_target(self, manifest: Manifest) -> None:
+        """The schema that Django's ``search_path`` puts new tables in, made when none of
+        its schemas exists yet and the archive makes one (a new database, with Django's
+        tables in their own schema): migrator's own tables, made before the restore, need
+        it; the restore's prelude drops them and the archive makes the schema again.
+        Neither: BackupFailed, saying what to make."""
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT current_schema() IS NULL, current_setting('search_path')")
+            missing, search_path = cursor.fetchone()
+        if not missing:
+            return
+        held = {table.partition(".")[0] for table in manifest.tables}
+        names = [
+            quoted.replace('""', '"') if quoted else bare.lower()
+            for quoted, bare in SEARCH_PATH_ITEM.findall(search_path)
+        ]
+        schema = next((name for name in names if name in held), None)
+        if schema is None:
+            raise BackupFailed(
+                f"No schema of the search_path of {self.connection.alias!r} "
+                f"({search_path!r}) exists and backup {manifest.id!r} makes none of them; "
+                "create the schema (CREATE SCHEMA), or correct the search_path, then run "
+                "again; nothing was changed."
+            )
+        with self.connection.cursor() as cursor:
+            cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {self.connection.ops.quote_name(schema)}")
+        logger.info("Created schema %r in %r for a restore", schema, self.connection.alias)
 
     def restore(
         self,
