@@ -1367,6 +1367,43 @@ def test_a_native_postgresql_restore_a_long_transaction_keeps_waiting_changes_no
 
 
 @pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+def test_a_native_postgresql_restore_by_the_databases_owner_keeps_a_superusers_extension(
+    db_alias, backup_dir
+):
+    """An application's role owns the database, not the extension a superuser installed in
+    it: the restore keeps the extension instead of dropping and making it again, which
+    only its owner may do."""
+    connection = connections[db_alias]
+    name, superuser = connection.settings_dict["NAME"], connection.settings_dict["USER"]
+    role = f"migrator_owner_{uuid.uuid4().hex[:8]}"
+    _admin_execute(db_alias, f'CREATE ROLE "{role}" LOGIN')
+    _admin_execute(db_alias, f'ALTER DATABASE "{name}" OWNER TO "{role}"')
+    execute(db_alias, "CREATE EXTENSION vector")
+    execute(db_alias, "COMMENT ON EXTENSION vector IS 'similarity search'")
+    connections.close_all()
+    connection.settings_dict["USER"] = role
+    try:
+        seed(db_alias)
+        execute(db_alias, "CREATE TABLE embedding (v vector(2))")
+        execute(db_alias, "INSERT INTO embedding VALUES ('[1,2]')")
+        before = snapshot(db_alias)
+        backup_id = take_backup(db_alias)
+        change_everything(db_alias)
+        execute(db_alias, "DELETE FROM embedding")
+
+        out, err, code = run_command("restore", backup_id, "--yes", database=db_alias)
+
+        assert (code, err) == (0, ""), err
+        assert snapshot(db_alias) == before
+        assert execute(db_alias, "SELECT v::text FROM embedding") == [("[1,2]",)]
+    finally:
+        connections.close_all()
+        connection.settings_dict["USER"] = superuser
+        drop_test_database(db_alias, name)
+        _admin_execute(db_alias, f'DROP ROLE "{role}"')
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
 @pytest.mark.parametrize("jobs", [None, 1], ids=["swapped in", "one transaction"])
 def test_a_native_postgresql_restore_into_a_new_database_of_a_search_path_schema(
     db_alias, backup_dir, settings, jobs

@@ -165,6 +165,14 @@ OWN_ROUTINES_AND_TYPES: Final = """
 # holders whatever characters its name holds).
 LOCK_FAILED: Final = "migrator: restore could not lock"
 LOCK_FAILED_ON: Final = re.compile(rf"{LOCK_FAILED} (\d+) (.+)$")
+# The extensions a database has (but plpgsql, which pg_dump leaves out), by name and as
+# pg_restore --list names them in a COMMENT entry (quoted where needed).
+KEPT_EXTENSIONS: Final = """
+    SELECT extname, pg_catalog.quote_ident(extname) FROM pg_catalog.pg_extension
+    WHERE extname <> 'plpgsql'"""
+# An extension's entries in ``pg_restore --list``: "<dump id>; <catalog oid> <oid>
+# EXTENSION - <name> <owner>" and "... COMMENT - EXTENSION <name> <owner>" (no owner).
+EXTENSION_ENTRY: Final = re.compile(r"\d+; \d+ \d+ (?:EXTENSION -|COMMENT - EXTENSION) (.+?) ?$")
 # One schema of a search_path setting: "Quoted ""Name""" or bare.
 SEARCH_PATH_ITEM: Final = re.compile(r'"((?:[^"]|"")*)"|([^,\s]+)')
 # Where psql says an error was: "psql:/tmp/.../prelude.sql:63: " (a private file).
@@ -375,10 +383,11 @@ class PgDumpEngine(BackupEngine):
             prelude, postlude = self._prelude(), self._postlude(keep_audit).encode()
             prelude_file = private / "prelude.sql"
             _write_private(prelude_file, prelude)
+            using = self._without_kept_extensions(path, private)
             if manifest.large_objects == 0:
-                self._pipe(path, env, private, prelude_file, postlude)
+                self._pipe(path, env, private, prelude_file, postlude, using)
             else:  # large objects, or a backup taken before they were counted
-                self._relay(path, env, private, prelude_file, postlude)
+                self._relay(path, env, private, prelude_file, postlude, using)
         return None
 
     @contextmanager
@@ -450,7 +459,41 @@ class PgDumpEngine(BackupEngine):
                     progress(ProgressEvent("restore_serial", message=f"{SERIAL}: {obstacle}."))
             yield fill
 
-    def _pipe(self, path: Path, env: dict, private: Path, prelude_file: Path, postlude: bytes):
+    def _without_kept_extensions(self, path: Path, private: Path) -> list[str]:
+        """``--use-list`` of the archive without the entries that drop, make and comment on
+        the extensions this database already has: ``pg_restore --clean`` would drop and
+        make them again (the version installed now is kept instead), which only their
+        owner may do, not a role that owns the database but not the extensions a superuser
+        installed in it. [] when there are none, or ``path`` is a FIFO (read once: the
+        archive is replayed whole)."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(KEPT_EXTENSIONS)
+            kept = {name for row in cursor.fetchall() for name in row}
+        if not kept or not path.is_file():
+            return []
+        try:
+            listing = children.run([self._pg_restore, "--list", str(path)], timeout=60)
+        except (OSError, subprocess.SubprocessError):
+            return []  # the restore itself then says what is wrong
+        entries = listing.stdout.splitlines(keepends=True)
+        edited = [
+            ";" + line if (entry := EXTENSION_ENTRY.match(line)) and entry[1] in kept else line
+            for line in entries
+        ]
+        if listing.returncode != 0 or edited == entries:
+            return []
+        _write_private(private / "restored.list", "".join(edited))
+        return [f"--use-list={private / 'restored.list'}"]
+
+    def _pipe(
+        self,
+        path: Path,
+        env: dict,
+        private: Path,
+        prelude_file: Path,
+        postlude: bytes,
+        using: list[str],
+    ):
         """pg_restore's script into one psql transaction, committed only if it is complete.
 
         psql reads the prelude, then pg_restore's output straight from a pipe, then the
@@ -461,12 +504,20 @@ class PgDumpEngine(BackupEngine):
         postlude_fifo = private / "postlude.sql"
         os.mkfifo(postlude_fifo, 0o600)
         psql_files = [prelude_file, "-", postlude_fifo]
-        with self._restoring(path, env, private, psql_files, relayed=False) as tools:
+        with self._restoring(path, env, private, psql_files, using, relayed=False) as tools:
             self._check_reader(tools)
             self._send_postlude(postlude_fifo, postlude, tools)
             self._check_writer(tools)
 
-    def _relay(self, path: Path, env: dict, private: Path, prelude_file: Path, postlude: bytes):
+    def _relay(
+        self,
+        path: Path,
+        env: dict,
+        private: Path,
+        prelude_file: Path,
+        postlude: bytes,
+        using: list[str],
+    ):
         """pg_restore's script passed on to psql by this process, without its own COMMIT.
 
         Without ``--single-transaction`` the script wraps the large objects in its own
@@ -478,7 +529,7 @@ class PgDumpEngine(BackupEngine):
         end of its input instead: no COMMIT.
         """
         ready = private / READY
-        with self._restoring(path, env, private, [prelude_file, "-"], relayed=True) as tools:
+        with self._restoring(path, env, private, [prelude_file, "-"], using, relayed=True) as tools:
             try:
                 end = _relay_script(tools.reader.stdout, tools.writer.stdin)
                 self._check_reader(tools)
@@ -495,13 +546,27 @@ class PgDumpEngine(BackupEngine):
 
     @contextmanager
     def _restoring(
-        self, path: Path, env: dict, private: Path, psql_files: list, *, relayed: bool
+        self,
+        path: Path,
+        env: dict,
+        private: Path,
+        psql_files: list,
+        using: list[str],
+        *,
+        relayed: bool,
     ) -> Iterator["_Tools"]:
         """pg_restore reading the archive on stdin, and psql (stopping at the first error)
         reading ``psql_files`` ("-": pg_restore's script, or what this process relays when
         ``relayed``); whichever still runs on the way out is killed (psql before COMMIT:
         the server rolls back). Their errors go to ``pg_restore.err`` and ``psql.err``."""
-        restore_argv = [self._pg_restore, "--file=-", "--clean", "--if-exists", "--no-owner"]
+        restore_argv = [
+            self._pg_restore,
+            "--file=-",
+            "--clean",
+            "--if-exists",
+            "--no-owner",
+            *using,
+        ]
         psql_argv = [self._psql, *PSQL_OPTIONS, *(f"--file={name}" for name in psql_files)]
         with ExitStack() as stack:
             restore_errors = stack.enter_context((private / "pg_restore.err").open("w+b"))
