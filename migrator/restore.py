@@ -1,18 +1,18 @@
 """Restoring a backup, the flow: checked first, guarded, locked, recorded, atomic.
 
-Order: the manifest's seal and the payload's checksum -> vendor and migration state
-against the files on disk -> the server is reachable and the tools fit -> production
-guard -> run lock -> the restore's own run record -> safety backup -> the live audit is
+Order: the manifest's seal and the payload's checksum -> vendor and migration state against
+the files on disk -> the server is reachable and the tools fit -> production guard -> what
+migrator's tables need made (``BackupEngine.prepare_target``: a new database's search_path
+schema) -> run lock -> the restore's own run record -> safety backup -> the live audit is
 read -> the engine restores and merges the audit back, in one transaction -> the run is
 closed. Nothing touches the database before the guard, and a failure after it leaves the
 data as it was (the restore's run record then says it failed). An engine may begin its
 restore right after the guard where that touches nothing it does not swap in later, under
 the lock (the parallel route's new database, ``BackupEngine.restoring_ahead``). Where the
-guard asks nobody, the payload's checksum is taken meanwhile, and still before the lock.
-A payload in a Django storage is downloaded once, first, and every later read is of that
-copy. ``rollback --last --restore`` runs the same steps with its own guard, and its own
-run record around the restore's under the same lock: ``checked_restore``, then
-``restore_checked``.
+guard asks nobody, the payload's checksum is taken meanwhile, and still before the lock. A
+payload in a Django storage is downloaded once, first, and every later read is of that copy.
+``rollback --last --restore`` runs the same steps with its own guard, and its own run record
+around the restore's under the same lock: ``checked_restore``, then ``restore_checked``.
 
     report = restore_backup(manifest.id, database="default", assume_yes=True)
 """

@@ -9,9 +9,10 @@ instead of a prompt.
 
 ``pg_dump`` writes the archive straight to the destination file. A restore feeds one
 ``psql`` session (``ON_ERROR_STOP``) one transaction: a prelude that opens it and drops
-every relation and large object (so that those created after the backup go too, and the
-database ends up exactly as it was backed up), the script ``pg_restore --file=-``
-writes, and a postlude that merges the live run audit back and ends with the COMMIT.
+every relation, large object, function and type (so that those created after the backup
+go too, and the database ends up as it was backed up), the script ``pg_restore --file=-``
+writes (without the entries of the extensions the database already has, which stay as
+they are), and a postlude that merges the live run audit back and ends with the COMMIT.
 Any error, or a ``pg_restore`` that stops early, or migrator dying, ends the session
 before COMMIT: the server rolls everything back. The script of an archive that may
 hold large objects (its manifest does not say it holds none) goes through this process,
