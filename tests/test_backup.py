@@ -1771,3 +1771,23 @@ def test_a_backup_whose_manifest_is_unreadable_is_named_by_the_list(db_alias, ba
     out, err, _ = run_command("backup", "--list", database=db_alias)
     assert out.startswith(f"{newer}  ")
     assert err == f"Left out, unreadable: {why}"
+
+
+def set_for_new_sessions(alias: str, setting: str, value: str) -> None:
+    """``ALTER DATABASE ... SET``: what a DBA sets for the database (or a role), which every
+    new session takes; Django's connection, already open, keeps its own."""
+    name = connections[alias].settings_dict["NAME"]
+    execute(alias, f'ALTER DATABASE "{name}" SET {setting} = {value}')
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+def test_a_native_backup_counts_its_rows_past_a_databases_statement_timeout(db_alias):
+    """pg_dump sets no statement_timeout for itself; neither does the session that counts
+    the rows in its snapshot (a count taking longer than the database's timeout)."""
+    seed(db_alias)
+    execute(db_alias, "CREATE TABLE big AS SELECT generate_series(1, 200000) AS n")
+    set_for_new_sessions(db_alias, "statement_timeout", "1")  # ms
+
+    backup_id = take_backup(db_alias)
+
+    assert get_manifest(backup_id).tables["public.big"] == 200000

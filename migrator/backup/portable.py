@@ -149,6 +149,7 @@ class PortableEngine(BackupEngine):
         if self.connection.vendor == "postgresql":
             with self.connection.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                cursor.execute("SET LOCAL statement_timeout = 0")  # as pg_dump sets it
 
     def _header(self, models: list[type[Model]]) -> dict[str, Any]:
         return {

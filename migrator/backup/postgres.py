@@ -216,6 +216,15 @@ $migrator$;
 """
 
 
+# The snapshot-exporting session's own settings, for its transaction: no parallel workers for
+# the counts, and, as pg_dump sets for itself, no statement_timeout (one set for the database
+# or role would cancel the counts of a large table, failing every backup).
+SNAPSHOT_SESSION: Final = """
+SET LOCAL max_parallel_workers_per_gather = 0;
+SET LOCAL statement_timeout = 0;
+"""
+
+
 def tool_path(name: str) -> str:
     """``PG_BIN_DIR/name`` when the setting is given, else ``name`` found on PATH."""
     bin_dir = get_settings().pg_bin_dir
@@ -291,7 +300,7 @@ class PgDumpEngine(BackupEngine):
         try:
             with session.cursor() as cursor:
                 cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+                cursor.execute(SNAPSHOT_SESSION)
                 cursor.execute("SELECT pg_catalog.pg_export_snapshot()")
                 snapshot = cursor.fetchone()[0]
                 argv = [
