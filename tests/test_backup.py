@@ -1791,3 +1791,44 @@ def test_a_native_backup_counts_its_rows_past_a_databases_statement_timeout(db_a
     backup_id = take_backup(db_alias)
 
     assert get_manifest(backup_id).tables["public.big"] == 200000
+
+
+# pg_dump that starts once migrator's snapshot session, done counting, has sat idle in its
+# transaction for 0.5 s, or has been ended (at most 10 s).
+PG_DUMP_AFTER_AN_IDLE_WHILE = """#!/bin/sh
+if [ "$1" = "--version" ]; then exec {real}/pg_dump --version; fi
+{real}/psql --no-psqlrc --quiet --set=ON_ERROR_STOP=1 <<'SQL'
+DO $$
+DECLARE idle interval; seen boolean := false; started timestamptz := clock_timestamp();
+BEGIN
+  LOOP
+    PERFORM pg_stat_clear_snapshot();
+    SELECT clock_timestamp() - state_change INTO idle FROM pg_stat_activity
+    WHERE state = 'idle in transaction' AND query LIKE '%pg_largeobject_metadata%';
+    EXIT WHEN idle > interval '0.5 s' OR (seen AND idle IS NULL)
+      OR clock_timestamp() > started + interval '10 s';
+    seen := seen OR idle IS NOT NULL;
+    PERFORM pg_sleep(0.01);
+  END LOOP;
+END
+$$;
+SQL
+exec {real}/pg_dump "$@"
+"""
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+def test_a_native_backup_outlasting_a_databases_idle_in_transaction_timeout(
+    db_alias, settings, tmp_path
+):
+    """The snapshot session waits idle in its transaction while pg_dump runs: as pg_dump
+    does for itself, it sets no idle_in_transaction_session_timeout, so the server does
+    not end it and throw a complete dump away."""
+    seed(db_alias)
+    set_for_new_sessions(db_alias, "idle_in_transaction_session_timeout", "100")  # ms
+    bin_dir = bin_with(tmp_path, "pg_dump", PG_DUMP_AFTER_AN_IDLE_WHILE)
+    settings.MIGRATOR = {**settings.MIGRATOR, "PG_BIN_DIR": str(bin_dir)}
+
+    backup_id = take_backup(db_alias)
+
+    assert get_manifest(backup_id).tables["public.ledger_entry"] == 4

@@ -149,7 +149,11 @@ class PortableEngine(BackupEngine):
         if self.connection.vendor == "postgresql":
             with self.connection.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                cursor.execute("SET LOCAL statement_timeout = 0")  # as pg_dump sets it
+                # as pg_dump sets them: a database's or role's would end a long backup
+                cursor.execute(
+                    "SET LOCAL statement_timeout = 0; "
+                    "SET LOCAL idle_in_transaction_session_timeout = 0"
+                )
 
     def _header(self, models: list[type[Model]]) -> dict[str, Any]:
         return {

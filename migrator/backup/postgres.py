@@ -218,10 +218,13 @@ $migrator$;
 
 # The snapshot-exporting session's own settings, for its transaction: no parallel workers for
 # the counts, and, as pg_dump sets for itself, no statement_timeout (one set for the database
-# or role would cancel the counts of a large table, failing every backup).
+# or role would cancel the counts of a large table, failing every backup) and no
+# idle_in_transaction_session_timeout (the session waits for pg_dump idle in its
+# transaction: ended, it would throw a complete dump away).
 SNAPSHOT_SESSION: Final = """
 SET LOCAL max_parallel_workers_per_gather = 0;
 SET LOCAL statement_timeout = 0;
+SET LOCAL idle_in_transaction_session_timeout = 0;
 """
 
 
