@@ -974,6 +974,37 @@ def test_a_native_postgresql_restore_whose_pg_restore_stops_early_changes_nothin
     _assert_failed_restore_changed_nothing(db_alias, backup_id, changed, "pg_restore: error:")
 
 
+# A tool that is killed by SIGKILL as soon as it starts (its --version answered).
+KILLED_TOOL = """#!/bin/sh
+if [ "$1" = "--version" ]; then exec {real}/{name} --version; fi
+kill -9 $$
+"""
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+@pytest.mark.parametrize("objects", [False, True], ids=["", "large objects"])
+@pytest.mark.parametrize("tool", ["psql", "pg_restore"])
+def test_a_native_postgresql_restore_whose_tool_is_killed_names_it_and_the_signal(
+    db_alias, settings, tmp_path, tool, objects
+):
+    """Killed psql and killed pg_restore each named, and how they ended (they leave no
+    error line); the direct pipe and the relay (large objects) alike."""
+    seed(db_alias)
+    if objects:
+        add_large_objects(db_alias)
+    backup_id = take_backup(db_alias)
+    change_everything(db_alias)
+    bin_dir = bin_with(tmp_path, tool, KILLED_TOOL, name=tool)
+    settings.MIGRATOR = {**settings.MIGRATOR, "PG_BIN_DIR": str(bin_dir)}
+
+    _assert_failed_restore_changed_nothing(
+        db_alias,
+        backup_id,
+        snapshot(db_alias),
+        f"nothing was changed: {tool} was killed by SIGKILL.",
+    )
+
+
 @pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
 def test_a_relayed_restore_whose_script_does_not_end_with_its_commit_changes_nothing(
     db_alias, settings, tmp_path

@@ -553,8 +553,7 @@ class PgDumpEngine(BackupEngine):
                 tools.writer.stdin.write(postlude)
                 tools.writer.stdin.close()
             except BrokenPipeError:  # psql stopped at an error in the script
-                tools.writer.wait()
-                raise self._failed(tools.psql_errors, "psql") from None
+                raise self._failed(tools.psql_errors, "psql", tools.writer.wait()) from None
             self._check_writer(tools)
 
     @contextmanager
@@ -610,16 +609,16 @@ class PgDumpEngine(BackupEngine):
 
     def _check_reader(self, tools: "_Tools") -> None:
         """pg_restore exited cleanly, else psql is killed before COMMIT."""
-        if tools.reader.wait() != 0:  # psql may have stopped first (pg_restore saw EPIPE)
-            tools.writer.kill()
-            tools.writer.wait()
-            if _has_error(tools.psql_errors):
-                raise self._failed(tools.psql_errors, "psql")
-            raise self._failed(tools.restore_errors, "pg_restore")
+        if (returncode := tools.reader.wait()) != 0:
+            psql_ended = tools.writer.poll()  # psql may have stopped first (pg_restore saw EPIPE)
+            children.reap(tools.writer)
+            if psql_ended or _has_error(tools.psql_errors):
+                raise self._failed(tools.psql_errors, "psql", psql_ended)
+            raise self._failed(tools.restore_errors, "pg_restore", returncode)
 
     def _check_writer(self, tools: "_Tools") -> None:
-        if tools.writer.wait() != 0:
-            raise self._failed(tools.psql_errors, "psql")
+        if (returncode := tools.writer.wait()) != 0:
+            raise self._failed(tools.psql_errors, "psql", returncode)
 
     def _without_final_commit(self, end: bytes) -> bytes:
         """The end of the script without its COMMIT, which must be there and last."""
@@ -651,22 +650,21 @@ class PgDumpEngine(BackupEngine):
             with os.fdopen(descriptor, "wb") as handle:
                 handle.write(postlude)
         except BrokenPipeError:
-            tools.writer.wait()
-            raise self._failed(tools.psql_errors, "psql") from None
+            raise self._failed(tools.psql_errors, "psql", tools.writer.wait()) from None
 
     def _when_psql_reaches(self, reached: Callable[[], T | None], tools: "_Tools") -> T:
         """``reached()``'s first true answer, asked ever less often while psql runs the
         script; psql ending first is its failure (it stopped at an error)."""
         pause = FIRST_POLL
         while not (answer := reached()):
-            if tools.writer.poll() is not None:
-                raise self._failed(tools.psql_errors, "psql")
+            if (returncode := tools.writer.poll()) is not None:
+                raise self._failed(tools.psql_errors, "psql", returncode)
             time.sleep(pause)
             pause = min(pause * 2, LONGEST_POLL)
         return answer
 
-    def _failed(self, errors, tool: str) -> BackupFailed:
-        error = PSQL_WHERE.sub("", self._error(errors, tool))  # no private file's path
+    def _failed(self, errors, tool: str, returncode: int | None = None) -> BackupFailed:
+        error = PSQL_WHERE.sub("", self._error(errors, tool, returncode))  # no private path
         if locked := LOCK_FAILED_ON.search(error):
             return self._lock_failed(int(locked.group(1)), locked.group(2))
         return BackupFailed(

@@ -268,7 +268,7 @@ class _Steps:
     private: Path
     jobs: int
     errors: IO[bytes]
-    failed: Callable[[IO[bytes], str], BackupFailed]
+    failed: Callable[[IO[bytes], str, int], BackupFailed]
     in_steps: bool
     running: list[subprocess.Popen] = field(default_factory=list)
 
@@ -305,7 +305,7 @@ class _Steps:
     def _wait(self, tool: str) -> None:
         codes = [child.wait() for child in self.running]  # all of them, then the verdict
         if any(codes):
-            raise self.failed(self.errors, tool)
+            raise self.failed(self.errors, tool, next(code for code in codes if code))
         self.running = []
 
 
@@ -339,7 +339,7 @@ def filling(
     *,
     jobs: int,
     private: Path,
-    failed: Callable[[IO[bytes], str], BackupFailed],
+    failed: Callable[[IO[bytes], str, int], BackupFailed],
 ) -> Iterator[Filling]:
     """Start filling a new database from ``path``; dropped on the way out unless swapped in.
 
