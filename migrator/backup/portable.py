@@ -25,15 +25,19 @@ from pathlib import Path
 from typing import Any, Final
 
 import django
-from django.apps import apps
-from django.core import serializers
+from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.core.management.color import no_style
-from django.core.serializers.base import DeserializationError
+from django.core.serializers.base import (
+    DeserializationError,
+    build_instance,
+    deserialize_fk_value,
+)
 from django.core.serializers.json import DjangoJSONEncoder
 from django.core.serializers.jsonl import Serializer as JsonlSerializer
 from django.db import DatabaseError, router, transaction
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.recorder import MigrationRecorder
+from django.db.migrations.state import StateApps
 from django.db.models import Model
 from django.utils.dateparse import parse_datetime
 
@@ -69,13 +73,22 @@ def _line(record: dict[str, Any]) -> str:
     return json.dumps(record, cls=_Encoder, separators=(",", ":"), ensure_ascii=False) + "\n"
 
 
+def applied_models(connection) -> StateApps:
+    """The models as the migrations applied to this database leave them (historical models,
+    rendered as Django's migration machinery renders them), not as the code on disk has
+    them: with a RemoveField pending, the column and its data are still there, and the
+    manifest records the applied state, which a restore rebuilds."""
+    return MigrationExecutor(connection)._create_project_state(with_applied_migrations=True).apps
+
+
 def backed_up_models(connection) -> list[type[Model]]:
-    """Every concrete model whose table exists here, m2m tables included, parents first."""
+    """Every concrete model whose table exists here, m2m tables included, parents first,
+    as the applied migrations have them (``applied_models``)."""
     with connection.cursor() as cursor:
         tables = set(connection.introspection.table_names(cursor))
     chosen = [
         model
-        for model in apps.get_models(include_auto_created=True)
+        for model in applied_models(connection).get_models(include_auto_created=True)
         if not model._meta.proxy
         and model._meta.managed
         and not model._meta.swapped
@@ -212,12 +225,12 @@ class PortableEngine(BackupEngine):
         try:
             with gzip.open(path, "rt", encoding="utf-8") as lines:
                 records = (json.loads(line) for line in lines)
-                models = self._models(next(records, None))
+                header = _checked_header(next(records, None))
                 if sqlite:  # must happen outside the transaction; checked before COMMIT below
                     self.connection.disable_constraint_checking()
                 try:
                     with transaction.atomic(using=self.connection.alias):
-                        self._load(manifest, models, records, keep_audit, progress)
+                        self._load(manifest, header, records, keep_audit, progress)
                         interrupts.hold_until_the_run_ends()  # over the COMMIT
                 finally:
                     if sqlite:
@@ -239,27 +252,17 @@ class PortableEngine(BackupEngine):
                 f"was changed: {type(exc).__name__}: {first_line(exc, self.connection)}."
             ) from exc
 
-    def _models(self, header: dict[str, Any] | None) -> list[type[Model]]:
-        if not header or header.get("format") != PAYLOAD_FORMAT:
-            raise BackupFailed("The payload is not a migrator portable backup.")
-        if header.get("version") != PAYLOAD_VERSION:
-            raise BackupFailed(f"Unknown portable payload version {header.get('version')!r}.")
-        try:
-            return [apps.get_model(entry["model"]) for entry in header["models"]]
-        except LookupError as exc:
-            raise BackupFailed(
-                f"The backup holds rows of a model this project does not have: {exc}"
-            ) from exc
-
-    def _load(self, manifest, models, records, keep_audit, progress) -> None:
+    def _load(self, manifest, header, records, keep_audit, progress) -> None:
         if self.connection.vendor == "postgresql":
             with self.connection.cursor() as cursor:
                 cursor.execute("SET CONSTRAINTS ALL DEFERRED")
         keep_migrator = not any(app == MIGRATOR_APP for app, _ in manifest.applied)
         self._reach_state(manifest.applied, ignore_migrator=keep_migrator)
+        state = applied_models(self.connection)  # the backup's: the rows were written from it
+        models = _models(header, state)
         self._flush(models)
         tail: list[dict[str, Any]] = []
-        objects = self._insert_objects(_model_records(records, tail), progress)
+        objects = self._insert_objects(_model_records(records, tail), state, progress)
         migrations, end = [], None
         for record in itertools.chain(tail, records):
             if "migration" in record:
@@ -340,11 +343,9 @@ class PortableEngine(BackupEngine):
         except timeouts.LocksNotGranted as exc:
             raise locks_not_granted(self.connection, what, exc.attempts, exc.blockers) from None
 
-    def _insert_objects(self, records: Iterable[dict[str, Any]], progress) -> int:
+    def _insert_objects(self, records: Iterable[dict[str, Any]], state: StateApps, progress) -> int:
         total, batch, model = 0, [], None
-        deserialized = serializers.deserialize("python", records, using=self.connection.alias)
-        for item in deserialized:
-            obj = item.object
+        for obj in _objects(records, state, self.connection.alias):
             if type(obj) is not model or len(batch) >= LOAD_BATCH:
                 self._insert(model, batch)
                 model, batch = type(obj), []
@@ -397,6 +398,49 @@ class _Serializer(JsonlSerializer):
         self.stream.write(_line(self.get_dump_object(obj)))
         self.written += 1
         self._current = None
+
+
+def _checked_header(header: dict[str, Any] | None) -> dict[str, Any]:
+    if not header or header.get("format") != PAYLOAD_FORMAT:
+        raise BackupFailed("The payload is not a migrator portable backup.")
+    if header.get("version") != PAYLOAD_VERSION:
+        raise BackupFailed(f"Unknown portable payload version {header.get('version')!r}.")
+    return header
+
+
+def _models(header: dict[str, Any], state: StateApps) -> list[type[Model]]:
+    """The header's models, as the backup's migration state (rebuilt here) has them."""
+    models = []
+    for entry in header["models"]:
+        try:
+            models.append(state.get_model(entry["model"]))
+        except LookupError:
+            raise BackupFailed(
+                f"The backup holds rows of {entry['model']!r}, which the migration files on "
+                "disk do not make; check out the code it was taken with."
+            ) from None
+    return models
+
+
+def _objects(records: Iterable[dict[str, Any]], state: StateApps, using: str) -> Iterator[Model]:
+    """The rows as instances of ``state``'s models, built as Django's ``python``
+    deserializer builds them (it looks models up in the project's current ones). The
+    payload holds each model's local fields only: no many-to-many (their own tables)."""
+    for record in records:
+        try:
+            model = state.get_model(record["model"])
+            data = {model._meta.pk.attname: model._meta.pk.to_python(record.get("pk"))}
+            for name, value in record["fields"].items():
+                field = model._meta.get_field(name)
+                if field.many_to_one or field.one_to_one:
+                    data[field.attname] = deserialize_fk_value(field, value, using, False)
+                else:
+                    data[field.name] = field.to_python(value)
+            yield build_instance(model, data, using)
+        except (LookupError, ValidationError, FieldDoesNotExist) as exc:
+            raise DeserializationError.WithData(
+                exc, record.get("model"), record.get("pk"), None
+            ) from exc
 
 
 def _model_records(records: Iterator[dict[str, Any]], tail: list) -> Iterator[dict[str, Any]]:
