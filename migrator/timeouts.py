@@ -109,6 +109,17 @@ def configured_lock_timeout() -> str | None:
     return _configured().get("lock_timeout")
 
 
+def backup_lock_wait() -> float | None:
+    """Seconds a backup waits for a table's lock: ``PG_LOCK_TIMEOUT`` for each of the
+    1 + ``LOCK_RETRIES`` attempts a migration would make, in one wait (``pg_dump`` cannot
+    retry a lock, and a backup's ACCESS SHARE queues no reader behind it); None where no
+    ``PG_LOCK_TIMEOUT`` is set (no bound, as for migrations)."""
+    settings = get_settings()
+    if settings.pg_lock_timeout is None:
+        return None
+    return settings.pg_lock_timeout * (settings.lock_retries + 1)
+
+
 def _current(connection: BaseDatabaseWrapper, names: list[str]) -> dict[str, str]:
     with connection.cursor() as cursor:
         cursor.execute("SELECT " + ", ".join("current_setting(%s)" for _ in names), names)

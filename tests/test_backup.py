@@ -1926,3 +1926,49 @@ def test_a_portable_backup_with_an_addfield_pending_is_taken(db_alias, backup_di
 
     assert (code, err) == (0, "")
     assert execute(db_alias, "SELECT memo FROM ledger_entry") == [("m",)]
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+@pytest.mark.parametrize(
+    ("table", "lock"),
+    [
+        ("ledger_entry", "LOCK TABLE ledger_entry"),  # migrator's count waits too
+        ("measurements", "LOCK TABLE ONLY measurements"),  # pg_dump's LOCK TABLE only
+    ],
+    ids=["table", "partitioned parent"],
+)
+def test_a_native_backup_waiting_for_a_lock_gives_up_naming_the_session_that_holds_it(
+    db_alias, settings, table, lock
+):
+    """A long ALTER, a VACUUM FULL, a forgotten psql holding ACCESS EXCLUSIVE: the backup
+    (pg_dump's LOCK TABLE, migrator's count) waits PG_LOCK_TIMEOUT x (1 + LOCK_RETRIES) at
+    most, then fails in one line naming that session, exit 6, nothing stored."""
+    seed(db_alias)
+    execute(db_alias, "CREATE TABLE measurements (at date) PARTITION BY RANGE (at)")
+    execute(
+        db_alias,
+        "CREATE TABLE measurements_2026 PARTITION OF measurements "
+        "FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')",
+    )
+    holder = raw_connection(db_alias, application_name="holder")
+    with holder.cursor() as cursor:
+        cursor.execute(f"{lock} IN ACCESS EXCLUSIVE MODE")
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    settings.MIGRATOR = {**settings.MIGRATOR, "PG_LOCK_TIMEOUT": 0.2, "LOCK_RETRIES": 1}
+    try:
+        out, err, code = run_command("backup", database=db_alias)
+    finally:
+        holder.rollback()
+        holder.close()
+
+    assert (code, out) == (6, "")
+    assert err.startswith(
+        f"Backup of '{db_alias}' could not lock public.{table} within 0.4s; blocked by "
+        f"pid {pid} ('holder', idle in transaction, query started "
+    ), err
+    assert err.endswith(
+        f"on {table}. Nothing was stored: end or wait for that session, then run again "
+        "(MIGRATOR['PG_LOCK_TIMEOUT'] x (1 + LOCK_RETRIES) sets how long a backup waits).\n"
+    ), err
+    assert list_backups() == []

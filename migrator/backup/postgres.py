@@ -32,6 +32,8 @@ from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import BinaryIO, Final, NamedTuple, TypeVar
 
+from django.db import DatabaseError
+
 from migrator import children, interrupts, scratch, sessions, timeouts
 from migrator.backup import scratchdb, swap
 from migrator.backup.base import (
@@ -228,6 +230,16 @@ SET LOCAL idle_in_transaction_session_timeout = 0;
 """
 
 
+# A quoted or plain SQL identifier, and a schema-qualified name (pg_dump's, a count's).
+IDENTIFIER: Final = r'(?:"(?:[^"]|"")*"|[^".,\s]+)'
+QUALIFIED_NAME: Final = re.compile(rf"({IDENTIFIER})\.({IDENTIFIER})")
+# pg_dump's error when its LOCK TABLE waited out --lock-wait-timeout: the tables it names.
+PG_DUMP_LOCK_WAIT: Final = re.compile(
+    r"canceling statement due to statement timeout\s*\n.*Query was: LOCK TABLE (?:ONLY )?"
+    r"(.*) IN ACCESS SHARE MODE"
+)
+
+
 def tool_path(name: str) -> str:
     """``PG_BIN_DIR/name`` when the setting is given, else ``name`` found on PATH."""
     bin_dir = get_settings().pg_bin_dir
@@ -298,14 +310,15 @@ class PgDumpEngine(BackupEngine):
         and taking them overlaps the dump instead of adding to it.
         """
         compress = get_settings().pg_dump_compress
+        lock_wait = timeouts.backup_lock_wait()
         # its own connection: Django's may be in a transaction
         session = sessions.own_session(self.connection)
         try:
             with session.cursor() as cursor:
                 cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                cursor.execute(SNAPSHOT_SESSION)
-                cursor.execute("SELECT pg_catalog.pg_export_snapshot()")
-                snapshot = cursor.fetchone()[0]
+                cursor.execute(SNAPSHOT_SESSION + _lock_timeout(lock_wait))
+                cursor.execute("SELECT pg_catalog.pg_export_snapshot(), pg_backend_pid()")
+                snapshot, own_pid = cursor.fetchone()
                 argv = [
                     self._pg_dump,
                     "--format=custom",
@@ -315,6 +328,7 @@ class PgDumpEngine(BackupEngine):
                     f"--file={path}",
                     f"--snapshot={snapshot}",
                     *self._role_arguments(),
+                    *([] if lock_wait is None else [f"--lock-wait-timeout={_ms(lock_wait)}"]),
                 ]
                 with libpq_environment(self.connection) as env, tempfile.TemporaryFile() as errors:
                     dump = children.popen(argv, env=env, stdin=subprocess.DEVNULL, stderr=errors)
@@ -323,10 +337,14 @@ class PgDumpEngine(BackupEngine):
                         cursor.execute("SELECT count(*) FROM pg_catalog.pg_largeobject_metadata")
                         self._large_objects = cursor.fetchone()[0]
                         returncode = dump.wait()
-                    except BaseException:  # an interrupt, a lost connection: it is not waited for
+                    except BaseException as exc:  # an interrupt, a lost connection: not waited for
                         children.reap(dump)
+                        if isinstance(exc, LockWaitTimedOut):
+                            raise self._lock_wait_failed([exc.table], lock_wait, own_pid) from None
                         raise
                     if returncode != 0:
+                        if locking := _lock_wait_of(errors):  # its --lock-wait-timeout
+                            raise self._lock_wait_failed(locking, lock_wait, own_pid)
                         raise BackupFailed(
                             f"pg_dump failed for {self.connection.alias!r}: "
                             f"{self._error(errors, 'pg_dump', returncode)}."
@@ -335,6 +353,23 @@ class PgDumpEngine(BackupEngine):
         finally:
             session.close()
         return tables
+
+    def _lock_wait_failed(
+        self, tables: list[tuple[str, str]], waited: float, own_pid: int
+    ) -> BackupFailed:
+        """The backup gave up waiting for a lock of ``tables`` (schema, name; pg_dump locks
+        many at once) within ``backup_lock_wait``: who holds them, asked while they still
+        do (not this backup's own session, which holds the ones it counted)."""
+        names = {name: (schema, name) for schema, name in tables}
+        blockers = timeouts.blocking_sessions(self.connection, list(names), exclude_pid=own_pid)
+        held = {blocker.table for blocker in blockers}
+        what = ".".join(names[held.pop()]) if len(held) == 1 else "its tables"
+        return BackupFailed(
+            f"Backup of {self.connection.alias!r} could not lock {what} within {waited:g}s; "
+            f"blocked by {timeouts.describe_blockers(blockers)}. Nothing was stored: end or "
+            "wait for that session, then run again (MIGRATOR['PG_LOCK_TIMEOUT'] x (1 + "
+            "LOCK_RETRIES) sets how long a backup waits)."
+        )
 
     def check_restore(self, manifest: Manifest) -> None:
         self._pg_restore, self._psql = tool_path("pg_restore"), tool_path("psql")
@@ -747,15 +782,59 @@ ORDER BY 1, 2
 """
 
 
+class LockWaitTimedOut(Exception):
+    """A count gave up waiting for its table's lock (``lock_timeout``): which table."""
+
+    def __init__(self, table: tuple[str, str]) -> None:
+        super().__init__(table)
+        self.table = table  # (schema, name)
+
+
 def row_counts(cursor) -> dict[str, int]:
     """Rows of every table, keyed ``schema.table``, in the cursor's transaction."""
     cursor.execute(TABLES)
     counts = {}
     for schema, table in cursor.fetchall():
         quoted = ".".join('"' + part.replace('"', '""') + '"' for part in (schema, table))
-        cursor.execute(f"SELECT count(*) FROM {quoted}")
+        try:
+            cursor.execute(f"SELECT count(*) FROM {quoted}")
+        except DatabaseError as exc:
+            if timeouts.is_lock_timeout(exc):
+                raise LockWaitTimedOut((schema, table)) from exc
+            raise
         counts[f"{schema}.{table}"] = cursor.fetchone()[0]
     return counts
+
+
+def _lock_timeout(seconds: float | None) -> str:
+    """``SET LOCAL lock_timeout`` for the snapshot session's counts (0, no bound, where
+    PG_LOCK_TIMEOUT is None, whatever the database or role sets)."""
+    return f"SET LOCAL lock_timeout = '{0 if seconds is None else _ms(seconds)}';\n"
+
+
+def _ms(seconds: float) -> str:
+    return f"{round(seconds * 1000)}ms"
+
+
+def _lock_wait_of(errors: BinaryIO) -> list[tuple[str, str]]:
+    """The tables (schema, name) whose LOCK TABLE pg_dump gave up on (``--lock-wait-timeout``
+    sets its ``statement_timeout`` while it locks), from its stderr; else none."""
+    errors.seek(0)
+    text = errors.read(64 * 1024).decode(errors="replace")
+    match = PG_DUMP_LOCK_WAIT.search(text)
+    if match is None:
+        return []
+    return [
+        (_unquoted(schema), _unquoted(name))
+        for schema, name in QUALIFIED_NAME.findall(match.group(1))
+    ]
+
+
+def _unquoted(identifier: str) -> str:
+    """A quoted identifier's name (its doubled quotes undone); an unquoted one as it is."""
+    if identifier.startswith('"'):
+        return identifier[1:-1].replace('""', '"')
+    return identifier
 
 
 class _Tools(NamedTuple):
