@@ -21,7 +21,12 @@ from django.utils import timezone
 
 from migrator import locking, secrets, signals
 from migrator.conf import get_settings
-from migrator.exceptions import ConfirmationRequired, LockNotAcquired, RunInterrupted
+from migrator.exceptions import (
+    ConfirmationRequired,
+    LockFileUnusable,
+    LockNotAcquired,
+    RunInterrupted,
+)
 from migrator.models import MigrationHash, Run, RunStep
 from migrator.types import ProgressCallback, ProgressEvent, ignore_progress
 
@@ -294,7 +299,7 @@ def mark_dead_runs(connection: BaseDatabaseWrapper) -> int:
     try:
         with locking.migration_lock(connection, timeout=0):
             return mark_abandoned_runs(connection)
-    except LockNotAcquired:
+    except (LockNotAcquired, LockFileUnusable):  # a live run; a reader of another's file
         return 0
 
 

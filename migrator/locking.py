@@ -335,7 +335,9 @@ class _PostgresLock:
 class _FileLock:
     """An ``fcntl`` lock on ``<database>.migrator.lock``; the kernel drops it with its holder.
 
-    ``reading``: the file is opened read-only, not created; without one, nobody holds it.
+    ``reading``: the file is opened read-only, not created; without one, or without the
+    right to read it (another user's), no holder is known (the audit still lists the runs
+    in progress).
     """
 
     def __init__(self, path: Path, *, reading: bool = False) -> None:
@@ -345,11 +347,11 @@ class _FileLock:
         self.path = path
         self.me = this_process()
         flags = os.O_RDONLY if reading else os.O_RDWR | os.O_CREAT
-        self.handle = -1  # reading, without a lock file: nobody holds it
+        self.handle = -1  # reading, without a lock file (or its read right): no holder known
         try:
             self.handle = os.open(path, flags, 0o600)
         except OSError as exc:
-            if not (reading and isinstance(exc, FileNotFoundError)):
+            if not (reading and isinstance(exc, FileNotFoundError | PermissionError)):
                 raise LockFileUnusable(
                     f"Cannot open the lock file {str(path)!r} beside the database: "
                     f"{exc.strerror}. Let this user write to {str(path.parent)!r} (SQLite "
@@ -366,7 +368,7 @@ class _FileLock:
         return True
 
     def holder(self) -> LockHolder | None:
-        if self.handle < 0:  # no lock file: nobody has ever held it
+        if self.handle < 0:  # no lock file (nobody has ever held it), or not ours to read
             return None
         try:
             self._fcntl.flock(self.handle, self._fcntl.LOCK_SH | self._fcntl.LOCK_NB)

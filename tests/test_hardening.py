@@ -770,6 +770,33 @@ def test_an_unreadable_backup_directory_is_one_line_exit_6_and_nothing_is_lost(
     bool(WITHOUT_OVERRIDE) and not shutil.which("setpriv"), reason="root needs setpriv"
 )
 @pytest.mark.parametrize("db_alias", ["default"], indirect=True)
+def test_status_and_history_read_a_database_whose_lock_file_this_user_cannot_open(db_alias):
+    """A user who may read the database but not the deploy user's lock file (0600): the
+    readiness gate crashed with PermissionError, and so did migrationhistory with a killed
+    run to mark (it takes the lock for that)."""
+    assert run_command("safemigrate", "ledger", "0001", database=db_alias)[2] == 0
+    killed = Run.objects.using(db_alias).create(
+        command="safemigrate", database=db_alias, pid=2**22 + 1, host="gone"
+    )
+    lock = Path(f"{connections[db_alias].settings_dict['NAME']}.migrator.lock")
+    lock.chmod(0o000)
+    try:
+        status = run_child(db_alias, "migrationstatus", "--json", prefix=WITHOUT_OVERRIDE)
+        history = run_child(db_alias, "migrationhistory", "--json", prefix=WITHOUT_OVERRIDE)
+    finally:
+        lock.chmod(0o600)
+    assert (status.returncode, status.stderr) == (0, "")
+    assert json.loads(status.stdout)["lock_holder"] is None
+    assert (history.returncode, history.stderr) == (0, "")
+    assert [run["outcome"] for run in json.loads(history.stdout)["runs"]][0] == "running"
+    killed.refresh_from_db()
+    assert killed.outcome == "running"  # left for whoever can take the lock
+
+
+@pytest.mark.skipif(
+    bool(WITHOUT_OVERRIDE) and not shutil.which("setpriv"), reason="root needs setpriv"
+)
+@pytest.mark.parametrize("db_alias", ["default"], indirect=True)
 def test_a_sqlite_database_in_a_read_only_directory_is_one_line_and_one_document(db_alias):
     """No lock file can be made beside it (a directory mounted read-only, or owned by
     another user): a command that changes the database says so in one line, with its
