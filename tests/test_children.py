@@ -333,7 +333,7 @@ def test_a_killed_runs_server_process_stops_with_it(db_alias, env, command):
         reader = raw_connection(db_alias, application_name="long report")
         with reader.cursor() as cursor:
             cursor.execute("SELECT count(*) FROM bulk")  # ACCESS SHARE until it ends
-        statement = "DO $migrator$\nDECLARE item record; attempt"
+        statement = "DO $migrator$\nDECLARE item record;"  # the prelude, waiting
         env = {**env, "MIGRATOR_TEST_SETTINGS": json.dumps({"PG_LOCK_TIMEOUT": 600})}
         args = ("restore", backup_id, "--noinput", "--yes")
     watched = Watched(start_child(db_alias, *args, **env))
