@@ -184,8 +184,14 @@ def _open_run(
 def _close_half_opened(
     connection: BaseDatabaseWrapper, *, since: datetime, exc: BaseException
 ) -> None:
-    """Ctrl-C or SIGTERM as a run's record was made: its INSERT may have committed (a
-    signal's handler runs once the statement returns). Close it, so it is not left running."""
+    """Ctrl-C or SIGTERM as a run's record was made: its INSERT may have committed (with
+    psycopg2 a signal's handler runs once the statement returns). Close it, so it is not
+    left running. psycopg 3 runs the handler while it waits for the INSERT: that one is
+    cancelled, and the connection, cut mid-statement, opened again."""
+    if connection.vendor == "postgresql" and connection.connection is not None:
+        with suppress(Exception):  # nothing to cancel once the statement returned
+            connection.connection.cancel()
+        connection.close()
     with suppress(DatabaseError):
         for run in Run.objects.using(connection.alias).filter(
             pid=os.getpid(),
