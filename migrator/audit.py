@@ -254,15 +254,15 @@ def mark_abandoned_runs(
         _restore_apply_steps(connection, run)
         run.outcome = Run.Outcome.INTERRUPTED
         run.finished_at = _last_activity(run)
-        run.error = "The process ended without finishing the run (killed or lost)."
-        run.error += _stopped_part_way(run)
+        part_way = f" It {stopped_part_way(run)}" if run.failed_migration else ""
+        run.error = f"The process ended without finishing the run (killed or lost).{part_way}"
         run.save(update_fields=["outcome", "finished_at", "error"])
         signals.run_closed(run)  # a killed process could not say so itself
         progress(
             ProgressEvent(
                 "interrupted_found",
                 message=f"{run.command} run #{run.pk} (pid {run.pid}) ended without finishing "
-                f"(killed or lost); recorded as interrupted.{_stopped_part_way(run)}",
+                f"(killed or lost); recorded as interrupted.{part_way}",
             )
         )
     return len(abandoned)
@@ -278,14 +278,12 @@ def _last_activity(run: Run) -> datetime:
     return max([run.started_at, *(moment for moment in known if moment is not None)])
 
 
-def _stopped_part_way(run: Run) -> str:
-    """What to do about the non-atomic migration a killed run was in (the executor names
-    it on the record while it runs), or ''."""
-    if not run.failed_migration:
-        return ""
+def stopped_part_way(run: Run) -> str:
+    """Where a run stopped in a non-atomic migration (the executor names it on the record
+    while it runs, ``run.failed_migration``), and what to do about it."""
     recorded = "unapplied" if run.command == "rollback" else "applied"
     return (
-        f" It stopped in {run.failed_migration}, which is not atomic: what it did stays, not "
+        f"stopped in {run.failed_migration}, which is not atomic: what it did stays, not "
         f"recorded as {recorded}; run {run.command} again to finish it, or undo it by hand."
     )
 

@@ -72,8 +72,4 @@ def left_part_way(run: Run | None, loader: MigrationLoader) -> str | None:
     undoing = run.command == "rollback"
     if node is None or node.atomic or (key in loader.applied_migrations) != undoing:
         return None
-    return (
-        f"{run.command} run #{run.pk} stopped in {run.failed_migration}, which is not atomic: "
-        f"what it did stays, not recorded as {'unapplied' if undoing else 'applied'}; run "
-        f"{run.command} again to finish it, or undo it by hand."
-    )
+    return f"{run.command} run #{run.pk} {audit.stopped_part_way(run)}"
