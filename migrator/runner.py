@@ -565,8 +565,9 @@ def _outside_a_migration(adapter: ProgressAdapter, phase: str) -> tuple[str, str
 
 
 def _rolled_back(adapter: ProgressAdapter) -> bool:
-    """Whether the migration a run stopped in (if any) was rolled back whole: it is atomic."""
-    return adapter.current is None or adapter.current.atomic
+    """Whether the migration a run stopped in was rolled back whole: it is atomic. (Stopped
+    in none, the run is described by ``_outside_a_migration``.)"""
+    return adapter.current.atomic
 
 
 def _what_stays(adapter: ProgressAdapter, it: str) -> str:
