@@ -107,13 +107,27 @@ def migration_file(migration: Migration) -> Path | None:
 
 def file_hash(path: Path, algorithm: str = HASH_ALGORITHM) -> str:
     """``sha256:1:<hex>`` of the file with CRLF and CR line endings normalised to LF."""
-    return f"{algorithm}:{ALGORITHMS[algorithm](path.read_bytes())}"
+    return _checksum(path.read_bytes(), algorithm)
 
 
 def migration_hash(migration: Migration) -> str:
-    """The hash of a migration's file; empty when the migration has no file."""
-    path = migration_file(migration)
-    return file_hash(path) if path is not None and path.is_file() else ""
+    """The hash of a migration's file; empty when the migration has no file.
+
+    Read with ``open()``, not pathlib: a run hashes each migration it applies, and making
+    Path objects cost more than the hashing (benchmarks/overhead.py).
+    """
+    filename = getattr(sys.modules.get(type(migration).__module__), "__file__", None)
+    if not filename:
+        return ""
+    try:
+        with open(filename, "rb") as source:
+            return _checksum(source.read())
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return ""
+
+
+def _checksum(content: bytes, algorithm: str = HASH_ALGORITHM) -> str:
+    return f"{algorithm}:{ALGORITHMS[algorithm](content)}"
 
 
 def algorithm_of(checksum: str) -> str:
