@@ -11,11 +11,13 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from typing import Any, Final
 
 from migrator import interrupts
 
 PR_SET_PDEATHSIG: Final = 1
+STOP_WAIT: Final = 5.0  # seconds a tool has to cancel its statement and exit
 
 
 def popen(argv: Sequence[str], **kwargs: Any) -> subprocess.Popen:
@@ -53,6 +55,17 @@ def reap(process: subprocess.Popen) -> None:
     if process.poll() is None:
         process.kill()
     process.wait()
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Ask ``process`` to stop, kill it if it has not within STOP_WAIT seconds, and wait
+    for it: on SIGTERM ``pg_dump`` cancels the statement it waits for on the server (a
+    LOCK TABLE), which a kill would leave waiting until the lock is granted."""
+    if process.poll() is None:
+        process.terminate()
+        with suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=STOP_WAIT)
+    reap(process)
 
 
 def ended(returncode: int) -> str:

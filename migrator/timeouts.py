@@ -120,6 +120,13 @@ def backup_lock_wait() -> float | None:
     return settings.pg_lock_timeout * (settings.lock_retries + 1)
 
 
+def backup_lock_timeout() -> str:
+    """``backup_lock_wait`` as ``lock_timeout`` takes it: ``'0'`` (no bound) where no
+    ``PG_LOCK_TIMEOUT`` is set, whatever the database or role sets."""
+    seconds = backup_lock_wait()
+    return "0" if seconds is None else f"{round(seconds * 1000)}ms"
+
+
 def _current(connection: BaseDatabaseWrapper, names: list[str]) -> dict[str, str]:
     with connection.cursor() as cursor:
         cursor.execute("SELECT " + ", ".join("current_setting(%s)" for _ in names), names)

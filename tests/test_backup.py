@@ -1972,3 +1972,128 @@ def test_a_native_backup_waiting_for_a_lock_gives_up_naming_the_session_that_hol
         "(MIGRATOR['PG_LOCK_TIMEOUT'] x (1 + LOCK_RETRIES) sets how long a backup waits).\n"
     ), err
     assert list_backups() == []
+
+
+def holding_access_exclusive(alias: str, table: str):
+    """A session (``'holder'``) holding ``table`` in ACCESS EXCLUSIVE mode in a transaction
+    it keeps open; and its pid."""
+    holder = raw_connection(alias, application_name="holder")
+    with holder.cursor() as cursor:
+        cursor.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+        cursor.execute("SELECT pg_backend_pid()")
+        return holder, cursor.fetchone()[0]
+
+
+def waiting_for(alias: str, pid: int) -> list[str]:
+    """The queries of the sessions waiting for a lock that session ``pid`` holds."""
+    rows = execute(
+        alias, "SELECT query FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))", [pid]
+    )
+    return [query for (query,) in rows]
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+@STOPPED_BY
+@pytest.mark.parametrize("format", FORMATS)
+def test_a_backup_waiting_for_a_lock_stops_at_once_on_a_signal(
+    db_alias, backup_dir, signum, how, format
+):
+    """Ctrl-C or SIGTERM while the backup waits for a table's lock (here up to 600 s x 2):
+    the waiting statements are cancelled on the server and the command ends at once, in
+    one line, exit 6, nothing stored, no session of its own left waiting."""
+    seed(db_alias)
+    holder, pid = holding_access_exclusive(db_alias, "ledger_entry")
+    try:
+        child = start_child(
+            db_alias,
+            *("backup", "--format", format),
+            MIGRATOR_TEST_BACKUP_DIR=str(backup_dir),
+            MIGRATOR_TEST_SETTINGS=json.dumps({"PG_LOCK_TIMEOUT": 600, "LOCK_RETRIES": 1}),
+        )
+        wait_until(  # its own session (not only pg_dump's LOCK TABLE) waits
+            lambda: any(not q.startswith("LOCK TABLE") for q in waiting_for(db_alias, pid)),
+            what="the backup to wait for the holder's lock",
+        )
+
+        err = signalled(child, signum)
+
+        assert (child.returncode, err) == (
+            6,
+            f"CommandError: Interrupted by {how}; run the command again to finish.\n",
+        )
+        assert list_backups() == []
+        wait_until(lambda: waiting_for(db_alias, pid) == [], timeout=30, what="no waiter")
+    finally:
+        holder.rollback()
+        holder.close()
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+@STOPPED_BY
+def test_a_signal_as_a_runs_backup_waits_for_a_lock_interrupts_the_run_at_once(
+    db_alias, backup_dir, signum, how
+):
+    """In a run, SIGTERM raises migrator's own exception, not Ctrl-C's: it cancels the
+    wait all the same; the run is interrupted (exit 5, recorded so), nothing applied."""
+    seed(db_alias)
+    holder, pid = holding_access_exclusive(db_alias, "ledger_entry")
+    try:
+        child = start_child(
+            db_alias,
+            *("safemigrate", "--yes", "--backup"),
+            MIGRATOR_TEST_BACKUP_DIR=str(backup_dir),
+            MIGRATOR_TEST_SCENARIO="tests.scenarios.migration_sets.basic",
+            MIGRATOR_TEST_SETTINGS=json.dumps({"PG_LOCK_TIMEOUT": 600, "LOCK_RETRIES": 1}),
+        )
+        wait_until(
+            lambda: any(not q.startswith("LOCK TABLE") for q in waiting_for(db_alias, pid)),
+            what="the backup to wait for the holder's lock",
+        )
+
+        err = signalled(child, signum)
+
+        said = (
+            f"Interrupted by {how} during the backup taken first; nothing was changed, and "
+            "the run is recorded as interrupted."
+        )
+        assert (child.returncode, err) == (5, f"CommandError: {said}\n")
+        assert list_backups() == []
+        wait_until(lambda: waiting_for(db_alias, pid) == [], timeout=30, what="no waiter")
+    finally:
+        holder.rollback()
+        holder.close()
+    assert applied(db_alias, "scenarios") == []
+    run = Run.objects.using(db_alias).get(command="safemigrate", outcome="interrupted")
+    assert run.error == said
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+def test_a_portable_backup_waiting_for_a_lock_gives_up_naming_the_session_that_holds_it(
+    db_alias, backup_dir
+):
+    """As a native backup: PG_LOCK_TIMEOUT x (1 + LOCK_RETRIES) at most, then one line
+    naming that session, exit 6, nothing stored (a child: unbounded, it would wait on)."""
+    seed(db_alias)
+    holder, pid = holding_access_exclusive(db_alias, "ledger_entry")
+    try:
+        done = run_child(
+            db_alias,
+            *("backup", "--format", "portable"),
+            timeout=120,
+            MIGRATOR_TEST_BACKUP_DIR=str(backup_dir),
+            MIGRATOR_TEST_SETTINGS=json.dumps({"PG_LOCK_TIMEOUT": 0.2, "LOCK_RETRIES": 1}),
+        )
+    finally:
+        holder.rollback()
+        holder.close()
+
+    assert (done.returncode, done.stdout) == (6, "")
+    assert done.stderr.startswith(
+        "CommandError: Backup of 'default' could not lock ledger_entry within 0.4s; blocked "
+        f"by pid {pid} ('holder', idle in transaction, query started "
+    ), done.stderr
+    assert done.stderr.endswith(
+        "on ledger_entry. Nothing was stored: end or wait for that session, then run again "
+        "(MIGRATOR['PG_LOCK_TIMEOUT'] x (1 + LOCK_RETRIES) sets how long a backup waits).\n"
+    ), done.stderr
+    assert list_backups() == []

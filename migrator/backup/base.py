@@ -162,6 +162,22 @@ def locks_not_granted(
     )
 
 
+def lock_wait_failed(
+    connection: BaseDatabaseWrapper,
+    what: str,
+    waited: float,
+    blockers: list[timeouts.BlockingSession],
+) -> BackupFailed:
+    """A backup that gave up waiting for a lock on ``what`` within ``backup_lock_wait``
+    (``waited`` seconds), naming who held it."""
+    return BackupFailed(
+        f"Backup of {connection.alias!r} could not lock {what} within {waited:g}s; "
+        f"blocked by {timeouts.describe_blockers(blockers)}. Nothing was stored: end or "
+        "wait for that session, then run again (MIGRATOR['PG_LOCK_TIMEOUT'] x (1 + "
+        "LOCK_RETRIES) sets how long a backup waits)."
+    )
+
+
 def first_line(error: object, connection: BaseDatabaseWrapper | None = None) -> str:
     """The first meaningful line of an error, without the connection's password in it."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]

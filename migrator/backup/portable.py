@@ -20,7 +20,7 @@ import io
 import itertools
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import closing
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any, Final
 
@@ -41,8 +41,14 @@ from django.db.migrations.state import StateApps
 from django.db.models import Model
 from django.utils.dateparse import parse_datetime
 
-from migrator import interrupts, timeouts
-from migrator.backup.base import BackupEngine, Statement, first_line, locks_not_granted
+from migrator import cancelling, interrupts, timeouts
+from migrator.backup.base import (
+    BackupEngine,
+    Statement,
+    first_line,
+    lock_wait_failed,
+    locks_not_granted,
+)
 from migrator.backup.manifest import Manifest
 from migrator.exceptions import BackupFailed
 from migrator.types import (
@@ -139,7 +145,10 @@ class PortableEngine(BackupEngine):
         models = backed_up_models(self.connection)
         try:
             with gzip.open(path, "wt", encoding="utf-8", compresslevel=COMPRESSLEVEL) as out:
-                with transaction.atomic(using=self.connection.alias):
+                with (
+                    transaction.atomic(using=self.connection.alias),
+                    cancelling.interruptible(self.connection),  # a lock wait, at once
+                ):
                     self._snapshot_isolation()
                     out.write(_line(self._header(models)))
                     tables = {
@@ -167,6 +176,10 @@ class PortableEngine(BackupEngine):
                     "SET LOCAL statement_timeout = 0; "
                     "SET LOCAL idle_in_transaction_session_timeout = 0"
                 )
+                # a table's lock waited for as a native backup waits (backup_lock_wait)
+                cursor.execute(
+                    "SELECT set_config('lock_timeout', %s, true)", [timeouts.backup_lock_timeout()]
+                )
 
     def _header(self, models: list[type[Model]]) -> dict[str, Any]:
         return {
@@ -183,7 +196,10 @@ class PortableEngine(BackupEngine):
         serializer = _Serializer()
         rows = model._base_manager.using(self.connection.alias).order_by()
         # Closed here on a failure (a full disk), while its connection is still open.
-        with closing(rows.iterator(chunk_size=READ_CHUNK)) as objects:
+        with (
+            self._lock_waited_for(model._meta.db_table),
+            closing(rows.iterator(chunk_size=READ_CHUNK)) as objects,
+        ):
             serializer.serialize(
                 objects,
                 stream=out,
@@ -203,12 +219,27 @@ class PortableEngine(BackupEngine):
         if not recorder.has_table():
             return 0
         count = 0
-        with closing(recorder.migration_qs.order_by("id").iterator(chunk_size=READ_CHUNK)) as rows:
+        rows = recorder.migration_qs.order_by("id").iterator(chunk_size=READ_CHUNK)
+        with self._lock_waited_for(recorder.Migration._meta.db_table), closing(rows):
             for row in rows:
                 applied = {"id": row.id, "app": row.app, "name": row.name, "applied": row.applied}
                 out.write(_line({"migration": applied}))
                 count += 1
         return count
+
+    @contextmanager
+    def _lock_waited_for(self, table: str) -> Iterator[None]:
+        """Reading ``table``, whose lock was not granted within ``backup_lock_wait``:
+        BackupFailed naming who holds it, asked while they still do (this session has
+        none of that table's locks)."""
+        try:
+            yield
+        except DatabaseError as exc:
+            if not timeouts.is_lock_timeout(exc):
+                raise
+            blockers = timeouts.blocking_sessions(self.connection, [table], exclude_pid=None)
+            waited = timeouts.backup_lock_wait()
+            raise lock_wait_failed(self.connection, table, waited, blockers) from None
 
     # Restore
 

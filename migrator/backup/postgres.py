@@ -34,7 +34,7 @@ from typing import BinaryIO, Final, NamedTuple, TypeVar
 
 from django.db import DatabaseError
 
-from migrator import children, interrupts, scratch, sessions, timeouts
+from migrator import cancelling, children, interrupts, scratch, sessions, timeouts
 from migrator.backup import scratchdb, swap
 from migrator.backup.base import (
     OWN_RELATIONS,
@@ -42,6 +42,7 @@ from migrator.backup.base import (
     BackupEngine,
     Statement,
     first_line,
+    lock_wait_failed,
     locks_not_granted,
     scrub,
     server_version,
@@ -316,7 +317,8 @@ class PgDumpEngine(BackupEngine):
         try:
             with session.cursor() as cursor:
                 cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                cursor.execute(SNAPSHOT_SESSION + _lock_timeout(lock_wait))
+                bound_wait = timeouts.backup_lock_timeout()
+                cursor.execute(SNAPSHOT_SESSION + BOUND_LOCKS.format(lock_timeout=bound_wait))
                 cursor.execute("SELECT pg_catalog.pg_export_snapshot(), pg_backend_pid()")
                 snapshot, own_pid = cursor.fetchone()
                 argv = [
@@ -328,17 +330,20 @@ class PgDumpEngine(BackupEngine):
                     f"--file={path}",
                     f"--snapshot={snapshot}",
                     *self._role_arguments(),
-                    *([] if lock_wait is None else [f"--lock-wait-timeout={_ms(lock_wait)}"]),
+                    *([] if lock_wait is None else [f"--lock-wait-timeout={bound_wait}"]),
                 ]
                 with libpq_environment(self.connection) as env, tempfile.TemporaryFile() as errors:
                     dump = children.popen(argv, env=env, stdin=subprocess.DEVNULL, stderr=errors)
                     try:
-                        tables = row_counts(cursor)
-                        cursor.execute("SELECT count(*) FROM pg_catalog.pg_largeobject_metadata")
-                        self._large_objects = cursor.fetchone()[0]
+                        with cancelling.interruptible(session):  # a lock wait, at once
+                            tables = row_counts(cursor)
+                            cursor.execute(
+                                "SELECT count(*) FROM pg_catalog.pg_largeobject_metadata"
+                            )
+                            self._large_objects = cursor.fetchone()[0]
                         returncode = dump.wait()
                     except BaseException as exc:  # an interrupt, a lost connection: not waited for
-                        children.reap(dump)
+                        children.stop(dump)  # its LOCK TABLE cancelled too
                         if isinstance(exc, LockWaitTimedOut):
                             raise self._lock_wait_failed([exc.table], lock_wait, own_pid) from None
                         raise
@@ -364,12 +369,7 @@ class PgDumpEngine(BackupEngine):
         blockers = timeouts.blocking_sessions(self.connection, list(names), exclude_pid=own_pid)
         held = {blocker.table for blocker in blockers}
         what = ".".join(names[held.pop()]) if len(held) == 1 else "its tables"
-        return BackupFailed(
-            f"Backup of {self.connection.alias!r} could not lock {what} within {waited:g}s; "
-            f"blocked by {timeouts.describe_blockers(blockers)}. Nothing was stored: end or "
-            "wait for that session, then run again (MIGRATOR['PG_LOCK_TIMEOUT'] x (1 + "
-            "LOCK_RETRIES) sets how long a backup waits)."
-        )
+        return lock_wait_failed(self.connection, what, waited, blockers)
 
     def check_restore(self, manifest: Manifest) -> None:
         self._pg_restore, self._psql = tool_path("pg_restore"), tool_path("psql")
@@ -804,16 +804,6 @@ def row_counts(cursor) -> dict[str, int]:
             raise
         counts[f"{schema}.{table}"] = cursor.fetchone()[0]
     return counts
-
-
-def _lock_timeout(seconds: float | None) -> str:
-    """``SET LOCAL lock_timeout`` for the snapshot session's counts (0, no bound, where
-    PG_LOCK_TIMEOUT is None, whatever the database or role sets)."""
-    return f"SET LOCAL lock_timeout = '{0 if seconds is None else _ms(seconds)}';\n"
-
-
-def _ms(seconds: float) -> str:
-    return f"{round(seconds * 1000)}ms"
 
 
 def _lock_wait_of(errors: BinaryIO) -> list[tuple[str, str]]:
