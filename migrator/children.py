@@ -37,10 +37,12 @@ def popen(argv: Sequence[str], **kwargs: Any) -> subprocess.Popen:
     return process
 
 
-def run(argv: Sequence[str], *, timeout: float, text: bool = True) -> subprocess.CompletedProcess:
+def run(
+    argv: Sequence[str], *, timeout: float, text: bool = True, stdin: Any = None
+) -> subprocess.CompletedProcess:
     """A short command's exit code and output (``text``: decoded), its child dying with
-    this process (``subprocess.run(..., capture_output=True, text=text)``)."""
-    process = popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=text)
+    this process (``subprocess.run(..., capture_output=True, text=text, stdin=stdin)``)."""
+    process = popen(argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=text)
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except BaseException:

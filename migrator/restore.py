@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +134,7 @@ def checked_restore(
         differences = restoring.check_fits(manifest, connection, force=force)
         engine = engine_for(connection, manifest.format)
         connect(connection)
-        engine.check_restore(manifest)
+        engine.check_restore(manifest, partial(restoring.opened_payload, local, identities))
         report = restoring.RestoreReport(
             backup_id=manifest.id,
             database=database,

@@ -16,7 +16,7 @@ from django.db import connections
 from migrator.backup import drill, swap
 from tests.test_children import wait_until
 from tests.third_party import THIRD_PARTY_APPS, THIRD_PARTY_SETTINGS
-from tests.utils import raw_connection
+from tests.utils import execute, raw_connection
 
 # A suite started in the background (``cmd &`` in a script) inherits SIGINT ignored, and so
 # would every child: Python then installs no KeyboardInterrupt handler, and the Ctrl-C tests
@@ -185,3 +185,27 @@ def new_databases_refused(db_alias) -> Iterator[None]:
         yield
     finally:
         hba_reloaded(db_alias, hba, original, refusing=False)
+
+
+@pytest.fixture
+def owner_with_a_superusers_extension(db_alias) -> Iterator[str]:
+    """The PostgreSQL database of ``db_alias`` owned by a new role that is not a superuser
+    (an application's), with an extension (vector, commented) that a superuser installed
+    in it, which only a superuser may drop; the connection logs in as that role meanwhile.
+    Yields the role."""
+    connection = connections[db_alias]
+    name, superuser = connection.settings_dict["NAME"], connection.settings_dict["USER"]
+    role = f"migrator_owner_{uuid.uuid4().hex[:8]}"
+    _admin_execute(db_alias, f'CREATE ROLE "{role}" LOGIN')
+    _admin_execute(db_alias, f'ALTER DATABASE "{name}" OWNER TO "{role}"')
+    execute(db_alias, "CREATE EXTENSION vector")
+    execute(db_alias, "COMMENT ON EXTENSION vector IS 'similarity search'")
+    connections.close_all()
+    connection.settings_dict["USER"] = role
+    try:
+        yield role
+    finally:
+        connections.close_all()
+        connection.settings_dict["USER"] = superuser
+        drop_test_database(db_alias, name)  # before its owner
+        _admin_execute(db_alias, f'DROP ROLE "{role}"')

@@ -1409,39 +1409,42 @@ def test_a_native_postgresql_restore_a_long_transaction_keeps_waiting_changes_no
 
 @pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
 def test_a_native_postgresql_restore_by_the_databases_owner_keeps_a_superusers_extension(
-    db_alias, backup_dir
+    db_alias, backup_dir, owner_with_a_superusers_extension
 ):
     """An application's role owns the database, not the extension a superuser installed in
     it: the restore keeps the extension instead of dropping and making it again, which
     only its owner may do."""
-    connection = connections[db_alias]
-    name, superuser = connection.settings_dict["NAME"], connection.settings_dict["USER"]
-    role = f"migrator_owner_{uuid.uuid4().hex[:8]}"
-    _admin_execute(db_alias, f'CREATE ROLE "{role}" LOGIN')
-    _admin_execute(db_alias, f'ALTER DATABASE "{name}" OWNER TO "{role}"')
-    execute(db_alias, "CREATE EXTENSION vector")
-    execute(db_alias, "COMMENT ON EXTENSION vector IS 'similarity search'")
-    connections.close_all()
-    connection.settings_dict["USER"] = role
-    try:
-        seed(db_alias)
-        execute(db_alias, "CREATE TABLE embedding (v vector(2))")
-        execute(db_alias, "INSERT INTO embedding VALUES ('[1,2]')")
-        before = snapshot(db_alias)
-        backup_id = take_backup(db_alias)
-        change_everything(db_alias)
-        execute(db_alias, "DELETE FROM embedding")
+    backup_id, before = backed_up_with_the_extension(db_alias)
 
-        out, err, code = run_command("restore", backup_id, "--yes", database=db_alias)
+    out, err, code = run_command("restore", backup_id, "--yes", database=db_alias)
 
-        assert (code, err) == (0, ""), err
-        assert snapshot(db_alias) == before
-        assert execute(db_alias, "SELECT v::text FROM embedding") == [("[1,2]",)]
-    finally:
-        connections.close_all()
-        connection.settings_dict["USER"] = superuser
-        drop_test_database(db_alias, name)
-        _admin_execute(db_alias, f'DROP ROLE "{role}"')
+    assert (code, err) == (0, ""), err
+    assert_restored_with_the_extension(db_alias, before)
+
+
+def backed_up_with_the_extension(alias: str, *args: str) -> tuple[str, dict[str, list[tuple]]]:
+    """A backup (``args``: backup's) of rows and of a column of the extension's type
+    (``owner_with_a_superusers_extension``), changed afterwards; its id, and the rows."""
+    seed(alias)
+    execute(alias, "CREATE TABLE embedding (v vector(2))")
+    execute(alias, "INSERT INTO embedding VALUES ('[1,2]')")
+    before = snapshot(alias)
+    backup_id = take_backup(alias, *args)
+    change_everything(alias)
+    execute(alias, "DELETE FROM embedding")
+    return backup_id, before
+
+
+def assert_restored_with_the_extension(alias: str, before: dict[str, list[tuple]]) -> None:
+    """The rows as ``before``, the column of the extension's type too, and the extension
+    the superuser installed as it was (its comment)."""
+    assert snapshot(alias) == before
+    assert execute(alias, "SELECT v::text FROM embedding") == [("[1,2]",)]
+    assert execute(
+        alias,
+        "SELECT obj_description(oid, 'pg_extension') FROM pg_extension WHERE extname = %s",
+        ["vector"],
+    ) == [("similarity search",)]
 
 
 @pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)

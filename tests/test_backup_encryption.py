@@ -17,19 +17,22 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.db import connections
 
-from migrator.backup import get_manifest, restoring
+from migrator.backup import get_manifest, list_backups, restoring
 from migrator.conf import get_settings
 from migrator.models import Run
 from tests import test_backup
 from tests.test_backup import (
     FORMATS,
     _reseal,
+    assert_restored_with_the_extension,
+    backed_up_with_the_extension,
     change_everything,
     seed,
     snapshot,
     take_backup,
 )
 from tests.utils import (
+    bin_with,
     run_command,
     start_child,
     start_paused_in_pg_restore,
@@ -455,3 +458,56 @@ def test_a_secret_key_among_the_recipients_is_refused_unshown(db_alias, keys, se
         "its public key"
     )
     assert secret[:20] not in err  # not even its first characters
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+def test_an_encrypted_restore_by_the_databases_owner_keeps_a_superusers_extension(
+    db_alias, keys, owner_with_a_superusers_extension
+):
+    """The payload, decrypted into a FIFO, is read once by the restore: its table of
+    contents (without the extension's entries, which only its owner may drop and make)
+    comes from a decryption of its own."""
+    _, identity = keys
+    backup_id, before = backed_up_with_the_extension(db_alias)
+
+    out, err, code = run_command(
+        "restore", backup_id, "--yes", "--identity", str(identity), database=db_alias
+    )
+
+    assert (code, err) == (0, ""), err
+    assert_restored_with_the_extension(db_alias, before)
+
+
+UNLISTING_PG_RESTORE = """#!/bin/sh
+if [ "$1" = "--list" ]; then echo "pg_restore: error: cannot list" >&2; exit 1; fi
+exec {real}/pg_restore "$@"
+"""
+
+
+@pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
+def test_an_encrypted_backup_whose_contents_pg_restore_cannot_list_is_refused_first(
+    db_alias, keys, settings, tmp_path
+):
+    """Before the run lock and the safety backup, in one line, nothing changed."""
+    _, identity = keys
+    seed(db_alias)
+    backup_id = take_backup(db_alias)
+    change_everything(db_alias)
+    changed = snapshot(db_alias)
+    bin_dir = bin_with(tmp_path, "pg_restore", UNLISTING_PG_RESTORE)
+    settings.MIGRATOR = {**settings.MIGRATOR, "PG_BIN_DIR": str(bin_dir)}
+
+    out, err, code = run_command(
+        "restore", backup_id, "--yes", "--identity", str(identity), database=db_alias
+    )
+
+    major = get_manifest(backup_id).tool.split()[2].split(".")[0]  # pg_dump (PostgreSQL) 16.2
+    assert (code, out) == (6, "")
+    assert err == (
+        f"Cannot read the table of contents of backup {backup_id!r}: pg_restore --list exited "
+        "with code 1: pg_restore: error: cannot list; nothing was changed. Check that "
+        f"MIGRATOR['PG_BIN_DIR'] holds PostgreSQL {major} client tools.\n"
+    )
+    assert snapshot(db_alias) == changed
+    assert not Run.objects.using(db_alias).filter(command="restore").exists()
+    assert [m.id for m in list_backups()] == [backup_id]  # no safety backup

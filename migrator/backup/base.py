@@ -1,7 +1,7 @@
 """What every backup format implements, and how a format is chosen for a connection."""
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, ClassVar, Final, TypeAlias
@@ -16,6 +16,9 @@ from migrator.exceptions import BackupFailed
 from migrator.types import ProgressCallback
 
 Statement: TypeAlias = tuple[str, Sequence[Any]]  # (SQL with %s placeholders, parameters)
+# Opens a payload's plaintext from its start, anew each time: the payload file itself, or
+# a FIFO that a decryption of its own writes into (to read once, in order).
+PlaintextOpener: TypeAlias = Callable[[], AbstractContextManager[Path]]
 # How every restore runs psql: no ~/.psqlrc, no chatter, never a password prompt, and
 # stopping at the first error (a script that is not run to its end is never committed).
 PSQL_OPTIONS: Final = ("--no-psqlrc", "--quiet", "--no-password", "--set=ON_ERROR_STOP=1")
@@ -46,8 +49,9 @@ class BackupEngine(ABC):
         """Raise BackupFailed before anything is written when this backup cannot work."""
         return
 
-    def check_restore(self, manifest: Manifest) -> None:
-        """Raise BackupFailed before the database is touched when this restore cannot work."""
+    def check_restore(self, manifest: Manifest, plaintext: PlaintextOpener) -> None:
+        """Raise BackupFailed before the database is touched when this restore cannot work;
+        ``plaintext`` opens the payload, for what must be read of it first."""
         return
 
     @abstractmethod

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
@@ -136,7 +137,7 @@ def _restore_and_compare(
     progress,
 ) -> None:
     engine = engine_for(scratch, manifest.format)
-    engine.check_restore(manifest)
+    engine.check_restore(manifest, partial(opened_payload, local, identities))
     with opened_payload(local, identities) as payload:
         engine.restore(payload, manifest, keep_audit=[], progress=progress, in_place=True)
     restored = _row_counts(scratch, manifest)

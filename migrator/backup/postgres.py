@@ -40,6 +40,7 @@ from migrator.backup.base import (
     OWN_RELATIONS,
     PSQL_OPTIONS,
     BackupEngine,
+    PlaintextOpener,
     Statement,
     first_line,
     lock_wait_failed,
@@ -285,6 +286,7 @@ class PgDumpEngine(BackupEngine):
     extension = ".dump"
     _ahead: tuple[Path, swap.Filling] | None = None  # restoring_ahead's payload and fill
     _unreachable: str | None = None  # why the route's new database was out of reach
+    _contents: str | None = None  # an encrypted archive's pg_restore --list (check_restore)
 
     def check_backup(self) -> None:
         self._pg_dump = tool_path("pg_dump")
@@ -371,7 +373,9 @@ class PgDumpEngine(BackupEngine):
         what = ".".join(names[held.pop()]) if len(held) == 1 else "its tables"
         return lock_wait_failed(self.connection, what, waited, blockers)
 
-    def check_restore(self, manifest: Manifest) -> None:
+    def check_restore(self, manifest: Manifest, plaintext: PlaintextOpener) -> None:
+        """The tools fit the archive; an encrypted one's table of contents is read now,
+        from a decryption of its own (``_contents``): the restore reads a FIFO, once."""
         self._pg_restore, self._psql = tool_path("pg_restore"), tool_path("psql")
         tool, archive = major_version(tool_version(self._pg_restore)), major_version(manifest.tool)
         if tool < archive:
@@ -380,6 +384,17 @@ class PgDumpEngine(BackupEngine):
                 f"by pg_dump {_dotted(archive)}; set MIGRATOR['PG_BIN_DIR'] to PostgreSQL "
                 f"{_dotted(archive)} client tools."
             )
+        if not manifest.encryption:
+            return
+        try:
+            with plaintext() as payload:
+                self._contents = self._listing(payload)
+        except BackupFailed as exc:
+            raise BackupFailed(
+                f"Cannot read the table of contents of backup {manifest.id!r}: {exc}; nothing "
+                f"was changed. Check that MIGRATOR['PG_BIN_DIR'] holds PostgreSQL "
+                f"{_dotted(archive)} client tools."
+            ) from exc
 
     def prepare_target(self, manifest: Manifest) -> None:
         """The schema that Django's ``search_path`` puts new tables in, made when none of
@@ -512,26 +527,43 @@ class PgDumpEngine(BackupEngine):
         the extensions this database already has: ``pg_restore --clean`` would drop and
         make them again (the version installed now is kept instead), which only their
         owner may do, not a role that owns the database but not the extensions a superuser
-        installed in it. [] when there are none, or ``path`` is a FIFO (read once: the
-        archive is replayed whole)."""
+        installed in it. [] when there are none.
+
+        The list keeps the archive's order, only commenting entries out: pg_restore then
+        reads an archive that cannot seek (a FIFO: an encrypted one, listed beforehand by
+        ``check_restore``) front to back, as it does without a list."""
         with self.connection.cursor() as cursor:
             cursor.execute(KEPT_EXTENSIONS)
             kept = {name for row in cursor.fetchall() for name in row}
-        if not kept or not path.is_file():
+        if not kept:
             return []
         try:
-            listing = children.run([self._pg_restore, "--list", str(path)], timeout=60)
-        except (OSError, subprocess.SubprocessError):
+            contents = self._listing(path) if self._contents is None else self._contents
+        except BackupFailed:
             return []  # the restore itself then says what is wrong
-        entries = listing.stdout.splitlines(keepends=True)
+        entries = contents.splitlines(keepends=True)
         edited = [
             ";" + line if (entry := EXTENSION_ENTRY.match(line)) and entry[1] in kept else line
             for line in entries
         ]
-        if listing.returncode != 0 or edited == entries:
+        if edited == entries:
             return []
         _write_private(private / "restored.list", "".join(edited))
         return [f"--use-list={private / 'restored.list'}"]
+
+    def _listing(self, path: Path) -> str:
+        """``pg_restore --list`` of the archive at ``path``, read on stdin: of a FIFO that a
+        decryption writes into, pg_restore reads only the table of contents at the start,
+        and the decryption stops when it exits. BackupFailed saying why it failed."""
+        try:
+            with path.open("rb") as archive:
+                done = children.run([self._pg_restore, "--list"], stdin=archive, timeout=60)
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise BackupFailed(f"pg_restore --list failed: {first_line(exc)}") from exc
+        if done.returncode != 0:
+            said = f": {first_line(done.stderr, self.connection)}" if done.stderr.strip() else ""
+            raise BackupFailed(f"pg_restore --list {children.ended(done.returncode)}{said}")
+        return done.stdout
 
     def _pipe(
         self,
