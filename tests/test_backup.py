@@ -1953,17 +1953,9 @@ def test_a_native_backup_waiting_for_a_lock_gives_up_naming_the_session_that_hol
         "CREATE TABLE measurements_2026 PARTITION OF measurements "
         "FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')",
     )
-    holder = raw_connection(db_alias, application_name="holder")
-    with holder.cursor() as cursor:
-        cursor.execute(f"{lock} IN ACCESS EXCLUSIVE MODE")
-        cursor.execute("SELECT pg_backend_pid()")
-        pid = cursor.fetchone()[0]
     settings.MIGRATOR = {**settings.MIGRATOR, "PG_LOCK_TIMEOUT": 0.2, "LOCK_RETRIES": 1}
-    try:
+    with held_by_a_holder(db_alias, lock) as pid:
         out, err, code = run_command("backup", database=db_alias)
-    finally:
-        holder.rollback()
-        holder.close()
 
     assert (code, out) == (6, "")
     assert err.startswith(
@@ -1977,14 +1969,19 @@ def test_a_native_backup_waiting_for_a_lock_gives_up_naming_the_session_that_hol
     assert list_backups() == []
 
 
-def holding_access_exclusive(alias: str, table: str):
-    """A session (``'holder'``) holding ``table`` in ACCESS EXCLUSIVE mode in a transaction
-    it keeps open; and its pid."""
+@contextmanager
+def held_by_a_holder(alias: str, lock: str) -> Iterator[int]:
+    """Meanwhile, a session (``'holder'``) that took ``lock`` (``LOCK TABLE x``) in ACCESS
+    EXCLUSIVE mode, in a transaction it keeps open; yields its pid."""
     holder = raw_connection(alias, application_name="holder")
-    with holder.cursor() as cursor:
-        cursor.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
-        cursor.execute("SELECT pg_backend_pid()")
-        return holder, cursor.fetchone()[0]
+    try:
+        with holder.cursor() as cursor:
+            cursor.execute(f"{lock} IN ACCESS EXCLUSIVE MODE")
+            cursor.execute("SELECT pg_backend_pid()")
+            yield cursor.fetchone()[0]
+    finally:
+        holder.rollback()
+        holder.close()
 
 
 def waiting_for(alias: str, pid: int) -> list[str]:
@@ -1993,6 +1990,22 @@ def waiting_for(alias: str, pid: int) -> list[str]:
         alias, "SELECT query FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))", [pid]
     )
     return [query for (query,) in rows]
+
+
+def started_waiting_for(alias: str, pid: int, *args: str, **env: str) -> subprocess.Popen:
+    """A child command (``args``) once a session of its own (not only pg_dump's LOCK TABLE)
+    waits for a lock that session ``pid`` holds: for up to 600 s x 2."""
+    child = start_child(
+        alias,
+        *args,
+        MIGRATOR_TEST_SETTINGS=json.dumps({"PG_LOCK_TIMEOUT": 600, "LOCK_RETRIES": 1}),
+        **env,
+    )
+    wait_until(
+        lambda: any(not q.startswith("LOCK TABLE") for q in waiting_for(alias, pid)),
+        what="the backup to wait for the holder's lock",
+    )
+    return child
 
 
 @pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
@@ -2005,17 +2018,12 @@ def test_a_backup_waiting_for_a_lock_stops_at_once_on_a_signal(
     the waiting statements are cancelled on the server and the command ends at once, in
     one line, exit 6, nothing stored, no session of its own left waiting."""
     seed(db_alias)
-    holder, pid = holding_access_exclusive(db_alias, "ledger_entry")
-    try:
-        child = start_child(
+    with held_by_a_holder(db_alias, "LOCK TABLE ledger_entry") as pid:
+        child = started_waiting_for(
             db_alias,
+            pid,
             *("backup", "--format", format),
             MIGRATOR_TEST_BACKUP_DIR=str(backup_dir),
-            MIGRATOR_TEST_SETTINGS=json.dumps({"PG_LOCK_TIMEOUT": 600, "LOCK_RETRIES": 1}),
-        )
-        wait_until(  # its own session (not only pg_dump's LOCK TABLE) waits
-            lambda: any(not q.startswith("LOCK TABLE") for q in waiting_for(db_alias, pid)),
-            what="the backup to wait for the holder's lock",
         )
 
         err = signalled(child, signum)
@@ -2026,9 +2034,6 @@ def test_a_backup_waiting_for_a_lock_stops_at_once_on_a_signal(
         )
         assert list_backups() == []
         wait_until(lambda: waiting_for(db_alias, pid) == [], timeout=30, what="no waiter")
-    finally:
-        holder.rollback()
-        holder.close()
 
 
 @pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
@@ -2039,18 +2044,13 @@ def test_a_signal_as_a_runs_backup_waits_for_a_lock_interrupts_the_run_at_once(
     """In a run, SIGTERM raises migrator's own exception, not Ctrl-C's: it cancels the
     wait all the same; the run is interrupted (exit 5, recorded so), nothing applied."""
     seed(db_alias)
-    holder, pid = holding_access_exclusive(db_alias, "ledger_entry")
-    try:
-        child = start_child(
+    with held_by_a_holder(db_alias, "LOCK TABLE ledger_entry") as pid:
+        child = started_waiting_for(
             db_alias,
+            pid,
             *("safemigrate", "--yes", "--backup"),
             MIGRATOR_TEST_BACKUP_DIR=str(backup_dir),
             MIGRATOR_TEST_SCENARIO="tests.scenarios.migration_sets.basic",
-            MIGRATOR_TEST_SETTINGS=json.dumps({"PG_LOCK_TIMEOUT": 600, "LOCK_RETRIES": 1}),
-        )
-        wait_until(
-            lambda: any(not q.startswith("LOCK TABLE") for q in waiting_for(db_alias, pid)),
-            what="the backup to wait for the holder's lock",
         )
 
         err = signalled(child, signum)
@@ -2062,9 +2062,6 @@ def test_a_signal_as_a_runs_backup_waits_for_a_lock_interrupts_the_run_at_once(
         assert (child.returncode, err) == (5, f"CommandError: {said}\n")
         assert list_backups() == []
         wait_until(lambda: waiting_for(db_alias, pid) == [], timeout=30, what="no waiter")
-    finally:
-        holder.rollback()
-        holder.close()
     assert applied(db_alias, "scenarios") == []
     run = Run.objects.using(db_alias).get(command="safemigrate", outcome="interrupted")
     assert run.error == said
@@ -2077,8 +2074,7 @@ def test_a_portable_backup_waiting_for_a_lock_gives_up_naming_the_session_that_h
     """As a native backup: PG_LOCK_TIMEOUT x (1 + LOCK_RETRIES) at most, then one line
     naming that session, exit 6, nothing stored (a child: unbounded, it would wait on)."""
     seed(db_alias)
-    holder, pid = holding_access_exclusive(db_alias, "ledger_entry")
-    try:
+    with held_by_a_holder(db_alias, "LOCK TABLE ledger_entry") as pid:
         done = run_child(
             db_alias,
             *("backup", "--format", "portable"),
@@ -2086,9 +2082,6 @@ def test_a_portable_backup_waiting_for_a_lock_gives_up_naming_the_session_that_h
             MIGRATOR_TEST_BACKUP_DIR=str(backup_dir),
             MIGRATOR_TEST_SETTINGS=json.dumps({"PG_LOCK_TIMEOUT": 0.2, "LOCK_RETRIES": 1}),
         )
-    finally:
-        holder.rollback()
-        holder.close()
 
     assert (done.returncode, done.stdout) == (6, "")
     assert done.stderr.startswith(
