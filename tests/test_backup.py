@@ -19,6 +19,8 @@ from django.contrib.auth.models import Group, User
 from django.core.files.storage import FileSystemStorage
 from django.core.management.color import no_style
 from django.db import connections
+from django.db.migrations.loader import MigrationLoader
+from django.db.migrations.operations import AddField
 from django.db.migrations.recorder import MigrationRecorder
 from django.utils import timezone
 
@@ -43,6 +45,7 @@ from tests.utils import (
     start_child,
     start_paused_in_pg_restore,
     sweep_before_locking,
+    table_columns,
 )
 
 FORMATS = ["native", "portable"]
@@ -1723,6 +1726,94 @@ def test_a_portable_restore_into_a_database_ahead_of_the_backup_is_refused(db_al
     )
     assert snapshot(db_alias) == changed
     assert "scenarios_widget" in connections[db_alias].introspection.table_names()
+
+
+OLDER_MIGRATOR = "0003_migrationhash_verbose_name_plural"  # before MigrationHash.fake
+UPGRADE = "0004_migrationhash_fake_run_ordering"
+
+
+def hash_rows(alias: str) -> list[tuple]:
+    return list(
+        MigrationHash.objects.using(alias)
+        .order_by("id")
+        .values_list("id", "app_label", "name", "checksum", "applied_at", "duration", "run_id")
+    )
+
+
+def restored_with_migrators_own_kept(alias: str, before: dict, hashes: list) -> tuple:
+    """Check that the backup's rows, ``django_migrations`` and hash records are back, then
+    migrator's own migration that came after the backup, as the database had it; return
+    that migration's hash record."""
+    after = snapshot(alias)
+    *migrations, (_, app, name, _) = after.pop("migrations")
+    assert {**after, "migrations": migrations} == before
+    *restored, (_, *upgrade) = hash_rows(alias)
+    assert restored == hashes
+    assert (app, name) == tuple(upgrade[:2]) == ("migrator", UPGRADE)
+    assert not MigrationHash.objects.using(alias).filter(fake=True).exists()
+    out, err, _ = run_command("safemigrate", "--yes", database=alias)
+    assert (out, err) == ("No migrations to apply.\n", "")
+    assert run_command("verifymigrations", database=alias)[1:] == ("", 0)
+    return tuple(upgrade)
+
+
+def test_a_portable_backup_of_an_older_migrator_restores_after_an_upgrade(
+    db_alias, second_database
+):
+    """migrator's own migrations never put a database ahead of a backup: a portable backup
+    taken with its tables at 0003 (an older version's) restores after the upgrade applied
+    0004, in place and into a new database. Its rows come back into the installed version's
+    tables (MigrationHash.fake takes its default), its own 0004 stays applied, with its hash
+    record, and the audit recorded since the backup is kept."""
+    seed(db_alias)
+    assert run_command("migrate", "migrator", OLDER_MIGRATOR, database=db_alias)[2] == 0
+    execute(db_alias, "DELETE FROM migrator_migrationhash WHERE name = %s", [UPGRADE])
+    assert "fake" not in table_columns(db_alias, "migrator_migrationhash")
+    before, hashes = snapshot(db_alias), hash_rows(db_alias)
+    backup_id = take_backup(db_alias, "--format", "portable")
+    assert applied(db_alias, "migrator")[-1] == OLDER_MIGRATOR
+    assert run_command("safemigrate", "--yes", database=db_alias)[2] == 0  # the upgrade
+    upgrade = hash_rows(db_alias)[-1][1:]
+    change_everything(db_alias)
+    with audit.recorded(connections[db_alias], command="rollback", arguments={}) as later:
+        RunStep.objects.using(db_alias).create(
+            run=later, app_label="ledger", name="0005", direction="unapply"
+        )
+
+    out, err, code = run_command("restore", backup_id, "--yes", database=db_alias)
+
+    assert (code, err) == (0, ""), err
+    assert restored_with_migrators_own_kept(db_alias, before, hashes) == upgrade
+    kept = Run.objects.using(db_alias).get(pk=later.pk)
+    assert list(kept.steps.values_list("name", "direction")) == [("0005", "unapply")]
+
+    with repointed(db_alias, NAME=second_database):
+        out, err, code = run_command("restore", backup_id, "--yes", "--force", database=db_alias)
+
+        assert (code, err) == (0, ""), err
+        own = restored_with_migrators_own_kept(db_alias, before, hashes)
+        assert own[:3] == upgrade[:3]  # the same file's hash, recorded by this restore
+
+
+def test_migrators_own_migrations_change_its_rows_only_as_field_defaults_do():
+    """A portable restore loads an older migrator's rows into the installed version's
+    tables, the fields they lack taking their defaults: right while migrator's migrations
+    touch existing rows no other way. One that must (RunPython, RunSQL, a field removed
+    or renamed) must have the portable restore do the same to the rows it loads."""
+    loader = MigrationLoader(None, ignore_no_migrations=True)
+    operations = [
+        operation
+        for (app_label, _), migration in loader.disk_migrations.items()
+        if app_label == "migrator"
+        for operation in migration.operations
+    ]
+    kinds = {type(operation).__name__ for operation in operations}
+    assert kinds <= {"CreateModel", "AddField", "AlterModelOptions", "AddIndex", "AddConstraint"}
+    assert all(
+        operation.preserve_default and (operation.field.has_default() or operation.field.null)
+        for operation in operations
+        if isinstance(operation, AddField)
+    )
 
 
 @pytest.fixture

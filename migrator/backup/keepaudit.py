@@ -11,7 +11,9 @@ restore and merged back into the restored tables in the restore's own transactio
   under a new one; its steps follow it.
 
 Hash records are not merged: they must describe the restored ``django_migrations``, so
-the restored ones are kept and any without a matching applied migration are dropped.
+the restored ones are kept and any without a matching applied migration are dropped. A
+portable restore keeps migrator's own migrations applied, its tables being the installed
+version's: their records the backup lacks (an older migrator's) are put back.
 
 The statements are plain SQL with ``%s`` parameters, so one list serves every engine:
 executed through Django's cursor, rendered to a psql script, or run on a SQLite file.
@@ -28,6 +30,7 @@ from django.db.models import Field, Model
 
 from migrator.backup.base import Statement
 from migrator.models import MigrationHash, Run, RunStep
+from migrator.types import MigrationKey
 
 RUN_KEY = ("command", "host", "pid", "started_at")
 RUN_OUTCOME = ("outcome", "finished_at", "error", "failed_migration", "backup_id", "details")
@@ -58,6 +61,30 @@ def snapshot(connection: BaseDatabaseWrapper) -> AuditSnapshot:
 def find_run(connection: BaseDatabaseWrapper, run: Run) -> Run:
     """The row of ``run`` after a restore merged it back (its id may have changed)."""
     return Run.objects.using(connection.alias).get(**{name: getattr(run, name) for name in RUN_KEY})
+
+
+def hashes_of(connection: BaseDatabaseWrapper, keys: set[MigrationKey]) -> list[MigrationHash]:
+    """The hash records of these applied migrations, with their runs, read before a restore."""
+    if not keys:
+        return []
+    records = MigrationHash.objects.using(connection.alias).select_related("run")
+    return [
+        record
+        for record in records.filter(app_label__in={app_label for app_label, _ in keys})
+        if (record.app_label, record.name) in keys
+    ]
+
+
+def put_back_hashes(connection: BaseDatabaseWrapper, records: list[MigrationHash]) -> None:
+    """Insert the ``hashes_of`` records the restored table lacks, once the audit is merged
+    back (each names its run as merged)."""
+    hashes = MigrationHash.objects.using(connection.alias)
+    present = set(hashes.values_list("app_label", "name"))
+    for record in records:
+        if (record.app_label, record.name) not in present:
+            record.pk = None
+            record.run = find_run(connection, record.run) if record.run else None
+            record.save(using=connection.alias, force_insert=True)
 
 
 class _Sql:

@@ -42,6 +42,7 @@ from django.db.models import Model
 from django.utils.dateparse import parse_datetime
 
 from migrator import cancelling, interrupts, timeouts
+from migrator.backup import keepaudit
 from migrator.backup.base import (
     BackupEngine,
     Statement,
@@ -287,9 +288,13 @@ class PortableEngine(BackupEngine):
         if self.connection.vendor == "postgresql":
             with self.connection.cursor() as cursor:
                 cursor.execute("SET CONSTRAINTS ALL DEFERRED")
-        keep_migrator = not any(app == MIGRATOR_APP for app, _ in manifest.applied)
-        self._reach_state(manifest.applied, ignore_migrator=keep_migrator)
-        state = applied_models(self.connection)  # the backup's: the rows were written from it
+        executor = MigrationExecutor(self.connection)
+        own = {key for key in executor.loader.applied_migrations if key[0] == MIGRATOR_APP}
+        own_hashes = keepaudit.hashes_of(self.connection, own)
+        self._reach_state(executor, manifest.applied, own=own)
+        # The backup's models, which wrote its rows; but migrator's own, where kept (own),
+        # are the installed version's: an older one's rows take the new fields' defaults.
+        state = applied_models(self.connection)
         models = _models(header, state)
         self._flush(models)
         tail: list[dict[str, Any]] = []
@@ -305,25 +310,38 @@ class PortableEngine(BackupEngine):
                 raise BackupFailed(f"Unexpected record in the payload: {sorted(record)}.")
         if end != {"objects": objects, "migrations": len(migrations)}:
             raise BackupFailed("The payload is incomplete: its trailer is missing or wrong.")
-        self._replace_migrations(migrations, keep_migrator=keep_migrator)
+        self._replace_migrations(migrations, own=own)
         with self.connection.cursor() as cursor:
             for sql in self.connection.ops.sequence_reset_sql(no_style(), models):
                 cursor.execute(sql)
             for sql, params in keep_audit:
                 cursor.execute(sql, params or None)
-            if self.connection.vendor == "postgresql":
+        keepaudit.put_back_hashes(self.connection, own_hashes)
+        if self.connection.vendor == "postgresql":
+            with self.connection.cursor() as cursor:
                 cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # foreign keys, now
         if self.connection.vendor == "sqlite":
             self.connection.check_constraints(
                 table_names=[model._meta.db_table for model in models]
             )
 
-    def _reach_state(self, wanted: frozenset[MigrationKey], *, ignore_migrator: bool) -> None:
-        """Migrate forward to the backup's state if behind it; refuse anything else."""
-        executor = MigrationExecutor(self.connection)
+    def _reach_state(
+        self,
+        executor: MigrationExecutor,
+        wanted: frozenset[MigrationKey],
+        *,
+        own: set[MigrationKey],
+    ) -> None:
+        """Migrate forward to the backup's state if behind it; refuse anything else.
+
+        ``own``: migrator's migrations applied here. Its tables then stay as they are, the
+        installed version's (they hold the lock holder, hashes and audit that outlive every
+        restore), whatever the backup's say: an older migrator's backup is not behind.
+        """
         applied = set(executor.loader.applied_migrations)
-        if ignore_migrator:
-            applied = {key for key in applied if key[0] != MIGRATOR_APP}
+        if own:
+            applied -= own
+            wanted = frozenset(key for key in wanted if key[0] != MIGRATOR_APP)
         extra = applied - wanted
         if extra:
             raise BackupFailed(
@@ -396,11 +414,18 @@ class PortableEngine(BackupEngine):
         for start in range(0, len(objs), size):
             manager._insert(objs[start : start + size], fields=fields, raw=True)
 
-    def _replace_migrations(self, rows: list[dict[str, Any]], *, keep_migrator: bool) -> None:
+    def _replace_migrations(self, rows: list[dict[str, Any]], *, own: set[MigrationKey]) -> None:
+        """The backup's ``django_migrations``; where migrator's tables stayed (``own``), the
+        rows of its migrations are those applied here: the backup's row of each one it has,
+        then the others."""
         recorder = MigrationRecorder(self.connection)
         recorder.ensure_schema()
         queryset = recorder.migration_qs
-        kept = list(queryset.filter(app=MIGRATOR_APP)) if keep_migrator else []
+        kept = []
+        if own:
+            rows = [r for r in rows if r["app"] != MIGRATOR_APP or (r["app"], r["name"]) in own]
+            missing = own - {(r["app"], r["name"]) for r in rows}
+            kept = [r for r in queryset.filter(app=MIGRATOR_APP) if (r.app, r.name) in missing]
         queryset.all().delete()
         Recorded = recorder.Migration
         queryset.bulk_create(
