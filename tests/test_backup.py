@@ -1816,6 +1816,90 @@ def test_migrators_own_migrations_change_its_rows_only_as_field_defaults_do():
     )
 
 
+@pytest.mark.parametrize(
+    ("taken_with", "target", "recorded"),
+    [
+        (
+            "integrity_squashed",
+            "0001_squashed_0002_second",
+            ["0001_initial", "0002_second", "0001_squashed_0002_second"],
+        ),
+        ("integrity_linear", "0002_second", ["0001_initial", "0002_second"]),
+    ],
+    ids=["applied as the squash", "applied before the squash came"],
+)
+def test_a_portable_backup_of_a_squashed_app_is_drilled_and_restored(
+    db_alias, scenario, second_database, taken_with, target, recorded
+):
+    """The backup records the migrations a squash replaces (and the squash, when it was
+    applied as one), which Django's loader takes out of the graph for the squash: the
+    squash stands for them, in the drill and the restore, in place or into a new
+    database, as it does in Django's loader."""
+    seed(db_alias)
+    scenario(taken_with)
+    assert run_command("safemigrate", "scenarios", target, "--yes", database=db_alias)[2] == 0
+    assert applied(db_alias, "scenarios") == recorded
+    before = snapshot(db_alias)
+    backup_id = take_backup(db_alias, "--format", "portable")
+    scenario("integrity_squashed")  # the squash on disk from here on
+    change_everything(db_alias)
+
+    out, err, code = run_command("backup", "--verify", backup_id, "--full", database=db_alias)
+    assert (code, err) == (0, ""), err
+    out, err, code = run_command("restore", backup_id, "--yes", database=db_alias)
+    assert (code, err) == (0, ""), err
+    assert snapshot(db_alias) == before
+    with repointed(db_alias, NAME=second_database):
+        out, err, code = run_command("restore", backup_id, "--yes", "--force", database=db_alias)
+
+        assert (code, err) == (0, ""), err
+        assert snapshot(db_alias) == before
+        tables = connections[db_alias].introspection.table_names()
+        assert {"integrity_first", "integrity_second"} <= set(tables)
+        out, err, _ = run_command("safemigrate", "--yes", database=db_alias)
+        assert (out, err) == ("No migrations to apply.\n", "")
+
+
+@pytest.mark.parametrize(
+    ("taken_at", "now", "refusal"),
+    [
+        (
+            "0003_third",
+            "empty",
+            "The backup's migrations scenarios.0001_initial, scenarios.0002_second, "
+            "scenarios.0003_third are not on disk; cannot create its schema: check out the "
+            "code it was taken with.",
+        ),
+        (
+            "0001_initial",
+            "integrity_squashed",
+            "The backup has scenarios.0001_initial applied, only part of what "
+            "scenarios.0001_squashed_0002_second replaces; no plan reaches that state while "
+            "the squash is on disk: check out the code the backup was taken with.",
+        ),
+    ],
+    ids=["not on disk", "part of a squash"],
+)
+def test_a_portable_restore_that_cannot_make_the_backups_schema_says_why_in_one_line(
+    db_alias, scenario, second_database, taken_at, now, refusal
+):
+    seed(db_alias)
+    scenario("integrity_linear")
+    assert run_command("safemigrate", "scenarios", taken_at, "--yes", database=db_alias)[2] == 0
+    backup_id = take_backup(db_alias, "--format", "portable")
+    scenario(now)
+
+    report = json.loads(
+        run_command("backup", "--verify", backup_id, "--full", "--json", database=db_alias)[0]
+    )
+    assert report["cause"] == refusal
+    with repointed(db_alias, NAME=second_database):
+        out, err, code = run_command("restore", backup_id, "--yes", "--force", database=db_alias)
+
+        assert (code, err) == (6, refusal + "\n")
+        assert applied(db_alias, "scenarios") == []
+
+
 @pytest.fixture
 def second_database(db_alias, tmp_path) -> Iterator[str]:
     """Another fresh database of the same vendor, on the same server as db_alias's."""

@@ -36,12 +36,13 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.core.serializers.jsonl import Serializer as JsonlSerializer
 from django.db import DatabaseError, router, transaction
 from django.db.migrations.executor import MigrationExecutor
+from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.recorder import MigrationRecorder
 from django.db.migrations.state import StateApps
 from django.db.models import Model
 from django.utils.dateparse import parse_datetime
 
-from migrator import cancelling, interrupts, timeouts
+from migrator import cancelling, compat, interrupts, timeouts
 from migrator.backup import keepaudit
 from migrator.backup.base import (
     BackupEngine,
@@ -58,6 +59,7 @@ from migrator.types import (
     ProgressCallback,
     ProgressEvent,
     describe_keys,
+    migration_label,
 )
 
 PAYLOAD_FORMAT: Final = "migrator-portable"
@@ -328,7 +330,7 @@ class PortableEngine(BackupEngine):
     def _reach_state(
         self,
         executor: MigrationExecutor,
-        wanted: frozenset[MigrationKey],
+        wanted: Iterable[MigrationKey],
         *,
         own: set[MigrationKey],
     ) -> None:
@@ -338,10 +340,11 @@ class PortableEngine(BackupEngine):
         installed version's (they hold the lock holder, hashes and audit that outlive every
         restore), whatever the backup's say: an older migrator's backup is not behind.
         """
-        applied = set(executor.loader.applied_migrations)
+        loader = executor.loader
+        applied, wanted = set(loader.applied_migrations), _as_loaded(loader, wanted)
         if own:
             applied -= own
-            wanted = frozenset(key for key in wanted if key[0] != MIGRATOR_APP)
+            wanted = {key for key in wanted if key[0] != MIGRATOR_APP}
         extra = applied - wanted
         if extra:
             raise BackupFailed(
@@ -351,18 +354,13 @@ class PortableEngine(BackupEngine):
             )
         if applied == wanted:
             return
-        graph = executor.loader.graph
-        unknown = [key for key in wanted if key not in graph.nodes]
-        if unknown:
-            raise BackupFailed(
-                f"The backup's migrations {describe_keys(unknown)} are not on disk; cannot "
-                "create its schema."
-            )
+        nodes = _nodes_for(loader, wanted)
         targets = [
             key
-            for key in wanted
+            for key in nodes
             if not any(
-                child in wanted and child[0] == key[0] for child in graph.node_map[key].children
+                child in nodes and child[0] == key[0]
+                for child in loader.graph.node_map[key].children
             )
         ]
         plan = executor.migration_plan(targets)
@@ -441,6 +439,56 @@ class PortableEngine(BackupEngine):
             for sql in self.connection.ops.sequence_reset_sql(no_style(), [Recorded]):
                 cursor.execute(sql)
         queryset.bulk_create(Recorded(app=r.app, name=r.name, applied=r.applied) for r in kept)
+
+
+def _as_loaded(loader: MigrationLoader, keys: Iterable[MigrationKey]) -> set[MigrationKey]:
+    """Rows of ``django_migrations`` as Django's loader reads them: a squash is applied
+    when all it replaces are, and only then."""
+    keys = set(keys)
+    squashes = set(loader.replacements)
+    return (keys - squashes) | {
+        key for key in squashes if compat.all_replaced_applied(loader, key, keys)
+    }
+
+
+def _nodes_for(loader: MigrationLoader, wanted: set[MigrationKey]) -> set[MigrationKey]:
+    """The graph's nodes that make ``wanted`` (``_as_loaded``): a migration that Django's
+    loader took out of the graph for the squash that replaces it is made by that squash;
+    a squash out of the graph, by the migrations it replaces. BackupFailed when no node
+    makes one: it is not on disk, or the backup has only part of what a squash in the
+    graph replaces."""
+    graph = loader.graph
+    squash_of = {
+        tuple(replaced): key
+        for key, squash in loader.replacements.items()
+        for replaced in squash.replaces
+    }
+    nodes: set[MigrationKey] = set()
+    missing: list[MigrationKey] = []
+    partly: dict[MigrationKey, list[MigrationKey]] = {}  # squash: what the backup has of it
+    for key in wanted:
+        node = key
+        while node not in graph.nodes and node in squash_of:
+            node = squash_of[node]
+        if node in graph.nodes and node in wanted:
+            nodes.add(node)
+        elif node in graph.nodes:
+            partly.setdefault(node, []).append(key)
+        elif key not in loader.replacements:
+            missing.append(key)
+    if missing:
+        raise BackupFailed(
+            f"The backup's migrations {describe_keys(missing)} are not on disk; cannot create "
+            "its schema: check out the code it was taken with."
+        )
+    if partly:
+        squash, replaced = next(iter(partly.items()))
+        raise BackupFailed(
+            f"The backup has {describe_keys(replaced)} applied, only part of what "
+            f"{migration_label(squash)} replaces; no plan reaches that state while the squash "
+            "is on disk: check out the code the backup was taken with."
+        )
+    return nodes
 
 
 class _Serializer(JsonlSerializer):
