@@ -2192,23 +2192,11 @@ def test_a_backup_waiting_for_a_lock_stops_at_once_on_a_signal(
     """Ctrl-C or SIGTERM while the backup waits for a table's lock (here up to 600 s x 2):
     the waiting statements are cancelled on the server and the command ends at once, in
     one line, exit 6, nothing stored, no session of its own left waiting."""
-    seed(db_alias)
-    with held_by_a_holder(db_alias, "LOCK TABLE ledger_entry") as pid:
-        child = started_waiting_for(
-            db_alias,
-            pid,
-            *("backup", "--format", format),
-            MIGRATOR_TEST_BACKUP_DIR=str(backup_dir),
-        )
+    stopped = stopped_while_its_backup_waits(
+        db_alias, backup_dir, signum, "backup", "--format", format
+    )
 
-        err = signalled(child, signum)
-
-        assert (child.returncode, err) == (
-            6,
-            f"CommandError: Interrupted by {how}; run the command again to finish.\n",
-        )
-        assert list_backups() == []
-        wait_until(lambda: waiting_for(db_alias, pid) == [], timeout=30, what="no waiter")
+    assert stopped == (6, f"CommandError: Interrupted by {how}; run the command again to finish.\n")
 
 
 @pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
@@ -2218,28 +2206,38 @@ def test_a_signal_as_a_runs_backup_waits_for_a_lock_interrupts_the_run_at_once(
 ):
     """In a run, SIGTERM raises migrator's own exception, not Ctrl-C's: it cancels the
     wait all the same; the run is interrupted (exit 5, recorded so), nothing applied."""
-    seed(db_alias)
-    with held_by_a_holder(db_alias, "LOCK TABLE ledger_entry") as pid:
-        child = started_waiting_for(
-            db_alias,
-            pid,
-            *("safemigrate", "--yes", "--backup"),
-            MIGRATOR_TEST_BACKUP_DIR=str(backup_dir),
-            MIGRATOR_TEST_SCENARIO="tests.scenarios.migration_sets.basic",
-        )
+    stopped = stopped_while_its_backup_waits(
+        db_alias,
+        backup_dir,
+        signum,
+        *("safemigrate", "--yes", "--backup"),
+        MIGRATOR_TEST_SCENARIO="tests.scenarios.migration_sets.basic",
+    )
 
-        err = signalled(child, signum)
-
-        said = (
-            f"Interrupted by {how} during the backup taken first; nothing was changed, and "
-            "the run is recorded as interrupted."
-        )
-        assert (child.returncode, err) == (5, f"CommandError: {said}\n")
-        assert list_backups() == []
-        wait_until(lambda: waiting_for(db_alias, pid) == [], timeout=30, what="no waiter")
+    said = (
+        f"Interrupted by {how} during the backup taken first; nothing was changed, and "
+        "the run is recorded as interrupted."
+    )
+    assert stopped == (5, f"CommandError: {said}\n")
     assert applied(db_alias, "scenarios") == []
     run = Run.objects.using(db_alias).get(command="safemigrate", outcome="interrupted")
     assert run.error == said
+
+
+def stopped_while_its_backup_waits(
+    alias: str, backup_dir: Path, signum: int, *args: str, **env: str
+) -> tuple[int, str]:
+    """Exit code and stderr of a child command (``args``) sent ``signum`` while its backup
+    waits for a lock a holder keeps; it stored nothing, and left no session waiting."""
+    seed(alias)
+    with held_by_a_holder(alias, "LOCK TABLE ledger_entry") as pid:
+        child = started_waiting_for(
+            alias, pid, *args, MIGRATOR_TEST_BACKUP_DIR=str(backup_dir), **env
+        )
+        err = signalled(child, signum)
+        assert list_backups() == []
+        wait_until(lambda: waiting_for(alias, pid) == [], timeout=30, what="no waiter")
+    return child.returncode, err
 
 
 @pytest.mark.parametrize("db_alias", ["postgres"], indirect=True)
