@@ -26,7 +26,7 @@ from migrator import compat, concurrently, integrity, operations, signals, timeo
 from migrator.conf import get_settings
 from migrator.exceptions import MigrationFailed
 from migrator.models import MigrationHash, Run, RunStep
-from migrator.types import MigrationKey, migration_label
+from migrator.types import MIGRATOR_APP, MigrationKey, MigrationPlan, migration_label
 
 DjangoProgress = Callable[..., None]
 ROLLED_BACK = "It was rolled back"
@@ -57,6 +57,8 @@ INSERT_STEP = (
     "INSERT INTO {table} (run_id, app_label, name, direction, fake, duration, finished_at) "
     "VALUES (%s, %s, %s, %s, %s, %s, %s)"
 )
+
+CLAIM_HASHES = "UPDATE {table} SET run_id = %s WHERE app_label = %s AND name IN ({names})"
 
 
 class RecordingExecutor(MigrationExecutor):
@@ -387,6 +389,38 @@ class RecordingExecutor(MigrationExecutor):
                     INSERT_STEP.format(table=RunStep._meta.db_table), self.pending_steps
                 )
             self.pending_steps = []
+
+    def claim_bootstrapped(self, plan: MigrationPlan) -> None:
+        """Make migrator's own migrations that ``lifecycle.bootstrap`` applied under this
+        run's lock, before its record could be opened (their tables hold it), the run's
+        first steps: their hash records name the run (a killed run's steps are rebuilt
+        from them), and their steps are written with the others."""
+        if not plan:
+            return
+        names = [migration.name for migration, _ in plan]
+        hashes = MigrationHash.objects.using(self.connection.alias).filter(
+            app_label=MIGRATOR_APP, name__in=names
+        )
+        recorded = {record.name: record for record in hashes}
+        self._execute(
+            CLAIM_HASHES.format(
+                table=MigrationHash._meta.db_table, names=", ".join(["%s"] * len(names))
+            ),
+            [self.run.pk, MIGRATOR_APP, *names],
+        )
+        adapt = self.connection.ops.adapt_datetimefield_value
+        self.pending_steps[:0] = [
+            [
+                self.run.pk,
+                MIGRATOR_APP,
+                name,
+                RunStep.Direction.APPLY,
+                False,
+                recorded[name].duration,
+                adapt(recorded[name].applied_at),
+            ]
+            for name in names
+        ]
 
     def check_replacements(self) -> None:
         """Mark squashes applied as Django does, and record their hashes (integrity.verify).

@@ -159,11 +159,14 @@ def bootstrap(
             return plan
         plan = executor.migration_plan(targets)
     # Hashes afterwards: until migrator's last migration, its hash table may be older.
-    with executor.bootstrapping(ProgressAdapter(progress)):
+    # They keep each one's duration: the run opened next records them as its first steps.
+    adapter = ProgressAdapter(progress)
+    with executor.bootstrapping(adapter):
         executor.migrate(targets, plan=plan)
+    durations = {step.migration: step.duration for step in adapter.steps}
     with transaction.atomic(using=connection.alias):  # one commit, not one per migration
         for migration, _ in plan:
-            executor.record_hash(migration)
+            executor.record_hash(migration, durations[migration_label(migration)])
     planning.refresh_applied(executor.loader)
     return plan
 

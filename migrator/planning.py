@@ -16,7 +16,7 @@ from django.db.migrations.recorder import MigrationRecorder
 from migrator import risks, stages
 from migrator.exceptions import IntegrityViolation, InvalidRequest, UnknownTarget
 from migrator.risks.fields import describe_operation
-from migrator.types import MigrationPlan, MigrationTarget, Stage, migration_label
+from migrator.types import MIGRATOR_APP, MigrationPlan, MigrationTarget, Stage, migration_label
 
 
 def resolve_targets(
@@ -246,6 +246,20 @@ def forward_plan(executor: MigrationExecutor, targets: list[MigrationTarget]) ->
             "Use 'python manage.py rollback' to undo migrations."
         )
     return plan
+
+
+def own_plan(executor: MigrationExecutor) -> MigrationPlan:
+    """migrator's own pending migrations (after an upgrade of migrator): every run that
+    changes the database applies them first, under the run lock, whatever its target."""
+    targets = [key for key in executor.loader.graph.leaf_nodes() if key[0] == MIGRATOR_APP]
+    return executor.migration_plan(targets)
+
+
+def own_first(executor: MigrationExecutor, plan: MigrationPlan) -> MigrationPlan:
+    """A forward plan as safemigrate carries it out: migrator's own pending migrations
+    first (``own_plan``), then the rest of it."""
+    own = own_plan(executor)
+    return own + [step for step in plan if step not in own]
 
 
 @dataclass(frozen=True)

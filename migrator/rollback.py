@@ -20,6 +20,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations import Migration
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.state import ProjectState
+from django.db.models import Exists, OuterRef
 
 from migrator import audit, guard, history, integrity, planning, restore, risks, runner
 from migrator.audit import recorded
@@ -422,14 +423,19 @@ def last_safemigrate_run(connection: BaseDatabaseWrapper) -> Run | None:
     """The last safemigrate run on this database that applied anything, whatever its outcome.
 
     Succeeded, failed part-way or interrupted (a run killed by -9 is marked so first):
-    what it applied is undone. A run still going is not one to undo.
+    what it applied is undone. A run still going is not one to undo, nor one that applied
+    only migrator's own migrations (an upgrade of migrator), which no rollback unapplies.
     """
     if not history.has_audit_tables(connection):
         return None
     audit.mark_dead_runs(connection)
+    steps = RunStep.objects.filter(run=OuterRef("pk"))
     runs = Run.objects.using(connection.alias).filter(
         command="safemigrate",
         outcome__in=[Run.Outcome.SUCCEEDED, Run.Outcome.FAILED, Run.Outcome.INTERRUPTED],
+    )
+    runs = runs.exclude(
+        Exists(steps.filter(app_label=MIGRATOR_APP)), ~Exists(steps.exclude(app_label=MIGRATOR_APP))
     )
     return runs.order_by("-id").first()  # the database's order, not the hosts' clocks
 

@@ -75,6 +75,8 @@ def migration_plan(
     """Resolve a ``migrate``-style target into a forward plan, checking the history first.
 
     With ``stage``, the plan keeps what that deploy stage applies; the rest is held back.
+    migrator's own pending migrations come first in it, whatever the target or stage:
+    the run applies them before anything else (``lifecycle.bootstrap``).
     """
     connection = connections[database]
     connection.prepare_database()
@@ -85,7 +87,8 @@ def migration_plan(
         executor.loader, app_label, migration_name, run_syncdb=run_syncdb
     )
     plan, held = stages.select(planning.forward_plan(executor, targets), executor.loader, stage)
-    return targets, plan, executor, held
+    held = [item for item in held if not item.label.startswith(f"{MIGRATOR_APP}.")]
+    return targets, planning.own_first(executor, plan), executor, held
 
 
 def plan_report(
@@ -231,20 +234,23 @@ def _apply(
         )
         replanned = planning.plan_labels(plan)
         _refuse_changed_plan(connection, confirmed, replanned, options=options)
+        own = [planned for planned in report.plan if planned.label in bootstrapped]
         report.plan = [planned for planned in report.plan if planned.label not in bootstrapped]
         if replanned != confirmed:  # shrank: another run applied part of it
             report.plan = planning.describe_plan(
                 plan, connection=connection, loader=executor.loader, stage=options.stage
             )
         syncing = _unsynchronised(connection, syncing)  # of those confirmed, still missing
-        if not plan and not syncing:
+        if not plan and not syncing and not created:
             return
-        details = {"risks": risks.audit_summary(report.plan)}
+        details = {"risks": risks.audit_summary([*own, *report.plan])}  # all it applies
         with recorded(
             connection, command="safemigrate", arguments=options.arguments, details=details
         ) as run:
             report.run_id, executor.run = run.pk, run
-            report.backup_id = backup_before(run, report, options=options, progress=progress)
+            executor.claim_bootstrapped(created)
+            if plan or syncing:  # not for migrator's own alone: they are applied already
+                report.backup_id = backup_before(run, report, options=options, progress=progress)
             execute_plan(
                 executor,
                 run,

@@ -17,7 +17,7 @@ from django.db.migrations.loader import MigrationLoader
 from migrator import audit, runner, signals
 from migrator.exceptions import ConfirmationRequired
 from migrator.models import Run
-from migrator.types import RunOptions
+from migrator.types import RunOptions, migration_label
 from tests.utils import (
     applied,
     killed_when_paused,
@@ -39,6 +39,91 @@ def test_safemigrate_after_migrate_applied_part_of_migrators_own_migrations(db_a
     assert ContentType.objects.using(db_alias).filter(app_label="ledger").exists()
     assert run_command("migrationstatus", "--check", database=db_alias)[2] == 0
     assert Run.objects.using(db_alias).get(command="safemigrate").outcome == "succeeded"
+
+
+def own_last_migration_pending(alias: str, *target: str) -> str:
+    """A database that the release of migrator before its last migration migrated (to
+    ``target``): that migration is the only one pending of migrator's own. Its label."""
+    assert run_command("safemigrate", *target, database=alias)[2] == 0
+    graph = MigrationLoader(None, ignore_no_migrations=True).graph
+    [leaf] = graph.leaf_nodes("migrator")
+    [previous] = graph.node_map[leaf].parents
+    call_command("migrate", "migrator", previous.key[1], database=alias, verbosity=0)
+    return migration_label(leaf)
+
+
+@pytest.mark.parametrize("target", [(), ("ledger",)], ids=["no-target", "app-target"])
+def test_migrators_own_pending_migration_is_planned_checked_and_guarded_alone(
+    db_alias, settings, target
+):
+    own = own_last_migration_pending(db_alias)
+    settings.MIGRATOR = {**settings.MIGRATOR, "ENVIRONMENT": "production"}
+
+    out, err, code = run_command("safemigrate", *target, "--plan", database=db_alias)
+    assert (err, code) == ("", 0)
+    assert f"\n  {own} [before_deploy]\n" in out
+    assert "No planned migration operations." not in out
+    _, err, code = run_command("safemigrate", *target, "--check", database=db_alias)
+    assert (err, code) == (f"1 migration(s) not applied to {db_alias!r}.\n", 1)
+    out, err, code = run_command("safemigrate", *target, "--json", "--noinput", database=db_alias)
+    document = json.loads(out)
+    assert (code, document["outcome"], document["run_id"]) == (3, "refused", None)
+    assert [planned["migration"] for planned in document["plan"]] == [own]
+    assert "pass --yes to confirm." in err
+    assert own.split(".")[1] not in applied(db_alias, "migrator")
+
+
+def test_migrators_own_pending_migration_is_never_held_back_by_the_before_deploy_stage(
+    db_alias, settings
+):
+    """Marked after_deploy (MIGRATOR["STAGE_OVERRIDES"]), it is applied first all the same:
+    the run needs migrator's tables current to record itself."""
+    own = own_last_migration_pending(db_alias)
+    settings.MIGRATOR = {**settings.MIGRATOR, "STAGE_OVERRIDES": {own: "after_deploy"}}
+
+    out, err, code = run_command(
+        "safemigrate", "--plan", "--json", stage="before-deploy", database=db_alias
+    )
+
+    document = json.loads(out)
+    assert (code, err) == (0, "")
+    assert [planned["migration"] for planned in document["plan"]] == [own]
+    assert document["held_back"] == []
+
+
+@pytest.mark.parametrize(
+    ("deployed", "target", "steps"),
+    [
+        ((), (), []),
+        (("ledger", "0003"), ("ledger", "0003"), []),
+        (("ledger", "0003"), ("ledger", "0004"), ["ledger.0004_remove_entry_memo"]),
+    ],
+    ids=["alone", "alone-app-target", "with-the-projects"],
+)
+def test_migrators_own_pending_migration_is_applied_in_a_recorded_run(
+    db_alias, deployed, target, steps
+):
+    own = own_last_migration_pending(db_alias, *deployed)
+    [deploy] = Run.objects.using(db_alias).all()
+
+    out, err, code = run_command("safemigrate", *target, "--json", database=db_alias)
+
+    document = json.loads(out)
+    run = Run.objects.using(db_alias).latest("id")
+    assert (code, document["outcome"], document["run_id"]) == (0, "succeeded", run.pk)
+    assert document["own_first"] == [own]
+    assert [f"{step.app_label}.{step.name}" for step in run.steps.all()] == [own, *steps]
+    assert run.steps.get(app_label="migrator").duration > 0
+    app_label, name = own.split(".")
+    assert run.hashes.filter(app_label=app_label, name=name).exists()
+    out, err, code = run_command("safemigrate", *target, database=db_alias)
+    assert (out, err, code) == ("No migrations to apply.\n", "", 0)
+    assert Run.objects.using(db_alias).count() == 2
+    # migrator's own are never rolled back: --last undoes the last run that applied others.
+    out, _, _ = run_command("rollback", "--last", "--plan", "--json", database=db_alias)
+    document = json.loads(out)
+    assert document["source_run_id"] == (run if steps else deploy).pk
+    assert own not in [planned["migration"] for planned in document["plan"]]
 
 
 def own_tables(alias: str) -> list[str]:
@@ -147,7 +232,10 @@ def test_a_killed_runs_rebuilt_steps_keep_a_squash_in_its_place_with_its_duratio
     out, _, code = run_command("migrationhistory", "--json", database=db_alias)  # marks it
     assert [run["outcome"] for run in json.loads(out)["runs"]] == ["interrupted"]
     killed = Run.objects.using(db_alias).get()
-    steps = [(step.name, step.duration is not None) for step in killed.steps.order_by("id")]
+    steps = [
+        (step.name, step.duration is not None)
+        for step in killed.steps.filter(app_label="scenarios").order_by("id")
+    ]
     assert steps == [("0001_squashed_0002_second", True), ("0003_third", True)]
 
 

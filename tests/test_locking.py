@@ -10,6 +10,7 @@ from migrator import locking
 from migrator.models import Run
 from tests.utils import (
     applied,
+    own_migration_labels,
     run_child,
     run_command,
     start_child,
@@ -86,9 +87,13 @@ def test_kill_9_mid_migration_leaves_nothing_half_applied(db_alias, paused_run):
     outcomes = list(Run.objects.using(db_alias).order_by("id").values_list("outcome", flat=True))
     assert outcomes == ["interrupted", "succeeded"]
     killed = Run.objects.using(db_alias).get(outcome="interrupted")
-    steps = list(killed.steps.values_list("name", "duration"))
-    assert [name for name, _ in steps] == ["0001_initial", "0002_widget_size"]
-    assert all(duration is not None for _, duration in steps)
+    steps = list(killed.steps.values_list("app_label", "name", "duration"))
+    assert [f"{app}.{name}" for app, name, _ in steps] == [
+        *own_migration_labels(),  # made first, on this new database: the run's too
+        "scenarios.0001_initial",
+        "scenarios.0002_widget_size",
+    ]
+    assert all(duration is not None for _, _, duration in steps)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])

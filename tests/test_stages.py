@@ -34,6 +34,7 @@ from tests.utils import (
     ROOT,
     applied,
     child_env,
+    own_migration_labels,
     run_child,
     run_command,
     start_child,
@@ -369,6 +370,7 @@ def test_explicit_stage_beats_the_override_which_beats_inference(db_alias, scena
     report = json.loads(out)
     planned = {m["migration"]: (m["stage"], m["stage_source"]) for m in report["plan"]}
     assert planned == {
+        **dict.fromkeys(own_migration_labels(), ("before_deploy", "inferred")),
         "scenarios.0001_initial": ("before_deploy", "inferred"),
         "scenarios.0002_drop_name_marked_before": ("before_deploy", "explicit"),
     }

@@ -165,8 +165,13 @@ def table_columns(alias: str, table: str) -> list[str]:
 
 def own_migrations() -> int:
     """How many migrations migrator ships for its own tables (a run applies them first)."""
-    loader = MigrationLoader(None, ignore_no_migrations=True)
-    return sum(1 for app_label, _ in loader.disk_migrations if app_label == "migrator")
+    return len(own_migration_labels())
+
+
+def own_migration_labels() -> list[str]:
+    """migrator's own migrations in the order a run on a new database applies them, first."""
+    graph = MigrationLoader(None, ignore_no_migrations=True).graph
+    return [f"{app}.{name}" for app, name in graph.forwards_plan(*graph.leaf_nodes("migrator"))]
 
 
 def applied(alias: str, app_label: str) -> list[str]:
