@@ -27,7 +27,7 @@ from migrator.exceptions import (
     LockNotAcquired,
     RunInterrupted,
 )
-from migrator.models import MigrationHash, Run, RunStep
+from migrator.models import BatchProgress, MigrationHash, Run, RunStep
 from migrator.types import ProgressCallback, ProgressEvent, ignore_progress
 
 logger = logging.getLogger(__name__)
@@ -270,12 +270,30 @@ def mark_abandoned_runs(
 
 def _last_activity(run: Run) -> datetime:
     """When a run whose process died was last known to act: its last step or hash record,
-    else its start; not when someone found it (which could be the next morning)."""
+    or the last batch committed in the migration it stopped in, else its start; not when
+    someone found it (which could be the next morning)."""
     known = [
         run.steps.aggregate(last=Max("finished_at"))["last"],
         run.hashes.aggregate(last=Max("applied_at"))["last"],
+        _last_batch(run),
     ]
     return max([run.started_at, *(moment for moment in known if moment is not None)])
+
+
+def _last_batch(run: Run) -> datetime | None:
+    """When the last batch of the non-atomic migration ``run`` stopped in committed.
+
+    Batch progress names no run, only its migration: the executor names the non-atomic
+    migration a run is in on its record, and from its start the run held the lock, so
+    that migration's progress written since was its own (both stamped by its process).
+    """
+    if not run.failed_migration:
+        return None
+    app_label, _, name = run.failed_migration.partition(".")
+    batches = BatchProgress.objects.using(run._state.db).filter(
+        app_label=app_label, migration=name, updated_at__gte=run.started_at
+    )
+    return batches.aggregate(last=Max("updated_at"))["last"]
 
 
 def stopped_part_way(run: Run) -> str:

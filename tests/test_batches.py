@@ -136,6 +136,7 @@ def test_kill_9_half_way_then_safemigrate_resumes_and_every_row_is_done_once(db_
     killed_when_paused(child)  # batch 12 and its progress have committed
     assert counters(db_alias) == {1: 1_200, 0: 1_800}
     assert applied(db_alias, "scenarios") == ["0001_initial"]
+    last_batch = BatchProgress.objects.using(db_alias).get().updated_at
     [in_flight] = operations.progress_in_flight(connections[db_alias])
     assert in_flight["migration"] == "scenarios.0002_backfill"
     assert (in_flight["rows_done"], in_flight["rows_estimated"]) == (1_200, 3_000)
@@ -158,6 +159,7 @@ def test_kill_9_half_way_then_safemigrate_resumes_and_every_row_is_done_once(db_
     runs = list(Run.objects.using(db_alias).order_by("id"))
     assert [run.outcome for run in runs] == ["succeeded", "interrupted", "succeeded"]
     assert interrupted == [runs[1].pk]
+    assert runs[1].finished_at == last_batch  # its last known activity: not its start
     assert [step.name for step in runs[2].steps.all()] == ["0002_backfill"]
 
 
@@ -177,6 +179,7 @@ def test_a_rollback_killed_half_way_is_not_ready_and_said_so_until_it_is_run_aga
     killed_when_paused(child)  # batch 5 of the undo and its progress have committed
     assert counters(db_alias) == {0: 500, 1: 2_500}
     assert applied(db_alias, "scenarios") == ["0001_initial", "0002_backfill"]
+    last_batch = BatchProgress.objects.using(db_alias).get(direction="unapply").updated_at
 
     out, err, code = run_command("migrationstatus", "--check", database=db_alias)
 
@@ -194,6 +197,8 @@ def test_a_rollback_killed_half_way_is_not_ready_and_said_so_until_it_is_run_aga
         "finish it: it resumes."
     ) in out
     assert counters(db_alias) == {0: 500, 1: 2_500}  # nothing applied again
+    killed = Run.objects.using(db_alias).get(command="rollback")
+    assert (killed.outcome, killed.finished_at) == ("interrupted", last_batch)
 
     out, err, code = run_command("rollback", "scenarios", "0001", "--noinput", database=db_alias)
 
