@@ -28,7 +28,7 @@ from migrator.exceptions import (
     RunInterrupted,
 )
 from migrator.models import BatchProgress, MigrationHash, Run, RunStep
-from migrator.types import ProgressCallback, ProgressEvent, ignore_progress
+from migrator.types import MigrationKey, ProgressCallback, ProgressEvent, ignore_progress
 
 logger = logging.getLogger(__name__)
 
@@ -327,16 +327,22 @@ def mark_dead_runs(connection: BaseDatabaseWrapper) -> int:
 
 def _restore_apply_steps(connection: BaseDatabaseWrapper, run: Run) -> None:
     """A killed run never wrote its apply steps, nor one whose database refused them (a
-    SQLite file write-locked meanwhile): rebuild them from its hash records."""
+    SQLite file write-locked meanwhile): rebuild them from its hash records.
+
+    A ``--fake`` run only recorded every one, whatever its hash records say: a migrator
+    older than its migration 0004 wrote no ``fake`` in them (None now, see
+    ``unrecorded_fakes``), and rebuilt the steps of such a run as real applies.
+    """
     if run.steps.filter(direction=RunStep.Direction.APPLY).exists():
         return
+    faked = bool(run.arguments.get("fake"))
     RunStep.objects.using(connection.alias).bulk_create(
         RunStep(
             run=run,
             app_label=record.app_label,
             name=record.name,
             direction=RunStep.Direction.APPLY,
-            fake=record.fake,
+            fake=faked or bool(record.fake),
             duration=record.duration,
             finished_at=record.applied_at,
         )
@@ -344,3 +350,15 @@ def _restore_apply_steps(connection: BaseDatabaseWrapper, run: Run) -> None:
         .filter(run=run)
         .order_by("applied_at", "id")
     )
+
+
+def unrecorded_fakes(connection: BaseDatabaseWrapper, keys: set[MigrationKey]) -> set[MigrationKey]:
+    """The applied migrations among ``keys`` whose hash record cannot say whether their
+    apply was faked: written by a migrator older than its migration 0004 (``fake`` is
+    None since migrator.0005), or missing."""
+    known = MigrationHash.objects.using(connection.alias).filter(
+        app_label__in={app_label for app_label, _ in keys},
+        name__in={name for _, name in keys},
+        fake__isnull=False,
+    )
+    return keys - set(known.values_list("app_label", "name"))

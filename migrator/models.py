@@ -77,7 +77,9 @@ class MigrationHash(models.Model):
     checksum = models.CharField(max_length=100)
     applied_at = models.DateTimeField(default=timezone.now)
     duration = models.FloatField(null=True, blank=True)  # the run's step, should it be killed
-    fake = models.BooleanField(default=False)  # only recorded (--fake): so is a killed run's step
+    # Only recorded (--fake): so is a killed run's rebuilt step. None: not known, written by
+    # a migrator older than its migration 0004 (see migrator.0005).
+    fake = models.BooleanField(null=True, default=False)
     run = models.ForeignKey(
         Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="hashes"
     )

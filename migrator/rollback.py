@@ -96,7 +96,7 @@ class Problem:
     """One reason the validation refuses a rollback."""
 
     code: str  # not_applied | irreversible | integrity | depended_on | squashed | own_tables
-    # | no_backup
+    # | no_backup | fake_unknown
     message: str
     migration: str = ""
     operation: str = ""
@@ -488,10 +488,11 @@ def _last_run_plan(
     steps = run.steps.filter(direction=RunStep.Direction.APPLY).exclude(app_label=MIGRATOR_APP)
     applied = loader.applied_migrations
     keys = {(s.app_label, s.name) for s in steps if (s.app_label, s.name) in applied}
-    executor.fake_keys = frozenset({(s.app_label, s.name) for s in steps if s.fake} & keys)
+    faked = {(s.app_label, s.name) for s in steps if s.fake} & keys
     missing = {key for key in keys if key not in loader.graph.nodes}
     keys -= missing
     keys |= _squashes_to_unapply(loader, run, missing, report)
+    executor.fake_keys = _only_recorded(connection, run, keys, faked, report)
     full_plan = executor.migration_plan(loader.graph.leaf_nodes(), clean_start=True)
     ordered = [_key(migration) for migration, _ in full_plan if _key(migration) in keys]
     later: dict[MigrationKey, MigrationKey] = {}  # applied since -> the latest it depends on
@@ -511,6 +512,41 @@ def _last_run_plan(
         )
     plan = [(loader.graph.nodes[key], True) for key in reversed(ordered)]
     return run, plan, missing
+
+
+def _only_recorded(
+    connection: BaseDatabaseWrapper,
+    run: Run,
+    keys: set[MigrationKey],
+    faked: set[MigrationKey],
+    report: RollbackReport,
+) -> frozenset[MigrationKey]:
+    """Which of ``keys`` the run only recorded as applied: they are unapplied as fake.
+
+    The run's own record first: a ``--fake`` run only recorded them all, whoever rebuilt
+    its steps (a migrator older than its migration 0004 rebuilt a killed run's as real
+    applies). A ``--fake-initial`` run's steps say which (``faked``), unless it did not
+    finish and they were rebuilt from hash records that cannot say: those are a problem,
+    as their reverse would drop a table the run may only have adopted.
+    """
+    if run.arguments.get("fake"):
+        return frozenset(keys)
+    if run.arguments.get("fake_initial") and run.outcome != Run.Outcome.SUCCEEDED:
+        unknown = audit.unrecorded_fakes(connection, keys - faked)
+        if unknown:
+            report.problems.append(
+                Problem(
+                    "fake_unknown",
+                    f"Run #{run.pk} ran with --fake-initial, and a migrator older than its "
+                    f"migration 0004 recorded it: nothing says whether it only faked "
+                    f"{describe_keys(unknown)}, so --last runs no reverse that could drop "
+                    "a table the run adopted; if the run created their tables, roll back "
+                    "to an explicit target (rollback <app_label> <migration_name>), if "
+                    "they were there before it, unrecord them ('python manage.py migrate "
+                    "<app_label> <migration_name> --fake').",
+                )
+            )
+    return frozenset(faked)
 
 
 def _squashes_to_unapply(
