@@ -10,6 +10,7 @@ import socket
 import subprocess
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -28,13 +29,21 @@ from migrator.exceptions import (
     RunInterrupted,
 )
 from migrator.models import BatchProgress, MigrationHash, Run, RunStep
-from migrator.types import MigrationKey, ProgressCallback, ProgressEvent, ignore_progress
+from migrator.types import (
+    MIGRATOR_APP,
+    MigrationKey,
+    ProgressCallback,
+    ProgressEvent,
+    ignore_progress,
+)
 
 logger = logging.getLogger(__name__)
 
 CI_REVISION_VARIABLES = ("MIGRATOR_REVISION", "GITHUB_SHA", "CI_COMMIT_SHA", "GIT_COMMIT")
 # Commands that run under the lock.
 LOCKED_COMMANDS = ("safemigrate", "rollback", "restore", "verifymigrations")
+# migrator's migration that added MigrationHash.fake: records before its own say nothing.
+FAKE_RECORDED_SINCE = "0004_migrationhash_fake_run_ordering"
 
 
 def actor() -> str:
@@ -330,8 +339,8 @@ def _restore_apply_steps(connection: BaseDatabaseWrapper, run: Run) -> None:
     SQLite file write-locked meanwhile): rebuild them from its hash records.
 
     A ``--fake`` run only recorded every one, whatever its hash records say: a migrator
-    older than its migration 0004 wrote no ``fake`` in them (None now, see
-    ``unrecorded_fakes``), and rebuilt the steps of such a run as real applies.
+    older than its migration 0004 wrote no ``fake`` in them, and rebuilt the steps of
+    such a run as real applies.
     """
     if run.steps.filter(direction=RunStep.Direction.APPLY).exists():
         return
@@ -346,19 +355,78 @@ def _restore_apply_steps(connection: BaseDatabaseWrapper, run: Run) -> None:
             duration=record.duration,
             finished_at=record.applied_at,
         )
-        for record in MigrationHash.objects.using(connection.alias)
-        .filter(run=run)
+        for record in hash_records(connection, run=run)
+    )
+
+
+@dataclass(frozen=True)
+class HashRecord:
+    """A hash record as far as migrator's applied migrations have its columns."""
+
+    app_label: str
+    name: str
+    applied_at: datetime
+    duration: float | None  # None: not measured, or no such column (before migrator.0002)
+    fake: bool | None
+
+
+def hash_records(connection: BaseDatabaseWrapper, **filters: Any) -> list[HashRecord]:
+    """The hash records matching ``filters``, oldest first, read from the columns their
+    table has: a command that only looks (``migrationstatus``, ``rollback --plan``) finds
+    a killed run before any of migrator's own migrations are applied, and applies none.
+
+    ``fake`` is None where no record says whether the apply was faked: written by a
+    migrator older than its migration 0004, which 0004 filled in with False. Before
+    migrator.0005 marks those NULL, the same rule as 0005's tells them apart.
+    """
+    table = MigrationHash._meta.db_table
+    with connection.cursor() as cursor:
+        nullable = {
+            column.name: column.null_ok
+            for column in connection.introspection.get_table_description(cursor, table)
+        }
+    fields = ["id", "app_label", "name", "applied_at"]
+    fields += [name for name in ("duration", "fake") if name in nullable]
+    rows = list(
+        MigrationHash.objects.using(connection.alias)
+        .filter(**filters)
         .order_by("applied_at", "id")
+        .values(*fields)
+    )
+    if "fake" in nullable and not nullable["fake"]:  # 0004 without 0005
+        since = _fake_recorded_since(connection)
+        for row in rows:
+            if row["fake"] is False and (since is None or row["id"] < since):
+                row["fake"] = None
+    return [
+        HashRecord(
+            row["app_label"],
+            row["name"],
+            row["applied_at"],
+            row.get("duration"),
+            row.get("fake"),
+        )
+        for row in rows
+    ]
+
+
+def _fake_recorded_since(connection: BaseDatabaseWrapper) -> int | None:
+    """The id of migrator.0004's own hash record: the records after it were written by a
+    migrator that records ``fake`` (see migrator.0005)."""
+    return (
+        MigrationHash.objects.using(connection.alias)
+        .filter(app_label=MIGRATOR_APP, name=FAKE_RECORDED_SINCE)
+        .values_list("id", flat=True)
+        .first()
     )
 
 
 def unrecorded_fakes(connection: BaseDatabaseWrapper, keys: set[MigrationKey]) -> set[MigrationKey]:
     """The applied migrations among ``keys`` whose hash record cannot say whether their
-    apply was faked: written by a migrator older than its migration 0004 (``fake`` is
-    None since migrator.0005), or missing."""
-    known = MigrationHash.objects.using(connection.alias).filter(
+    apply was faked (``hash_records``), or is missing."""
+    records = hash_records(
+        connection,
         app_label__in={app_label for app_label, _ in keys},
         name__in={name for _, name in keys},
-        fake__isnull=False,
     )
-    return keys - set(known.values_list("app_label", "name"))
+    return keys - {(r.app_label, r.name) for r in records if r.fake is not None}

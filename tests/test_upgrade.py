@@ -6,6 +6,8 @@ wrote them (plain SQL, on migrator's tables at ``migrator.0003``), then the curr
 migrator takes over, as it does after an upgrade.
 """
 
+import json
+
 import pytest
 from django.core.management import call_command
 from django.db.migrations.loader import MigrationLoader
@@ -13,10 +15,11 @@ from django.utils import timezone
 
 from migrator import integrity
 from migrator.models import MigrationHash, Run, RunStep
-from tests.utils import applied, execute, run_command
+from tests.utils import applied, execute, run_command, table_columns
 
 # Flags a deploy script passes when data loss is not what the test is about.
 SCRIPTED = ("--noinput", "--yes", "--allow-data-loss")
+FAKE_RECORDED_SINCE = "0004_migrationhash_fake_run_ordering"
 OLD_HASH = (
     "INSERT INTO migrator_migrationhash (app_label, name, checksum, applied_at, duration, run_id) "
     "VALUES (%s, %s, %s, %s, %s, %s)"
@@ -196,3 +199,126 @@ def test_hash_records_of_an_older_migrator_say_fake_is_not_known(db_alias):
         "newer.0002_faked": True,
         "older.0002_later": None,
     }
+
+
+def killed_widget_size_run(alias: str, own: str) -> Run:
+    """A run that applied scenarios.0002_widget_size and was killed (kill -9) before its
+    end, on migrator's tables at ``own``: written as the migrator of that schema writes."""
+    call_command("migrate", "scenarios", "0002", database=alias, verbosity=0)
+    run = Run.objects.using(alias).create(
+        command="safemigrate",
+        arguments={"app_label": "scenarios", "fake": False, "fake_initial": False},
+        database="default",
+        environment="development",
+        actor="deploy",
+        host="old-release",
+        pid=1,
+    )
+    columns = ["app_label", "name", "checksum", "applied_at", "run_id"]
+    values = ["scenarios", "0002_widget_size", checksum("scenarios", "0002_widget_size")]
+    values += [timezone.now(), run.pk]
+    if own >= "0002":
+        columns.append("duration")
+        values.append(0.01)
+    if own >= "0004":  # written by a migrator that records fake, after 0004's own record
+        columns.append("fake")
+        values.append(False)
+        execute(
+            alias,
+            "INSERT INTO migrator_migrationhash (app_label, name, checksum, applied_at, fake) "
+            "VALUES ('migrator', %s, %s, %s, false)",
+            [FAKE_RECORDED_SINCE, checksum("migrator", FAKE_RECORDED_SINCE), timezone.now()],
+        )
+    execute(
+        alias,
+        f"INSERT INTO migrator_migrationhash ({', '.join(columns)}) "
+        f"VALUES ({', '.join(['%s'] * len(columns))})",
+        values,
+    )
+    return run
+
+
+def own_schema(alias: str) -> tuple[list[str], dict[str, list[str]]]:
+    """migrator's applied migrations and its tables' columns."""
+    tables = ["migrator_run", "migrator_runstep", "migrator_migrationhash"]
+    return applied(alias, "migrator"), {table: table_columns(alias, table) for table in tables}
+
+
+@pytest.mark.parametrize("own", ["0001", "0002", "0003", "0004"])
+def test_read_only_commands_show_a_killed_run_on_migrators_older_tables(db_alias, scenario, own):
+    """They marked it through the ORM, which selected columns of migrator's later
+    migrations: 'no such column' (SQLite), a traceback (PostgreSQL), no --json document."""
+    scenario("basic")
+    at_migrator(db_alias, own)
+    run = killed_widget_size_run(db_alias, own)
+    schema = own_schema(db_alias)
+
+    out, err, code = run_command("migrationhistory", "--json", database=db_alias)
+    assert (code, err) == (0, "")
+    [shown] = json.loads(out)["runs"]
+    assert (shown["id"], shown["outcome"]) == (run.pk, "interrupted")
+    assert shown["migrations"] == [
+        {
+            "migration": "scenarios.0002_widget_size",
+            "direction": "apply",
+            "fake": False,
+            "duration": 0.01 if own >= "0002" else None,
+        }
+    ]
+    for command in (
+        ("migrationstatus",),
+        ("migrationstatus", "--json"),
+        ("migrationhistory",),
+        ("rollback", "--last", "--plan"),
+        ("rollback", "--last", "--plan", "--json"),
+        ("rollback", "--last", "--sql"),
+    ):
+        out, err, code = run_command(*command, database=db_alias)
+        assert (code, err) == (0, ""), command
+    out, _, _ = run_command("rollback", "--last", "--plan", database=db_alias)
+    assert f"Undoes safemigrate run #{run.pk} (interrupted)." in out
+    assert "  scenarios.0002_widget_size" in out
+    assert own_schema(db_alias) == schema  # read-only: migrator's own migrations wait
+
+    out, err, code = run_command("rollback", "--last", *SCRIPTED, database=db_alias)
+
+    assert (code, err) == (0, "")
+    assert "Unapplying scenarios.0002_widget_size... OK" in out
+    assert applied(db_alias, "scenarios") == ["0001_initial"]
+    assert applied(db_alias, "migrator")[-1] == "0005_migrationhash_fake_unknown"
+
+
+@pytest.mark.parametrize("own", ["0003", "0004"])
+def test_a_killed_fake_initial_run_is_refused_before_migrators_own_migrations_too(
+    db_alias, scenario, own
+):
+    """``rollback --last --plan`` reads what migrator.0005 will say: at 0004, its rule (the
+    records before 0004's own say nothing), not the False 0004 filled in."""
+    scenario("basic")
+    at_migrator(db_alias, "0003")
+    adoptable_widgets(db_alias)
+    run = old_run(db_alias, "--fake-initial")
+    if own == "0004":  # a migrator of that schema marked the run, its steps as the hash says
+        rebuilt_as_real(db_alias, run)
+        at_migrator(db_alias, "0004")
+        execute(
+            db_alias,
+            "INSERT INTO migrator_migrationhash (app_label, name, checksum, applied_at, fake) "
+            "VALUES ('migrator', %s, %s, %s, false)",
+            [FAKE_RECORDED_SINCE, checksum("migrator", FAKE_RECORDED_SINCE), timezone.now()],
+        )
+    schema = own_schema(db_alias)
+    refused = f"  - Run #{run.pk} ran with --fake-initial, and a migrator older than"
+
+    out, err, code = run_command("rollback", "--last", "--plan", database=db_alias)
+
+    assert (code, own_schema(db_alias)) == (7, schema)
+    assert refused in err
+    _, err, code = run_command("rollback", "--last", *SCRIPTED, database=db_alias)
+    assert (code, own_schema(db_alias)) == (7, schema)  # refused before the lock
+    assert refused in err
+    upgraded(db_alias)
+    _, err, code = run_command("rollback", "--last", *SCRIPTED, database=db_alias)
+    assert code == 7
+    assert refused in err
+    assert execute(db_alias, "SELECT name FROM scenarios_widget") == [("kept",)]
