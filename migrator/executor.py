@@ -7,6 +7,7 @@ Here both are recorded inside the transaction whenever the migration is atomic, 
 with migrator's hash and run-step records, so that they commit or vanish together.
 """
 
+import copy
 import itertools
 import time
 from collections.abc import Callable, Iterator
@@ -88,6 +89,24 @@ class RecordingExecutor(MigrationExecutor):
             yield
         finally:
             self.progress_callback, self.record_hashes = saved
+
+    def detect_soft_applied(
+        self, project_state: ProjectState | None, migration: Migration
+    ) -> tuple[bool, ProjectState | None]:
+        """Django's (``--fake-initial``), which trusts initial migrations only; migrator's
+        own are trusted all: only they make its tables and columns, and a node of an older
+        release that followed its advice (``safemigrate migrator --prune``) forgot newer
+        ones whose columns stay.
+
+        One with neither CreateModel nor AddField is not applied, and Django returns the
+        state after it all the same: the migration would then run from there, a no-op.
+        """
+        if migration.app_label != MIGRATOR_APP or migration.initial:
+            return super().detect_soft_applied(project_state, migration)
+        as_initial = copy.copy(migration)
+        as_initial.initial = True
+        applied, after = super().detect_soft_applied(project_state, as_initial)
+        return applied, after if applied else project_state
 
     def apply_migration(
         self,

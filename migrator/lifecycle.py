@@ -160,9 +160,11 @@ def bootstrap(
         plan = executor.migration_plan(targets)
     # Hashes afterwards: until migrator's last migration, its hash table may be older.
     # They keep each one's duration: the run opened next records them as its first steps.
+    # Where its tables were made before, one whose tables and columns are all there is
+    # recorded, not run (faked): its records were forgotten.
     adapter = ProgressAdapter(progress)
     with executor.bootstrapping(adapter):
-        executor.migrate(targets, plan=plan)
+        executor.migrate(targets, plan=plan, fake_initial=integrity.has_hash_table(connection))
     durations = {step.migration: step.duration for step in adapter.steps}
     with transaction.atomic(using=connection.alias):  # one commit, not one per migration
         for migration, _ in plan:

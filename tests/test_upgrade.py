@@ -10,7 +10,9 @@ import json
 
 import pytest
 from django.core.management import call_command
+from django.db import connections
 from django.db.migrations.loader import MigrationLoader
+from django.db.migrations.recorder import MigrationRecorder
 from django.utils import timezone
 
 from migrator import integrity
@@ -322,3 +324,27 @@ def test_a_killed_fake_initial_run_is_refused_before_migrators_own_migrations_to
     assert code == 7
     assert refused in err
     assert execute(db_alias, "SELECT name FROM scenarios_widget") == [("kept",)]
+
+
+def test_migrators_migrations_an_older_node_pruned_are_recorded_again(db_alias, scenario):
+    """A node of an older release refused to run beside migrator.0004 and 0005 (their
+    files missing there) and said 'safemigrate migrator --prune': their records went,
+    their column stayed. Every later run failed making that column again: 'column "fake"
+    ... already exists', a traceback."""
+    scenario("basic")
+    assert run_command("safemigrate", "scenarios", "0001", database=db_alias)[2] == 0
+    newer = [FAKE_RECORDED_SINCE, "0005_migrationhash_fake_unknown"]
+    MigrationRecorder(connections[db_alias]).migration_qs.filter(
+        app="migrator", name__in=newer
+    ).delete()
+    MigrationHash.objects.using(db_alias).filter(app_label="migrator", name__in=newer).delete()
+
+    out, err, code = run_command("safemigrate", "scenarios", "0002", database=db_alias)
+
+    assert (code, err) == (0, "")
+    assert f"  Applying migrator.{FAKE_RECORDED_SINCE}... FAKED" in out
+    assert "  Applying migrator.0005_migrationhash_fake_unknown... OK" in out
+    assert applied(db_alias, "migrator")[-2:] == newer
+    assert applied(db_alias, "scenarios") == ["0001_initial", "0002_widget_size"]
+    records = MigrationHash.objects.using(db_alias).filter(app_label="migrator", name__in=newer)
+    assert records.count() == 2
