@@ -1,6 +1,7 @@
 """Plans: which migrations a target means, in which direction, with what operations."""
 
 import difflib
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +17,14 @@ from django.db.migrations.recorder import MigrationRecorder
 from migrator import risks, stages
 from migrator.exceptions import IntegrityViolation, InvalidRequest, UnknownTarget
 from migrator.risks.fields import describe_operation
-from migrator.types import MIGRATOR_APP, MigrationPlan, MigrationTarget, Stage, migration_label
+from migrator.types import (
+    MIGRATOR_APP,
+    MigrationKey,
+    MigrationPlan,
+    MigrationTarget,
+    Stage,
+    migration_label,
+)
 
 
 def resolve_targets(
@@ -189,12 +197,14 @@ def describe_plan(
     connection: BaseDatabaseWrapper | None = None,
     loader: MigrationLoader | None = None,
     stage: Stage | None = None,
+    fake: Collection[MigrationKey] = (),
 ) -> list[PlannedMigration]:
     """Each migration of a plan with a description of each of its operations.
 
     Given a connection, each operation also carries its risk findings (``risks.Finding``),
     with table sizes read from that database, and each migration its stage. ``stage``: the
-    deploy stage the plan runs in; in the after-deploy one no old code runs.
+    deploy stage the plan runs in; in the after-deploy one no old code runs. ``fake``: the
+    migrations only recorded, none of whose operations runs: they carry no finding.
     """
     findings, decisions = {}, {}
     if connection is not None and plan:
@@ -205,9 +215,8 @@ def describe_plan(
     described = []
     for migration, backwards in plan:
         operations = migration.operations[::-1] if backwards else migration.operations
-        per_operation = findings.get((migration.app_label, migration.name)) or [
-            [] for _ in operations
-        ]
+        key = (migration.app_label, migration.name)
+        per_operation = (key not in fake and findings.get(key)) or [[] for _ in operations]
         described.append(
             PlannedMigration(
                 app_label=migration.app_label,

@@ -370,7 +370,9 @@ def _prepare(
         targets = _resolve_target(executor.loader, request)
         plan = executor.migration_plan(targets)
         _check_backward(plan, targets, report)
-    report.plan = planning.describe_plan(plan, connection=connection, loader=executor.loader)
+    report.plan = planning.describe_plan(
+        plan, connection=connection, loader=executor.loader, fake=executor.fake_keys
+    )
     report.fake = [migration_label(m) for m, _ in plan if _key(m) in executor.fake_keys]
     if request.restore:  # runs no migration file: their integrity does not matter here
         _describe_restore(report, source_run)

@@ -712,3 +712,28 @@ def test_a_development_rollback_shows_the_data_it_destroys_as_its_plan_does(
         "  - scenarios.0004_widget_weight: column weight of scenarios_widget (1 row)"
     )
     assert out.index("Data the rollback destroys:") < out.index("Unapplying ")
+
+
+def test_last_claims_no_risk_for_what_it_unapplies_as_fake(db_alias, scenario):
+    """Undoing a faked CreateModel runs nothing: the plan said 'ML102 danger: Drops table
+    scenarios_widget (1 rows): its rows are lost', then kept them."""
+    scenario("basic")
+    migrate(db_alias, "scenarios", "0001")
+    execute(db_alias, "INSERT INTO scenarios_widget (name) VALUES ('kept')")
+    run_command("migrate", "scenarios", "zero", "--fake", database=db_alias, verbosity=0)
+    migrate(db_alias, "scenarios", "0001", "--fake")  # adopts the table
+
+    out, err, code = run_command("rollback", "--last", "--plan", database=db_alias)
+
+    assert (code, err) == (0, "")
+    assert "  scenarios.0001_initial [before_deploy: undo wait until the old code is back]\n" in out
+    assert "    Undo Create model Ledger\n    Undo Create model Widget\n" in out
+    assert "its rows are lost" not in out
+    assert "Hints, one per app and code:" not in out  # no finding at all
+    out, err, code = run_command("rollback", "--last", "--plan", "--json", database=db_alias)
+    [planned] = json.loads(out)["plan"]
+    assert [operation["findings"] for operation in planned["operations"]] == [[], []]
+    out, err, code = run_command("rollback", "--last", *SCRIPTED, database=db_alias)
+    assert (code, err) == (0, "")
+    assert "Risks in this plan" not in out
+    assert execute(db_alias, "SELECT name FROM scenarios_widget") == [("kept",)]
