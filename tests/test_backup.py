@@ -20,13 +20,14 @@ from django.core.files.storage import FileSystemStorage
 from django.core.management.color import no_style
 from django.db import connections
 from django.db.migrations.loader import MigrationLoader
-from django.db.migrations.operations import AddField
+from django.db.migrations.operations import AddField, AlterField, RunPython
 from django.db.migrations.recorder import MigrationRecorder
 from django.utils import timezone
 
 from migrator import audit
 from migrator.backup import get_manifest, list_backups
 from migrator.backup.manifest import _seal
+from migrator.backup.portable import fake_unknown
 from migrator.backup.storage import DirectoryStore
 from migrator.models import MigrationHash, Run, RunStep
 from project.ledger.models import Account, Entry
@@ -1729,7 +1730,7 @@ def test_a_portable_restore_into_a_database_ahead_of_the_backup_is_refused(db_al
 
 
 OLDER_MIGRATOR = "0003_migrationhash_verbose_name_plural"  # before MigrationHash.fake
-UPGRADE = "0004_migrationhash_fake_run_ordering"
+UPGRADE = ("0004_migrationhash_fake_run_ordering", "0005_migrationhash_fake_unknown")
 
 
 def hash_rows(alias: str) -> list[tuple]:
@@ -1740,21 +1741,26 @@ def hash_rows(alias: str) -> list[tuple]:
     )
 
 
-def restored_with_migrators_own_kept(alias: str, before: dict, hashes: list) -> tuple:
+def restored_with_migrators_own_kept(alias: str, before: dict, hashes: list) -> list[tuple]:
     """Check that the backup's rows, ``django_migrations`` and hash records are back, then
-    migrator's own migration that came after the backup, as the database had it; return
-    that migration's hash record."""
+    migrator's own migrations that came after the backup, as the database had them; the
+    backup's hash records say whether their applies were faked no more (NULL), as
+    migrator.0005 makes them say. Return those migrations' hash records."""
     after = snapshot(alias)
-    *migrations, (_, app, name, _) = after.pop("migrations")
+    migrations, later = after["migrations"][: -len(UPGRADE)], after["migrations"][-len(UPGRADE) :]
     assert {**after, "migrations": migrations} == before
-    *restored, (_, *upgrade) = hash_rows(alias)
+    rows = hash_rows(alias)
+    restored, upgrade = rows[: -len(UPGRADE)], [row[1:] for row in rows[-len(UPGRADE) :]]
     assert restored == hashes
-    assert (app, name) == tuple(upgrade[:2]) == ("migrator", UPGRADE)
+    assert [(app, name) for _, app, name, _ in later] == [row[:2] for row in upgrade]
+    assert [name for _, name in (row[:2] for row in upgrade)] == list(UPGRADE)
+    fakes = MigrationHash.objects.using(alias).order_by("id").values_list("fake", flat=True)
+    assert list(fakes)[: len(hashes)] == [None] * len(hashes)
     assert not MigrationHash.objects.using(alias).filter(fake=True).exists()
     out, err, _ = run_command("safemigrate", "--yes", database=alias)
     assert (out, err) == ("No migrations to apply.\n", "")
     assert run_command("verifymigrations", database=alias)[1:] == ("", 0)
-    return tuple(upgrade)
+    return upgrade
 
 
 def test_a_portable_backup_of_an_older_migrator_restores_after_an_upgrade(
@@ -1767,13 +1773,13 @@ def test_a_portable_backup_of_an_older_migrator_restores_after_an_upgrade(
     record, and the audit recorded since the backup is kept."""
     seed(db_alias)
     assert run_command("migrate", "migrator", OLDER_MIGRATOR, database=db_alias)[2] == 0
-    execute(db_alias, "DELETE FROM migrator_migrationhash WHERE name = %s", [UPGRADE])
+    execute(db_alias, "DELETE FROM migrator_migrationhash WHERE name IN (%s, %s)", UPGRADE)
     assert "fake" not in table_columns(db_alias, "migrator_migrationhash")
     before, hashes = snapshot(db_alias), hash_rows(db_alias)
     backup_id = take_backup(db_alias, "--format", "portable")
     assert applied(db_alias, "migrator")[-1] == OLDER_MIGRATOR
     assert run_command("safemigrate", "--yes", database=db_alias)[2] == 0  # the upgrade
-    upgrade = hash_rows(db_alias)[-1][1:]
+    upgrade = [row[1:] for row in hash_rows(db_alias)[-len(UPGRADE) :]]
     change_everything(db_alias)
     with audit.recorded(connections[db_alias], command="rollback", arguments={}) as later:
         RunStep.objects.using(db_alias).create(
@@ -1792,7 +1798,7 @@ def test_a_portable_backup_of_an_older_migrator_restores_after_an_upgrade(
 
         assert (code, err) == (0, ""), err
         own = restored_with_migrators_own_kept(db_alias, before, hashes)
-        assert own[:3] == upgrade[:3]  # the same file's hash, recorded by this restore
+        assert [row[:3] for row in own] == [row[:3] for row in upgrade]  # recorded anew
 
 
 def test_migrators_own_migrations_change_its_rows_only_as_field_defaults_do():
@@ -1808,12 +1814,20 @@ def test_migrators_own_migrations_change_its_rows_only_as_field_defaults_do():
         for operation in migration.operations
     ]
     kinds = {type(operation).__name__ for operation in operations}
-    assert kinds <= {"CreateModel", "AddField", "AlterModelOptions", "AddIndex", "AddConstraint"}
+    assert kinds <= {
+        *("CreateModel", "AddField", "AlterField", "AlterModelOptions", "AddIndex"),
+        *("AddConstraint", "RunPython"),
+    }
     assert all(
         operation.preserve_default and (operation.field.has_default() or operation.field.null)
         for operation in operations
         if isinstance(operation, AddField)
     )
+    assert all(
+        operation.field.null for operation in operations if isinstance(operation, AlterField)
+    )
+    replayed = {fake_unknown.forget_unrecorded_fakes}  # what portable restores do too
+    assert {op.code for op in operations if isinstance(op, RunPython)} <= replayed
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ and reset the sequences. Any error rolls all of it back.
 
 import datetime
 import gzip
+import importlib
 import io
 import itertools
 import json
@@ -53,6 +54,7 @@ from migrator.backup.base import (
 )
 from migrator.backup.manifest import Manifest
 from migrator.exceptions import BackupFailed
+from migrator.models import MigrationHash
 from migrator.types import (
     MIGRATOR_APP,
     MigrationKey,
@@ -66,6 +68,10 @@ PAYLOAD_FORMAT: Final = "migrator-portable"
 PAYLOAD_VERSION: Final = 1
 READ_CHUNK: Final = 2000  # rows per fetch from the database
 LOAD_BATCH: Final = 2000  # rows per INSERT batch (split further where the backend needs it)
+# The migration of migrator's that marks hash records not saying whether they were faked:
+# a portable restore of a backup taken before it marks the records it loads the same way.
+FAKE_UNKNOWN: Final = "0005_migrationhash_fake_unknown"
+fake_unknown = importlib.import_module(f"migrator.migrations.{FAKE_UNKNOWN}")
 COMPRESSLEVEL: Final = 1  # fast: about the size of level 6 on row data, in a third of the time
 
 
@@ -318,7 +324,7 @@ class PortableEngine(BackupEngine):
                 cursor.execute(sql)
             for sql, params in keep_audit:
                 cursor.execute(sql, params or None)
-        keepaudit.put_back_hashes(self.connection, own_hashes)
+        self._put_back_own(own_hashes, manifest)
         if self.connection.vendor == "postgresql":
             with self.connection.cursor() as cursor:
                 cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # foreign keys, now
@@ -326,6 +332,13 @@ class PortableEngine(BackupEngine):
             self.connection.check_constraints(
                 table_names=[model._meta.db_table for model in models]
             )
+
+    def _put_back_own(self, own_hashes: list[MigrationHash], manifest: Manifest) -> None:
+        """migrator's own hash records that the backup lacks, put back; and what migrator's
+        migrations that the backup predates did to hash records, done to those it held."""
+        keepaudit.put_back_hashes(self.connection, own_hashes)
+        if (MIGRATOR_APP, FAKE_UNKNOWN) not in manifest.applied:
+            fake_unknown.mark_unknown_fakes(MigrationHash.objects.using(self.connection.alias))
 
     def _reach_state(
         self,

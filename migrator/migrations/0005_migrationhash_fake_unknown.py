@@ -13,6 +13,13 @@ FAKE_RECORDED_SINCE = "0004_migrationhash_fake_run_ordering"
 
 
 def forget_unrecorded_fakes(apps, schema_editor):
+    hashes = apps.get_model("migrator", "MigrationHash").objects.using(
+        schema_editor.connection.alias
+    )
+    mark_unknown_fakes(hashes)
+
+
+def mark_unknown_fakes(hashes):
     """Mark NULL every False record but those written after migrator.0004's own record.
 
     The run that applies 0004 writes that record right after it; a record with a larger
@@ -21,10 +28,9 @@ def forget_unrecorded_fakes(apps, schema_editor):
     that record (a run killed before writing it, 0004 applied by plain ``migrate``),
     every False record is marked. One marked needlessly only makes ``rollback --last``
     refuse a ``--fake-initial`` run that did not finish; one missed could cost a table.
+    A portable restore of a backup taken before this migration does the same to the
+    records it loads (``hashes``: a queryset of them all).
     """
-    hashes = apps.get_model("migrator", "MigrationHash").objects.using(
-        schema_editor.connection.alias
-    )
     unknown = hashes.filter(fake=False)
     since = hashes.filter(app_label="migrator", name=FAKE_RECORDED_SINCE).first()
     if since is not None:
