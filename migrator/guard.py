@@ -23,7 +23,7 @@ from migrator.conf import get_settings
 from migrator.exceptions import ConfirmationRequired, MigratorError
 from migrator.models import Run
 from migrator.risks import LabelledFinding, plan_findings
-from migrator.types import ConfirmCallback
+from migrator.types import MIGRATOR_APP, ConfirmCallback
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def refuse_blocking_risks(
         item
         for item in plan_findings(plan)
         if item.finding.code in blocking and not item.finding.acknowledged
-        if not item.finding.muted
+        if not item.finding.muted and not _migrators_own(item)
     ]
     if not blocked:
         return
@@ -107,6 +107,12 @@ def refuse_blocking_risks(
     if record:
         refusal.refuse(message)
     raise ConfirmationRequired(message)
+
+
+def _migrators_own(item: LabelledFinding) -> bool:
+    """A finding of migrator's own migrations, which no block may hold back: every run
+    applies them first, before any of the project's, and no project can change them."""
+    return (item.migration or "").partition(".")[0] == MIGRATOR_APP
 
 
 def _unblocking(blocked: list[LabelledFinding]) -> str:

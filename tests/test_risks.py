@@ -423,6 +423,24 @@ def test_a_million_row_table_gets_the_planner_estimate_and_is_never_scanned(db_a
 # Blocking codes and acknowledgements ------------------------------------------------------
 
 
+def test_migrators_own_migrations_are_a_packages_and_never_blocked(db_alias, settings):
+    """migrator's own pending migration (after an upgrade of migrator) comes first in every
+    plan: its findings are an installed package's, whatever migrator is installed from,
+    and no BLOCKING_RISKS code holds it back; no project can change it."""
+    own = "0005_migrationhash_fake_unknown"  # a RunPython: ML501
+    assert run_command("migrate", "migrator", "0004", database=db_alias)[2] == 0
+    settings.MIGRATOR = {**settings.MIGRATOR, "BLOCKING_RISKS": ["ML501"]}
+
+    out, err, code = run_command("safemigrate", "migrator", "--plan", database=db_alias)
+
+    assert (code, err) == (0, "")
+    assert f"migrator.{own}" in out
+    assert "ML501 info: RunPython forget_unrecorded_fakes" in out
+    assert "ML501 in migrator (1 finding): migrator is an installed package" in out
+    assert run_command("safemigrate", "migrator", "--yes", database=db_alias)[2] == 0
+    assert applied(db_alias, "migrator")[-1] == own
+
+
 def test_blocking_risks_stop_plan_and_run_unless_acknowledged(db_alias, scenario, settings):
     scenario("risk_ops")
     risk_ops_with_rows(db_alias)

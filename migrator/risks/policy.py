@@ -16,6 +16,7 @@ from django.db.migrations.loader import MigrationLoader
 from migrator.conf import get_settings
 from migrator.packages import third_party_apps
 from migrator.risks.findings import Finding
+from migrator.types import MIGRATOR_APP
 
 # Codes whose effect migrator cannot see: on an app new to the database they run on empty
 # tables (RunPython, RunSQL).
@@ -57,7 +58,9 @@ class AppPolicy:
 def app_policies(loader: MigrationLoader, app_labels: set[str]) -> dict[str, AppPolicy]:
     """The policy of each app of a plan."""
     levels = get_settings().app_risks
-    packages = third_party_apps(loader)
+    # migrator's own migrations are an installed package's wherever it is installed from
+    # (a checkout too): the project cannot edit them, and every run applies them first.
+    packages = {**third_party_apps(loader), MIGRATOR_APP: True}
     applied_apps = {app_label for app_label, _ in loader.applied_migrations}
     return {
         app_label: AppPolicy(
