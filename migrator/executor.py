@@ -434,7 +434,7 @@ class RecordingExecutor(MigrationExecutor):
                 MIGRATOR_APP,
                 name,
                 RunStep.Direction.APPLY,
-                False,
+                bool(recorded[name].fake),
                 recorded[name].duration,
                 adapt(recorded[name].applied_at),
             ]

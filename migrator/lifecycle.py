@@ -165,10 +165,11 @@ def bootstrap(
     adapter = ProgressAdapter(progress)
     with executor.bootstrapping(adapter):
         executor.migrate(targets, plan=plan, fake_initial=integrity.has_hash_table(connection))
-    durations = {step.migration: step.duration for step in adapter.steps}
+    steps = {step.migration: step for step in adapter.steps}
     with transaction.atomic(using=connection.alias):  # one commit, not one per migration
         for migration, _ in plan:
-            executor.record_hash(migration, durations[migration_label(migration)])
+            step = steps[migration_label(migration)]
+            executor.record_hash(migration, step.duration, fake=step.fake)
     planning.refresh_applied(executor.loader)
     return plan
 
