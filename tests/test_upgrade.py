@@ -100,17 +100,24 @@ def upgraded(alias: str) -> None:
     assert code == 0, err
 
 
+def upgraded_after_an_old_run(alias: str, scenario, flag: str, *, rebuilt: bool) -> Run:
+    """An older migrator's run with ``flag`` adopting a table, killed (``rebuilt``: its
+    steps then rebuilt as that migrator did, as real applies), then the upgrade."""
+    scenario("basic")
+    at_migrator(alias, "0003")
+    adoptable_widgets(alias)
+    run = old_run(alias, flag)
+    if rebuilt:
+        rebuilt_as_real(alias, run)
+    upgraded(alias)
+    return run
+
+
 @pytest.mark.parametrize("rebuilt", [False, True], ids=["killed", "rebuilt-as-real"])
 def test_a_killed_fake_run_of_an_older_migrator_is_unapplied_as_fake(db_alias, scenario, rebuilt):
     """Its hash record said nothing of --fake: ``rollback --last`` ran the reverse and
     dropped the adopted table with its rows."""
-    scenario("basic")
-    at_migrator(db_alias, "0003")
-    adoptable_widgets(db_alias)
-    run = old_run(db_alias, "--fake")
-    if rebuilt:
-        rebuilt_as_real(db_alias, run)
-    upgraded(db_alias)
+    run = upgraded_after_an_old_run(db_alias, scenario, "--fake", rebuilt=rebuilt)
 
     out, err, code = run_command("rollback", "--last", "--plan", database=db_alias)
     assert (code, err) == (0, "")
@@ -128,13 +135,7 @@ def test_a_killed_fake_initial_run_of_an_older_migrator_is_refused_by_last(
 ):
     """Nothing says whether it faked the migration (its table was there) or applied it:
     its reverse is run by no ``--last``."""
-    scenario("basic")
-    at_migrator(db_alias, "0003")
-    adoptable_widgets(db_alias)
-    run = old_run(db_alias, "--fake-initial")
-    if rebuilt:
-        rebuilt_as_real(db_alias, run)
-    upgraded(db_alias)
+    run = upgraded_after_an_old_run(db_alias, scenario, "--fake-initial", rebuilt=rebuilt)
 
     _, err, code = run_command("rollback", "--last", *SCRIPTED, database=db_alias)
 
