@@ -152,7 +152,7 @@ def bootstrap(
     else:
         with integrity.graph_errors():
             planning.refresh_applied(executor.loader)
-    targets = [key for key in executor.loader.graph.leaf_nodes() if key[0] == MIGRATOR_APP]
+    targets = planning.own_targets(executor.loader)
     plan = executor.migration_plan(targets)
     if not plan:
         if not _faked(executor, progress):

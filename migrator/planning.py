@@ -257,11 +257,15 @@ def forward_plan(executor: MigrationExecutor, targets: list[MigrationTarget]) ->
     return plan
 
 
+def own_targets(loader: MigrationLoader) -> list[MigrationKey]:
+    """The latest migrations of migrator's own, which make its tables as it needs them."""
+    return [key for key in loader.graph.leaf_nodes() if key[0] == MIGRATOR_APP]
+
+
 def own_plan(executor: MigrationExecutor) -> MigrationPlan:
     """migrator's own pending migrations (after an upgrade of migrator): every run that
     changes the database applies them first, under the run lock, whatever its target."""
-    targets = [key for key in executor.loader.graph.leaf_nodes() if key[0] == MIGRATOR_APP]
-    return executor.migration_plan(targets)
+    return executor.migration_plan(own_targets(executor.loader))
 
 
 def own_first(executor: MigrationExecutor, plan: MigrationPlan) -> MigrationPlan:
