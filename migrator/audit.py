@@ -4,6 +4,7 @@ A run's record is opened and closed in one place, ``recorded``: the flows' runs 
 run lock, see ``lifecycle.locked``) and the refusals of runs that never began alike.
 """
 
+import importlib
 import logging
 import os
 import socket
@@ -12,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from django.conf import settings
 from django.db import DatabaseError, connections, transaction
@@ -30,7 +31,6 @@ from migrator.exceptions import (
 )
 from migrator.models import BatchProgress, MigrationHash, Run, RunStep
 from migrator.types import (
-    MIGRATOR_APP,
     MigrationKey,
     ProgressCallback,
     ProgressEvent,
@@ -42,8 +42,10 @@ logger = logging.getLogger(__name__)
 CI_REVISION_VARIABLES = ("MIGRATOR_REVISION", "GITHUB_SHA", "CI_COMMIT_SHA", "GIT_COMMIT")
 # Commands that run under the lock.
 LOCKED_COMMANDS = ("safemigrate", "rollback", "restore", "verifymigrations")
-# migrator's migration that added MigrationHash.fake: records before its own say nothing.
-FAKE_RECORDED_SINCE = "0004_migrationhash_fake_run_ordering"
+# migrator's migration that marks the hash records which cannot say whether their apply
+# was faked (NULL): its rule also serves tables still without it, and portable restores.
+FAKE_UNKNOWN: Final = "0005_migrationhash_fake_unknown"
+fake_unknown = importlib.import_module(f"migrator.migrations.{FAKE_UNKNOWN}")
 
 
 def actor() -> str:
@@ -394,9 +396,10 @@ def hash_records(connection: BaseDatabaseWrapper, **filters: Any) -> list[HashRe
         .values(*fields)
     )
     if "fake" in nullable and not nullable["fake"]:  # 0004 without 0005
-        since = _fake_recorded_since(connection)
+        hashes = MigrationHash.objects.using(connection.alias)
+        unknown = set(fake_unknown.unknown_fakes(hashes).values_list("id", flat=True))
         for row in rows:
-            if row["fake"] is False and (since is None or row["id"] < since):
+            if row["id"] in unknown:
                 row["fake"] = None
     return [
         HashRecord(
@@ -408,17 +411,6 @@ def hash_records(connection: BaseDatabaseWrapper, **filters: Any) -> list[HashRe
         )
         for row in rows
     ]
-
-
-def _fake_recorded_since(connection: BaseDatabaseWrapper) -> int | None:
-    """The id of migrator.0004's own hash record: the records after it were written by a
-    migrator that records ``fake`` (see migrator.0005)."""
-    return (
-        MigrationHash.objects.using(connection.alias)
-        .filter(app_label=MIGRATOR_APP, name=FAKE_RECORDED_SINCE)
-        .values_list("id", flat=True)
-        .first()
-    )
 
 
 def unrecorded_fakes(connection: BaseDatabaseWrapper, keys: set[MigrationKey]) -> set[MigrationKey]:

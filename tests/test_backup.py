@@ -27,7 +27,6 @@ from django.utils import timezone
 from migrator import audit
 from migrator.backup import get_manifest, list_backups
 from migrator.backup.manifest import _seal
-from migrator.backup.portable import fake_unknown
 from migrator.backup.storage import DirectoryStore
 from migrator.models import MigrationHash, Run, RunStep
 from project.ledger.models import Account, Entry
@@ -1826,7 +1825,7 @@ def test_migrators_own_migrations_change_its_rows_only_as_field_defaults_do():
     assert all(
         operation.field.null for operation in operations if isinstance(operation, AlterField)
     )
-    replayed = {fake_unknown.forget_unrecorded_fakes}  # what portable restores do too
+    replayed = {audit.fake_unknown.forget_unrecorded_fakes}  # what portable restores do too
     assert {op.code for op in operations if isinstance(op, RunPython)} <= replayed
 
 

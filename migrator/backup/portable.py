@@ -16,7 +16,6 @@ and reset the sequences. Any error rolls all of it back.
 
 import datetime
 import gzip
-import importlib
 import io
 import itertools
 import json
@@ -43,7 +42,7 @@ from django.db.migrations.state import StateApps
 from django.db.models import Model
 from django.utils.dateparse import parse_datetime
 
-from migrator import cancelling, compat, interrupts, timeouts
+from migrator import audit, cancelling, compat, interrupts, timeouts
 from migrator.backup import keepaudit
 from migrator.backup.base import (
     BackupEngine,
@@ -68,10 +67,6 @@ PAYLOAD_FORMAT: Final = "migrator-portable"
 PAYLOAD_VERSION: Final = 1
 READ_CHUNK: Final = 2000  # rows per fetch from the database
 LOAD_BATCH: Final = 2000  # rows per INSERT batch (split further where the backend needs it)
-# The migration of migrator's that marks hash records not saying whether they were faked:
-# a portable restore of a backup taken before it marks the records it loads the same way.
-FAKE_UNKNOWN: Final = "0005_migrationhash_fake_unknown"
-fake_unknown = importlib.import_module(f"migrator.migrations.{FAKE_UNKNOWN}")
 COMPRESSLEVEL: Final = 1  # fast: about the size of level 6 on row data, in a third of the time
 
 
@@ -337,8 +332,9 @@ class PortableEngine(BackupEngine):
         """migrator's own hash records that the backup lacks, put back; and what migrator's
         migrations that the backup predates did to hash records, done to those it held."""
         keepaudit.put_back_hashes(self.connection, own_hashes)
-        if (MIGRATOR_APP, FAKE_UNKNOWN) not in manifest.applied:
-            fake_unknown.mark_unknown_fakes(MigrationHash.objects.using(self.connection.alias))
+        if (MIGRATOR_APP, audit.FAKE_UNKNOWN) not in manifest.applied:
+            hashes = MigrationHash.objects.using(self.connection.alias)
+            audit.fake_unknown.mark_unknown_fakes(hashes)
 
     def _reach_state(
         self,

@@ -20,23 +20,30 @@ def forget_unrecorded_fakes(apps, schema_editor):
 
 
 def mark_unknown_fakes(hashes):
-    """Mark NULL every False record but those written after migrator.0004's own record.
+    """Mark NULL the records of ``hashes`` (a queryset of them all) that ``unknown_fakes``
+    finds. A portable restore of a backup taken before this migration does the same to the
+    records it loads."""
+    unknown = unknown_fakes(hashes)
+    if unknown.exists():  # none on a new database: no write
+        unknown.update(fake=None)
+
+
+def unknown_fakes(hashes):
+    """Every False record of ``hashes`` but those written after migrator.0004's own record.
 
     The run that applies 0004 writes that record right after it; a record with a larger
     id (the database's order, not the hosts' clocks) was written by a migrator that
     records ``fake``, as an older one's insert failed on 0004's NOT NULL column. Without
     that record (a run killed before writing it, 0004 applied by plain ``migrate``),
-    every False record is marked. One marked needlessly only makes ``rollback --last``
-    refuse a ``--fake-initial`` run that did not finish; one missed could cost a table.
-    A portable restore of a backup taken before this migration does the same to the
-    records it loads (``hashes``: a queryset of them all).
+    every False record is one. One found needlessly only makes ``rollback --last`` refuse
+    a ``--fake-initial`` run that did not finish; one missed could cost a table. Commands
+    that only look at tables still without this migration find them the same way.
     """
     unknown = hashes.filter(fake=False)
     since = hashes.filter(app_label="migrator", name=FAKE_RECORDED_SINCE).first()
     if since is not None:
         unknown = unknown.filter(id__lt=since.id)
-    if unknown.exists():  # none on a new database: no write
-        unknown.update(fake=None)
+    return unknown
 
 
 class Migration(migrations.Migration):
